@@ -1,0 +1,346 @@
+//! Datasets in memory and in their `.npz` file (DESIGN.md, Formats).
+//!
+//! The file layout, which numpy, Keras and PyTorch users open unchanged:
+//!
+//! | array | dtype | shape |
+//! |---|---|---|
+//! | `x_train`, `x_val` | uint8 | (N, H, W), white figures on black |
+//! | `y_train`, `y_val` | uint8 | (N,) class labels |
+//! | `factors_train`, `factors_val` | float32 | (N, K) latent factors |
+//! | `factor_names` | unicode | (K,) |
+//! | `class_names` | unicode | (C,) in label order |
+//! | `spec` | unicode | () JSON: format, generator version, hash, name and the spec |
+//!
+//! A dataset from elsewhere may omit the factors, `factor_names`, `class_names` and `spec`;
+//! labels may be any integer dtype. Everything read is validated: shapes agree, labels are in
+//! range, images are uint8.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use shapes::{DatasetSpec, Split as Part, SplitData, FACTOR_NAMES, GENERATOR_VERSION, NUM_FACTORS};
+
+use crate::error::{Error, Result};
+use crate::fsio::write_file_atomic;
+use crate::npz::{NpzFile, NpzWriter};
+
+/// The format tag of a dataset's `spec` JSON.
+pub const DATASET_FORMAT: &str = "shapelab-dataset";
+
+/// One split.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Split {
+    /// `[n, h, w]`.
+    pub images: Vec<u8>,
+    /// `[n]`.
+    pub labels: Vec<u8>,
+    /// `[n, k]` with `k` the dataset's factor count (0 if unknown).
+    pub factors: Vec<f32>,
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+impl From<SplitData> for Split {
+    fn from(d: SplitData) -> Split {
+        Split {
+            images: d.images,
+            labels: d.labels,
+            factors: d.factors,
+        }
+    }
+}
+
+/// What a shapelab-made dataset records about itself (the `spec` array).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetMeta {
+    pub format: String,
+    pub generator: String,
+    pub shapelab_version: String,
+    /// The preset or spec name, a label outside the identity.
+    pub name: Option<String>,
+    /// SHA-256 of the generator version and the canonical spec.
+    pub hash: String,
+    /// The canonical spec.
+    pub spec: serde_json::Value,
+}
+
+impl DatasetMeta {
+    /// The metadata of a freshly generated dataset.
+    pub fn new(spec: &DatasetSpec, name: Option<String>) -> DatasetMeta {
+        DatasetMeta {
+            format: DATASET_FORMAT.into(),
+            generator: GENERATOR_VERSION.into(),
+            shapelab_version: crate::VERSION.into(),
+            name,
+            hash: spec.hash(),
+            spec: serde_json::from_str(&spec.canonical_json()).expect("canonical JSON parses"),
+        }
+    }
+
+    /// The first 12 hex digits of the hash, for display.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12.min(self.hash.len())]
+    }
+}
+
+/// A dataset: images, labels and factors of both splits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub height: usize,
+    pub width: usize,
+    pub class_names: Vec<String>,
+    pub factor_names: Vec<String>,
+    pub train: Split,
+    pub val: Split,
+    /// Present for datasets shapelab generated.
+    pub meta: Option<DatasetMeta>,
+}
+
+impl Dataset {
+    /// Generates a dataset from a validated spec. `progress` receives image counts.
+    pub fn generate(
+        spec: &DatasetSpec,
+        name: Option<String>,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Dataset {
+        let side = spec.image_size as usize;
+        Dataset {
+            height: side,
+            width: side,
+            class_names: shapes::Class::ALL
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            factor_names: FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
+            train: shapes::generate_split(spec, Part::Train, progress).into(),
+            val: shapes::generate_split(spec, Part::Val, progress).into(),
+            meta: Some(DatasetMeta::new(spec, name)),
+        }
+    }
+
+    /// The split by name.
+    pub fn split(&self, part: Part) -> &Split {
+        match part {
+            Part::Train => &self.train,
+            Part::Val => &self.val,
+        }
+    }
+
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Writes the `.npz` atomically.
+    pub fn write_npz(&self, path: &Path, force: bool) -> Result<()> {
+        let (h, w) = (self.height as u64, self.width as u64);
+        let k = self.factor_names.len() as u64;
+        write_file_atomic(path, force, |out| {
+            let mut z = NpzWriter::new(out);
+            for (name, s) in [("train", &self.train), ("val", &self.val)] {
+                let n = s.len() as u64;
+                z.add_u8(&format!("x_{name}"), &[n, h, w], &s.images)?;
+                z.add_u8(&format!("y_{name}"), &[n], &s.labels)?;
+                if k > 0 {
+                    z.add_f32(&format!("factors_{name}"), &[n, k], &s.factors)?;
+                }
+            }
+            let names: Vec<&str> = self.factor_names.iter().map(String::as_str).collect();
+            if k > 0 {
+                z.add_strings("factor_names", &[k], &names)?;
+            }
+            let classes: Vec<&str> = self.class_names.iter().map(String::as_str).collect();
+            z.add_strings("class_names", &[classes.len() as u64], &classes)?;
+            if let Some(meta) = &self.meta {
+                let json = serde_json::to_string(meta).expect("meta serialises");
+                z.add_strings("spec", &[], &[&json])?;
+            }
+            z.finish()?;
+            Ok(())
+        })
+    }
+
+    /// Reads and validates an `.npz` dataset (shapelab's or a compatible one).
+    pub fn read_npz(path: &Path) -> Result<Dataset> {
+        let f = NpzFile::open(path)?;
+        read_from(&f)
+    }
+}
+
+pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
+    let bad = |reason: String| Error::bad(f.path(), reason);
+    if !f.has("x_train") && f.has("x_panel") {
+        return Err(bad(
+            "is an image panel, not a dataset; pass a dataset made by `shapelab generate --preset`"
+                .into(),
+        ));
+    }
+    let meta = if f.has("spec") {
+        let json = f.strings("spec")?.into_iter().next().unwrap_or_default();
+        let meta: DatasetMeta = serde_json::from_str(&json).map_err(|e| {
+            bad(format!(
+                "array `spec` is not shapelab dataset metadata: {e}"
+            ))
+        })?;
+        if meta.format != DATASET_FORMAT {
+            return Err(bad(format!(
+                "`spec` says format {:?}, expected {DATASET_FORMAT:?}",
+                meta.format
+            )));
+        }
+        Some(meta)
+    } else {
+        None
+    };
+    let factor_names = if f.has("factor_names") {
+        f.strings("factor_names")?
+    } else {
+        Vec::new()
+    };
+    let mut hw = None;
+    let mut max_label = 0;
+    let mut splits = Vec::new();
+    for part in ["train", "val"] {
+        let (xs, images) = f.u8(&format!("x_{part}"))?;
+        if xs.len() != 3 || xs[1] == 0 || xs[2] == 0 {
+            return Err(bad(format!(
+                "array `x_{part}` has shape {xs:?}, expected (N, H, W) grayscale images"
+            )));
+        }
+        match hw {
+            None => hw = Some((xs[1], xs[2])),
+            Some(prev) if prev != (xs[1], xs[2]) => return Err(bad(format!(
+                "x_train images are {}x{} but x_val images are {}x{}; both splits need one size",
+                prev.0, prev.1, xs[1], xs[2]
+            ))),
+            _ => {}
+        }
+        let n = xs[0];
+        let (ys, labels) = f.ints(&format!("y_{part}"))?;
+        if ys != [n] {
+            return Err(bad(format!(
+                "array `y_{part}` has shape {ys:?}, expected ({n},) to match x_{part}"
+            )));
+        }
+        if let Some(bad_label) = labels.iter().find(|&&l| !(0..=255).contains(&l)) {
+            return Err(bad(format!(
+                "y_{part} holds label {bad_label}; labels must be 0..=255"
+            )));
+        }
+        max_label = labels.iter().copied().fold(max_label, i64::max);
+        let labels: Vec<u8> = labels.into_iter().map(|l| l as u8).collect();
+        let factors = if f.has(&format!("factors_{part}")) {
+            let (fs, v) = f.floats(&format!("factors_{part}"))?;
+            let k = factor_names.len() as u64;
+            if fs != [n, k] {
+                return Err(bad(format!(
+                    "array `factors_{part}` has shape {fs:?}, expected ({n}, {k}) for {k} factor_names"
+                )));
+            }
+            v
+        } else if factor_names.is_empty() {
+            Vec::new()
+        } else {
+            return Err(bad(format!("has factor_names but no factors_{part}")));
+        };
+        splits.push(Split {
+            images,
+            labels,
+            factors,
+        });
+    }
+    let class_names = if f.has("class_names") {
+        let names = f.strings("class_names")?;
+        if (max_label as usize) >= names.len() {
+            return Err(bad(format!(
+                "labels go up to {max_label} but class_names lists {} classes ({})",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        names
+    } else if max_label <= 2 {
+        shapes::Class::ALL
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
+    } else {
+        (0..=max_label).map(|i| format!("class{i}")).collect()
+    };
+    let (h, w) = hw.expect("both splits read");
+    let val = splits.pop().expect("two splits");
+    let train = splits.pop().expect("two splits");
+    if let Some(m) = &meta {
+        if factor_names.len() != NUM_FACTORS && !factor_names.is_empty() {
+            return Err(bad(format!(
+                "has {} factor names; shapelab {} writes {NUM_FACTORS}",
+                factor_names.len(),
+                m.generator
+            )));
+        }
+    }
+    Ok(Dataset {
+        height: h as usize,
+        width: w as usize,
+        class_names,
+        factor_names,
+        train,
+        val,
+        meta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Dataset {
+        let spec = shapes::SpecFile::from_toml(
+            "train = 30\nval = 12\nseed = 5\n[factors]\nsize = { min = 0.3, max = 0.9 }",
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        Dataset::generate(&spec, Some("t".into()), &|_| {})
+    }
+
+    #[test]
+    fn npz_round_trip() {
+        let d = small();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.npz");
+        d.write_npz(&p, false).unwrap();
+        let back = Dataset::read_npz(&p).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.meta.unwrap().hash.len(), 64);
+    }
+
+    #[test]
+    fn same_spec_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.npz"), dir.path().join("b.npz"));
+        small().write_npz(&a, false).unwrap();
+        small().write_npz(&b, false).unwrap();
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    }
+
+    #[test]
+    fn label_out_of_range_is_refused() {
+        let mut d = small();
+        d.val.labels[0] = 3;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.npz");
+        d.write_npz(&p, false).unwrap();
+        let e = Dataset::read_npz(&p).unwrap_err().to_string();
+        assert!(e.contains("labels go up to 3"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! The error type of the application library.
+//!
+//! Every message is one line that names the offending value (a path, a key, a number) and,
+//! where there is one, the fix. [`Error::is_usage`] tells the binary whether the user asked for
+//! something impossible (exit code 2) or something failed on the way (exit code 1).
+
+use std::path::{Path, PathBuf};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A spec or a requested value is invalid.
+    #[error(transparent)]
+    Spec(#[from] shapes::SpecError),
+
+    /// A command-line request that cannot be honoured (unknown name, conflicting options).
+    #[error("{0}")]
+    Usage(String),
+
+    /// The output exists and `--force` was not given.
+    #[error("{} already exists; pass --force to replace it or choose another --out", .0.display())]
+    Exists(PathBuf),
+
+    /// An input path does not exist.
+    #[error("{} does not exist; check the path", .0.display())]
+    NotFound(PathBuf),
+
+    /// Reading or writing a file failed.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+
+    /// A file exists but is not what it should be.
+    #[error("{}: {reason}", path.display())]
+    BadFile { path: PathBuf, reason: String },
+}
+
+impl Error {
+    /// True for mistakes in what was asked (exit 2), false for failures (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Spec(_) | Error::Usage(_) | Error::Exists(_))
+    }
+
+    /// An IO error on `path`.
+    pub fn io(path: &Path, err: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+
+    /// A malformed or foreign file.
+    pub fn bad(path: &Path, reason: impl Into<String>) -> Error {
+        Error::BadFile {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,207 @@
+//! Writing outputs so that an interrupted run never leaves a half file under the final name.
+//!
+//! Files are written to a temporary name in the destination directory, flushed and synced,
+//! then renamed over the final name (atomic on POSIX filesystems). Directory trees are built
+//! under a temporary name beside the destination and renamed into place the same way. An
+//! existing output is only replaced when the caller passes `force`.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Refuses an existing `path` unless `force`, and creates its parent directories.
+pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "the output path is empty; pass --out PATH".into(),
+        ));
+    }
+    if path.exists() && !force {
+        return Err(Error::Exists(path.to_path_buf()));
+    }
+    let parent = parent_dir(path);
+    if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+        return Err(Error::bad(
+            file,
+            "is a file, so it cannot hold the output; choose another --out",
+        ));
+    }
+    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))
+}
+
+/// tempfile's errors repeat the path; name the directory once with the reason.
+fn cannot_create_in(dir: &Path, e: std::io::Error) -> Error {
+    use std::io::ErrorKind::*;
+    let reason = match e.kind() {
+        NotFound => {
+            "cannot create files here (no such directory, or a special filesystem)".to_string()
+        }
+        PermissionDenied => {
+            "cannot create files here (permission denied); choose a writable --out".to_string()
+        }
+        ReadOnlyFilesystem => "cannot create files here (read-only file system)".to_string(),
+        other => format!("cannot create files here ({other})"),
+    };
+    Error::io(dir, std::io::Error::new(e.kind(), reason))
+}
+
+/// A temporary-name builder. Temporary files are private (0600) by default; outputs get the
+/// usual mode, which the process umask then narrows (0644 and 0755 with the common umask 022).
+fn staging(mode: u32) -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".shapelab-").suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes a file atomically through `write`, replacing an existing one only if `force`.
+pub fn write_file_atomic(
+    path: &Path,
+    force: bool,
+    write: impl FnOnce(&mut BufWriter<&fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    prepare_output(path, force)?;
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a directory; give a file path to --out",
+            path.display()
+        )));
+    }
+    let dir = parent_dir(path);
+    let tmp = staging(0o666)
+        .tempfile_in(&dir)
+        .map_err(|e| cannot_create_in(&dir, e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        write(&mut w)
+            .and_then(|_| w.flush())
+            .map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Builds a directory tree atomically: `fill` writes into a fresh temporary directory, which
+/// then takes the place of `path` (an existing tree is replaced only if `force`).
+pub fn write_dir_atomic(
+    path: &Path,
+    force: bool,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    prepare_output(path, force)?;
+    if path.is_file() {
+        return Err(Error::Usage(format!(
+            "{} is a file; give a directory path to --out for this format",
+            path.display()
+        )));
+    }
+    let dir = parent_dir(path);
+    let tmp = staging(0o777)
+        .tempdir_in(&dir)
+        .map_err(|e| cannot_create_in(&dir, e))?;
+    fill(tmp.path())?;
+    let staged = tmp.keep();
+    if path.exists() {
+        // Move the old tree aside first so the new one appears in one rename.
+        let old = tempfile::Builder::new()
+            .prefix(".shapelab-old-")
+            .tempdir_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?
+            .keep();
+        let aside = old.join("tree");
+        fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
+        fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_existing_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write_file_atomic(&p, false, |w| w.write_all(b"one")).unwrap();
+        let e = write_file_atomic(&p, false, |w| w.write_all(b"two")).unwrap_err();
+        assert!(matches!(e, Error::Exists(_)));
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        write_file_atomic(&p, true, |w| w.write_all(b"two")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+    }
+
+    #[test]
+    fn failed_write_keeps_the_old_file_and_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write_file_atomic(&p, false, |w| w.write_all(b"good")).unwrap();
+        let e = write_file_atomic(&p, true, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("interrupted"))
+        });
+        assert!(e.is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"good");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_are_not_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write_file_atomic(&p, false, |w| w.write_all(b"x")).unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_ne!(
+            mode & 0o044,
+            0,
+            "readable by others unless the umask forbids: {mode:o}"
+        );
+        let t = dir.path().join("tree");
+        write_dir_atomic(&t, false, |_| Ok(())).unwrap();
+        let mode = fs::metadata(&t).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode & 0o055, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn creates_parents_and_replaces_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deep/er/tree");
+        write_dir_atomic(&p, false, |d| {
+            fs::write(d.join("x"), "1").map_err(|e| Error::io(d, e))
+        })
+        .unwrap();
+        assert!(write_dir_atomic(&p, false, |_| Ok(())).is_err());
+        write_dir_atomic(&p, true, |d| {
+            fs::write(d.join("y"), "2").map_err(|e| Error::io(d, e))
+        })
+        .unwrap();
+        assert!(!p.join("x").exists() && p.join("y").exists());
+        let leftovers = fs::read_dir(dir.path().join("deep/er")).unwrap().count();
+        assert_eq!(leftovers, 1);
+    }
+}

@@ -1,0 +1,55 @@
+//! shapelab's application library: file formats, outputs and the views of the data.
+//!
+//! - [`dataset`] and [`panelfile`]: datasets and image panels in memory and as `.npz`;
+//! - [`imagefolder`]: the ImageFolder tree layout Keras and torchvision read;
+//! - [`npz`]: the `.npz` reader and writer underneath;
+//! - [`fsio`]: atomic file and directory writes;
+//! - [`draw`] and [`sheet`]: the raster canvas and contact sheets;
+//! - [`inspect`]: summaries of files, as text or JSON;
+//! - [`bench`]: the measurements behind `shapelab bench`.
+//!
+//! **Architecture invariant:** the command-line binary holds no logic of its own beyond
+//! parsing and printing; anything a command computes lives here, typed and testable. Every
+//! output is written through [`fsio`], so nothing half-written ever carries a final name.
+
+pub mod bench;
+pub mod dataset;
+pub mod draw;
+pub mod error;
+pub mod fsio;
+pub mod imagefolder;
+pub mod inspect;
+pub mod npz;
+pub mod panelfile;
+pub mod sheet;
+
+use std::path::Path;
+
+pub use dataset::Dataset;
+pub use error::{Error, Result};
+pub use panelfile::PanelData;
+
+/// The shapelab version recorded in every file it writes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A file `inspect` and later commands accept.
+pub enum Loaded {
+    Dataset(Dataset),
+    Panel(PanelData),
+}
+
+/// Reads a dataset (`.npz` or ImageFolder directory) or a panel (`.npz`).
+pub fn load(path: &Path) -> Result<Loaded> {
+    if !path.exists() {
+        return Err(Error::NotFound(path.to_path_buf()));
+    }
+    if path.is_dir() {
+        return imagefolder::read(path).map(Loaded::Dataset);
+    }
+    let f = npz::NpzFile::open(path)?;
+    if f.has("x_panel") {
+        PanelData::read_from(&f).map(Loaded::Panel)
+    } else {
+        dataset::read_from(&f).map(Loaded::Dataset)
+    }
+}

@@ -1,0 +1,164 @@
+//! The command-line interface as parsed: flags only, no logic (see `main.rs` for the glue).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A laboratory for watching small convolutional networks learn.
+///
+/// Generate controlled datasets of ellipses, rectangles and triangles, look at them, and (in
+/// later versions) train tiny CNNs over many seeds and open them up.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shapelab",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(help_expected = true)]
+pub struct Cli {
+    /// Worker threads (default: all cores). Results are identical at any count.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
+    /// Print no progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a dataset from a preset or a TOML spec, or an image panel.
+    #[command(after_help = GENERATE_EXAMPLES)]
+    Generate(GenerateArgs),
+    /// Summarise a dataset or panel file and write its contact sheet.
+    Inspect(InspectArgs),
+    /// Measure speed (not a test: prints figures for notes and comparisons).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+const GENERATE_EXAMPLES: &str = "\
+Examples:
+  shapelab generate --preset thesis-1.3 --out data/size.npz
+  shapelab generate --preset rotation --train 1200 --seed 7 --out data/rot.npz
+  shapelab generate my-spec.toml --out data/mine.npz --format both
+  shapelab generate --panel thesis-size --out data/panel-size.npz
+  shapelab generate --list";
+
+/// Output layouts of `generate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One .npz file that numpy.load reads.
+    Npz,
+    /// A train/CLASS/000001.png tree with factors.csv (Keras, torchvision).
+    Imagefolder,
+    /// Both: FILE.npz and the tree in FILE/.
+    Both,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").args(["spec", "preset", "panel", "list"]).required(true)))]
+pub struct GenerateArgs {
+    /// A TOML dataset spec (see docs/specs.md).
+    #[arg(value_name = "SPEC.toml")]
+    pub spec: Option<PathBuf>,
+
+    /// A named dataset (see --list), e.g. thesis-1.3, size, rotation, deform.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+
+    /// A named image panel instead of a dataset: thesis-size or thesis-rotation.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["train", "val", "seed", "format"])]
+    pub panel: Option<String>,
+
+    /// List the presets and panels and exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Where to write: a .npz file, or a directory for --format imagefolder.
+    #[arg(long, short, value_name = "PATH", required_unless_present = "list")]
+    pub out: Option<PathBuf>,
+
+    /// Training images (validation defaults to half as many).
+    #[arg(long, value_name = "N")]
+    pub train: Option<usize>,
+
+    /// Validation images (training defaults to twice as many).
+    #[arg(long, value_name = "N")]
+    pub val: Option<usize>,
+
+    /// Seed of every random draw.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Image side in pixels, 8 to 256.
+    #[arg(long, value_name = "PX")]
+    pub image_size: Option<u32>,
+
+    /// Output layout.
+    #[arg(long, value_enum, default_value_t = Format::Npz)]
+    pub format: Format,
+
+    /// Replace an existing output.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A dataset (.npz or ImageFolder directory) or a panel (.npz).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where to write the contact sheet (default: beside PATH, as NAME.contact.png).
+    #[arg(long, value_name = "PNG", conflicts_with = "no_sheet")]
+    pub sheet: Option<PathBuf>,
+
+    /// Do not write a contact sheet.
+    #[arg(long)]
+    pub no_sheet: bool,
+
+    /// Examples per class on the contact sheet.
+    #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub per_class: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Images per second drawing anti-aliased figures, at 1 thread and all threads.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGenerateArgs {
+    /// Images per timed run.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub images: usize,
+
+    /// Timed runs per setting (the best is reported).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

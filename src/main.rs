@@ -1,0 +1,338 @@
+//! The `shapelab` binary: parse the command line, validate it into a plan, call `lab`, print,
+//! and map the outcome to an exit code (0 success, 1 failure, 2 usage error).
+//!
+//! No computation lives here; see ARCHITECTURE.md.
+
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use cli::{BenchCommand, Cli, Command, Format, GenerateArgs, InspectArgs};
+use lab::inspect::Summary;
+use lab::{Dataset, Loaded, PanelData};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e
+                .downcast_ref::<lab::Error>()
+                .is_some_and(lab::Error::is_usage);
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n as usize)
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    match cli.command {
+        Command::Generate(args) => generate(args, cli.quiet),
+        Command::Inspect(args) => inspect(args),
+        Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
+    }
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    lab::Error::Usage(msg.into()).into()
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or with `--quiet`.
+fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if quiet {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn list_sources() {
+    println!("presets (shapelab generate --preset NAME --out FILE.npz):");
+    for p in shapes::presets::PRESETS {
+        let aliases = if p.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (alias: {})", p.aliases.join(", "))
+        };
+        println!("  {:<14} {}{aliases}", p.name, p.description);
+    }
+    println!("\npanels (shapelab generate --panel NAME --out FILE.npz):");
+    for (name, description) in shapes::panel::PANELS {
+        println!("  {name:<16} {description}");
+    }
+}
+
+fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
+    if args.list {
+        list_sources();
+        return Ok(());
+    }
+    let out = args.out.clone().expect("clap requires --out");
+    if let Some(name) = &args.panel {
+        return generate_panel(name, &args, &out);
+    }
+    let (mut file, origin) = match (&args.spec, &args.preset) {
+        (Some(path), None) => {
+            let src = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => lab::Error::NotFound(path.clone()),
+                _ => lab::Error::io(path, e),
+            })?;
+            let file = shapes::SpecFile::from_toml(&src)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            (file, path.display().to_string())
+        }
+        (None, Some(name)) => {
+            let preset = shapes::presets::find(name).ok_or_else(|| {
+                usage(format!(
+                    "unknown preset `{name}`; choose one of {} (see --list)",
+                    shapes::presets::names().join(", ")
+                ))
+            })?;
+            (preset.spec_file(), format!("preset {}", preset.name))
+        }
+        (Some(_), Some(_)) => return Err(usage("give either a SPEC file or --preset, not both")),
+        (None, None) => unreachable!("clap requires a source"),
+    };
+    match (args.train, args.val) {
+        (Some(t), Some(v)) => (file.train, file.val) = (Some(t), Some(v)),
+        (Some(t), None) => (file.train, file.val) = (Some(t), Some((t / 2).max(1))),
+        (None, Some(v)) => (file.train, file.val) = (Some(v.saturating_mul(2)), Some(v)),
+        (None, None) => {}
+    }
+    if args.seed.is_some() {
+        file.seed = args.seed;
+    }
+    if args.image_size.is_some() {
+        file.image_size = args.image_size;
+    }
+    let spec = file
+        .resolve()
+        .map_err(|e| usage(format!("{origin}: {e}")))?;
+
+    let npz_path = match args.format {
+        Format::Npz | Format::Both => Some(out.clone()),
+        Format::Imagefolder => None,
+    };
+    let tree_path = match args.format {
+        Format::Npz => None,
+        Format::Imagefolder => Some(out.clone()),
+        Format::Both => {
+            if out.extension().is_none_or(|e| e != "npz") {
+                return Err(usage(format!(
+                    "--format both needs --out FILE.npz (the tree goes to FILE/), got {}",
+                    out.display()
+                )));
+            }
+            Some(out.with_extension(""))
+        }
+    };
+    // Refuse an existing output before spending time on generation.
+    for p in npz_path.iter().chain(&tree_path) {
+        lab::fsio::prepare_output(p, args.force)?;
+    }
+
+    let started = Instant::now();
+    let pb = progress((spec.train + spec.val) as u64, "generating", quiet);
+    let dataset = Dataset::generate(&spec, file.name.clone(), &|n| pb.inc(n as u64));
+    pb.finish_and_clear();
+    if let Some(p) = &npz_path {
+        dataset.write_npz(p, args.force)?;
+    }
+    if let Some(p) = &tree_path {
+        lab::imagefolder::write(&dataset, p, args.force)?;
+    }
+    let meta = dataset
+        .meta
+        .as_ref()
+        .expect("generated datasets carry metadata");
+    let written: Vec<String> = npz_path
+        .iter()
+        .map(|p| p.display().to_string())
+        .chain(tree_path.iter().map(|p| format!("{}/", p.display())))
+        .collect();
+    println!(
+        "wrote {}: {} train + {} val images, {}x{} px, {}, hash {} ({:.2} s)",
+        written.join(" and "),
+        spec.train,
+        spec.val,
+        spec.image_size,
+        spec.image_size,
+        meta.name.as_deref().unwrap_or(&origin),
+        meta.short_hash(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn generate_panel(name: &str, args: &GenerateArgs, out: &Path) -> Result<()> {
+    if args.spec.is_some() || args.preset.is_some() {
+        return Err(usage("give --panel alone, without a SPEC file or --preset"));
+    }
+    let panel = shapes::panel::find(name).ok_or_else(|| {
+        let names: Vec<&str> = shapes::panel::PANELS.iter().map(|p| p.0).collect();
+        usage(format!(
+            "unknown panel `{name}`; choose one of {}",
+            names.join(", ")
+        ))
+    })?;
+    let side = args.image_size.unwrap_or(28);
+    let (lo, hi) = shapes::spec::IMAGE_SIZE_RANGE;
+    if !(lo..=hi).contains(&side) {
+        return Err(lab::Error::Spec(shapes::SpecError::ImageSize(side)).into());
+    }
+    let data = PanelData::from_panel(&panel, side);
+    data.write_npz(out, args.force)?;
+    println!(
+        "wrote {}: panel {}, {} images, {side}x{side} px",
+        out.display(),
+        panel.name,
+        data.len()
+    );
+    Ok(())
+}
+
+/// `data/size.npz` -> `data/size.contact.png`; `data/tree/` -> `data/tree.contact.png`.
+fn default_sheet_path(path: &Path) -> PathBuf {
+    let stem = if path.is_dir() {
+        path.file_name()
+            .map(|s| s.to_os_string())
+            .unwrap_or_else(|| "dataset".into())
+    } else {
+        path.file_stem()
+            .map(|s| s.to_os_string())
+            .unwrap_or_else(|| "dataset".into())
+    };
+    let mut name = stem;
+    name.push(".contact.png");
+    path.parent().unwrap_or(Path::new("")).join(name)
+}
+
+fn inspect(args: InspectArgs) -> Result<()> {
+    let loaded = lab::load(&args.path)?;
+    let sheet_path = if args.no_sheet {
+        None
+    } else {
+        Some(
+            args.sheet
+                .clone()
+                .unwrap_or_else(|| default_sheet_path(&args.path)),
+        )
+    };
+    let shown = args.path.display().to_string();
+    let title = args
+        .path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    let summary = match &loaded {
+        Loaded::Dataset(d) => {
+            if let Some(p) = &sheet_path {
+                lab::sheet::dataset_sheet(d, &title, args.per_class as usize).save_png(p)?;
+            }
+            Summary::of_dataset(
+                d,
+                &shown,
+                sheet_path.as_ref().map(|p| p.display().to_string()),
+            )
+        }
+        Loaded::Panel(p) => {
+            if let Some(s) = &sheet_path {
+                lab::sheet::panel_sheet(p, &title).save_png(s)?;
+            }
+            Summary::of_panel(
+                p,
+                &shown,
+                sheet_path.as_ref().map(|p| p.display().to_string()),
+            )
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+    }
+    Ok(())
+}
+
+fn bench_generate(args: cli::BenchGenerateArgs) -> Result<()> {
+    if args.images == 0 {
+        return Err(usage("--images 0: time at least one image"));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![1];
+    if cores > 1 {
+        threads.push(cores);
+    }
+    let mut spec_file = shapes::presets::find("size-rotation")
+        .expect("preset exists")
+        .spec_file();
+    (spec_file.train, spec_file.val) = (Some(args.images), Some(1));
+    let spec = spec_file.resolve()?;
+    let rates: Vec<lab::bench::Throughput> = threads
+        .iter()
+        .map(|&t| lab::bench::generation(&spec, t, args.repeats))
+        .collect();
+    let thesis = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec()?;
+    let end_to_end = lab::bench::generate_and_write(&thesis, cores)?;
+    let mut dsprites = shapes::presets::find("size-rotation")
+        .expect("preset exists")
+        .spec_file();
+    (dsprites.train, dsprites.val) = (Some(737_280), Some(1));
+    let dsprites = lab::bench::generation(&dsprites.resolve()?, cores, 1);
+    if args.json {
+        let json = serde_json::json!({
+            "benchmark": "generate",
+            "image_size": 28,
+            "preset": "size-rotation",
+            "throughput": rates,
+            "thesis_1_3_end_to_end": end_to_end,
+            "dsprites_sized": dsprites,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!("generation: 28x28 anti-aliased figures, size 0.3-0.9 and any rotation (preset size-rotation)");
+    println!(
+        "  {:>7}  {:>9}  {:>9}  {:>12}",
+        "threads", "images", "seconds", "images/s"
+    );
+    for r in &rates {
+        println!(
+            "  {:>7}  {:>9}  {:>9.3}  {:>12.0}",
+            r.threads, r.images, r.seconds, r.images_per_second
+        );
+    }
+    println!(
+        "thesis-1.3 ({} images) at {} threads: generate {:.3} s, write .npz {:.3} s ({:.1} MB)",
+        end_to_end.images,
+        end_to_end.threads,
+        end_to_end.generate_seconds,
+        end_to_end.write_seconds,
+        end_to_end.file_bytes as f64 / 1e6
+    );
+    println!(
+        "dSprites-sized set ({} images) at {} threads: generate {:.2} s ({:.0} images/s)",
+        dsprites.images, dsprites.threads, dsprites.seconds, dsprites.images_per_second
+    );
+    Ok(())
+}

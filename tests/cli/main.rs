@@ -1,0 +1,62 @@
+//! Integration tests: the real `shapelab` binary driven in temporary directories.
+
+mod bad_input;
+mod foreign;
+mod generate;
+mod inspect;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The binary under test.
+pub fn shapelab() -> Command {
+    Command::cargo_bin("shapelab").expect("binary built")
+}
+
+/// A temporary working directory.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Runs `shapelab ARGS` in `dir`, expecting success, and returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = shapelab()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "shapelab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs `shapelab ARGS` in `dir`, expecting exit `code`, and returns stderr, which must be
+/// exactly one line starting with `error: `.
+pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = shapelab()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8(out.stderr).expect("utf-8 output");
+    assert_eq!(out.status.code(), Some(code), "shapelab {args:?}: {err}");
+    assert!(err.starts_with("error: "), "shapelab {args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+/// `inspect --json` of a path, parsed.
+pub fn inspect_json(dir: &Path, path: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(dir, &["inspect", path, "--json", "--no-sheet"])).expect("JSON")
+}
+
+/// The committed fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
