@@ -1,0 +1,253 @@
+//! The network family: what `--arch 16-4` means.
+//!
+//! Input `H x W`, one channel. Then one or more conv blocks, each a `k x k` convolution
+//! (k odd, "same" zero padding, stride 1, bias), an activation (ReLU by default), and
+//! optionally a 2x2 max-pool of stride 2 that floors odd sizes (as Keras and PyTorch do).
+//! Then flatten in C, H, W order and one dense layer to the classes; the loss is softmax
+//! cross-entropy. This is the thesis's Figure 13 generalised to any depth.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The non-linearity after each convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// `max(0, z)`.
+    Relu,
+    /// `z` if `z > 0` else `0.01 z` (PyTorch's default slope).
+    LeakyRelu,
+    /// `tanh(z)`.
+    Tanh,
+}
+
+impl Activation {
+    /// Slope of leaky ReLU for negative inputs.
+    pub const LEAKY_SLOPE: f32 = 0.01;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu => "leaky-relu",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// One convolution block's geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerShape {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels (filters).
+    pub cout: usize,
+    /// Spatial size of the input and of the conv output ("same" padding).
+    pub h: usize,
+    pub w: usize,
+    /// Spatial size after the optional pool (equal to `h`, `w` without pooling).
+    pub out_h: usize,
+    pub out_w: usize,
+    pub pool: bool,
+}
+
+impl LayerShape {
+    /// Positions of the conv output, `h * w`.
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Positions after the pool, `out_h * out_w`.
+    pub fn out_hw(&self) -> usize {
+        self.out_h * self.out_w
+    }
+}
+
+/// A network architecture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arch {
+    /// Input height and width.
+    pub height: usize,
+    pub width: usize,
+    /// Filters per conv layer, e.g. `[16, 4]`.
+    pub filters: Vec<usize>,
+    /// Kernel side (odd).
+    pub kernel: usize,
+    pub activation: Activation,
+    /// Max-pool after each conv layer.
+    pub pool: Vec<bool>,
+    /// Output classes.
+    pub classes: usize,
+}
+
+/// Most filters in one layer, and most conv layers, accepted.
+pub const MAX_FILTERS: usize = 1024;
+pub const MAX_LAYERS: usize = 8;
+
+impl Arch {
+    /// The architecture written as the thesis does (`16-4`, `8`, `8-16-32`), with 3x3 kernels,
+    /// ReLU and pooling after every block.
+    pub fn parse(s: &str, height: usize, width: usize, classes: usize) -> Result<Arch> {
+        let filters = s
+            .split('-')
+            .map(|t| t.trim().parse::<usize>().ok().filter(|&f| (1..=MAX_FILTERS).contains(&f)))
+            .collect::<Option<Vec<usize>>>()
+            .filter(|f| !f.is_empty() && f.len() <= MAX_LAYERS)
+            .ok_or_else(|| {
+                Error::Arch(format!(
+                    "`{s}` is not an architecture; write filters per conv layer joined by '-', e.g. 16-4 or 8-16-32 (1 to {MAX_FILTERS} filters, at most {MAX_LAYERS} layers)"
+                ))
+            })?;
+        let arch = Arch {
+            height,
+            width,
+            pool: vec![true; filters.len()],
+            filters,
+            kernel: 3,
+            activation: Activation::Relu,
+            classes,
+        };
+        arch.validate()?;
+        Ok(arch)
+    }
+
+    /// Checks sizes: odd kernel, a pool mask per layer, nothing pooled down to zero.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Arch(m));
+        if self.kernel % 2 == 0 || self.kernel == 0 || self.kernel > 15 {
+            return bad(format!("kernel {} must be odd, from 1 to 15", self.kernel));
+        }
+        if self.filters.is_empty() || self.filters.iter().any(|&f| f == 0 || f > MAX_FILTERS) {
+            return bad(format!("filters {:?}: every layer needs 1 to {MAX_FILTERS} filters", self.filters));
+        }
+        if self.pool.len() != self.filters.len() {
+            return bad(format!(
+                "{} pool flags for {} conv layers; give one per layer",
+                self.pool.len(),
+                self.filters.len()
+            ));
+        }
+        if self.classes < 2 || self.classes > 256 {
+            return bad(format!("{} classes: need 2 to 256", self.classes));
+        }
+        if self.height == 0 || self.width == 0 {
+            return bad(format!("input {}x{} is empty", self.height, self.width));
+        }
+        let last = self.layers().last().copied().expect("at least one layer");
+        if last.out_h == 0 || last.out_w == 0 {
+            return bad(format!(
+                "{} pooling layers shrink a {}x{} input to nothing; use fewer layers or --pool off for some",
+                self.pool.iter().filter(|&&p| p).count(),
+                self.height,
+                self.width
+            ));
+        }
+        Ok(())
+    }
+
+    /// Geometry of every conv block.
+    pub fn layers(&self) -> Vec<LayerShape> {
+        let (mut h, mut w, mut cin) = (self.height, self.width, 1);
+        self.filters
+            .iter()
+            .zip(&self.pool)
+            .map(|(&cout, &pool)| {
+                let (out_h, out_w) = if pool { (h / 2, w / 2) } else { (h, w) };
+                let l = LayerShape {
+                    cin,
+                    cout,
+                    h,
+                    w,
+                    out_h,
+                    out_w,
+                    pool,
+                };
+                (h, w, cin) = (out_h, out_w, cout);
+                l
+            })
+            .collect()
+    }
+
+    /// Inputs of the dense layer: `F_L * h_L * w_L`.
+    pub fn features(&self) -> usize {
+        let l = self.layers().last().copied().expect("at least one layer");
+        l.cout * l.out_hw()
+    }
+
+    /// Parameters in all: weights and biases of every layer (Keras counts the same).
+    pub fn param_count(&self) -> usize {
+        let k2 = self.kernel * self.kernel;
+        let conv: usize = self.layers().iter().map(|l| l.cout * l.cin * k2 + l.cout).sum();
+        conv + self.classes * self.features() + self.classes
+    }
+
+    /// The thesis's notation: `16-4`.
+    pub fn label(&self) -> String {
+        self.filters.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("-")
+    }
+
+    /// The architecture with some filters removed: `keep[l][f]` says whether filter `f` of
+    /// conv layer `l` stays. Every layer must keep at least one filter.
+    pub fn pruned(&self, keep: &[Vec<bool>]) -> Result<Arch> {
+        check_keep(self, keep)?;
+        Ok(Arch {
+            filters: keep.iter().map(|k| k.iter().filter(|&&x| x).count()).collect(),
+            ..self.clone()
+        })
+    }
+}
+
+/// Checks a keep-mask against an architecture.
+pub(crate) fn check_keep(arch: &Arch, keep: &[Vec<bool>]) -> Result<()> {
+    if keep.len() != arch.filters.len() {
+        return Err(Error::Arch(format!(
+            "a mask for {} layers given to a {}-layer network",
+            keep.len(),
+            arch.filters.len()
+        )));
+    }
+    for (l, (k, &f)) in keep.iter().zip(&arch.filters).enumerate() {
+        if k.len() != f {
+            return Err(Error::Arch(format!("layer {} has {f} filters but its mask has {}", l + 1, k.len())));
+        }
+        if !k.iter().any(|&x| x) {
+            return Err(Error::Arch(format!("layer {} would keep no filter; keep at least one", l + 1)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thesis_parameter_count() {
+        // THESIS.md, Model: 40 + 148 + 591 = 779 for 4-4 on 28x28.
+        assert_eq!(Arch::parse("4-4", 28, 28, 3).unwrap().param_count(), 779);
+        let a = Arch::parse("16-4", 28, 28, 3).unwrap();
+        assert_eq!(a.param_count(), 16 * 9 + 16 + 4 * 16 * 9 + 4 + 3 * 196 + 3);
+        assert_eq!(a.label(), "16-4");
+    }
+
+    #[test]
+    fn shapes_floor_odd_sizes() {
+        let a = Arch::parse("8-16-32", 28, 28, 3).unwrap();
+        let l = a.layers();
+        assert_eq!((l[2].h, l[2].out_h), (7, 3));
+        assert_eq!(a.features(), 32 * 9);
+        let mut b = Arch::parse("8", 28, 28, 3).unwrap();
+        b.pool = vec![false];
+        assert_eq!(b.features(), 8 * 784);
+    }
+
+    #[test]
+    fn bad_architectures_are_named() {
+        for s in ["", "16-", "a-4", "0-4", "4-4-4-4-4-4-4-4-4", "99999"] {
+            let e = Arch::parse(s, 28, 28, 3).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{s}`")), "{e}");
+        }
+        let e = Arch::parse("4-4-4-4-4", 28, 28, 3).unwrap_err().to_string();
+        assert!(e.contains("to nothing"), "{e}");
+    }
+}

@@ -1,0 +1,502 @@
+//! Training, evaluation and activation capture over whole datasets.
+//!
+//! Every batch is cut into fixed chunks of [`CHUNK`] images; each chunk's gradient is computed
+//! on its own (in parallel, by rayon) and the chunk gradients are added in chunk order. The
+//! order of every floating-point sum is therefore fixed by the data and the batch size alone,
+//! and the same seed gives bitwise-identical weights and history at any thread count.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::arch::Arch;
+use crate::error::{Error, Result};
+use crate::model::{Init, Model};
+use crate::net::{Scaling, Workspace, CHUNK};
+use crate::optim::{Optimizer, OptimizerState};
+
+/// Images and labels, borrowed. `images` is `[n, height, width]` row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct Data<'a> {
+    pub images: &'a [u8],
+    pub labels: &'a [u8],
+    pub height: usize,
+    pub width: usize,
+}
+
+impl<'a> Data<'a> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn image(&self, i: usize) -> &'a [u8] {
+        let px = self.height * self.width;
+        &self.images[i * px..(i + 1) * px]
+    }
+
+    /// Checks that the data fits `arch`: image size, array lengths, label range.
+    pub fn check(&self, arch: &Arch, what: &str) -> Result<()> {
+        if (self.height, self.width) != (arch.height, arch.width) {
+            return Err(Error::Data(format!(
+                "{what} images are {}x{} but the network takes {}x{}",
+                self.height, self.width, arch.height, arch.width
+            )));
+        }
+        if self.images.len() != self.len() * self.height * self.width {
+            return Err(Error::Data(format!("{what}: {} image bytes for {} labels", self.images.len(), self.len())));
+        }
+        if let Some(&l) = self.labels.iter().find(|&&l| l as usize >= arch.classes) {
+            return Err(Error::Data(format!("{what} holds label {l} but the network has {} classes", arch.classes)));
+        }
+        Ok(())
+    }
+}
+
+/// Everything that decides a training run besides the architecture and the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    pub init: Init,
+    pub scaling: Scaling,
+    /// Seed of the initial weights and of every epoch's shuffle.
+    pub seed: u64,
+    /// Stop once validation accuracy reaches 1.0.
+    pub early_stop: bool,
+}
+
+impl Default for TrainConfig {
+    /// Keras's defaults (Adam 1e-3, batch 32, Glorot) with inputs in [0, 1], 40 epochs.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 40,
+            batch_size: 32,
+            optimizer: Optimizer::adam(1e-3),
+            init: Init::Glorot,
+            scaling: Scaling::Unit,
+            seed: 0,
+            early_stop: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.epochs > 100_000 {
+            return Err(Error::Config(format!("{} epochs: use 1 to 100000", self.epochs)));
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return Err(Error::Config(format!("batch size {}: use 1 to 65536", self.batch_size)));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// What one epoch measured. Deterministic: no timings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean loss and accuracy over the epoch's batches, each measured before its update
+    /// (what Keras reports).
+    pub train_loss: f64,
+    pub train_acc: f64,
+    /// After the epoch, on the validation data.
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Per conv layer, filters whose activation output was zero on every training image of
+    /// the epoch.
+    pub dead: Vec<usize>,
+}
+
+/// How a training run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ending {
+    /// All epochs ran.
+    Completed,
+    /// Validation accuracy reached 1.0 with early stop on.
+    EarlyStopped,
+    /// The loss became NaN or infinite; the weights are those before the bad batch.
+    Diverged,
+    /// The observer asked to stop.
+    Cancelled,
+}
+
+/// Hooks for progress display and cancellation.
+pub trait Observer {
+    /// After each batch, with the number of images in it.
+    fn batch(&mut self, _images: usize) {}
+    /// After each epoch; return `false` to stop.
+    fn epoch(&mut self, _stats: &EpochStats) -> bool {
+        true
+    }
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A run's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trained {
+    pub model: Model,
+    pub history: Vec<EpochStats>,
+    pub ending: Ending,
+}
+
+/// Log-softmax cross-entropy of one row of logits; writes `softmax - onehot` times `scale`
+/// into `dlogits` and returns `(loss, predicted class)`.
+fn softmax_xent(logits: &[f32], label: usize, scale: f32, dlogits: &mut [f32]) -> (f64, usize) {
+    let (mut best, mut max) = (0, f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > max {
+            (best, max) = (i, v);
+        }
+    }
+    let mut sum = 0.0f32;
+    for (d, &v) in dlogits.iter_mut().zip(logits) {
+        *d = (v - max).exp();
+        sum += *d;
+    }
+    for d in dlogits.iter_mut() {
+        *d = *d / sum * scale;
+    }
+    dlogits[label] -= scale;
+    let loss = (sum.ln() - (logits[label] - max)) as f64;
+    (loss, best)
+}
+
+/// The per-image loss and prediction without gradients.
+fn loss_and_prediction(logits: &[f32], label: usize) -> (f64, usize) {
+    let mut scratch = [0.0f32; 256];
+    softmax_xent(logits, label, 1.0, &mut scratch[..logits.len()])
+}
+
+/// Trains a model in place, epoch by epoch. Keeps the optimiser state, so training can be
+/// resumed or continued.
+pub struct Trainer {
+    pub model: Model,
+    pub config: TrainConfig,
+    state: OptimizerState,
+    /// Epochs done.
+    pub epoch: usize,
+    workspaces: Vec<Workspace>,
+    grad: Vec<f32>,
+}
+
+impl Trainer {
+    /// A fresh model initialised from the config's seed.
+    pub fn new(arch: &Arch, config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        let model = Model::init(arch, config.init, config.seed)?;
+        Trainer::from_model(model, config)
+    }
+
+    /// Continues from an existing model (with a fresh optimiser state).
+    pub fn from_model(model: Model, config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        let chunks = config.batch_size.div_ceil(CHUNK);
+        Ok(Trainer {
+            state: OptimizerState::new(config.optimizer.clone(), model.params.len()),
+            workspaces: (0..chunks).map(|_| Workspace::new(&model.arch, CHUNK)).collect(),
+            grad: vec![0.0; model.params.len()],
+            epoch: 0,
+            model,
+            config,
+        })
+    }
+
+    /// The permutation of epoch `epoch` (0-based): Fisher-Yates from the seed's shuffle stream.
+    fn permutation(&self, n: usize, epoch: usize) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        rng.set_stream(crate::STREAM_SHUFFLE_BASE + epoch as u64);
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            p.swap(i, j);
+        }
+        p
+    }
+
+    /// One epoch over `train` (reshuffled from the seed), then evaluation on `val`.
+    /// Returns `None` if the loss diverged (the model keeps its last finite weights).
+    pub fn epoch(&mut self, train: &Data, val: &Data, obs: &mut dyn Observer) -> Result<Option<EpochStats>> {
+        train.check(&self.model.arch, "training")?;
+        val.check(&self.model.arch, "validation")?;
+        if train.is_empty() {
+            return Err(Error::Data("the training split is empty".into()));
+        }
+        let scaling = self.config.scaling;
+        let perm = self.permutation(train.len(), self.epoch);
+        let px = train.height * train.width;
+        let kk = self.model.arch.classes;
+        for ws in &mut self.workspaces {
+            for a in &mut ws.alive {
+                a.fill(false);
+            }
+        }
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut gather = vec![0u8; CHUNK * px];
+        for batch in perm.chunks(self.config.batch_size) {
+            let scale = 1.0 / batch.len() as f32;
+            let chunks: Vec<&[usize]> = batch.chunks(CHUNK).collect();
+            for (ws, idx) in self.workspaces.iter_mut().zip(&chunks) {
+                for (k, &i) in idx.iter().enumerate() {
+                    gather[k * px..(k + 1) * px].copy_from_slice(train.image(i));
+                }
+                ws.load(&gather[..idx.len() * px], scaling);
+            }
+            let model = &self.model;
+            let stats: Vec<(f64, usize)> = self.workspaces[..chunks.len()]
+                .par_iter_mut()
+                .zip(chunks.par_iter())
+                .map(|(ws, idx)| {
+                    ws.forward(model, true);
+                    let (mut loss, mut ok) = (0.0, 0);
+                    for (k, &i) in idx.iter().enumerate() {
+                        let label = train.labels[i] as usize;
+                        let (l, pred) = softmax_xent(&ws.logits[k * kk..(k + 1) * kk], label, scale, &mut ws.dlogits[k * kk..(k + 1) * kk]);
+                        loss += l;
+                        ok += (pred == label) as usize;
+                    }
+                    ws.backward(model);
+                    (loss, ok)
+                })
+                .collect();
+            let batch_loss: f64 = stats.iter().map(|s| s.0).sum();
+            if !batch_loss.is_finite() {
+                return Ok(None);
+            }
+            loss_sum += batch_loss;
+            correct += stats.iter().map(|s| s.1).sum::<usize>();
+            self.grad.copy_from_slice(&self.workspaces[0].grad);
+            for ws in &self.workspaces[1..chunks.len()] {
+                for (g, w) in self.grad.iter_mut().zip(&ws.grad) {
+                    *g += w;
+                }
+            }
+            self.state.update(&mut self.model.params, &self.grad);
+            obs.batch(batch.len());
+        }
+        let layers = self.model.arch.filters.len();
+        let dead = (0..layers)
+            .map(|l| {
+                let f = self.model.arch.filters[l];
+                (0..f).filter(|&c| !self.workspaces.iter().any(|ws| ws.alive[l][c])).count()
+            })
+            .collect();
+        self.epoch += 1;
+        let v = if val.is_empty() {
+            Evaluation::empty(kk)
+        } else {
+            evaluate(&self.model, val, scaling)
+        };
+        let stats = EpochStats {
+            epoch: self.epoch,
+            train_loss: loss_sum / train.len() as f64,
+            train_acc: correct as f64 / train.len() as f64,
+            val_loss: v.loss,
+            val_acc: v.accuracy,
+            dead,
+        };
+        if !stats.val_loss.is_finite() {
+            return Ok(None);
+        }
+        Ok(Some(stats))
+    }
+}
+
+/// Trains `arch` from scratch for `config.epochs` epochs (fewer with early stop, divergence or
+/// cancellation).
+pub fn train(arch: &Arch, config: &TrainConfig, train: &Data, val: &Data, obs: &mut dyn Observer) -> Result<Trained> {
+    let mut t = Trainer::new(arch, config.clone())?;
+    let mut history = Vec::new();
+    let mut ending = Ending::Completed;
+    while t.epoch < config.epochs {
+        match t.epoch(train, val, obs)? {
+            None => {
+                ending = Ending::Diverged;
+                break;
+            }
+            Some(stats) => {
+                let go_on = obs.epoch(&stats);
+                let perfect = stats.val_acc >= 1.0;
+                history.push(stats);
+                if config.early_stop && perfect {
+                    ending = Ending::EarlyStopped;
+                    break;
+                }
+                if !go_on {
+                    ending = Ending::Cancelled;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Trained {
+        model: t.model,
+        history,
+        ending,
+    })
+}
+
+/// Accuracy, loss and confusion matrix.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub correct: usize,
+    pub total: usize,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    fn empty(classes: usize) -> Evaluation {
+        Evaluation {
+            loss: 0.0,
+            accuracy: 0.0,
+            correct: 0,
+            total: 0,
+            confusion: vec![vec![0; classes]; classes],
+        }
+    }
+
+    /// Scores logits `[n, K]` against labels.
+    pub fn of_logits(logits: &[f32], labels: &[u8], classes: usize) -> Evaluation {
+        let mut e = Evaluation::empty(classes);
+        let mut loss = 0.0;
+        for (row, &label) in logits.chunks(classes).zip(labels) {
+            let (l, pred) = loss_and_prediction(row, label as usize);
+            loss += l;
+            e.correct += (pred == label as usize) as usize;
+            e.confusion[label as usize][pred] += 1;
+        }
+        e.total = labels.len();
+        if e.total > 0 {
+            e.loss = loss / e.total as f64;
+            e.accuracy = e.correct as f64 / e.total as f64;
+        }
+        e
+    }
+}
+
+/// The logits of every image, in data order.
+///
+/// # Shapes
+/// `data.images [n, H, W]` to `[n, K]`.
+pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
+    let px = data.height * data.width;
+    let kk = model.arch.classes;
+    let mut out = vec![0.0f32; data.len() * kk];
+    out.par_chunks_mut(CHUNK * kk)
+        .zip(data.images.par_chunks(CHUNK * px))
+        .for_each_init(
+            || Workspace::new(&model.arch, CHUNK),
+            |ws, (dst, imgs)| {
+                ws.load(imgs, scaling);
+                ws.forward(model, false);
+                dst.copy_from_slice(&ws.logits[..dst.len()]);
+            },
+        );
+    out
+}
+
+/// Evaluates a model on labelled data.
+pub fn evaluate(model: &Model, data: &Data, scaling: Scaling) -> Evaluation {
+    Evaluation::of_logits(&logits(model, data, scaling), data.labels, model.arch.classes)
+}
+
+/// Evaluates the network with some conv filters removed (see [`Model::pruned`]): the same as
+/// evaluating the physically smaller network, because it is one.
+pub fn evaluate_masked(model: &Model, keep: &[Vec<bool>], data: &Data, scaling: Scaling) -> Result<Evaluation> {
+    Ok(evaluate(&model.pruned(keep)?, data, scaling))
+}
+
+/// Every layer's maps for a batch of images, `NCHW`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerMaps {
+    /// Conv output plus bias, `[n, C, H, W]`.
+    pub pre: Vec<f32>,
+    /// After the activation, `[n, C, H, W]`.
+    pub post: Vec<f32>,
+    /// After the pool, `[n, C, H/2, W/2]`; equal to `post` when the layer does not pool.
+    pub pooled: Vec<f32>,
+}
+
+/// One forward that keeps every layer's pre-activation, post-activation and pooled maps,
+/// plus the logits `[n, K]`.
+pub fn capture(model: &Model, images: &[u8], scaling: Scaling) -> (Vec<LayerMaps>, Vec<f32>) {
+    let arch = &model.arch;
+    let px = arch.height * arch.width;
+    let n = images.len() / px;
+    let layers = arch.layers();
+    let mut maps: Vec<LayerMaps> = layers
+        .iter()
+        .map(|s| LayerMaps {
+            pre: vec![0.0; n * s.cout * s.hw()],
+            post: vec![0.0; n * s.cout * s.hw()],
+            pooled: vec![0.0; n * s.cout * s.out_hw()],
+        })
+        .collect();
+    let mut logits = vec![0.0; n * arch.classes];
+    let mut ws = Workspace::new(arch, CHUNK);
+    for (c, imgs) in images.chunks(CHUNK * px).enumerate() {
+        ws.load(imgs, scaling);
+        ws.forward(model, false);
+        let b = ws.b;
+        let first = c * CHUNK;
+        // CNHW chunk buffers to NCHW output.
+        for (l, s) in layers.iter().enumerate() {
+            let (hw, ohw) = (s.hw(), s.out_hw());
+            let out = ws.layer_out(l);
+            for ch in 0..s.cout {
+                for img in 0..b {
+                    let dst = ((first + img) * s.cout + ch) * hw;
+                    let src = (ch * b + img) * hw;
+                    maps[l].pre[dst..dst + hw].copy_from_slice(&ws.pre[l][src..src + hw]);
+                    maps[l].post[dst..dst + hw].copy_from_slice(&ws.post[l][src..src + hw]);
+                    let (dst, src) = (((first + img) * s.cout + ch) * ohw, (ch * b + img) * ohw);
+                    maps[l].pooled[dst..dst + ohw].copy_from_slice(&out[src..src + ohw]);
+                }
+            }
+        }
+        let kk = arch.classes;
+        logits[first * kk..(first + b) * kk].copy_from_slice(&ws.logits[..b * kk]);
+    }
+    (maps, logits)
+}
+
+/// The gradient of the mean loss over a batch, and the loss (for tests and diagnostics:
+/// the gradient-norm at a plateau).
+///
+/// # Shapes
+/// `images [n, H, W]`, `labels [n]`; the gradient is laid out like `model.params`.
+pub fn loss_and_gradient(model: &Model, images: &[u8], labels: &[u8], scaling: Scaling) -> (f64, Vec<f32>) {
+    let px = model.arch.height * model.arch.width;
+    let kk = model.arch.classes;
+    let scale = 1.0 / labels.len() as f32;
+    let mut grad = vec![0.0f32; model.params.len()];
+    let mut loss = 0.0;
+    let mut ws = Workspace::new(&model.arch, CHUNK);
+    for (imgs, labs) in images.chunks(CHUNK * px).zip(labels.chunks(CHUNK)) {
+        ws.load(imgs, scaling);
+        ws.forward(model, false);
+        for (k, &label) in labs.iter().enumerate() {
+            loss += softmax_xent(&ws.logits[k * kk..(k + 1) * kk], label as usize, scale, &mut ws.dlogits[k * kk..(k + 1) * kk]).0;
+        }
+        ws.backward(model);
+        for (g, w) in grad.iter_mut().zip(&ws.grad) {
+            *g += w;
+        }
+    }
+    (loss / labels.len() as f64, grad)
+}
