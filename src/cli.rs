@@ -135,6 +135,31 @@ pub struct InspectArgs {
 pub enum BenchCommand {
     /// Images per second drawing anti-aliased figures, at 1 thread and all threads.
     Generate(BenchGenerateArgs),
+    /// Training and inference images per second and peak memory of the thesis's networks.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Architectures to time, comma-separated.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', default_values_t = ["2-4".to_string(), "16-4".into(), "16-16".into(), "32-32".into()])]
+    pub arch: Vec<String>,
+
+    /// Training images (28x28, thesis-1.3), batch 32, Adam.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub images: usize,
+
+    /// Timed epochs per setting (the best is reported).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub epochs: usize,
+
+    /// Images per inference batch.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub infer_batch: usize,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

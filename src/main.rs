@@ -42,6 +42,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(args, cli.quiet),
         Command::Inspect(args) => inspect(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
+        Command::Bench(BenchCommand::Train(args)) => bench_train(args),
     }
 }
 
@@ -334,5 +335,57 @@ fn bench_generate(args: cli::BenchGenerateArgs) -> Result<()> {
         "dSprites-sized set ({} images) at {} threads: generate {:.2} s ({:.0} images/s)",
         dsprites.images, dsprites.threads, dsprites.seconds, dsprites.images_per_second
     );
+    Ok(())
+}
+
+fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
+    if args.images == 0 || args.epochs == 0 || args.infer_batch == 0 {
+        return Err(usage("--images, --epochs and --infer-batch must be at least 1"));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![1];
+    if cores > 1 {
+        threads.push(cores);
+    }
+    let data = lab::bench::bench_data(args.images)?;
+    let mut configs = Vec::new();
+    let mut parallel = Vec::new();
+    if !args.json {
+        println!("training: {} thesis-1.3 images (28x28), batch 32, Adam; inference at batch {}", args.images, args.infer_batch);
+        println!("  {:>6}  {:>7}  {:>12}  {:>12}", "arch", "threads", "train img/s", "infer img/s");
+    }
+    for arch in &args.arch {
+        for &t in &threads {
+            let r = lab::bench::train_speed(arch, &data, t, args.epochs, args.infer_batch)?;
+            if !args.json {
+                println!("  {:>6}  {:>7}  {:>12.0}  {:>12.0}", r.arch, r.threads, r.train_images_per_s, r.infer_images_per_s);
+            }
+            configs.push(r);
+        }
+        if cores > 1 {
+            let rate = lab::bench::parallel_runs(arch, &data, cores, args.epochs)?;
+            if !args.json {
+                println!("  {:>6}  {:>7}  {:>12.0}  {:>12}", arch, format!("{cores}x1"), rate, "-");
+            }
+            parallel.push(serde_json::json!({"arch": arch, "runs": cores, "threads_each": 1, "train_images_per_s": rate}));
+        }
+    }
+    let rss = lab::bench::peak_rss_mb();
+    if args.json {
+        let json = serde_json::json!({
+            "benchmark": "train",
+            "images": args.images,
+            "batch": 32,
+            "configs": configs,
+            "parallel_runs": parallel,
+            "peak_rss_mb": rss,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("  ({cores}x1 = {cores} independent runs at 1 thread each, as a sweep runs them)");
+        if let Some(mb) = rss {
+            println!("peak RSS of this process: {mb:.1} MB");
+        }
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use crate::arch::{Activation, Arch, LayerShape};
 use crate::model::Model;
-use crate::ops::{col2im, im2col, matmul, maxpool, unpool, Mat};
+use crate::ops::{flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat};
 
 /// Images per chunk: the unit of work of one thread, and the unit of every summation, so that
 /// results do not depend on the thread count.
@@ -52,13 +52,17 @@ pub struct Workspace {
     pub(crate) b: usize,
     /// Input `[b, H, W]` (one channel: CNHW and NCHW coincide).
     pub(crate) x: Vec<f32>,
-    /// Per layer: `col [cin*k*k, b*H*W]`, `pre [C, b*H*W]`, `post [C, b*H*W]`,
-    /// `pooled [C, b*h*w]` and `arg` (pooled layers only).
+    /// Per layer: `col [cin*k*k + 1, b*H*W]` (a last row of ones carries the bias through
+    /// the product), `pre [C, b*H*W]`, `post [C, b*H*W]`, `pooled [C, b*h*w]` and `arg`.
+    /// A ReLU layer that pools goes straight from `pre` to `pooled` (the max of ReLUs is the
+    /// ReLU of the max), and fills `post` only when `keep_post` asks for it.
     col: Vec<Vec<f32>>,
     pub(crate) pre: Vec<Vec<f32>>,
     pub(crate) post: Vec<Vec<f32>>,
     pub(crate) pooled: Vec<Vec<f32>>,
     arg: Vec<Vec<u8>>,
+    /// Per layer, `[W | b]` as one `[C, cin*k*k + 1]` matrix.
+    wb: Vec<Vec<f32>>,
     /// `[b, D]`.
     feats: Vec<f32>,
     /// `[b, K]`.
@@ -70,11 +74,16 @@ pub struct Workspace {
     dout: Vec<Vec<f32>>,
     /// Per layer, gradient of the pre-activation `[C, b*H*W]`.
     dz: Vec<Vec<f32>>,
+    /// Unfolded `dz` of the layer being back-propagated, `[Cout*k*k, b*H*W]`.
     dcol: Vec<f32>,
-    /// Gradient of the chunk's loss, laid out like the parameters.
-    pub(crate) grad: Vec<f32>,
+    /// Flipped, transposed kernels of that layer, `[Cin, Cout*k*k]`.
+    wt: Vec<f32>,
+    /// Gradient of `[W | b]` of that layer, `[Cout, cin*k*k + 1]`.
+    dwb: Vec<f32>,
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
+    /// Fill `post` for every layer (activation capture).
+    pub(crate) keep_post: bool,
 }
 
 impl Workspace {
@@ -84,26 +93,31 @@ impl Workspace {
         let k2 = arch.kernel * arch.kernel;
         let d = arch.features();
         let kk = arch.classes;
-        let max_col = layers.iter().map(|l| l.cin * k2 * cap * l.hw()).max().unwrap_or(0);
+        let max_dcol = layers.iter().skip(1).map(|l| l.cout * k2 * cap * l.hw()).max().unwrap_or(0);
+        let max_wt = layers.iter().map(|l| l.cin * l.cout * k2).max().unwrap_or(0);
+        let max_wb = layers.iter().map(|l| l.cout * (l.cin * k2 + 1)).max().unwrap_or(0);
         Workspace {
             arch: arch.clone(),
             cap,
             b: 0,
             x: vec![0.0; cap * arch.height * arch.width],
-            col: layers.iter().map(|l| vec![0.0; l.cin * k2 * cap * l.hw()]).collect(),
+            col: layers.iter().map(|l| vec![0.0; (l.cin * k2 + 1) * cap * l.hw()]).collect(),
             pre: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
             post: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
             pooled: layers.iter().map(|l| vec![0.0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }]).collect(),
             arg: layers.iter().map(|l| vec![0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }]).collect(),
+            wb: layers.iter().map(|l| vec![0.0; l.cout * (l.cin * k2 + 1)]).collect(),
             feats: vec![0.0; cap * d],
             logits: vec![0.0; cap * kk],
             dlogits: vec![0.0; cap * kk],
             dfeats: vec![0.0; cap * d],
             dout: layers.iter().map(|l| vec![0.0; l.cout * cap * l.out_hw()]).collect(),
             dz: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
-            dcol: vec![0.0; max_col],
-            grad: vec![0.0; arch.param_count()],
+            dcol: vec![0.0; max_dcol],
+            wt: vec![0.0; max_wt],
+            dwb: vec![0.0; max_wb],
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
+            keep_post: false,
             layers,
         }
     }
@@ -119,13 +133,32 @@ impl Workspace {
         }
     }
 
+    /// Loads the given images (each `H*W` bytes), scaled.
+    pub fn load_images<'a>(&mut self, images: impl ExactSizeIterator<Item = &'a [u8]>, scaling: Scaling) {
+        let px = self.arch.height * self.arch.width;
+        let b = images.len();
+        assert!(b <= self.cap, "chunk of {b} images exceeds {}", self.cap);
+        self.b = b;
+        for (dst, img) in self.x.chunks_mut(px).zip(images) {
+            for (d, &s) in dst.iter_mut().zip(img) {
+                *d = scaling.apply(s);
+            }
+        }
+    }
+
     /// The output of layer `l` after pooling (the next layer's input), `[C, b*h*w]`.
     pub(crate) fn layer_out(&self, l: usize) -> &[f32] {
         output_of(&self.layers[l], self.b, &self.pooled[l], &self.post[l])
     }
 
-    /// Runs the network on the loaded chunk: fills `pre`, `post`, `pooled` and `logits`.
-    /// With `track`, marks the filters whose activation output anything non-zero.
+    /// True when layer `l` pools straight from `pre` (ReLU), without `post`.
+    fn fused(&self, s: &LayerShape) -> bool {
+        s.pool && self.arch.activation == Activation::Relu
+    }
+
+    /// Runs the network on the loaded chunk: fills `pre`, `pooled` (and `post` where needed)
+    /// and `logits`. With `track`, marks the filters whose activation output anything
+    /// non-zero.
     ///
     /// # Shapes
     /// `x [b, H, W]` to `logits [b, K]`.
@@ -138,47 +171,67 @@ impl Workspace {
             let s = self.layers[l];
             let n = b * s.hw();
             let kdim = s.cin * k * k;
+            let fused = self.fused(&s);
             let input: &[f32] = if l == 0 {
                 &self.x[..n]
             } else {
                 output_of(&self.layers[l - 1], b, &self.pooled[l - 1], &self.post[l - 1])
             };
-            im2col(input, s.cin, b, s.h, s.w, k, &mut self.col[l][..kdim * n]);
-            let pre = &mut self.pre[l][..s.cout * n];
-            // Z = W x col, then + bias per row.
-            matmul(s.cout, n, kdim, Mat::rows(model.conv_weight(l), kdim), Mat::rows(&self.col[l][..kdim * n], n), pre, n, false);
-            let bias = model.conv_bias(l);
-            let post = &mut self.post[l][..s.cout * n];
+            let col = &mut self.col[l][..(kdim + 1) * n];
+            im2col(input, s.cin, b, s.h, s.w, k, col);
+            col[kdim * n..].fill(1.0);
+            let wb = &mut self.wb[l];
+            let (w, bias) = (model.conv_weight(l), model.conv_bias(l));
             for c in 0..s.cout {
-                let (z, y) = (&mut pre[c * n..(c + 1) * n], &mut post[c * n..(c + 1) * n]);
-                let bc = bias[c];
+                wb[c * (kdim + 1)..c * (kdim + 1) + kdim].copy_from_slice(&w[c * kdim..(c + 1) * kdim]);
+                wb[c * (kdim + 1) + kdim] = bias[c];
+            }
+            // Z = [W | b] x [col; 1], computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
+            // layout: the big operand then packs along its rows, which is the faster way.
+            let pre = &mut self.pre[l][..s.cout * n];
+            matmul_strided(n, s.cout, kdim + 1, Mat::t(col, n), Mat::t(wb, kdim + 1), pre, 1, n, false);
+            if !fused || self.keep_post {
+                let post = &mut self.post[l][..s.cout * n];
                 match act {
                     Activation::Relu => {
-                        for (zi, yi) in z.iter_mut().zip(y.iter_mut()) {
-                            *zi += bc;
-                            *yi = zi.max(0.0);
+                        for (y, &z) in post.iter_mut().zip(pre.iter()) {
+                            *y = z.max(0.0);
                         }
                     }
                     Activation::LeakyRelu => {
-                        for (zi, yi) in z.iter_mut().zip(y.iter_mut()) {
-                            *zi += bc;
-                            *yi = if *zi > 0.0 { *zi } else { Activation::LEAKY_SLOPE * *zi };
+                        for (y, &z) in post.iter_mut().zip(pre.iter()) {
+                            *y = if z > 0.0 { z } else { Activation::LEAKY_SLOPE * z };
                         }
                     }
                     Activation::Tanh => {
-                        for (zi, yi) in z.iter_mut().zip(y.iter_mut()) {
-                            *zi += bc;
-                            *yi = zi.tanh();
+                        for (y, &z) in post.iter_mut().zip(pre.iter()) {
+                            *y = z.tanh();
                         }
                     }
-                }
-                if track && !self.alive[l][c] {
-                    self.alive[l][c] = y.iter().any(|&v| v != 0.0);
                 }
             }
             if s.pool {
                 let m = s.cout * b * s.out_hw();
-                maxpool(post, s.cout * b, s.h, s.w, &mut self.pooled[l][..m], &mut self.arg[l][..m]);
+                let src: &[f32] = if fused { pre } else { &self.post[l][..s.cout * n] };
+                maxpool(src, s.cout * b, s.h, s.w, &mut self.pooled[l][..m], &mut self.arg[l][..m]);
+                if fused {
+                    for v in &mut self.pooled[l][..m] {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+            if track {
+                // A filter is alive if its activation output is non-zero somewhere: for every
+                // activation here that is a non-zero pre-activation (ReLU: a positive one).
+                for c in 0..s.cout {
+                    if !self.alive[l][c] {
+                        let z = &self.pre[l][c * n..(c + 1) * n];
+                        self.alive[l][c] = match act {
+                            Activation::Relu => z.iter().any(|&v| v > 0.0),
+                            _ => z.iter().any(|&v| v != 0.0),
+                        };
+                    }
+                }
             }
         }
         // Flatten per image in C, H, W order, then the dense layer.
@@ -203,17 +256,17 @@ impl Workspace {
     }
 
     /// Back-propagates `dlogits [b, K]` (already scaled by the caller) and overwrites `grad`
-    /// with the gradient of the chunk's share of the loss. Needs the state of the last
-    /// [`Workspace::forward`].
-    pub fn backward(&mut self, model: &Model) {
+    /// (laid out like the parameters) with the gradient of the chunk's share of the loss.
+    /// Needs the state of the last [`Workspace::forward`].
+    pub fn backward(&mut self, model: &Model, grad: &mut [f32]) {
         let b = self.b;
         let k = self.arch.kernel;
         let (d, kk) = (self.arch.features(), self.arch.classes);
         let layout = model.layout().clone();
         let dl = &self.dlogits[..b * kk];
         // fc.weight grad [K, D] = dlogits^T [K, b] x feats [b, D]
-        matmul(kk, d, b, Mat::t(dl, kk), Mat::rows(&self.feats[..b * d], d), &mut self.grad[layout.fc_w.clone()], d, false);
-        let gb = &mut self.grad[layout.fc_b.clone()];
+        matmul(kk, d, b, Mat::t(dl, kk), Mat::rows(&self.feats[..b * d], d), &mut grad[layout.fc_w.clone()], d, false);
+        let gb = &mut grad[layout.fc_b.clone()];
         gb.fill(0.0);
         for row in dl.chunks(kk) {
             for (g, v) in gb.iter_mut().zip(row) {
@@ -234,48 +287,61 @@ impl Workspace {
             let s = self.layers[l];
             let n = b * s.hw();
             let kdim = s.cin * k * k;
+            let fused = self.fused(&s);
             let dz = &mut self.dz[l][..s.cout * n];
-            if s.pool {
+            let pre = &self.pre[l][..s.cout * n];
+            if fused {
                 let m = s.cout * b * s.out_hw();
-                unpool(&self.dout[l][..m], &self.arg[l][..m], s.cout * b, s.h, s.w, dz);
+                unpool_relu(&self.dout[l][..m], &self.pooled[l][..m], &self.arg[l][..m], s.cout * b, s.h, s.w, dz);
             } else {
-                dz.copy_from_slice(&self.dout[l][..s.cout * n]);
-            }
-            let (pre, post) = (&self.pre[l][..s.cout * n], &self.post[l][..s.cout * n]);
-            match self.arch.activation {
-                Activation::Relu => {
-                    for (g, &z) in dz.iter_mut().zip(pre) {
-                        if z <= 0.0 {
-                            *g = 0.0;
+                if s.pool {
+                    let m = s.cout * b * s.out_hw();
+                    unpool(&self.dout[l][..m], &self.arg[l][..m], s.cout * b, s.h, s.w, dz);
+                } else {
+                    dz.copy_from_slice(&self.dout[l][..s.cout * n]);
+                }
+                match self.arch.activation {
+                    Activation::Relu => {
+                        for (g, &z) in dz.iter_mut().zip(pre) {
+                            if z <= 0.0 {
+                                *g = 0.0;
+                            }
+                        }
+                    }
+                    Activation::LeakyRelu => {
+                        for (g, &z) in dz.iter_mut().zip(pre) {
+                            if z <= 0.0 {
+                                *g *= Activation::LEAKY_SLOPE;
+                            }
+                        }
+                    }
+                    Activation::Tanh => {
+                        let post = &self.post[l][..s.cout * n];
+                        for (g, &y) in dz.iter_mut().zip(post) {
+                            *g *= 1.0 - y * y;
                         }
                     }
                 }
-                Activation::LeakyRelu => {
-                    for (g, &z) in dz.iter_mut().zip(pre) {
-                        if z <= 0.0 {
-                            *g *= Activation::LEAKY_SLOPE;
-                        }
-                    }
-                }
-                Activation::Tanh => {
-                    for (g, &y) in dz.iter_mut().zip(post) {
-                        *g *= 1.0 - y * y;
-                    }
-                }
             }
-            let gbias = &mut self.grad[layout.conv_b[l].clone()];
-            for (c, g) in gbias.iter_mut().enumerate() {
-                *g = dz[c * n..(c + 1) * n].iter().sum();
+            // d[W | b] [Cout, kdim+1] = dz [Cout, n] x [col; 1]^T [n, kdim+1], computed
+            // transposed (as the forward product) into d[W | b]'s layout.
+            let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
+            matmul_strided(kdim + 1, s.cout, n, Mat::rows(&self.col[l][..(kdim + 1) * n], n), Mat::t(dz, n), dwb, 1, kdim + 1, false);
+            let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
+            for c in 0..s.cout {
+                grad[wr + c * kdim..wr + (c + 1) * kdim].copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
+                grad[br + c] = dwb[c * (kdim + 1) + kdim];
             }
-            // dW [Cout, kdim] = dz [Cout, n] x col^T [n, kdim]
-            matmul(s.cout, kdim, n, Mat::rows(dz, n), Mat::t(&self.col[l][..kdim * n], n), &mut self.grad[layout.conv_w[l].clone()], kdim, false);
             if l > 0 {
-                // dcol [kdim, n] = W^T [kdim, Cout] x dz [Cout, n]
-                let dcol = &mut self.dcol[..kdim * n];
-                matmul(kdim, n, s.cout, Mat::t(model.conv_weight(l), kdim), Mat::rows(dz, n), dcol, n, false);
+                // The input gradient is a "same" convolution of dz with the flipped, transposed
+                // kernels: dX [Cin, n] = Wt [Cin, Cout*k*k] x col(dz) [Cout*k*k, n]. Unfolding dz
+                // (Cout channels) is a copy, cheaper than folding back Cin*k*k rows with adds.
+                let kt = s.cout * k * k;
+                flip_transpose(model.conv_weight(l), s.cout, s.cin, k, &mut self.wt[..s.cin * kt]);
+                im2col(dz, s.cout, b, s.h, s.w, k, &mut self.dcol[..kt * n]);
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
-                col2im(dcol, s.cin, b, s.h, s.w, k, &mut self.dout[l - 1][..size]);
+                matmul(s.cin, n, kt, Mat::rows(&self.wt[..s.cin * kt], kt), Mat::rows(&self.dcol[..kt * n], n), &mut self.dout[l - 1][..size], n, false);
             }
         }
     }

@@ -15,30 +15,63 @@
 /// `(row stride, column stride)` pairs; see [`Mat`].
 #[inline]
 pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], c_rs: usize, accumulate: bool) {
+    matmul_strided(m, n, k, a, b, c, c_rs, 1, accumulate)
+}
+
+/// [`matmul`] with a strided output: element `(i, j)` of `c` is `c[i * c_rs + j * c_cs]`, so
+/// a product can be written straight into a transposed layout.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], c_rs: usize, c_cs: usize, accumulate: bool) {
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(c.len() >= (m - 1) * c_rs + n);
-    debug_assert!(a.data.len() > (m - 1) * a.rs + (k.max(1) - 1) * a.cs || k == 0);
-    debug_assert!(b.data.len() > (k.max(1) - 1) * b.rs + (n - 1) * b.cs || k == 0);
+    debug_assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
+    debug_assert!(k == 0 || a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
+    debug_assert!(k == 0 || b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
     if k == 0 {
         if !accumulate {
-            for row in 0..m {
-                c[row * c_rs..row * c_rs + n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    c[i * c_rs + j * c_cs] = 0.0;
+                }
             }
         }
         return;
     }
-    // SAFETY: the debug assertions above state the bounds every index of gemm stays within:
-    // a[i*rs + p*cs] for i < m, p < k, b likewise for p < k, j < n, and c[i*c_rs + j]. The
-    // callers in this crate size their buffers from the same m, n, k.
+    // SAFETY (both branches): the debug assertions above state the bounds every index stays
+    // within: a[i*rs + p*cs] for i < m, p < k, b likewise for p < k, j < n, and
+    // c[i*c_rs + j*c_cs]. The callers in this crate size their buffers from the same m, n, k.
+    if m >= 8 && n >= 8 {
+        // matrixmultiply's kernels are the faster on these shapes (measured with `shapelab
+        // bench train`); with beta = 0 it does not read c.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.data.as_ptr(),
+                a.rs as isize,
+                a.cs as isize,
+                b.data.as_ptr(),
+                b.rs as isize,
+                b.cs as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                c.as_mut_ptr(),
+                c_rs as isize,
+                c_cs as isize,
+            );
+        }
+        return;
+    }
+    // gemm handles very thin products (a handful of rows or columns) better.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
+            c_cs as isize,
             c_rs as isize,
             accumulate,
             a.data.as_ptr(),
@@ -80,44 +113,56 @@ impl<'a> Mat<'a> {
 /// Unfolds `x` `[cin, b, h, w]` into `col` `[cin*k*k, b*h*w]` for a "same" convolution
 /// (zero padding `k/2`): row `(ci, dy, dx)`, column `(img, y, x)` holds
 /// `x[ci, img, y + dy - k/2, x + dx - k/2]` or 0 outside the image.
+///
+/// Each row is the channel's `b` planes, stored back to back, shifted by one constant offset:
+/// one bulk copy, then the few rows and columns that wrapped around are zeroed.
 pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col: &mut [f32]) {
-    let (hw, n, pad) = (h * w, b * h * w, k / 2);
+    let (hw, n, pad) = (h * w, b * h * w, (k / 2) as isize);
     debug_assert_eq!(x.len(), cin * n);
-    debug_assert_eq!(col.len(), cin * k * k * n);
+    debug_assert!(col.len() >= cin * k * k * n);
     for ci in 0..cin {
-        for dy in 0..k {
-            for dx in 0..k {
-                let row = &mut col[((ci * k + dy) * k + dx) * n..][..n];
-                let shift = dx as isize - pad as isize;
-                for img in 0..b {
-                    let src = &x[(ci * b + img) * hw..][..hw];
-                    let dst = &mut row[img * hw..][..hw];
-                    for y in 0..h {
-                        let sy = y as isize + dy as isize - pad as isize;
-                        let out = &mut dst[y * w..(y + 1) * w];
-                        if sy < 0 || sy >= h as isize {
-                            out.fill(0.0);
-                            continue;
+        let src = &x[ci * n..(ci + 1) * n];
+        for dy in 0..k as isize {
+            for dx in 0..k as isize {
+                let row = &mut col[((ci * k + dy as usize) * k + dx as usize) * n..][..n];
+                let (sy, sx) = (dy - pad, dx - pad);
+                let off = sy * w as isize + sx;
+                // row[i] = src[i + off] where that index exists...
+                let lo = (-off).clamp(0, n as isize) as usize;
+                let hi = (n as isize - off).clamp(0, n as isize) as usize;
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if lo < hi {
+                    row[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
+                }
+                // ...then zero what crossed an image's top or bottom edge...
+                if sy != 0 {
+                    let rows = (sy.unsigned_abs() * w).min(hw);
+                    for img in 0..b {
+                        let plane = &mut row[img * hw..(img + 1) * hw];
+                        let band = if sy < 0 { &mut plane[..rows] } else { &mut plane[hw - rows..] };
+                        for v in band {
+                            *v = 0.0;
                         }
-                        let line = &src[sy as usize * w..][..w];
-                        copy_shifted(line, out, shift);
+                    }
+                }
+                // ...or its left or right edge.
+                if sx != 0 {
+                    // A strided store per zeroed column (one or two columns for 3x3 and 5x5
+                    // kernels); a loop over each line's few elements would become a memset
+                    // call per line.
+                    let cols = sx.unsigned_abs().min(w);
+                    let first = if sx < 0 { 0 } else { w - cols };
+                    for c in first..first + cols {
+                        let mut i = c;
+                        while i < n {
+                            row[i] = 0.0;
+                            i += w;
+                        }
                     }
                 }
             }
         }
-    }
-}
-
-/// `out[x] = line[x + shift]`, zero where `x + shift` falls outside.
-#[inline]
-fn copy_shifted(line: &[f32], out: &mut [f32], shift: isize) {
-    let w = line.len() as isize;
-    let lo = (-shift).clamp(0, w) as usize;
-    let hi = (w - shift).clamp(0, w) as usize;
-    out[..lo].fill(0.0);
-    out[hi..].fill(0.0);
-    if lo < hi {
-        out[lo..hi].copy_from_slice(&line[(lo as isize + shift) as usize..(hi as isize + shift) as usize]);
     }
 }
 
@@ -145,8 +190,11 @@ pub fn col2im(col: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, d
                         // line[x + shift] += from[x] for x where x + shift is inside.
                         let lo = (-shift).clamp(0, w as isize) as usize;
                         let hi = (w as isize - shift).clamp(0, w as isize) as usize;
-                        for x in lo..hi {
-                            line[(x as isize + shift) as usize] += from[x];
+                        if lo < hi {
+                            let to = &mut line[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
+                            for (t, f) in to.iter_mut().zip(&from[lo..hi]) {
+                                *t += f;
+                            }
                         }
                     }
                 }
@@ -164,21 +212,19 @@ pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg:
     debug_assert_eq!(p.len(), planes * oh * ow);
     for pl in 0..planes {
         let src = &y[pl * h * w..][..h * w];
-        let dst = &mut p[pl * oh * ow..][..oh * ow];
-        let a = &mut arg[pl * oh * ow..][..oh * ow];
         for oy in 0..oh {
-            let r0 = &src[2 * oy * w..][..w];
-            let r1 = &src[(2 * oy + 1) * w..][..w];
-            for ox in 0..ow {
-                let c = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
-                let mut best = 0;
-                for i in 1..4 {
-                    if c[i] > c[best] {
-                        best = i;
-                    }
-                }
-                dst[oy * ow + ox] = c[best];
-                a[oy * ow + ox] = best as u8;
+            let r0 = &src[2 * oy * w..][..2 * ow];
+            let r1 = &src[(2 * oy + 1) * w..][..2 * ow];
+            let o = (pl * oh + oy) * ow;
+            let (d, ar) = (&mut p[o..o + ow], &mut arg[o..o + ow]);
+            // Branch-free "first maximum in row-major order": strict comparisons keep the
+            // earlier element on ties. Written over exact pairs so it vectorises.
+            for (((d, ar), t), u) in d.iter_mut().zip(ar.iter_mut()).zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                let (m1, i1) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
+                let (m2, i2) = if u[1] > u[0] { (u[1], 3) } else { (u[0], 2) };
+                let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+                *d = m;
+                *ar = i;
             }
         }
     }
@@ -196,6 +242,58 @@ pub fn unpool(dp: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dy: &mu
                 let i = pl * oh * ow + oy * ow + ox;
                 let a = arg[i] as usize;
                 dst[(2 * oy + a / 2) * w + 2 * ox + a % 2] = dp[i];
+            }
+        }
+    }
+}
+
+/// [`unpool`] fused with ReLU's derivative: routes each pooled gradient to its winner only
+/// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
+/// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
+/// floored last row and column of odd sizes are cleared).
+pub fn unpool_relu(dp: &[f32], pooled: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dz: &mut [f32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    for pl in 0..planes {
+        let dst = &mut dz[pl * h * w..][..h * w];
+        for oy in 0..oh {
+            let (top, bottom) = dst[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+            let o = (pl * oh + oy) * ow;
+            let (dp, pooled, arg) = (&dp[o..o + ow], &pooled[o..o + ow], &arg[o..o + ow]);
+            for ((((t, u), &g), &p), &a) in top
+                .chunks_exact_mut(2)
+                .zip(bottom.chunks_exact_mut(2))
+                .zip(dp)
+                .zip(pooled)
+                .zip(arg)
+            {
+                let g = if p > 0.0 { g } else { 0.0 };
+                t[0] = if a == 0 { g } else { 0.0 };
+                t[1] = if a == 1 { g } else { 0.0 };
+                u[0] = if a == 2 { g } else { 0.0 };
+                u[1] = if a == 3 { g } else { 0.0 };
+            }
+            if w % 2 == 1 {
+                top[w - 1] = 0.0;
+                bottom[w - 1] = 0.0;
+            }
+        }
+        if h % 2 == 1 {
+            dst[(h - 1) * w..].fill(0.0);
+        }
+    }
+}
+
+/// The weights of the convolution that maps a layer's output gradient back to its input:
+/// `w [cout, cin, k, k]` to `wt [cin, cout, k, k]` with each kernel turned by 180 degrees.
+/// A "same" convolution of `dZ` with `wt` is the input gradient (stride 1, odd k).
+pub fn flip_transpose(w: &[f32], cout: usize, cin: usize, k: usize, wt: &mut [f32]) {
+    let k2 = k * k;
+    for co in 0..cout {
+        for ci in 0..cin {
+            let src = &w[(co * cin + ci) * k2..][..k2];
+            let dst = &mut wt[(ci * cout + co) * k2..][..k2];
+            for (i, v) in src.iter().enumerate() {
+                dst[k2 - 1 - i] = *v;
             }
         }
     }

@@ -188,7 +188,13 @@ pub struct Trainer {
     state: OptimizerState,
     /// Epochs done.
     pub epoch: usize,
-    workspaces: Vec<Workspace>,
+    /// Workspaces, one per thread at most: a chunk's forward and backward run back to back,
+    /// so a workspace is free again once its chunk's gradient is out.
+    pool: std::sync::Mutex<Vec<Workspace>>,
+    /// Per chunk of a batch: its gradient (summed in chunk order afterwards).
+    chunk_grads: Vec<Vec<f32>>,
+    /// Per layer and filter: non-zero activation output seen this epoch.
+    alive: Vec<Vec<bool>>,
     grad: Vec<f32>,
 }
 
@@ -206,7 +212,9 @@ impl Trainer {
         let chunks = config.batch_size.div_ceil(CHUNK);
         Ok(Trainer {
             state: OptimizerState::new(config.optimizer.clone(), model.params.len()),
-            workspaces: (0..chunks).map(|_| Workspace::new(&model.arch, CHUNK)).collect(),
+            pool: std::sync::Mutex::new(Vec::new()),
+            chunk_grads: vec![vec![0.0; model.params.len()]; chunks],
+            alive: model.arch.filters.iter().map(|&f| vec![false; f]).collect(),
             grad: vec![0.0; model.params.len()],
             epoch: 0,
             model,
@@ -236,29 +244,25 @@ impl Trainer {
         }
         let scaling = self.config.scaling;
         let perm = self.permutation(train.len(), self.epoch);
-        let px = train.height * train.width;
         let kk = self.model.arch.classes;
-        for ws in &mut self.workspaces {
-            for a in &mut ws.alive {
-                a.fill(false);
-            }
+        for a in &mut self.alive {
+            a.fill(false);
         }
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let mut gather = vec![0u8; CHUNK * px];
+        let arch = self.model.arch.clone();
         for batch in perm.chunks(self.config.batch_size) {
             let scale = 1.0 / batch.len() as f32;
             let chunks: Vec<&[usize]> = batch.chunks(CHUNK).collect();
-            for (ws, idx) in self.workspaces.iter_mut().zip(&chunks) {
-                for (k, &i) in idx.iter().enumerate() {
-                    gather[k * px..(k + 1) * px].copy_from_slice(train.image(i));
-                }
-                ws.load(&gather[..idx.len() * px], scaling);
-            }
-            let model = &self.model;
-            let stats: Vec<(f64, usize)> = self.workspaces[..chunks.len()]
+            let (model, pool, alive) = (&self.model, &self.pool, &self.alive);
+            let stats: Vec<(f64, usize, Vec<Vec<bool>>)> = self.chunk_grads[..chunks.len()]
                 .par_iter_mut()
                 .zip(chunks.par_iter())
-                .map(|(ws, idx)| {
+                .map(|(grad, idx)| {
+                    let mut ws = pool.lock().expect("no panics hold the pool").pop().unwrap_or_else(|| Workspace::new(&arch, CHUNK));
+                    ws.load_images(idx.iter().map(|&i| train.image(i)), scaling);
+                    for (a, seen) in ws.alive.iter_mut().zip(alive) {
+                        a.copy_from_slice(seen);
+                    }
                     ws.forward(model, true);
                     let (mut loss, mut ok) = (0.0, 0);
                     for (k, &i) in idx.iter().enumerate() {
@@ -267,8 +271,10 @@ impl Trainer {
                         loss += l;
                         ok += (pred == label) as usize;
                     }
-                    ws.backward(model);
-                    (loss, ok)
+                    ws.backward(model, grad);
+                    let seen = ws.alive.clone();
+                    pool.lock().expect("no panics hold the pool").push(ws);
+                    (loss, ok, seen)
                 })
                 .collect();
             let batch_loss: f64 = stats.iter().map(|s| s.0).sum();
@@ -277,22 +283,23 @@ impl Trainer {
             }
             loss_sum += batch_loss;
             correct += stats.iter().map(|s| s.1).sum::<usize>();
-            self.grad.copy_from_slice(&self.workspaces[0].grad);
-            for ws in &self.workspaces[1..chunks.len()] {
-                for (g, w) in self.grad.iter_mut().zip(&ws.grad) {
-                    *g += w;
+            for (_, _, seen) in &stats {
+                for (a, s) in self.alive.iter_mut().zip(seen) {
+                    for (x, y) in a.iter_mut().zip(s) {
+                        *x |= *y;
+                    }
+                }
+            }
+            self.grad.copy_from_slice(&self.chunk_grads[0]);
+            for g in &self.chunk_grads[1..chunks.len()] {
+                for (acc, v) in self.grad.iter_mut().zip(g) {
+                    *acc += v;
                 }
             }
             self.state.update(&mut self.model.params, &self.grad);
             obs.batch(batch.len());
         }
-        let layers = self.model.arch.filters.len();
-        let dead = (0..layers)
-            .map(|l| {
-                let f = self.model.arch.filters[l];
-                (0..f).filter(|&c| !self.workspaces.iter().any(|ws| ws.alive[l][c])).count()
-            })
-            .collect();
+        let dead = self.alive.iter().map(|a| a.iter().filter(|&&x| !x).count()).collect();
         self.epoch += 1;
         let v = if val.is_empty() {
             Evaluation::empty(kk)
@@ -397,16 +404,20 @@ pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
     let px = data.height * data.width;
     let kk = model.arch.classes;
     let mut out = vec![0.0f32; data.len() * kk];
-    out.par_chunks_mut(CHUNK * kk)
-        .zip(data.images.par_chunks(CHUNK * px))
-        .for_each_init(
-            || Workspace::new(&model.arch, CHUNK),
-            |ws, (dst, imgs)| {
-                ws.load(imgs, scaling);
+    // One workspace per thread, each over a contiguous run of chunks: chunk boundaries (and so
+    // every sum) stay fixed, and memory stays at one workspace per thread.
+    let chunks = data.len().div_ceil(CHUNK);
+    let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    out.par_chunks_mut(per * CHUNK * kk)
+        .zip(data.images.par_chunks(per * CHUNK * px))
+        .for_each(|(dst, imgs)| {
+            let mut ws = Workspace::new(&model.arch, CHUNK);
+            for (d, im) in dst.chunks_mut(CHUNK * kk).zip(imgs.chunks(CHUNK * px)) {
+                ws.load(im, scaling);
                 ws.forward(model, false);
-                dst.copy_from_slice(&ws.logits[..dst.len()]);
-            },
-        );
+                d.copy_from_slice(&ws.logits[..d.len()]);
+            }
+        });
     out
 }
 
@@ -449,6 +460,7 @@ pub fn capture(model: &Model, images: &[u8], scaling: Scaling) -> (Vec<LayerMaps
         .collect();
     let mut logits = vec![0.0; n * arch.classes];
     let mut ws = Workspace::new(arch, CHUNK);
+    ws.keep_post = true;
     for (c, imgs) in images.chunks(CHUNK * px).enumerate() {
         ws.load(imgs, scaling);
         ws.forward(model, false);
@@ -487,14 +499,15 @@ pub fn loss_and_gradient(model: &Model, images: &[u8], labels: &[u8], scaling: S
     let mut grad = vec![0.0f32; model.params.len()];
     let mut loss = 0.0;
     let mut ws = Workspace::new(&model.arch, CHUNK);
+    let mut chunk = vec![0.0f32; model.params.len()];
     for (imgs, labs) in images.chunks(CHUNK * px).zip(labels.chunks(CHUNK)) {
         ws.load(imgs, scaling);
         ws.forward(model, false);
         for (k, &label) in labs.iter().enumerate() {
             loss += softmax_xent(&ws.logits[k * kk..(k + 1) * kk], label as usize, scale, &mut ws.dlogits[k * kk..(k + 1) * kk]).0;
         }
-        ws.backward(model);
-        for (g, w) in grad.iter_mut().zip(&ws.grad) {
+        ws.backward(model, &mut chunk);
+        for (g, w) in grad.iter_mut().zip(&chunk) {
             *g += w;
         }
     }
