@@ -36,6 +36,13 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Summarise a dataset or panel file and write its contact sheet.
     Inspect(InspectArgs),
+    /// Train a tiny CNN and save it (weights, config, per-epoch history).
+    #[command(after_help = TRAIN_EXAMPLES)]
+    Train(TrainArgs),
+    /// Accuracy, loss and confusion matrix of a trained model.
+    Eval(EvalArgs),
+    /// Class probabilities of a trained model for PNG images, or logits for a whole split.
+    Predict(PredictArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -48,6 +55,172 @@ Examples:
   shapelab generate my-spec.toml --out data/mine.npz --format both
   shapelab generate --panel thesis-size --out data/panel-size.npz
   shapelab generate --list";
+
+const TRAIN_EXAMPLES: &str = "\
+Examples:
+  shapelab train --data data/size.npz --arch 16-4 --epochs 40 --seed 7 --out runs/a
+  shapelab train --data size --arch 2-4 --epochs 20 --out runs/b        (a preset, generated on the fly)
+  shapelab train --data rotation --arch 8-4 --optimizer sgd --lr 0.01 --scaling raw --out runs/c";
+
+/// Optimisers of `train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerChoice {
+    /// Adam with Keras's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7).
+    Adam,
+    /// SGD, with --momentum (default 0: plain SGD; lr default 0.01).
+    Sgd,
+}
+
+/// Weight initialisations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitChoice {
+    /// Glorot (Xavier) uniform, Keras's default.
+    Glorot,
+    /// He uniform.
+    He,
+}
+
+/// Input scalings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScalingChoice {
+    /// Pixels / 255, in [0, 1].
+    Unit,
+    /// Raw 0-255 pixels (plain SGD then often sticks at 33%, as in the thesis).
+    Raw,
+}
+
+/// Activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActivationChoice {
+    Relu,
+    LeakyRelu,
+    Tanh,
+}
+
+/// Dataset splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitChoice {
+    Train,
+    Val,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A dataset (.npz or ImageFolder directory) or a preset name (generated on the fly).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: String,
+
+    /// Filters per conv layer, as the thesis writes them: 16-4, 8, 8-16-32.
+    #[arg(long, value_name = "A")]
+    pub arch: String,
+
+    /// Training epochs.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub epochs: usize,
+
+    /// Seed of the initial weights and of every epoch's shuffle.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// The model directory to write.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Images per batch.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub batch: usize,
+
+    #[arg(long, value_enum, default_value_t = OptimizerChoice::Adam)]
+    /// Optimiser.
+    pub optimizer: OptimizerChoice,
+
+    /// Learning rate (default: 1e-3 for Adam, 0.01 for SGD).
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+
+    /// SGD momentum, 0 to below 1.
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f64>,
+
+    /// Weight initialisation.
+    #[arg(long, value_enum, default_value_t = InitChoice::Glorot)]
+    pub init: InitChoice,
+
+    /// Input scaling.
+    #[arg(long, value_enum, default_value_t = ScalingChoice::Unit)]
+    pub scaling: ScalingChoice,
+
+    /// Activation after each convolution.
+    #[arg(long, value_enum, default_value_t = ActivationChoice::Relu)]
+    pub activation: ActivationChoice,
+
+    /// Kernel side (odd).
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub kernel: usize,
+
+    /// Max-pool after each conv layer, one flag per layer: e.g. on,off (default: all on).
+    #[arg(long, value_name = "on|off,...", value_delimiter = ',')]
+    pub pool: Option<Vec<String>>,
+
+    /// Stop once validation accuracy reaches 1.0.
+    #[arg(long)]
+    pub early_stop: bool,
+
+    /// Replace an existing model directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A model directory written by `shapelab train`.
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// Data to evaluate on (default: the model's own dataset, regenerated or re-read).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
+    pub split: SplitChoice,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").args(["images", "data"]).required(true)))]
+pub struct PredictArgs {
+    /// A model directory written by `shapelab train`.
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// 8-bit grayscale PNG images of the model's input size.
+    #[arg(value_name = "IMAGE.png")]
+    pub images: Vec<PathBuf>,
+
+    /// Predict a whole split of a dataset instead (with --out).
+    #[arg(long, value_name = "FILE|PRESET", requires = "out")]
+    pub data: Option<String>,
+
+    /// Which split of --data.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
+    pub split: SplitChoice,
+
+    /// Where to write the logits of --data: an .npz with `logits` (N, classes) float32.
+    #[arg(long, value_name = "LOGITS.npz")]
+    pub out: Option<PathBuf>,
+
+    /// Replace an existing --out.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print JSON, with the raw logits.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Output layouts of `generate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

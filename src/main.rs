@@ -4,6 +4,7 @@
 //! No computation lives here; see ARCHITECTURE.md.
 
 mod cli;
+mod model_cmds;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +19,13 @@ use lab::inspect::Summary;
 use lab::{Dataset, Loaded, PanelData};
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`shapelab ... | head`), as Unix tools do, instead of
+    // panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,12 +49,16 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => generate(args, cli.quiet),
         Command::Inspect(args) => inspect(args),
+        Command::Train(args) => model_cmds::train(args, cli.quiet),
+        Command::Eval(args) => model_cmds::eval(args),
+        Command::Predict(args) => model_cmds::predict(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
     }
 }
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+/// A usage error (exit code 2).
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     lab::Error::Usage(msg.into()).into()
 }
 
@@ -340,7 +352,9 @@ fn bench_generate(args: cli::BenchGenerateArgs) -> Result<()> {
 
 fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
     if args.images == 0 || args.epochs == 0 || args.infer_batch == 0 {
-        return Err(usage("--images, --epochs and --infer-batch must be at least 1"));
+        return Err(usage(
+            "--images, --epochs and --infer-batch must be at least 1",
+        ));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = vec![1];
@@ -351,21 +365,36 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
     let mut configs = Vec::new();
     let mut parallel = Vec::new();
     if !args.json {
-        println!("training: {} thesis-1.3 images (28x28), batch 32, Adam; inference at batch {}", args.images, args.infer_batch);
-        println!("  {:>6}  {:>7}  {:>12}  {:>12}", "arch", "threads", "train img/s", "infer img/s");
+        println!(
+            "training: {} thesis-1.3 images (28x28), batch 32, Adam; inference at batch {}",
+            args.images, args.infer_batch
+        );
+        println!(
+            "  {:>6}  {:>7}  {:>12}  {:>12}",
+            "arch", "threads", "train img/s", "infer img/s"
+        );
     }
     for arch in &args.arch {
         for &t in &threads {
             let r = lab::bench::train_speed(arch, &data, t, args.epochs, args.infer_batch)?;
             if !args.json {
-                println!("  {:>6}  {:>7}  {:>12.0}  {:>12.0}", r.arch, r.threads, r.train_images_per_s, r.infer_images_per_s);
+                println!(
+                    "  {:>6}  {:>7}  {:>12.0}  {:>12.0}",
+                    r.arch, r.threads, r.train_images_per_s, r.infer_images_per_s
+                );
             }
             configs.push(r);
         }
         if cores > 1 {
             let rate = lab::bench::parallel_runs(arch, &data, cores, args.epochs)?;
             if !args.json {
-                println!("  {:>6}  {:>7}  {:>12.0}  {:>12}", arch, format!("{cores}x1"), rate, "-");
+                println!(
+                    "  {:>6}  {:>7}  {:>12.0}  {:>12}",
+                    arch,
+                    format!("{cores}x1"),
+                    rate,
+                    "-"
+                );
             }
             parallel.push(serde_json::json!({"arch": arch, "runs": cores, "threads_each": 1, "train_images_per_s": rate}));
         }

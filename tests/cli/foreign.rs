@@ -96,3 +96,42 @@ fn python_users_open_the_files() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Opt-in (SHAPELAB_PYTHON_TESTS=1, needs python3 with numpy, torch and safetensors): the
+/// README's PyTorch module loads `model.safetensors` and gives shapelab's logits.
+#[test]
+fn pytorch_loads_the_model_and_gets_the_same_logits() {
+    if std::env::var_os("SHAPELAB_PYTHON_TESTS").is_none() {
+        eprintln!("skipped: set SHAPELAB_PYTHON_TESTS=1 to run");
+        return;
+    }
+    let dir = workdir();
+    crate::ok(
+        dir.path(),
+        &[
+            "generate", "--preset", "size", "--train", "300", "--out", "d.npz",
+        ],
+    );
+    crate::ok(
+        dir.path(),
+        &[
+            "train", "--data", "d.npz", "--arch", "4-3", "--epochs", "2", "--out", "run",
+        ],
+    );
+    crate::ok(
+        dir.path(),
+        &["predict", "run", "--data", "d.npz", "--out", "logits.npz"],
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_model.py");
+    let out = std::process::Command::new("python3")
+        .current_dir(dir.path())
+        .args([script.to_str().unwrap(), "run", "d.npz", "logits.npz"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -94,7 +94,9 @@ pub struct TrainSpeed {
 /// The dataset the training benchmark uses: thesis-1.3 images, `n` training and 1,000
 /// inference images.
 pub fn bench_data(n: usize) -> Result<Dataset> {
-    let mut f = shapes::presets::find("thesis-1.3").expect("preset exists").spec_file();
+    let mut f = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec_file();
     (f.train, f.val) = (Some(n), Some(1000));
     let spec = f.resolve()?;
     Ok(Dataset::generate(&spec, None, &|_| {}))
@@ -122,15 +124,23 @@ fn epoch_seconds(arch: &tinycnn::Arch, d: &Dataset, epochs: usize) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..epochs {
         let start = Instant::now();
-        t.epoch(&train_data(d), &empty, &mut tinycnn::train::Silent).expect("bench data fits");
+        t.epoch(&train_data(d), &empty, &mut tinycnn::train::Silent)
+            .expect("bench data fits");
         best = best.min(start.elapsed().as_secs_f64());
     }
     best
 }
 
 /// Measures training and inference speed of `arch` (e.g. `16-16`) at `threads` threads.
-pub fn train_speed(label: &str, d: &Dataset, threads: usize, epochs: usize, infer_batch: usize) -> Result<TrainSpeed> {
-    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len()).map_err(|e| crate::Error::Usage(e.to_string()))?;
+pub fn train_speed(
+    label: &str,
+    d: &Dataset,
+    threads: usize,
+    epochs: usize,
+    infer_batch: usize,
+) -> Result<TrainSpeed> {
+    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())
+        .map_err(|e| crate::Error::Usage(e.to_string()))?;
     let pool = pool(threads);
     let secs = pool.install(|| epoch_seconds(&arch, d, epochs));
     let model = tinycnn::Model::init(&arch, tinycnn::Init::Glorot, 0).expect("valid arch");
@@ -160,7 +170,8 @@ pub fn train_speed(label: &str, d: &Dataset, threads: usize, epochs: usize, infe
 /// Total training images per second of `runs` independent trainings at one thread each,
 /// run at the same time (how a sweep uses the cores).
 pub fn parallel_runs(label: &str, d: &Dataset, runs: usize, epochs: usize) -> Result<f64> {
-    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len()).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())
+        .map_err(|e| crate::Error::Usage(e.to_string()))?;
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..runs {
@@ -176,7 +187,8 @@ pub fn parallel_runs(label: &str, d: &Dataset, runs: usize, epochs: usize) -> Re
                         width: d.width,
                     };
                     for _ in 0..epochs {
-                        t.epoch(&train_data(d), &empty, &mut tinycnn::train::Silent).expect("bench data fits");
+                        t.epoch(&train_data(d), &empty, &mut tinycnn::train::Silent)
+                            .expect("bench data fits");
                     }
                 })
             });

@@ -218,10 +218,12 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
         }
         match hw {
             None => hw = Some((xs[1], xs[2])),
-            Some(prev) if prev != (xs[1], xs[2]) => return Err(bad(format!(
+            Some(prev) if prev != (xs[1], xs[2]) => {
+                return Err(bad(format!(
                 "x_train images are {}x{} but x_val images are {}x{}; both splits need one size",
                 prev.0, prev.1, xs[1], xs[2]
-            ))),
+            )))
+            }
             _ => {}
         }
         let n = xs[0];

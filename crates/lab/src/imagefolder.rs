@@ -98,7 +98,8 @@ fn subdirs(p: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn decode_gray(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+/// Decodes an 8-bit grayscale PNG: `(width, height, pixels [h, w])`.
+pub fn decode_gray(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let decoder = png::Decoder::new(std::io::BufReader::new(file));
     let mut reader = decoder

@@ -6,6 +6,7 @@
 //! - [`fsio`]: atomic file and directory writes;
 //! - [`draw`] and [`sheet`]: the raster canvas and contact sheets;
 //! - [`inspect`]: summaries of files, as text or JSON;
+//! - [`run`] and [`training`]: trained models on disk, and training/evaluation on datasets;
 //! - [`bench`]: the measurements behind `shapelab bench`.
 //!
 //! **Architecture invariant:** the command-line binary holds no logic of its own beyond
@@ -21,7 +22,10 @@ pub mod imagefolder;
 pub mod inspect;
 pub mod npz;
 pub mod panelfile;
+pub mod predictions;
+pub mod run;
 pub mod sheet;
+pub mod training;
 
 use std::path::Path;
 

@@ -118,7 +118,10 @@ impl Arch {
             return bad(format!("kernel {} must be odd, from 1 to 15", self.kernel));
         }
         if self.filters.is_empty() || self.filters.iter().any(|&f| f == 0 || f > MAX_FILTERS) {
-            return bad(format!("filters {:?}: every layer needs 1 to {MAX_FILTERS} filters", self.filters));
+            return bad(format!(
+                "filters {:?}: every layer needs 1 to {MAX_FILTERS} filters",
+                self.filters
+            ));
         }
         if self.pool.len() != self.filters.len() {
             return bad(format!(
@@ -177,13 +180,21 @@ impl Arch {
     /// Parameters in all: weights and biases of every layer (Keras counts the same).
     pub fn param_count(&self) -> usize {
         let k2 = self.kernel * self.kernel;
-        let conv: usize = self.layers().iter().map(|l| l.cout * l.cin * k2 + l.cout).sum();
+        let conv: usize = self
+            .layers()
+            .iter()
+            .map(|l| l.cout * l.cin * k2 + l.cout)
+            .sum();
         conv + self.classes * self.features() + self.classes
     }
 
     /// The thesis's notation: `16-4`.
     pub fn label(&self) -> String {
-        self.filters.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("-")
+        self.filters
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
     }
 
     /// The architecture with some filters removed: `keep[l][f]` says whether filter `f` of
@@ -191,7 +202,10 @@ impl Arch {
     pub fn pruned(&self, keep: &[Vec<bool>]) -> Result<Arch> {
         check_keep(self, keep)?;
         Ok(Arch {
-            filters: keep.iter().map(|k| k.iter().filter(|&&x| x).count()).collect(),
+            filters: keep
+                .iter()
+                .map(|k| k.iter().filter(|&&x| x).count())
+                .collect(),
             ..self.clone()
         })
     }
@@ -208,10 +222,17 @@ pub(crate) fn check_keep(arch: &Arch, keep: &[Vec<bool>]) -> Result<()> {
     }
     for (l, (k, &f)) in keep.iter().zip(&arch.filters).enumerate() {
         if k.len() != f {
-            return Err(Error::Arch(format!("layer {} has {f} filters but its mask has {}", l + 1, k.len())));
+            return Err(Error::Arch(format!(
+                "layer {} has {f} filters but its mask has {}",
+                l + 1,
+                k.len()
+            )));
         }
         if !k.iter().any(|&x| x) {
-            return Err(Error::Arch(format!("layer {} would keep no filter; keep at least one", l + 1)));
+            return Err(Error::Arch(format!(
+                "layer {} would keep no filter; keep at least one",
+                l + 1
+            )));
         }
     }
     Ok(())

@@ -8,7 +8,7 @@
 //!
 //! - [`arch`]: architectures (`16-4`), shapes, parameter counts;
 //! - [`model`]: the flat parameter vector with PyTorch names, initialisation, pruning;
-//! - [`ops`]: im2col/col2im, matrix products (`gemm`), pooling;
+//! - [`ops`]: im2col, matrix products (`matrixmultiply`, `gemm`), pooling;
 //! - [`net`]: forward and backward over a chunk of images;
 //! - [`optim`]: Adam and SGD with momentum, as Keras writes them;
 //! - [`train`]: training, evaluation, masked evaluation, activation capture.

@@ -118,7 +118,10 @@ impl Model {
             )));
         }
         if let Some(i) = params.iter().position(|p| !p.is_finite()) {
-            return Err(Error::Params(format!("parameter {i} is {}; the model is damaged", params[i])));
+            return Err(Error::Params(format!(
+                "parameter {i} is {}; the model is damaged",
+                params[i]
+            )));
         }
         Ok(Model {
             arch: arch.clone(),
@@ -156,11 +159,27 @@ impl Model {
         let k = self.arch.kernel;
         let mut out = Vec::new();
         for (l, s) in self.arch.layers().iter().enumerate() {
-            out.push((format!("conv{}.weight", l + 1), vec![s.cout, s.cin, k, k], self.layout.conv_w[l].clone()));
-            out.push((format!("conv{}.bias", l + 1), vec![s.cout], self.layout.conv_b[l].clone()));
+            out.push((
+                format!("conv{}.weight", l + 1),
+                vec![s.cout, s.cin, k, k],
+                self.layout.conv_w[l].clone(),
+            ));
+            out.push((
+                format!("conv{}.bias", l + 1),
+                vec![s.cout],
+                self.layout.conv_b[l].clone(),
+            ));
         }
-        out.push(("fc.weight".into(), vec![self.arch.classes, self.arch.features()], self.layout.fc_w.clone()));
-        out.push(("fc.bias".into(), vec![self.arch.classes], self.layout.fc_b.clone()));
+        out.push((
+            "fc.weight".into(),
+            vec![self.arch.classes, self.arch.features()],
+            self.layout.fc_w.clone(),
+        ));
+        out.push((
+            "fc.bias".into(),
+            vec![self.arch.classes],
+            self.layout.fc_b.clone(),
+        ));
         out
     }
 
@@ -176,7 +195,11 @@ impl Model {
         let mut params = Vec::with_capacity(Layout::new(&arch).total);
         for (l, s) in layers.iter().enumerate() {
             let w = self.conv_weight(l);
-            let keep_in: Vec<bool> = if l == 0 { vec![true] } else { keep[l - 1].clone() };
+            let keep_in: Vec<bool> = if l == 0 {
+                vec![true]
+            } else {
+                keep[l - 1].clone()
+            };
             for co in (0..s.cout).filter(|&co| keep[l][co]) {
                 for ci in (0..s.cin).filter(|&ci| keep_in[ci]) {
                     let at = (co * s.cin + ci) * k2;
@@ -213,12 +236,25 @@ mod tests {
         let limit = (6.0f32 / (9.0 + 16.0 * 9.0)).sqrt();
         let w = m.conv_weight(0);
         assert!(w.iter().all(|x| x.abs() <= limit));
-        assert!(w.iter().any(|x| x.abs() > 0.9 * limit), "uses the whole range");
+        assert!(
+            w.iter().any(|x| x.abs() > 0.9 * limit),
+            "uses the whole range"
+        );
         assert!(m.conv_bias(1).iter().all(|&b| b == 0.0));
         assert_eq!(m, Model::init(&arch, Init::Glorot, 1).unwrap());
         assert_ne!(m, Model::init(&arch, Init::Glorot, 2).unwrap());
         let names: Vec<String> = m.tensors().into_iter().map(|t| t.0).collect();
-        assert_eq!(names, ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias"]);
+        assert_eq!(
+            names,
+            [
+                "conv1.weight",
+                "conv1.bias",
+                "conv2.weight",
+                "conv2.bias",
+                "fc.weight",
+                "fc.bias"
+            ]
+        );
     }
 
     #[test]
@@ -228,9 +264,14 @@ mod tests {
         for (i, p) in m.params.iter_mut().enumerate() {
             *p = i as f32;
         }
-        let p = m.pruned(&[vec![true, false, true], vec![false, true]]).unwrap();
+        let p = m
+            .pruned(&[vec![true, false, true], vec![false, true]])
+            .unwrap();
         assert_eq!(p.arch.filters, vec![2, 1]);
-        assert_eq!(p.conv_weight(0), [&m.conv_weight(0)[0..9], &m.conv_weight(0)[18..27]].concat());
+        assert_eq!(
+            p.conv_weight(0),
+            [&m.conv_weight(0)[0..9], &m.conv_weight(0)[18..27]].concat()
+        );
         // conv2 filter 1 reads input channels 0 and 2
         let w2 = m.conv_weight(1);
         assert_eq!(p.conv_weight(1), [&w2[27..36], &w2[45..54]].concat());
@@ -238,6 +279,8 @@ mod tests {
         let fc = m.fc_weight();
         assert_eq!(&p.fc_weight()[0..4], &fc[4..8]);
         assert_eq!(&p.fc_weight()[4..8], &fc[12..16]);
-        assert!(m.pruned(&[vec![false, false, false], vec![true, true]]).is_err());
+        assert!(m
+            .pruned(&[vec![false, false, false], vec![true, true]])
+            .is_err());
     }
 }

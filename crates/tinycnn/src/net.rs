@@ -7,11 +7,13 @@
 
 use crate::arch::{Activation, Arch, LayerShape};
 use crate::model::Model;
-use crate::ops::{flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat};
+use crate::ops::{
+    flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
+};
 
 /// Images per chunk: the unit of work of one thread, and the unit of every summation, so that
 /// results do not depend on the thread count.
-pub const CHUNK: usize = 8;
+pub const CHUNK: usize = 4;
 
 /// How pixel bytes become network inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -93,26 +95,63 @@ impl Workspace {
         let k2 = arch.kernel * arch.kernel;
         let d = arch.features();
         let kk = arch.classes;
-        let max_dcol = layers.iter().skip(1).map(|l| l.cout * k2 * cap * l.hw()).max().unwrap_or(0);
-        let max_wt = layers.iter().map(|l| l.cin * l.cout * k2).max().unwrap_or(0);
-        let max_wb = layers.iter().map(|l| l.cout * (l.cin * k2 + 1)).max().unwrap_or(0);
+        let max_dcol = layers
+            .iter()
+            .skip(1)
+            .map(|l| l.cout * k2 * cap * l.hw())
+            .max()
+            .unwrap_or(0);
+        let max_wt = layers
+            .iter()
+            .map(|l| l.cin * l.cout * k2)
+            .max()
+            .unwrap_or(0);
+        let max_wb = layers
+            .iter()
+            .map(|l| l.cout * (l.cin * k2 + 1))
+            .max()
+            .unwrap_or(0);
         Workspace {
             arch: arch.clone(),
             cap,
             b: 0,
             x: vec![0.0; cap * arch.height * arch.width],
-            col: layers.iter().map(|l| vec![0.0; (l.cin * k2 + 1) * cap * l.hw()]).collect(),
-            pre: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
-            post: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
-            pooled: layers.iter().map(|l| vec![0.0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }]).collect(),
-            arg: layers.iter().map(|l| vec![0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }]).collect(),
-            wb: layers.iter().map(|l| vec![0.0; l.cout * (l.cin * k2 + 1)]).collect(),
+            col: layers
+                .iter()
+                .map(|l| vec![0.0; (l.cin * k2 + 1) * cap * l.hw()])
+                .collect(),
+            pre: layers
+                .iter()
+                .map(|l| vec![0.0; l.cout * cap * l.hw()])
+                .collect(),
+            post: layers
+                .iter()
+                .map(|l| vec![0.0; l.cout * cap * l.hw()])
+                .collect(),
+            pooled: layers
+                .iter()
+                .map(|l| vec![0.0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }])
+                .collect(),
+            arg: layers
+                .iter()
+                .map(|l| vec![0; if l.pool { l.cout * cap * l.out_hw() } else { 0 }])
+                .collect(),
+            wb: layers
+                .iter()
+                .map(|l| vec![0.0; l.cout * (l.cin * k2 + 1)])
+                .collect(),
             feats: vec![0.0; cap * d],
             logits: vec![0.0; cap * kk],
             dlogits: vec![0.0; cap * kk],
             dfeats: vec![0.0; cap * d],
-            dout: layers.iter().map(|l| vec![0.0; l.cout * cap * l.out_hw()]).collect(),
-            dz: layers.iter().map(|l| vec![0.0; l.cout * cap * l.hw()]).collect(),
+            dout: layers
+                .iter()
+                .map(|l| vec![0.0; l.cout * cap * l.out_hw()])
+                .collect(),
+            dz: layers
+                .iter()
+                .map(|l| vec![0.0; l.cout * cap * l.hw()])
+                .collect(),
             dcol: vec![0.0; max_dcol],
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
@@ -126,7 +165,11 @@ impl Workspace {
     pub fn load(&mut self, images: &[u8], scaling: Scaling) {
         let px = self.arch.height * self.arch.width;
         let b = images.len() / px;
-        assert!(b <= self.cap && b * px == images.len(), "chunk of {b} images exceeds {}", self.cap);
+        assert!(
+            b <= self.cap && b * px == images.len(),
+            "chunk of {b} images exceeds {}",
+            self.cap
+        );
         self.b = b;
         for (d, &s) in self.x[..b * px].iter_mut().zip(images) {
             *d = scaling.apply(s);
@@ -134,7 +177,11 @@ impl Workspace {
     }
 
     /// Loads the given images (each `H*W` bytes), scaled.
-    pub fn load_images<'a>(&mut self, images: impl ExactSizeIterator<Item = &'a [u8]>, scaling: Scaling) {
+    pub fn load_images<'a>(
+        &mut self,
+        images: impl ExactSizeIterator<Item = &'a [u8]>,
+        scaling: Scaling,
+    ) {
         let px = self.arch.height * self.arch.width;
         let b = images.len();
         assert!(b <= self.cap, "chunk of {b} images exceeds {}", self.cap);
@@ -175,7 +222,12 @@ impl Workspace {
             let input: &[f32] = if l == 0 {
                 &self.x[..n]
             } else {
-                output_of(&self.layers[l - 1], b, &self.pooled[l - 1], &self.post[l - 1])
+                output_of(
+                    &self.layers[l - 1],
+                    b,
+                    &self.pooled[l - 1],
+                    &self.post[l - 1],
+                )
             };
             let col = &mut self.col[l][..(kdim + 1) * n];
             im2col(input, s.cin, b, s.h, s.w, k, col);
@@ -183,13 +235,24 @@ impl Workspace {
             let wb = &mut self.wb[l];
             let (w, bias) = (model.conv_weight(l), model.conv_bias(l));
             for c in 0..s.cout {
-                wb[c * (kdim + 1)..c * (kdim + 1) + kdim].copy_from_slice(&w[c * kdim..(c + 1) * kdim]);
+                wb[c * (kdim + 1)..c * (kdim + 1) + kdim]
+                    .copy_from_slice(&w[c * kdim..(c + 1) * kdim]);
                 wb[c * (kdim + 1) + kdim] = bias[c];
             }
             // Z = [W | b] x [col; 1], computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
             // layout: the big operand then packs along its rows, which is the faster way.
             let pre = &mut self.pre[l][..s.cout * n];
-            matmul_strided(n, s.cout, kdim + 1, Mat::t(col, n), Mat::t(wb, kdim + 1), pre, 1, n, false);
+            matmul_strided(
+                n,
+                s.cout,
+                kdim + 1,
+                Mat::t(col, n),
+                Mat::t(wb, kdim + 1),
+                pre,
+                1,
+                n,
+                false,
+            );
             if !fused || self.keep_post {
                 let post = &mut self.post[l][..s.cout * n];
                 match act {
@@ -200,7 +263,11 @@ impl Workspace {
                     }
                     Activation::LeakyRelu => {
                         for (y, &z) in post.iter_mut().zip(pre.iter()) {
-                            *y = if z > 0.0 { z } else { Activation::LEAKY_SLOPE * z };
+                            *y = if z > 0.0 {
+                                z
+                            } else {
+                                Activation::LEAKY_SLOPE * z
+                            };
                         }
                     }
                     Activation::Tanh => {
@@ -212,8 +279,19 @@ impl Workspace {
             }
             if s.pool {
                 let m = s.cout * b * s.out_hw();
-                let src: &[f32] = if fused { pre } else { &self.post[l][..s.cout * n] };
-                maxpool(src, s.cout * b, s.h, s.w, &mut self.pooled[l][..m], &mut self.arg[l][..m]);
+                let src: &[f32] = if fused {
+                    pre
+                } else {
+                    &self.post[l][..s.cout * n]
+                };
+                maxpool(
+                    src,
+                    s.cout * b,
+                    s.h,
+                    s.w,
+                    &mut self.pooled[l][..m],
+                    &mut self.arg[l][..m],
+                );
                 if fused {
                     for v in &mut self.pooled[l][..m] {
                         *v = v.max(0.0);
@@ -241,12 +319,22 @@ impl Workspace {
         let out = output_of(&s, b, &self.pooled[last], &self.post[last]);
         for c in 0..s.cout {
             for img in 0..b {
-                self.feats[img * d + c * hw..][..hw].copy_from_slice(&out[(c * b + img) * hw..][..hw]);
+                self.feats[img * d + c * hw..][..hw]
+                    .copy_from_slice(&out[(c * b + img) * hw..][..hw]);
             }
         }
         let logits = &mut self.logits[..b * kk];
         // logits [b, K] = feats [b, D] x fc^T [D, K]
-        matmul(b, kk, d, Mat::rows(&self.feats[..b * d], d), Mat::t(model.fc_weight(), d), logits, kk, false);
+        matmul(
+            b,
+            kk,
+            d,
+            Mat::rows(&self.feats[..b * d], d),
+            Mat::t(model.fc_weight(), d),
+            logits,
+            kk,
+            false,
+        );
         let fb = model.fc_bias();
         for row in logits.chunks_mut(kk) {
             for (o, bias) in row.iter_mut().zip(fb) {
@@ -265,7 +353,16 @@ impl Workspace {
         let layout = model.layout().clone();
         let dl = &self.dlogits[..b * kk];
         // fc.weight grad [K, D] = dlogits^T [K, b] x feats [b, D]
-        matmul(kk, d, b, Mat::t(dl, kk), Mat::rows(&self.feats[..b * d], d), &mut grad[layout.fc_w.clone()], d, false);
+        matmul(
+            kk,
+            d,
+            b,
+            Mat::t(dl, kk),
+            Mat::rows(&self.feats[..b * d], d),
+            &mut grad[layout.fc_w.clone()],
+            d,
+            false,
+        );
         let gb = &mut grad[layout.fc_b.clone()];
         gb.fill(0.0);
         for row in dl.chunks(kk) {
@@ -274,13 +371,23 @@ impl Workspace {
             }
         }
         // dfeats [b, D] = dlogits [b, K] x fc [K, D]
-        matmul(b, d, kk, Mat::rows(dl, kk), Mat::rows(model.fc_weight(), d), &mut self.dfeats[..b * d], d, false);
+        matmul(
+            b,
+            d,
+            kk,
+            Mat::rows(dl, kk),
+            Mat::rows(model.fc_weight(), d),
+            &mut self.dfeats[..b * d],
+            d,
+            false,
+        );
         let last = self.layers.len() - 1;
         let s = self.layers[last];
         let hw = s.out_hw();
         for c in 0..s.cout {
             for img in 0..b {
-                self.dout[last][(c * b + img) * hw..][..hw].copy_from_slice(&self.dfeats[img * d + c * hw..][..hw]);
+                self.dout[last][(c * b + img) * hw..][..hw]
+                    .copy_from_slice(&self.dfeats[img * d + c * hw..][..hw]);
             }
         }
         for l in (0..self.layers.len()).rev() {
@@ -292,11 +399,26 @@ impl Workspace {
             let pre = &self.pre[l][..s.cout * n];
             if fused {
                 let m = s.cout * b * s.out_hw();
-                unpool_relu(&self.dout[l][..m], &self.pooled[l][..m], &self.arg[l][..m], s.cout * b, s.h, s.w, dz);
+                unpool_relu(
+                    &self.dout[l][..m],
+                    &self.pooled[l][..m],
+                    &self.arg[l][..m],
+                    s.cout * b,
+                    s.h,
+                    s.w,
+                    dz,
+                );
             } else {
                 if s.pool {
                     let m = s.cout * b * s.out_hw();
-                    unpool(&self.dout[l][..m], &self.arg[l][..m], s.cout * b, s.h, s.w, dz);
+                    unpool(
+                        &self.dout[l][..m],
+                        &self.arg[l][..m],
+                        s.cout * b,
+                        s.h,
+                        s.w,
+                        dz,
+                    );
                 } else {
                     dz.copy_from_slice(&self.dout[l][..s.cout * n]);
                 }
@@ -326,10 +448,21 @@ impl Workspace {
             // d[W | b] [Cout, kdim+1] = dz [Cout, n] x [col; 1]^T [n, kdim+1], computed
             // transposed (as the forward product) into d[W | b]'s layout.
             let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
-            matmul_strided(kdim + 1, s.cout, n, Mat::rows(&self.col[l][..(kdim + 1) * n], n), Mat::t(dz, n), dwb, 1, kdim + 1, false);
+            matmul_strided(
+                kdim + 1,
+                s.cout,
+                n,
+                Mat::rows(&self.col[l][..(kdim + 1) * n], n),
+                Mat::t(dz, n),
+                dwb,
+                1,
+                kdim + 1,
+                false,
+            );
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
             for c in 0..s.cout {
-                grad[wr + c * kdim..wr + (c + 1) * kdim].copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
+                grad[wr + c * kdim..wr + (c + 1) * kdim]
+                    .copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
                 grad[br + c] = dwb[c * (kdim + 1) + kdim];
             }
             if l > 0 {
@@ -337,11 +470,26 @@ impl Workspace {
                 // kernels: dX [Cin, n] = Wt [Cin, Cout*k*k] x col(dz) [Cout*k*k, n]. Unfolding dz
                 // (Cout channels) is a copy, cheaper than folding back Cin*k*k rows with adds.
                 let kt = s.cout * k * k;
-                flip_transpose(model.conv_weight(l), s.cout, s.cin, k, &mut self.wt[..s.cin * kt]);
+                flip_transpose(
+                    model.conv_weight(l),
+                    s.cout,
+                    s.cin,
+                    k,
+                    &mut self.wt[..s.cin * kt],
+                );
                 im2col(dz, s.cout, b, s.h, s.w, k, &mut self.dcol[..kt * n]);
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
-                matmul(s.cin, n, kt, Mat::rows(&self.wt[..s.cin * kt], kt), Mat::rows(&self.dcol[..kt * n], n), &mut self.dout[l - 1][..size], n, false);
+                matmul(
+                    s.cin,
+                    n,
+                    kt,
+                    Mat::rows(&self.wt[..s.cin * kt], kt),
+                    Mat::rows(&self.dcol[..kt * n], n),
+                    &mut self.dout[l - 1][..size],
+                    n,
+                    false,
+                );
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The kernels: im2col/col2im, matrix products, max-pooling, activations.
+//! The kernels: im2col, matrix products, max-pooling.
 //!
 //! Activations inside a chunk of `b` images are stored channel-major, `[C, b, H, W]`
 //! ("CNHW"): one matrix row per channel, so a convolution is a single matrix product
@@ -7,21 +7,45 @@
 //! kernels), always single-threaded inside one call: parallelism is over fixed chunks of
 //! images, which keeps every sum in the same order whatever the thread count.
 //!
-//! im2col, col2im and pooling are written here because they are a few lines each for this
-//! one layout, and no maintained crate offers them for plain slices.
+//! im2col and pooling are written here because they are a few lines each for this one
+//! layout, and no maintained crate offers them for plain slices. The pooling loops are
+//! compiled for several instruction sets with `multiversion` and picked at run time; Rust
+//! never fuses a multiply and an add on its own, so every variant computes the same bits.
+
+use multiversion::multiversion;
 
 /// `c = a x b` (or `c += a x b` with `accumulate`), all row-major with the given row strides:
 /// `a` is `[m, k]`, `b` is `[k, n]`, `c` is `[m, n]`. Transposes are expressed by passing
 /// `(row stride, column stride)` pairs; see [`Mat`].
 #[inline]
-pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], c_rs: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+) {
     matmul_strided(m, n, k, a, b, c, c_rs, 1, accumulate)
 }
 
 /// [`matmul`] with a strided output: element `(i, j)` of `c` is `c[i * c_rs + j * c_cs]`, so
 /// a product can be written straight into a transposed layout.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_strided(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], c_rs: usize, c_cs: usize, accumulate: bool) {
+pub fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    c_rs: usize,
+    c_cs: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -101,12 +125,20 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// A row-major matrix with `cols` columns.
     pub fn rows(data: &'a [f32], cols: usize) -> Mat<'a> {
-        Mat { data, rs: cols, cs: 1 }
+        Mat {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn t(data: &'a [f32], cols: usize) -> Mat<'a> {
-        Mat { data, rs: 1, cs: cols }
+        Mat {
+            data,
+            rs: 1,
+            cs: cols,
+        }
     }
 }
 
@@ -133,14 +165,20 @@ pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
                 if lo < hi {
-                    row[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
+                    row[lo..hi].copy_from_slice(
+                        &src[(lo as isize + off) as usize..(hi as isize + off) as usize],
+                    );
                 }
                 // ...then zero what crossed an image's top or bottom edge...
                 if sy != 0 {
                     let rows = (sy.unsigned_abs() * w).min(hw);
                     for img in 0..b {
                         let plane = &mut row[img * hw..(img + 1) * hw];
-                        let band = if sy < 0 { &mut plane[..rows] } else { &mut plane[hw - rows..] };
+                        let band = if sy < 0 {
+                            &mut plane[..rows]
+                        } else {
+                            &mut plane[hw - rows..]
+                        };
                         for v in band {
                             *v = 0.0;
                         }
@@ -166,46 +204,10 @@ pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col
     }
 }
 
-/// The adjoint of [`im2col`]: adds every entry of `col` back to the input position it came
-/// from. `dx` `[cin, b, h, w]` is overwritten.
-pub fn col2im(col: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
-    let (hw, n, pad) = (h * w, b * h * w, k / 2);
-    debug_assert_eq!(dx.len(), cin * n);
-    dx.fill(0.0);
-    for ci in 0..cin {
-        for dy in 0..k {
-            for ddx in 0..k {
-                let row = &col[((ci * k + dy) * k + ddx) * n..][..n];
-                let shift = ddx as isize - pad as isize;
-                for img in 0..b {
-                    let dst = &mut dx[(ci * b + img) * hw..][..hw];
-                    let src = &row[img * hw..][..hw];
-                    for y in 0..h {
-                        let sy = y as isize + dy as isize - pad as isize;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        let line = &mut dst[sy as usize * w..][..w];
-                        let from = &src[y * w..(y + 1) * w];
-                        // line[x + shift] += from[x] for x where x + shift is inside.
-                        let lo = (-shift).clamp(0, w as isize) as usize;
-                        let hi = (w as isize - shift).clamp(0, w as isize) as usize;
-                        if lo < hi {
-                            let to = &mut line[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
-                            for (t, f) in to.iter_mut().zip(&from[lo..hi]) {
-                                *t += f;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// 2x2 max-pool with stride 2, flooring odd sizes: `y` `[c, b, h, w]` to `p`
 /// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
 /// Ties go to the first in row-major order, as in PyTorch.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
     let (oh, ow) = (h / 2, w / 2);
     debug_assert_eq!(y.len(), planes * h * w);
@@ -219,7 +221,12 @@ pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg:
             let (d, ar) = (&mut p[o..o + ow], &mut arg[o..o + ow]);
             // Branch-free "first maximum in row-major order": strict comparisons keep the
             // earlier element on ties. Written over exact pairs so it vectorises.
-            for (((d, ar), t), u) in d.iter_mut().zip(ar.iter_mut()).zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            for (((d, ar), t), u) in d
+                .iter_mut()
+                .zip(ar.iter_mut())
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
                 let (m1, i1) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
                 let (m2, i2) = if u[1] > u[0] { (u[1], 3) } else { (u[0], 2) };
                 let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
@@ -251,7 +258,16 @@ pub fn unpool(dp: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dy: &mu
 /// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
 /// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
 /// floored last row and column of odd sizes are cleared).
-pub fn unpool_relu(dp: &[f32], pooled: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dz: &mut [f32]) {
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn unpool_relu(
+    dp: &[f32],
+    pooled: &[f32],
+    arg: &[u8],
+    planes: usize,
+    h: usize,
+    w: usize,
+    dz: &mut [f32],
+) {
     let (oh, ow) = (h / 2, w / 2);
     for pl in 0..planes {
         let dst = &mut dz[pl * h * w..][..h * w];
@@ -304,21 +320,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn im2col_and_col2im_are_adjoint() {
-        // <im2col(x), c> == <x, col2im(c)> for arbitrary x, c.
+    fn im2col_centre_tap_is_the_image_and_edges_are_zero() {
         let (cin, b, h, w, k) = (2, 3, 5, 4, 3);
-        let x: Vec<f32> = (0..cin * b * h * w).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        let c: Vec<f32> = (0..cin * k * k * b * h * w).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
-        let mut col = vec![0.0; c.len()];
+        let x: Vec<f32> = (0..cin * b * h * w).map(|i| i as f32 + 1.0).collect();
+        let n = b * h * w;
+        let mut col = vec![f32::NAN; cin * k * k * n];
         im2col(&x, cin, b, h, w, k, &mut col);
-        let mut dx = vec![0.0; x.len()];
-        col2im(&c, cin, b, h, w, k, &mut dx);
-        let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
-        let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
-        assert_eq!(lhs, rhs);
-        // Centre tap of the kernel is the image itself.
-        let centre = &col[(k * k / 2) * b * h * w..][..b * h * w];
-        assert_eq!(centre, &x[..b * h * w]);
+        assert!(col.iter().all(|v| v.is_finite()), "every entry written");
+        assert_eq!(&col[4 * n..5 * n], &x[..n], "centre tap of channel 0");
+        // Tap (dy=0, dx=0) reads up-left: the first row and column of every image are padding.
+        let tap = &col[..n];
+        for img in 0..b {
+            for x_ in 0..w {
+                assert_eq!(tap[img * h * w + x_], 0.0);
+            }
+            assert_eq!(tap[img * h * w + w + 1], x[img * h * w]);
+        }
+    }
+
+    #[test]
+    fn flip_transpose_turns_kernels() {
+        // w [cout=2, cin=1, 3, 3]
+        let w: Vec<f32> = (0..18).map(|i| i as f32).collect();
+        let mut t = vec![0.0; 18];
+        flip_transpose(&w, 2, 1, 3, &mut t);
+        assert_eq!(&t[..9], &[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
+        assert_eq!(t[9], 17.0);
     }
 
     #[test]
@@ -338,7 +365,16 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
         let mut c = [0.0; 4];
-        matmul(2, 2, 3, Mat::rows(&a, 3), Mat::rows(&b, 2), &mut c, 2, false);
+        matmul(
+            2,
+            2,
+            3,
+            Mat::rows(&a, 3),
+            Mat::rows(&b, 2),
+            &mut c,
+            2,
+            false,
+        );
         assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
         // a^T [3,2] x a [2,3] -> [3,3]
         let mut d = [0.0; 9];

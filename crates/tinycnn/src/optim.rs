@@ -14,8 +14,16 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Optimizer {
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64 },
-    Sgd { lr: f64, momentum: f64 },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+    },
 }
 
 impl Optimizer {
@@ -43,21 +51,29 @@ impl Optimizer {
     /// Checks the hyper-parameters.
     pub fn validate(&self) -> Result<()> {
         let lr = self.lr();
-        if !(lr > 0.0 && lr.is_finite() && lr <= 100.0) {
-            return Err(Error::Config(format!("learning rate {lr} is out of range; use a value above 0, e.g. 0.001")));
+        if !(lr.is_finite() && lr > 0.0 && lr <= 100.0) {
+            return Err(Error::Config(format!(
+                "learning rate {lr} is out of range; use a value above 0, e.g. 0.001"
+            )));
         }
         match *self {
-            Optimizer::Adam { beta1, beta2, eps, .. } => {
+            Optimizer::Adam {
+                beta1, beta2, eps, ..
+            } => {
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
-                    return Err(Error::Config(format!("Adam betas {beta1}/{beta2} must lie in [0, 1)")));
+                    return Err(Error::Config(format!(
+                        "Adam betas {beta1}/{beta2} must lie in [0, 1)"
+                    )));
                 }
-                if !(eps > 0.0) {
+                if eps.is_nan() || eps <= 0.0 {
                     return Err(Error::Config(format!("Adam epsilon {eps} must be above 0")));
                 }
             }
             Optimizer::Sgd { momentum, .. } => {
                 if !(0.0..1.0).contains(&momentum) {
-                    return Err(Error::Config(format!("momentum {momentum} must lie in [0, 1)")));
+                    return Err(Error::Config(format!(
+                        "momentum {momentum} must lie in [0, 1)"
+                    )));
                 }
             }
         }
@@ -96,11 +112,21 @@ impl OptimizerState {
         debug_assert_eq!(params.len(), grad.len());
         self.step += 1;
         match self.optimizer {
-            Optimizer::Adam { lr, beta1, beta2, eps } => {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
                 let t = self.step as f64;
                 let alpha = (lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32;
                 let (b1, b2, eps) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32, eps as f32);
-                for (((w, &g), m), v) in params.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
+                for (((w, &g), m), v) in params
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(&mut self.m)
+                    .zip(&mut self.v)
+                {
                     *m += (g - *m) * b1;
                     *v += (g * g - *v) * b2;
                     *w -= *m * alpha / (v.sqrt() + eps);
@@ -126,7 +152,10 @@ mod tests {
         let mut s = OptimizerState::new(Optimizer::adam(0.01), 3);
         let mut w = [1.0f32, 1.0, 1.0];
         s.update(&mut w, &[0.5, -2.0, 0.0]);
-        assert!((w[0] - 0.99).abs() < 1e-6 && (w[1] - 1.01).abs() < 1e-6 && w[2] == 1.0, "{w:?}");
+        assert!(
+            (w[0] - 0.99).abs() < 1e-6 && (w[1] - 1.01).abs() < 1e-6 && w[2] == 1.0,
+            "{w:?}"
+        );
     }
 
     #[test]

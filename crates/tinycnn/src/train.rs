@@ -49,10 +49,17 @@ impl<'a> Data<'a> {
             )));
         }
         if self.images.len() != self.len() * self.height * self.width {
-            return Err(Error::Data(format!("{what}: {} image bytes for {} labels", self.images.len(), self.len())));
+            return Err(Error::Data(format!(
+                "{what}: {} image bytes for {} labels",
+                self.images.len(),
+                self.len()
+            )));
         }
         if let Some(&l) = self.labels.iter().find(|&&l| l as usize >= arch.classes) {
-            return Err(Error::Data(format!("{what} holds label {l} but the network has {} classes", arch.classes)));
+            return Err(Error::Data(format!(
+                "{what} holds label {l} but the network has {} classes",
+                arch.classes
+            )));
         }
         Ok(())
     }
@@ -90,10 +97,16 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 || self.epochs > 100_000 {
-            return Err(Error::Config(format!("{} epochs: use 1 to 100000", self.epochs)));
+            return Err(Error::Config(format!(
+                "{} epochs: use 1 to 100000",
+                self.epochs
+            )));
         }
         if self.batch_size == 0 || self.batch_size > 65_536 {
-            return Err(Error::Config(format!("batch size {}: use 1 to 65536", self.batch_size)));
+            return Err(Error::Config(format!(
+                "batch size {}: use 1 to 65536",
+                self.batch_size
+            )));
         }
         self.optimizer.validate()
     }
@@ -236,7 +249,12 @@ impl Trainer {
 
     /// One epoch over `train` (reshuffled from the seed), then evaluation on `val`.
     /// Returns `None` if the loss diverged (the model keeps its last finite weights).
-    pub fn epoch(&mut self, train: &Data, val: &Data, obs: &mut dyn Observer) -> Result<Option<EpochStats>> {
+    pub fn epoch(
+        &mut self,
+        train: &Data,
+        val: &Data,
+        obs: &mut dyn Observer,
+    ) -> Result<Option<EpochStats>> {
         train.check(&self.model.arch, "training")?;
         val.check(&self.model.arch, "validation")?;
         if train.is_empty() {
@@ -258,7 +276,11 @@ impl Trainer {
                 .par_iter_mut()
                 .zip(chunks.par_iter())
                 .map(|(grad, idx)| {
-                    let mut ws = pool.lock().expect("no panics hold the pool").pop().unwrap_or_else(|| Workspace::new(&arch, CHUNK));
+                    let mut ws = pool
+                        .lock()
+                        .expect("no panics hold the pool")
+                        .pop()
+                        .unwrap_or_else(|| Workspace::new(&arch, CHUNK));
                     ws.load_images(idx.iter().map(|&i| train.image(i)), scaling);
                     for (a, seen) in ws.alive.iter_mut().zip(alive) {
                         a.copy_from_slice(seen);
@@ -267,7 +289,12 @@ impl Trainer {
                     let (mut loss, mut ok) = (0.0, 0);
                     for (k, &i) in idx.iter().enumerate() {
                         let label = train.labels[i] as usize;
-                        let (l, pred) = softmax_xent(&ws.logits[k * kk..(k + 1) * kk], label, scale, &mut ws.dlogits[k * kk..(k + 1) * kk]);
+                        let (l, pred) = softmax_xent(
+                            &ws.logits[k * kk..(k + 1) * kk],
+                            label,
+                            scale,
+                            &mut ws.dlogits[k * kk..(k + 1) * kk],
+                        );
                         loss += l;
                         ok += (pred == label) as usize;
                     }
@@ -299,7 +326,11 @@ impl Trainer {
             self.state.update(&mut self.model.params, &self.grad);
             obs.batch(batch.len());
         }
-        let dead = self.alive.iter().map(|a| a.iter().filter(|&&x| !x).count()).collect();
+        let dead = self
+            .alive
+            .iter()
+            .map(|a| a.iter().filter(|&&x| !x).count())
+            .collect();
         self.epoch += 1;
         let v = if val.is_empty() {
             Evaluation::empty(kk)
@@ -323,7 +354,13 @@ impl Trainer {
 
 /// Trains `arch` from scratch for `config.epochs` epochs (fewer with early stop, divergence or
 /// cancellation).
-pub fn train(arch: &Arch, config: &TrainConfig, train: &Data, val: &Data, obs: &mut dyn Observer) -> Result<Trained> {
+pub fn train(
+    arch: &Arch,
+    config: &TrainConfig,
+    train: &Data,
+    val: &Data,
+    obs: &mut dyn Observer,
+) -> Result<Trained> {
     let mut t = Trainer::new(arch, config.clone())?;
     let mut history = Vec::new();
     let mut ending = Ending::Completed;
@@ -423,12 +460,21 @@ pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
 
 /// Evaluates a model on labelled data.
 pub fn evaluate(model: &Model, data: &Data, scaling: Scaling) -> Evaluation {
-    Evaluation::of_logits(&logits(model, data, scaling), data.labels, model.arch.classes)
+    Evaluation::of_logits(
+        &logits(model, data, scaling),
+        data.labels,
+        model.arch.classes,
+    )
 }
 
 /// Evaluates the network with some conv filters removed (see [`Model::pruned`]): the same as
 /// evaluating the physically smaller network, because it is one.
-pub fn evaluate_masked(model: &Model, keep: &[Vec<bool>], data: &Data, scaling: Scaling) -> Result<Evaluation> {
+pub fn evaluate_masked(
+    model: &Model,
+    keep: &[Vec<bool>],
+    data: &Data,
+    scaling: Scaling,
+) -> Result<Evaluation> {
     Ok(evaluate(&model.pruned(keep)?, data, scaling))
 }
 
@@ -492,7 +538,12 @@ pub fn capture(model: &Model, images: &[u8], scaling: Scaling) -> (Vec<LayerMaps
 ///
 /// # Shapes
 /// `images [n, H, W]`, `labels [n]`; the gradient is laid out like `model.params`.
-pub fn loss_and_gradient(model: &Model, images: &[u8], labels: &[u8], scaling: Scaling) -> (f64, Vec<f32>) {
+pub fn loss_and_gradient(
+    model: &Model,
+    images: &[u8],
+    labels: &[u8],
+    scaling: Scaling,
+) -> (f64, Vec<f32>) {
     let px = model.arch.height * model.arch.width;
     let kk = model.arch.classes;
     let scale = 1.0 / labels.len() as f32;
@@ -504,7 +555,13 @@ pub fn loss_and_gradient(model: &Model, images: &[u8], labels: &[u8], scaling: S
         ws.load(imgs, scaling);
         ws.forward(model, false);
         for (k, &label) in labs.iter().enumerate() {
-            loss += softmax_xent(&ws.logits[k * kk..(k + 1) * kk], label as usize, scale, &mut ws.dlogits[k * kk..(k + 1) * kk]).0;
+            loss += softmax_xent(
+                &ws.logits[k * kk..(k + 1) * kk],
+                label as usize,
+                scale,
+                &mut ws.dlogits[k * kk..(k + 1) * kk],
+            )
+            .0;
         }
         ws.backward(model, &mut chunk);
         for (g, w) in grad.iter_mut().zip(&chunk) {

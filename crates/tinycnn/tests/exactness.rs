@@ -12,7 +12,10 @@ use tinycnn::{Activation, Arch, Data, Init, Model, Scaling, TrainConfig};
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 fn to64(v: &[f32]) -> Vec<f64> {
@@ -40,7 +43,15 @@ fn random_case(seed: u64) -> (Model, Vec<u8>, Vec<u8>) {
             *p = false;
         }
     }
-    let arch = Arch { height: h, width: w, filters, kernel, activation, pool, classes };
+    let arch = Arch {
+        height: h,
+        width: w,
+        filters,
+        kernel,
+        activation,
+        pool,
+        classes,
+    };
     let mut model = Model::init(&arch, Init::He, seed).unwrap();
     // Non-zero biases exercise the bias paths.
     let layout = model.layout().clone();
@@ -55,7 +66,10 @@ fn random_case(seed: u64) -> (Model, Vec<u8>, Vec<u8>) {
 }
 
 fn scaled(images: &[u8], px: usize) -> Vec<Vec<f64>> {
-    images.chunks(px).map(|c| c.iter().map(|&v| v as f64 / 255.0).collect()).collect()
+    images
+        .chunks(px)
+        .map(|c| c.iter().map(|&v| v as f64 / 255.0).collect())
+        .collect()
 }
 
 #[test]
@@ -84,7 +98,12 @@ fn reference_gradient_matches_finite_differences() {
         }
         let (a, nmr): (Vec<f64>, Vec<f64>) = checked_a.into_iter().unzip();
         let e = rel_err(&a, &nmr);
-        assert!(e < 1e-5, "seed {seed} ({} {:?}): finite differences disagree by {e:e}", arch.label(), arch.activation);
+        assert!(
+            e < 1e-5,
+            "seed {seed} ({} {:?}): finite differences disagree by {e:e}",
+            arch.label(),
+            arch.activation
+        );
     }
 }
 
@@ -97,18 +116,38 @@ fn fast_path_equals_reference_on_random_shapes() {
         let xs = scaled(&images, arch.height * arch.width);
         let p = reference::Params::of(&model);
         let want_logits: Vec<f64> = reference::logits(arch, &p, &xs).concat();
-        let data = Data { images: &images, labels: &labels, height: arch.height, width: arch.width };
+        let data = Data {
+            images: &images,
+            labels: &labels,
+            height: arch.height,
+            width: arch.width,
+        };
         let got_logits = to64(&logits(&model, &data, Scaling::Unit));
         let e1 = rel_err(&got_logits, &want_logits);
         let want_grad = reference::gradient(arch, &p, &xs, &labels);
         let (loss, grad) = loss_and_gradient(&model, &images, &labels, Scaling::Unit);
         let e2 = rel_err(&to64(&grad), &want_grad);
         let want_loss = reference::loss(arch, &p, &xs, &labels);
-        assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0), "seed {seed}: loss {loss} vs {want_loss}");
-        assert!(e1 < 1e-5 && e2 < 1e-5, "seed {seed} {} k{} {:?} pool {:?} {}x{}: logits {e1:e}, gradient {e2:e}", arch.label(), arch.kernel, arch.activation, arch.pool, arch.height, arch.width);
+        assert!(
+            (loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0),
+            "seed {seed}: loss {loss} vs {want_loss}"
+        );
+        assert!(
+            e1 < 1e-5 && e2 < 1e-5,
+            "seed {seed} {} k{} {:?} pool {:?} {}x{}: logits {e1:e}, gradient {e2:e}",
+            arch.label(),
+            arch.kernel,
+            arch.activation,
+            arch.pool,
+            arch.height,
+            arch.width
+        );
         worst = (worst.0.max(e1), worst.1.max(e2));
     }
-    eprintln!("worst normwise relative error: logits {:e}, gradient {:e}", worst.0, worst.1);
+    eprintln!(
+        "worst normwise relative error: logits {:e}, gradient {:e}",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -155,10 +194,16 @@ fn masked_evaluation_equals_a_smaller_network() {
             }
         }
         let xs = scaled(&images, arch.height * arch.width);
-        let want: Vec<f64> = reference::logits(&arch, &reference::Params::of(&zeroed), &xs).concat();
+        let want: Vec<f64> =
+            reference::logits(&arch, &reference::Params::of(&zeroed), &xs).concat();
         let small = model.pruned(&keep).unwrap();
         assert_eq!(small.params.len(), small.arch.param_count());
-        let data = Data { images: &images, labels: &labels, height: arch.height, width: arch.width };
+        let data = Data {
+            images: &images,
+            labels: &labels,
+            height: arch.height,
+            width: arch.width,
+        };
         let got = to64(&logits(&small, &data, Scaling::Unit));
         assert!(rel_err(&got, &want) < 1e-5, "seed {seed}");
         // evaluate_masked is the smaller network's evaluation, bit for bit.
@@ -174,7 +219,12 @@ fn capture_returns_every_stage_and_agrees_with_logits() {
         let (model, images, labels) = random_case(seed);
         let arch = &model.arch;
         let (maps, caught) = capture(&model, &images, Scaling::Unit);
-        let data = Data { images: &images, labels: &labels, height: arch.height, width: arch.width };
+        let data = Data {
+            images: &images,
+            labels: &labels,
+            height: arch.height,
+            width: arch.width,
+        };
         assert_eq!(caught, logits(&model, &data, Scaling::Unit));
         let px = arch.height * arch.width;
         let p = reference::Params::of(&model);
@@ -182,14 +232,21 @@ fn capture_returns_every_stage_and_agrees_with_logits() {
             for (l, (pre, out)) in reference::layer_maps(arch, &p, x).iter().enumerate() {
                 let s = arch.layers()[l];
                 let got_pre = to64(&maps[l].pre[i * s.cout * s.hw()..(i + 1) * s.cout * s.hw()]);
-                let got_out = to64(&maps[l].pooled[i * s.cout * s.out_hw()..(i + 1) * s.cout * s.out_hw()]);
+                let got_out =
+                    to64(&maps[l].pooled[i * s.cout * s.out_hw()..(i + 1) * s.cout * s.out_hw()]);
                 assert!(rel_err(&got_pre, pre) < 1e-5, "seed {seed} layer {l} pre");
-                assert!(rel_err(&got_out, out) < 1e-5 || out.iter().all(|&v| v == 0.0), "seed {seed} layer {l} pooled");
+                assert!(
+                    rel_err(&got_out, out) < 1e-5 || out.iter().all(|&v| v == 0.0),
+                    "seed {seed} layer {l} pooled"
+                );
             }
         }
         for (l, m) in maps.iter().enumerate() {
             if arch.activation == Activation::Relu {
-                assert!(m.pre.iter().zip(&m.post).all(|(z, y)| *y == z.max(0.0)), "layer {l}");
+                assert!(
+                    m.pre.iter().zip(&m.post).all(|(z, y)| *y == z.max(0.0)),
+                    "layer {l}"
+                );
             }
         }
     }
@@ -222,10 +279,24 @@ fn bars(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 fn training_learns_and_is_bitwise_reproducible_at_any_thread_count() {
     let (ti, tl) = bars(300, 1);
     let (vi, vl) = bars(90, 2);
-    let train_d = Data { images: &ti, labels: &tl, height: 12, width: 12 };
-    let val_d = Data { images: &vi, labels: &vl, height: 12, width: 12 };
+    let train_d = Data {
+        images: &ti,
+        labels: &tl,
+        height: 12,
+        width: 12,
+    };
+    let val_d = Data {
+        images: &vi,
+        labels: &vl,
+        height: 12,
+        width: 12,
+    };
     let arch = Arch::parse("4-4", 12, 12, 3).unwrap();
-    let cfg = TrainConfig { epochs: 4, seed: 7, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 4,
+        seed: 7,
+        ..TrainConfig::default()
+    };
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -235,10 +306,30 @@ fn training_learns_and_is_bitwise_reproducible_at_any_thread_count() {
     };
     let one = run(1);
     let two = run(2);
-    assert_eq!(one.model.params, two.model.params, "weights differ between 1 and 2 threads");
-    assert_eq!(one.history, two.history, "history differs between 1 and 2 threads");
+    assert_eq!(
+        one.model.params, two.model.params,
+        "weights differ between 1 and 2 threads"
+    );
+    assert_eq!(
+        one.history, two.history,
+        "history differs between 1 and 2 threads"
+    );
     assert_eq!(one, run(3));
-    assert!(one.history.last().unwrap().val_acc > 0.95, "{:?}", one.history);
-    let other = train(&arch, &TrainConfig { seed: 8, ..cfg.clone() }, &train_d, &val_d, &mut Silent).unwrap();
+    assert!(
+        one.history.last().unwrap().val_acc > 0.95,
+        "{:?}",
+        one.history
+    );
+    let other = train(
+        &arch,
+        &TrainConfig {
+            seed: 8,
+            ..cfg.clone()
+        },
+        &train_d,
+        &val_d,
+        &mut Silent,
+    )
+    .unwrap();
     assert_ne!(one.model.params, other.model.params);
 }

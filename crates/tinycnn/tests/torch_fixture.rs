@@ -10,15 +10,26 @@ use tinycnn::{Activation, Arch, Data, Model, Optimizer, Scaling};
 const FIXTURE: &[u8] = include_bytes!("fixtures/torch_fixture.safetensors");
 
 fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("fixture lacks {name}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("fixture lacks {name}"));
     assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-    t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1e-30);
-    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64)) / scale
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        .max(1e-30);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
+        / scale
 }
 
 #[test]
@@ -33,22 +44,53 @@ fn matches_pytorch_float32() {
         let arch = Arch {
             height: us("height"),
             width: us("width"),
-            filters: c["filters"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect(),
+            filters: c["filters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect(),
             kernel: us("kernel"),
             activation: serde_json::from_value::<Activation>(c["activation"].clone()).unwrap(),
-            pool: c["pool"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect(),
+            pool: c["pool"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_bool().unwrap())
+                .collect(),
             classes: us("classes"),
         };
-        let scaling = if c["scaling"] == "raw" { Scaling::Raw } else { Scaling::Unit };
-        let images = st.tensor(&format!("{name}/images")).unwrap().data().to_vec();
-        let labels = st.tensor(&format!("{name}/labels")).unwrap().data().to_vec();
+        let scaling = if c["scaling"] == "raw" {
+            Scaling::Raw
+        } else {
+            Scaling::Unit
+        };
+        let images = st
+            .tensor(&format!("{name}/images"))
+            .unwrap()
+            .data()
+            .to_vec();
+        let labels = st
+            .tensor(&format!("{name}/labels"))
+            .unwrap()
+            .data()
+            .to_vec();
         // Parameters in tinycnn's layout, from the PyTorch names.
         let probe = Model::init(&arch, tinycnn::Init::Glorot, 0).unwrap();
         let gather = |prefix: &str| -> Vec<f32> {
-            probe.tensors().iter().flat_map(|(t, _, _)| f32s(&st, &format!("{name}/{prefix}/{t}"))).collect()
+            probe
+                .tensors()
+                .iter()
+                .flat_map(|(t, _, _)| f32s(&st, &format!("{name}/{prefix}/{t}")))
+                .collect()
         };
         let model = Model::from_params(&arch, gather("param")).unwrap();
-        let data = Data { images: &images, labels: &labels, height: arch.height, width: arch.width };
+        let data = Data {
+            images: &images,
+            labels: &labels,
+            height: arch.height,
+            width: arch.width,
+        };
 
         let got = logits(&model, &data, scaling);
         let e = rel_err(&got, &f32s(&st, &format!("{name}/logits")));
@@ -56,7 +98,10 @@ fn matches_pytorch_float32() {
 
         let (loss, grad) = loss_and_gradient(&model, &images, &labels, scaling);
         let want_loss = f32s(&st, &format!("{name}/loss"))[0] as f64;
-        assert!((loss - want_loss).abs() < 1e-5 * want_loss.abs(), "{name}: loss {loss} vs {want_loss}");
+        assert!(
+            (loss - want_loss).abs() < 1e-5 * want_loss.abs(),
+            "{name}: loss {loss} vs {want_loss}"
+        );
         for (t, _, r) in model.tensors() {
             let e = rel_err(&grad[r.clone()], &f32s(&st, &format!("{name}/grad/{t}")));
             assert!(e < 1e-5, "{name}: gradient of {t} differs by {e:e}");
@@ -75,11 +120,22 @@ fn matches_pytorch_float32() {
         for (t, _, r) in model.tensors() {
             let e = rel_err(&stepped[r.clone()], &want[r.clone()]);
             assert!(e < 1e-5, "{name}: {t} after one Adam step differs by {e:e}");
-            let ours: Vec<f32> = stepped[r.clone()].iter().zip(&model.params[r.clone()]).map(|(a, b)| a - b).collect();
-            let theirs: Vec<f32> = want[r.clone()].iter().zip(&model.params[r.clone()]).map(|(a, b)| a - b).collect();
+            let ours: Vec<f32> = stepped[r.clone()]
+                .iter()
+                .zip(&model.params[r.clone()])
+                .map(|(a, b)| a - b)
+                .collect();
+            let theirs: Vec<f32> = want[r.clone()]
+                .iter()
+                .zip(&model.params[r.clone()])
+                .map(|(a, b)| a - b)
+                .collect();
             let e = rel_err(&ours, &theirs);
             // The update is a difference of f32 weights: rounding of w alone allows ~2e-5.
-            assert!(e < 1e-4, "{name}: the Adam update of {t} itself differs by {e:e}");
+            assert!(
+                e < 1e-4,
+                "{name}: the Adam update of {t} itself differs by {e:e}"
+            );
         }
 
         let s = &c["sgd"];

@@ -2,6 +2,9 @@
 //! arrays, forward and backward, written for obviousness, not speed. The fast engine is
 //! checked against it, and it is checked against finite differences.
 
+// Index loops are the point here: the reference reads like the maths.
+#![allow(clippy::needless_range_loop)]
+
 use tinycnn::{Activation, Arch, Model};
 
 pub struct Params {
@@ -120,8 +123,11 @@ fn forward_one(arch: &Arch, p: &Params, x: &[f64]) -> (Vec<f64>, Vec<Cache>, Vec
                                 if sy < 0 || sy >= h || sx < 0 || sx >= w {
                                     continue;
                                 }
-                                let wi = ((co * s.cin + ci) * k as usize + dy as usize) * k as usize + dx as usize;
-                                sum += p.conv_w[l][wi] * input[(ci * s.h + sy as usize) * s.w + sx as usize];
+                                let wi = ((co * s.cin + ci) * k as usize + dy as usize)
+                                    * k as usize
+                                    + dx as usize;
+                                sum += p.conv_w[l][wi]
+                                    * input[(ci * s.h + sy as usize) * s.w + sx as usize];
                             }
                         }
                     }
@@ -137,7 +143,9 @@ fn forward_one(arch: &Arch, p: &Params, x: &[f64]) -> (Vec<f64>, Vec<Cache>, Vec
                 for oy in 0..s.out_h {
                     for ox in 0..s.out_w {
                         let mut best = (f64::NEG_INFINITY, 0);
-                        for (i, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                        for (i, (dy, dx)) in
+                            [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate()
+                        {
                             let idx = (c * s.h + 2 * oy + dy) * s.w + 2 * ox + dx;
                             if post[idx] > best.0 {
                                 best = (post[idx], idx);
@@ -178,7 +186,11 @@ pub fn layer_maps(arch: &Arch, p: &Params, x: &[f64]) -> Vec<(Vec<f64>, Vec<f64>
     let (_, caches, last) = forward_one(arch, p, x);
     let mut out: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     for l in 0..caches.len() {
-        let next = if l + 1 < caches.len() { caches[l + 1].input.clone() } else { last.clone() };
+        let next = if l + 1 < caches.len() {
+            caches[l + 1].input.clone()
+        } else {
+            last.clone()
+        };
         out.push((caches[l].pre.clone(), next));
     }
     out
@@ -231,7 +243,11 @@ pub fn gradient(arch: &Arch, p: &Params, xs: &[Vec<f64>], labels: &[u8]) -> Vec<
             for (i, &win) in cache.winner.iter().enumerate() {
                 dpost[win] += dout[i];
             }
-            let dz: Vec<f64> = dpost.iter().zip(&cache.pre).map(|(g, &z)| g * act_grad(arch.activation, z)).collect();
+            let dz: Vec<f64> = dpost
+                .iter()
+                .zip(&cache.pre)
+                .map(|(g, &z)| g * act_grad(arch.activation, z))
+                .collect();
             let mut din = vec![0.0; s.cin * s.h * s.w];
             let (h, w) = (s.h as isize, s.w as isize);
             for co in 0..s.cout {
@@ -246,7 +262,9 @@ pub fn gradient(arch: &Arch, p: &Params, xs: &[Vec<f64>], labels: &[u8]) -> Vec<
                                     if sy < 0 || sy >= h || sx < 0 || sx >= w {
                                         continue;
                                     }
-                                    let wi = ((co * s.cin + ci) * k as usize + dy as usize) * k as usize + dx as usize;
+                                    let wi = ((co * s.cin + ci) * k as usize + dy as usize)
+                                        * k as usize
+                                        + dx as usize;
                                     let ii = (ci * s.h + sy as usize) * s.w + sx as usize;
                                     g.conv_w[l][wi] += gz * cache.input[ii] / n;
                                     din[ii] += gz * p.conv_w[l][wi];

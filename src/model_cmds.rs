@@ -1,0 +1,335 @@
+//! `train`, `eval` and `predict`: parse into engine settings, call `lab`, print.
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shapes::Split as Part;
+use tinycnn::train::Observer;
+use tinycnn::{Activation, Arch, EpochStats, Init, Optimizer, Scaling, TrainConfig};
+
+use crate::cli::{
+    ActivationChoice, EvalArgs, InitChoice, OptimizerChoice, PredictArgs, ScalingChoice,
+    SplitChoice, TrainArgs,
+};
+use crate::usage;
+use lab::run::Run;
+use lab::training::{check_compatible, engine_data, resolve_data, training_data};
+
+fn part(s: SplitChoice) -> Part {
+    match s {
+        SplitChoice::Train => Part::Train,
+        SplitChoice::Val => Part::Val,
+    }
+}
+
+fn engine_err(e: tinycnn::Error) -> anyhow::Error {
+    usage(e.to_string())
+}
+
+/// Turns the flags into an architecture and a training config, checking every value.
+fn plan(
+    args: &TrainArgs,
+    height: usize,
+    width: usize,
+    classes: usize,
+) -> Result<(Arch, TrainConfig)> {
+    let mut arch = Arch::parse(&args.arch, height, width, classes)
+        .map_err(|e| usage(format!("--arch {e}")))?;
+    arch.kernel = args.kernel;
+    arch.activation = match args.activation {
+        ActivationChoice::Relu => Activation::Relu,
+        ActivationChoice::LeakyRelu => Activation::LeakyRelu,
+        ActivationChoice::Tanh => Activation::Tanh,
+    };
+    if let Some(flags) = &args.pool {
+        arch.pool = flags
+            .iter()
+            .map(|f| match f.as_str() {
+                "on" | "1" | "yes" | "true" => Ok(true),
+                "off" | "0" | "no" | "false" => Ok(false),
+                other => Err(usage(format!(
+                    "--pool {other}: write on or off for each conv layer, e.g. --pool on,off"
+                ))),
+            })
+            .collect::<Result<_>>()?;
+    }
+    arch.validate().map_err(engine_err)?;
+    let optimizer = match args.optimizer {
+        OptimizerChoice::Adam => {
+            if args.momentum.is_some() {
+                return Err(usage(
+                    "--momentum applies to --optimizer sgd; Adam has its own moments",
+                ));
+            }
+            Optimizer::adam(args.lr.unwrap_or(1e-3))
+        }
+        OptimizerChoice::Sgd => {
+            Optimizer::sgd(args.lr.unwrap_or(0.01), args.momentum.unwrap_or(0.0))
+        }
+    };
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch,
+        optimizer,
+        init: match args.init {
+            InitChoice::Glorot => Init::Glorot,
+            InitChoice::He => Init::He,
+        },
+        scaling: match args.scaling {
+            ScalingChoice::Unit => Scaling::Unit,
+            ScalingChoice::Raw => Scaling::Raw,
+        },
+        seed: args.seed,
+        early_stop: args.early_stop,
+    };
+    config.validate().map_err(engine_err)?;
+    Ok((arch, config))
+}
+
+/// Progress of a training run: a bar on a terminal, one line per epoch otherwise.
+struct Progress {
+    bar: ProgressBar,
+    epochs: usize,
+    lines: bool,
+}
+
+impl Progress {
+    fn new(epochs: usize, images: usize, quiet: bool) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if quiet || !tty {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(
+                Some((epochs * images) as u64),
+                ProgressDrawTarget::stderr(),
+            )
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:24}] {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("epoch 1/{epochs}"));
+        Progress {
+            bar,
+            epochs,
+            lines: !quiet && !tty,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn batch(&mut self, images: usize) {
+        self.bar.inc(images as u64);
+    }
+
+    fn epoch(&mut self, s: &EpochStats) -> bool {
+        let line = format!(
+            "epoch {}/{}  loss {:.4}  acc {:.4}  val loss {:.4}  val acc {:.4}",
+            s.epoch, self.epochs, s.train_loss, s.train_acc, s.val_loss, s.val_acc
+        );
+        if self.lines {
+            eprintln!("{line}");
+        }
+        self.bar.set_message(line);
+        true
+    }
+}
+
+pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
+    lab::fsio::prepare_output(&args.out, args.force)?;
+    let (dataset, data_ref) = resolve_data(&args.data, &|_| {})?;
+    let (arch, config) = plan(
+        &args,
+        dataset.height,
+        dataset.width,
+        dataset.class_names.len(),
+    )?;
+    let mut progress = Progress::new(config.epochs, dataset.train.len(), quiet);
+    let run = lab::training::train(&dataset, data_ref, &arch, &config, &mut progress)?;
+    progress.bar.finish_and_clear();
+    run.save(&args.out, args.force)?;
+    let m = &run.meta;
+    let data_name = m.data.name.clone().unwrap_or_else(|| m.data.source.clone());
+    let epochs = run.history.len();
+    print!(
+        "trained {} ({} parameters) on {data_name} for {epochs} epochs in {:.1} s ({:.0} images/s)",
+        arch.label(),
+        arch.param_count(),
+        m.seconds,
+        m.images_per_s
+    );
+    if let Some(x) = &m.metrics {
+        print!(
+            ": train acc {:.4}, val acc {:.4}, val loss {:.4}",
+            x.train_acc, x.val_acc, x.val_loss
+        );
+    }
+    println!(" -> {}", args.out.display());
+    match m.ending {
+        tinycnn::Ending::EarlyStopped => println!("stopped early: validation accuracy reached 1.0 at epoch {epochs}"),
+        tinycnn::Ending::Diverged => println!(
+            "diverged in epoch {}: the loss became NaN or infinite; the saved weights are the last finite ones",
+            epochs + 1
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, String)> {
+    let (d, name) = match data {
+        Some(arg) => (resolve_data(arg, &|_| {})?.0, arg.clone()),
+        None => (
+            training_data(&run.meta, &|_| {})?,
+            run.meta
+                .data
+                .name
+                .clone()
+                .unwrap_or_else(|| run.meta.data.source.clone()),
+        ),
+    };
+    check_compatible(run, &d)?;
+    Ok((d, name))
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    let (d, name) = load_eval_data(&run, &args.data)?;
+    let split = part(args.split);
+    let e = tinycnn::train::evaluate(&run.model, &engine_data(&d, split), run.meta.train.scaling);
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "data": name,
+            "split": split.name(),
+            "class_names": d.class_names,
+            "accuracy": e.accuracy,
+            "loss": e.loss,
+            "correct": e.correct,
+            "total": e.total,
+            "confusion": e.confusion,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {name} ({}, {} images): accuracy {:.4} ({}/{}), loss {:.4}",
+        args.model.display(),
+        split.name(),
+        e.total,
+        e.accuracy,
+        e.correct,
+        e.total,
+        e.loss
+    );
+    let w = d
+        .class_names
+        .iter()
+        .map(|c| c.len())
+        .max()
+        .unwrap_or(5)
+        .max(9);
+    println!("\nconfusion matrix (rows: true class, columns: predicted)");
+    print!("  {:w$}", "");
+    for c in &d.class_names {
+        print!(" {c:>w$}");
+    }
+    println!();
+    for (c, row) in d.class_names.iter().zip(&e.confusion) {
+        print!("  {c:w$}");
+        for n in row {
+            print!(" {n:>w$}");
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    let arch = &run.model.arch;
+    let classes = &run.meta.class_names;
+    if let Some(data) = &args.data {
+        if !args.images.is_empty() {
+            return Err(usage("give either IMAGE.png files or --data, not both"));
+        }
+        let out = args.out.as_ref().expect("clap requires --out with --data");
+        lab::fsio::prepare_output(out, args.force)?;
+        let (d, _) = load_eval_data(&run, &Some(data.clone()))?;
+        let split = part(args.split);
+        let data = engine_data(&d, split);
+        let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
+        lab::predictions::write_logits(out, args.force, &logits, data.labels, classes)?;
+        println!(
+            "wrote {}: logits of {} {} images ({} classes)",
+            out.display(),
+            data.len(),
+            split.name(),
+            classes.len()
+        );
+        return Ok(());
+    }
+    let mut images = Vec::new();
+    for p in &args.images {
+        let (w, h, px) = lab::imagefolder::decode_gray(p)?;
+        if (w, h) != (arch.width, arch.height) {
+            return Err(usage(format!(
+                "{} is {w}x{h} but the model takes {}x{}; resize it first",
+                p.display(),
+                arch.width,
+                arch.height
+            )));
+        }
+        images.extend(px);
+    }
+    let labels = vec![0u8; args.images.len()];
+    let data = tinycnn::Data {
+        images: &images,
+        labels: &labels,
+        height: arch.height,
+        width: arch.width,
+    };
+    let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
+    let k = classes.len();
+    let mut rows = Vec::new();
+    for (p, l) in args.images.iter().zip(logits.chunks(k)) {
+        let probs = softmax(l);
+        let best = (0..k)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
+            .expect("classes");
+        rows.push((p, best, probs, l.to_vec()));
+    }
+    if args.json {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(p, best, probs, l)| {
+                serde_json::json!({
+                    "image": p.display().to_string(),
+                    "predicted": classes[*best],
+                    "probabilities": classes.iter().zip(probs).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
+                    "logits": l,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    for (p, best, probs, _) in rows {
+        let parts: Vec<String> = classes
+            .iter()
+            .zip(&probs)
+            .map(|(c, v)| format!("{c} {v:.4}"))
+            .collect();
+        println!("{}: {} ({})", p.display(), classes[best], parts.join(", "));
+    }
+    Ok(())
+}
