@@ -43,6 +43,15 @@ pub enum Command {
     Eval(EvalArgs),
     /// Class probabilities of a trained model for PNG images, or logits for a whole split.
     Predict(PredictArgs),
+    /// Run every run of an experiment (TOML) into the results store; resumable.
+    #[command(after_help = SWEEP_EXAMPLES)]
+    Sweep(SweepArgs),
+    /// List and filter the runs in a store.
+    Runs(RunsArgs),
+    /// Success rates per architecture grid (Wilson 95% intervals), heatmap, thesis tables.
+    Summary(SummaryArgs),
+    /// The stuck-run study: diagnoses across a sweep, and training stuck runs further.
+    Stuck(StuckArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -222,6 +231,118 @@ pub struct PredictArgs {
     pub json: bool,
 }
 
+const SWEEP_EXAMPLES: &str = "\
+Examples:
+  shapelab sweep examples/quick.toml                 (store: examples/shapelab.db)
+  shapelab sweep exp.toml --store results/exp.db --jobs 2
+  shapelab sweep exp.toml --shard $SLURM_ARRAY_TASK_ID/8   (one slice of a job array)
+Ctrl-C stops cleanly; the same command resumes, skipping finished runs.";
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The experiment file.
+    #[arg(value_name = "FILE.toml")]
+    pub experiment: PathBuf,
+
+    /// The results store (default: shapelab.db beside the experiment file).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// Run only slice i of n (1-based), a deterministic split of the runs.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+
+    /// Runs trained at once, one thread each (default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+}
+
+/// Formats of `runs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeChoice {
+    Learned,
+    Stuck,
+    Partial,
+    Diverged,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreFilter {
+    /// The results store.
+    #[arg(long, value_name = "PATH", default_value = "shapelab.db")]
+    pub store: PathBuf,
+
+    /// Only this experiment.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+
+    /// Only this dataset (its label in run keys).
+    #[arg(long, value_name = "LABEL")]
+    pub dataset: Option<String>,
+
+    /// Only this architecture, e.g. 16-4.
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub filter: StoreFilter,
+
+    /// Only runs with this outcome.
+    #[arg(long, value_enum)]
+    pub outcome: Option<OutcomeChoice>,
+
+    /// Print JSON (one object per run).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub filter: StoreFilter,
+
+    /// Where to write the heatmap (default: beside the store, STORE-summary.png).
+    #[arg(long, value_name = "PNG")]
+    pub out: Option<PathBuf>,
+
+    /// Also export the thesis's table layout to PATH.csv and PATH.xlsx.
+    #[arg(long, value_name = "PATH")]
+    pub thesis_table: Option<PathBuf>,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StuckArgs {
+    #[command(flatten)]
+    pub filter: StoreFilter,
+
+    /// Train every stuck run N more epochs and record whether it escapes.
+    #[arg(long = "continue", value_name = "N")]
+    pub continue_epochs: Option<usize>,
+
+    /// Learning rate for --continue (default: the run's own).
+    #[arg(long, value_name = "LR", requires = "continue_epochs")]
+    pub lr: Option<f64>,
+
+    /// Runs continued at once (default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Output layouts of `generate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -310,6 +431,31 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Training and inference images per second and peak memory of the thesis's networks.
     Train(BenchTrainArgs),
+    /// Sweep throughput against the engine alone: what the store and scheduling cost.
+    Sweep(BenchSweepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSweepArgs {
+    /// Architecture of every run.
+    #[arg(long, value_name = "A", default_value = "16-4")]
+    pub arch: String,
+
+    /// Runs (seeds).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub runs: usize,
+
+    /// Epochs per run.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub epochs: usize,
+
+    /// Training images per run (thesis-1.3; 500 validation images).
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub images: usize,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

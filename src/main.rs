@@ -5,6 +5,7 @@
 
 mod cli;
 mod model_cmds;
+mod sweep_cmds;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,8 +53,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => model_cmds::train(args, cli.quiet),
         Command::Eval(args) => model_cmds::eval(args),
         Command::Predict(args) => model_cmds::predict(args),
+        Command::Sweep(args) => sweep_cmds::sweep(args, cli.quiet),
+        Command::Runs(args) => sweep_cmds::runs(args),
+        Command::Summary(args) => sweep_cmds::summary(args),
+        Command::Stuck(args) => sweep_cmds::stuck(args, cli.quiet),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
+        Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),
     }
 }
 
@@ -416,5 +422,35 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             println!("peak RSS of this process: {mb:.1} MB");
         }
     }
+    Ok(())
+}
+
+fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
+    if args.runs == 0 || args.epochs == 0 || args.images == 0 {
+        return Err(usage("--runs, --epochs and --images must be at least 1"));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let r = lab::bench::sweep_speed(&args.arch, args.runs, args.epochs, args.images, cores)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "sweep of {} runs of {} x {} epochs on {} thesis-1.3 images (500 validation), image-epochs/s:",
+        r.runs, r.arch, r.epochs, r.train_images
+    );
+    println!(
+        "  engine alone, 1 thread, no store   {:>10.0}",
+        r.engine_image_epochs_per_s
+    );
+    println!(
+        "  sweep, 1 job                       {:>10.0}  (store and scheduling overhead {:.1}%)",
+        r.sweep_1_job_image_epochs_per_s,
+        100.0 * r.overhead
+    );
+    println!(
+        "  sweep, {} jobs                      {:>10.0}  ({:.2}x one job)",
+        r.jobs, r.sweep_image_epochs_per_s, r.scaling
+    );
     Ok(())
 }

@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lab::experiment::{OptimizerKind, TrainSettings};
 use shapes::Split as Part;
 use tinycnn::train::Observer;
-use tinycnn::{Activation, Arch, EpochStats, Init, Optimizer, Scaling, TrainConfig};
+use tinycnn::{Activation, Arch, EpochStats, Init, Scaling, TrainConfig};
 
 use crate::cli::{
     ActivationChoice, EvalArgs, InitChoice, OptimizerChoice, PredictArgs, ScalingChoice,
@@ -23,67 +24,62 @@ fn part(s: SplitChoice) -> Part {
     }
 }
 
-fn engine_err(e: tinycnn::Error) -> anyhow::Error {
-    usage(e.to_string())
-}
-
-/// Turns the flags into an architecture and a training config, checking every value.
+/// Turns the flags into an architecture and a training config (through the same
+/// `TrainSettings` an experiment file fills in), checking every value.
 fn plan(
     args: &TrainArgs,
     height: usize,
     width: usize,
     classes: usize,
 ) -> Result<(Arch, TrainConfig)> {
-    let mut arch = Arch::parse(&args.arch, height, width, classes)
-        .map_err(|e| usage(format!("--arch {e}")))?;
-    arch.kernel = args.kernel;
-    arch.activation = match args.activation {
-        ActivationChoice::Relu => Activation::Relu,
-        ActivationChoice::LeakyRelu => Activation::LeakyRelu,
-        ActivationChoice::Tanh => Activation::Tanh,
+    let pool = match &args.pool {
+        None => None,
+        Some(flags) => Some(
+            flags
+                .iter()
+                .map(|f| match f.as_str() {
+                    "on" | "1" | "yes" | "true" => Ok(true),
+                    "off" | "0" | "no" | "false" => Ok(false),
+                    other => Err(usage(format!(
+                        "--pool {other}: write on or off for each conv layer, e.g. --pool on,off"
+                    ))),
+                })
+                .collect::<Result<Vec<bool>>>()?,
+        ),
     };
-    if let Some(flags) = &args.pool {
-        arch.pool = flags
-            .iter()
-            .map(|f| match f.as_str() {
-                "on" | "1" | "yes" | "true" => Ok(true),
-                "off" | "0" | "no" | "false" => Ok(false),
-                other => Err(usage(format!(
-                    "--pool {other}: write on or off for each conv layer, e.g. --pool on,off"
-                ))),
-            })
-            .collect::<Result<_>>()?;
-    }
-    arch.validate().map_err(engine_err)?;
-    let optimizer = match args.optimizer {
-        OptimizerChoice::Adam => {
-            if args.momentum.is_some() {
-                return Err(usage(
-                    "--momentum applies to --optimizer sgd; Adam has its own moments",
-                ));
-            }
-            Optimizer::adam(args.lr.unwrap_or(1e-3))
-        }
-        OptimizerChoice::Sgd => {
-            Optimizer::sgd(args.lr.unwrap_or(0.01), args.momentum.unwrap_or(0.0))
-        }
-    };
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch,
-        optimizer,
-        init: match args.init {
-            InitChoice::Glorot => Init::Glorot,
-            InitChoice::He => Init::He,
+    let settings = TrainSettings {
+        optimizer: match args.optimizer {
+            OptimizerChoice::Adam => OptimizerKind::Adam,
+            OptimizerChoice::Sgd => OptimizerKind::Sgd,
         },
+        lr: args.lr,
+        momentum: args.momentum,
+        batch: args.batch,
         scaling: match args.scaling {
             ScalingChoice::Unit => Scaling::Unit,
             ScalingChoice::Raw => Scaling::Raw,
         },
-        seed: args.seed,
+        init: match args.init {
+            InitChoice::Glorot => Init::Glorot,
+            InitChoice::He => Init::He,
+        },
         early_stop: args.early_stop,
+        activation: match args.activation {
+            ActivationChoice::Relu => Activation::Relu,
+            ActivationChoice::LeakyRelu => Activation::LeakyRelu,
+            ActivationChoice::Tanh => Activation::Tanh,
+        },
+        kernel: args.kernel,
+        pool,
+        epochs: args.epochs,
     };
-    config.validate().map_err(engine_err)?;
+    let (arch, config) = settings
+        .build(&args.arch, height, width, classes, args.seed)
+        .map_err(|e| match e {
+            lab::Error::Usage(m) if m.starts_with("momentum") => usage(format!("--{m}")),
+            lab::Error::Usage(m) => usage(m.replacen("architecture ", "--arch ", 1)),
+            other => other.into(),
+        })?;
     Ok((arch, config))
 }
 

@@ -4,6 +4,7 @@ mod bad_input;
 mod foreign;
 mod generate;
 mod inspect;
+mod sweep;
 mod train;
 
 use std::path::{Path, PathBuf};

@@ -204,3 +204,88 @@ pub fn peak_rss_mb() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// Sweep throughput against the engine alone.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepSpeed {
+    pub arch: String,
+    pub runs: usize,
+    pub epochs: usize,
+    pub train_images: usize,
+    /// Image-epochs per second training the same runs one after another in-process, no store.
+    pub engine_image_epochs_per_s: f64,
+    /// The sweep with one job, and with `jobs` jobs.
+    pub sweep_1_job_image_epochs_per_s: f64,
+    pub jobs: usize,
+    pub sweep_image_epochs_per_s: f64,
+    /// `1 - sweep(1 job) / engine`: what the store, files and scheduling cost.
+    pub overhead: f64,
+    /// `sweep(jobs) / sweep(1 job)`.
+    pub scaling: f64,
+}
+
+struct Quiet;
+impl crate::sweep::SweepObserver for Quiet {}
+
+/// Times a sweep of `runs` seeds of `arch` for `epochs` epochs on `train` thesis-1.3 images
+/// (500 validation), against the engine training the same runs alone.
+pub fn sweep_speed(
+    arch: &str,
+    runs: usize,
+    epochs: usize,
+    train: usize,
+    jobs: usize,
+) -> Result<SweepSpeed> {
+    let text = format!(
+        "name = \"bench\"\nseeds = {runs}\nepochs = {epochs}\n[[dataset]]\npreset = \"thesis-1.3\"\ntrain = {train}\nval = 500\n[grid]\narchs = [\"{arch}\"]\n"
+    );
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
+    let plan = crate::experiment::Plan::parse(&text, &dir.path().join("bench.toml"))?;
+    let image_epochs = (runs * epochs * train) as f64;
+    // The engine alone: the same runs, same data, one after another, one thread.
+    let crate::experiment::DataSource::Spec { spec, .. } = &plan.datasets[0].source else {
+        unreachable!("a preset")
+    };
+    let data = Dataset::generate(spec, None, &|_| {});
+    let (tr, va) = (
+        crate::training::engine_data(&data, Split::Train),
+        crate::training::engine_data(&data, Split::Val),
+    );
+    let start = Instant::now();
+    pool(1).install(|| -> Result<()> {
+        for r in &plan.runs {
+            let (a, c) = r
+                .settings
+                .build(&r.arch, data.height, data.width, 3, r.seed)?;
+            tinycnn::train::train(&a, &c, &tr, &va, &mut tinycnn::train::Silent)
+                .map_err(|e| crate::Error::Usage(e.to_string()))?;
+        }
+        Ok(())
+    })?;
+    let engine = image_epochs / start.elapsed().as_secs_f64();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let mut rates = Vec::new();
+    for (i, j) in [1, jobs].into_iter().enumerate() {
+        let store = dir.path().join(format!("bench{i}.db"));
+        let opts = crate::sweep::SweepOptions {
+            shard: None,
+            jobs: j,
+            cancel: &cancel,
+        };
+        let start = Instant::now();
+        crate::sweep::run(&plan, &dir.path().join("bench.toml"), &store, &opts, &Quiet)?;
+        rates.push(image_epochs / start.elapsed().as_secs_f64());
+    }
+    Ok(SweepSpeed {
+        arch: arch.to_string(),
+        runs,
+        epochs,
+        train_images: train,
+        engine_image_epochs_per_s: engine,
+        sweep_1_job_image_epochs_per_s: rates[0],
+        jobs,
+        sweep_image_epochs_per_s: rates[1],
+        overhead: 1.0 - rates[0] / engine,
+        scaling: rates[1] / rates[0],
+    })
+}

@@ -7,6 +7,8 @@
 //! - [`draw`] and [`sheet`]: the raster canvas and contact sheets;
 //! - [`inspect`]: summaries of files, as text or JSON;
 //! - [`run`] and [`training`]: trained models on disk, and training/evaluation on datasets;
+//! - [`experiment`], [`sweep`], [`store`] and [`outcome`]: experiments expanded into runs, run
+//!   in parallel into the SQLite store (the only module that knows SQL), and classified;
 //! - [`bench`]: the measurements behind `shapelab bench`.
 //!
 //! **Architecture invariant:** the command-line binary holds no logic of its own beyond
@@ -17,14 +19,20 @@ pub mod bench;
 pub mod dataset;
 pub mod draw;
 pub mod error;
+pub mod experiment;
 pub mod fsio;
 pub mod imagefolder;
 pub mod inspect;
 pub mod npz;
+pub mod outcome;
 pub mod panelfile;
 pub mod predictions;
 pub mod run;
 pub mod sheet;
+pub mod store;
+pub mod stuck;
+pub mod summary;
+pub mod sweep;
 pub mod training;
 
 use std::path::Path;

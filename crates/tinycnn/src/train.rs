@@ -209,6 +209,8 @@ pub struct Trainer {
     /// Per layer and filter: non-zero activation output seen this epoch.
     alive: Vec<Vec<bool>>,
     grad: Vec<f32>,
+    /// The weights before the last update, to fall back on if it overflowed.
+    backup: Vec<f32>,
 }
 
 impl Trainer {
@@ -229,6 +231,7 @@ impl Trainer {
             chunk_grads: vec![vec![0.0; model.params.len()]; chunks],
             alive: model.arch.filters.iter().map(|&f| vec![false; f]).collect(),
             grad: vec![0.0; model.params.len()],
+            backup: vec![0.0; model.params.len()],
             epoch: 0,
             model,
             config,
@@ -323,7 +326,13 @@ impl Trainer {
                     *acc += v;
                 }
             }
+            self.backup.copy_from_slice(&self.model.params);
             self.state.update(&mut self.model.params, &self.grad);
+            if self.model.params.iter().any(|p| !p.is_finite()) {
+                // Keep the last finite weights: a diverged run is a result to inspect.
+                self.model.params.copy_from_slice(&self.backup);
+                return Ok(None);
+            }
             obs.batch(batch.len());
         }
         let dead = self

@@ -1,0 +1,350 @@
+//! The stuck-run study (the thesis's future work 4): are runs that stop at 0.333 or 0.667 in a
+//! local minimum, and could they go on learning?
+//!
+//! [`report`] gathers, for every group of runs (dataset, condition, architecture), how many got
+//! stuck, at which plateaus, which classes collapsed, how many filters were dead, how large the
+//! gradient was at the plateau and when the plateau began, next to the same figures for the
+//! runs that learned. [`continue_runs`] trains stuck runs further (optionally at another
+//! learning rate, the shuffle sequence continuing from where the run stopped) and records
+//! whether they escape.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use shapes::Split as Part;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::outcome::Diagnosis;
+use crate::run::Run;
+use crate::store::{timestamp, ContinuationRow, RunRow, Store};
+use crate::summary::median;
+use crate::training::engine_data;
+
+/// The stuck runs of one group.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StuckGroup {
+    pub dataset: String,
+    pub condition: String,
+    pub arch: String,
+    pub runs: usize,
+    pub stuck: usize,
+    /// Plateau (rounded to 3 decimals) to count.
+    pub plateaus: BTreeMap<String, usize>,
+    /// Class to the number of stuck runs that never predict it.
+    pub collapsed: BTreeMap<String, usize>,
+    /// Mean fraction of dead filters per layer, over stuck runs.
+    pub dead_fraction_stuck: Vec<f64>,
+    /// The same over the group's other runs (from their last epoch), for contrast.
+    pub dead_fraction_other: Vec<f64>,
+    /// Median gradient norm at the plateau.
+    pub median_grad_norm: Option<f64>,
+    /// Median first epoch of the plateau.
+    pub median_plateau_start: Option<f64>,
+    /// Continuations of this group's stuck runs: (extra epochs, lr, escaped, tried).
+    pub continued: Vec<(usize, String, usize, usize)>,
+}
+
+/// The part of a run's stored settings a continuation needs.
+#[derive(Deserialize)]
+struct Identity {
+    train: tinycnn::TrainConfig,
+    learned: f64,
+}
+
+fn mean_fraction(dead: &[Vec<usize>], filters: &[usize]) -> Vec<f64> {
+    (0..filters.len())
+        .map(|l| {
+            if dead.is_empty() {
+                return 0.0;
+            }
+            dead.iter()
+                .map(|d| d.get(l).copied().unwrap_or(0) as f64 / filters[l] as f64)
+                .sum::<f64>()
+                / dead.len() as f64
+        })
+        .collect()
+}
+
+/// The stuck-run report over `rows` (with each run's last-epoch dead filters from `store`).
+pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
+    let continuations = store.continuations()?;
+    let mut groups: BTreeMap<(String, String, String), Vec<&RunRow>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry((r.dataset.clone(), r.condition.clone(), r.arch.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for ((dataset, condition, arch), runs) in groups {
+        let filters: Vec<usize> = arch.split('-').filter_map(|f| f.parse().ok()).collect();
+        let stuck: Vec<&&RunRow> = runs.iter().filter(|r| r.outcome == "stuck").collect();
+        let mut plateaus = BTreeMap::new();
+        let mut collapsed = BTreeMap::new();
+        let mut grads = Vec::new();
+        let mut starts = Vec::new();
+        let mut dead_stuck = Vec::new();
+        for r in &stuck {
+            *plateaus
+                .entry(format!("{:.3}", r.plateau.unwrap_or(r.val_acc)))
+                .or_insert(0) += 1;
+            for c in &r.never_predicted {
+                *collapsed.entry(c.clone()).or_insert(0) += 1;
+            }
+            if let Some(d) = r
+                .diagnosis
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Diagnosis>(d).ok())
+            {
+                grads.push(d.grad_norm);
+                starts.push(d.plateau_start as f64);
+                dead_stuck.push(d.dead);
+            }
+        }
+        let mut dead_other = Vec::new();
+        for r in runs.iter().filter(|r| r.outcome != "stuck") {
+            if let Some(last) = store.history(&r.key)?.last() {
+                dead_other.push(last.dead.clone());
+            }
+        }
+        let keys: std::collections::HashSet<&str> = stuck.iter().map(|r| r.key.as_str()).collect();
+        let mut continued: BTreeMap<(usize, String), (usize, usize)> = BTreeMap::new();
+        for c in continuations
+            .iter()
+            .filter(|c| keys.contains(c.run_key.as_str()))
+        {
+            let e = continued
+                .entry((c.extra_epochs, c.lr.clone()))
+                .or_insert((0, 0));
+            e.0 += c.escaped as usize;
+            e.1 += 1;
+        }
+        out.push(StuckGroup {
+            runs: runs.len(),
+            stuck: stuck.len(),
+            plateaus,
+            collapsed,
+            dead_fraction_stuck: mean_fraction(&dead_stuck, &filters),
+            dead_fraction_other: mean_fraction(&dead_other, &filters),
+            median_grad_norm: median(&mut grads),
+            median_plateau_start: median(&mut starts),
+            continued: continued
+                .into_iter()
+                .map(|((e, lr), (k, n))| (e, lr, k, n))
+                .collect(),
+            dataset,
+            condition,
+            arch,
+        });
+    }
+    Ok(out)
+}
+
+/// The text view of [`report`].
+pub fn to_text(groups: &[StuckGroup]) -> String {
+    let mut out = String::new();
+    let total: usize = groups.iter().map(|g| g.runs).sum();
+    let stuck: usize = groups.iter().map(|g| g.stuck).sum();
+    out += &format!("{stuck} of {total} runs stuck\n\n");
+    for g in groups.iter().filter(|g| g.stuck > 0) {
+        let cond = if g.condition.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", g.condition)
+        };
+        out += &format!(
+            "{} {}{cond}: {}/{} stuck\n",
+            g.dataset, g.arch, g.stuck, g.runs
+        );
+        let pl: Vec<String> = g
+            .plateaus
+            .iter()
+            .map(|(p, n)| format!("{p} x{n}"))
+            .collect();
+        out += &format!("  plateaus: {}\n", pl.join(", "));
+        let cl: Vec<String> = g
+            .collapsed
+            .iter()
+            .map(|(c, n)| format!("{c} x{n}"))
+            .collect();
+        out += &format!("  never predicted: {}\n", cl.join(", "));
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{:.0}%", 100.0 * x))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        out += &format!(
+            "  dead filters per layer: {} when stuck, {} otherwise\n",
+            fmt(&g.dead_fraction_stuck),
+            fmt(&g.dead_fraction_other)
+        );
+        if let Some(n) = g.median_grad_norm {
+            out += &format!("  median gradient norm at the plateau: {n:.2e}\n");
+        }
+        if let Some(s) = g.median_plateau_start {
+            out += &format!("  median epoch the plateau began: {s}\n");
+        }
+        for (e, lr, k, n) in &g.continued {
+            out += &format!("  continued {e} more epochs (lr {lr}): {k}/{n} escaped\n");
+        }
+    }
+    out
+}
+
+/// Loads the dataset a stored run was trained on.
+fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
+    let d = store
+        .dataset(&r.dataset_hash)?
+        .ok_or_else(|| Error::bad(store.path(), format!("lacks the dataset of run {}", r.key)))?;
+    match &d.spec {
+        Some(spec) => Ok(Dataset::generate(
+            &shapes::DatasetSpec::from_canonical_json(spec)?,
+            Some(d.label.clone()),
+            &|_| {},
+        )),
+        None => crate::training::resolve_data(&d.source, &|_| {}).map(|x| x.0),
+    }
+}
+
+/// Trains every run of `rows` that is stuck `extra` more epochs (at `lr` if given) on `jobs`
+/// threads, and records each result. Returns the continuation rows.
+pub fn continue_runs(
+    store_path: &std::path::Path,
+    rows: &[RunRow],
+    extra: usize,
+    lr: Option<f64>,
+    jobs: usize,
+    progress: &(dyn Fn() + Sync),
+) -> Result<Vec<ContinuationRow>> {
+    if extra == 0 {
+        return Err(Error::Usage(
+            "--continue 0: give the number of extra epochs, e.g. --continue 20".into(),
+        ));
+    }
+    if let Some(lr) = lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::Usage(format!(
+                "--lr {lr}: give a learning rate above 0"
+            )));
+        }
+    }
+    let stuck: Vec<&RunRow> = rows.iter().filter(|r| r.outcome == "stuck").collect();
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    let errors = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(stuck.len().max(1)) {
+            s.spawn(|| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a pool");
+                let mut store = match Store::open_existing(store_path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.lock().expect("lock").push(e.to_string());
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(r) = stuck.get(i) else { return };
+                    match pool.install(|| continue_one(&mut store, r, extra, lr)) {
+                        Ok(c) => {
+                            if let Err(e) = store.put_continuation(&c) {
+                                errors.lock().expect("lock").push(e.to_string());
+                            }
+                            results.lock().expect("lock").push(c);
+                        }
+                        Err(e) => errors.lock().expect("lock").push(format!("{}: {e}", r.key)),
+                    }
+                    progress();
+                }
+            });
+        }
+    });
+    if let Some(e) = errors.into_inner().expect("lock").into_iter().next() {
+        return Err(Error::Usage(e));
+    }
+    let mut out = results.into_inner().expect("lock");
+    out.sort_by(|a, b| a.run_key.cmp(&b.run_key));
+    Ok(out)
+}
+
+fn continue_one(
+    store: &mut Store,
+    r: &RunRow,
+    extra: usize,
+    lr: Option<f64>,
+) -> Result<ContinuationRow> {
+    let id: Identity = serde_json::from_str(&r.config).map_err(|e| {
+        Error::bad(
+            store.path(),
+            format!("run {} has unreadable settings: {e}", r.key),
+        )
+    })?;
+    let run = Run::load(&store.resolve_model_dir(&r.model_dir))?;
+    let data = dataset_of(store, r)?;
+    let mut config = id.train.clone();
+    config.epochs = extra;
+    config.early_stop = false;
+    if let Some(lr) = lr {
+        config.optimizer = match config.optimizer {
+            tinycnn::Optimizer::Adam {
+                beta1, beta2, eps, ..
+            } => tinycnn::Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            },
+            tinycnn::Optimizer::Sgd { momentum, .. } => tinycnn::Optimizer::Sgd { lr, momentum },
+        };
+    }
+    let mut t = tinycnn::train::Trainer::from_model(run.model, config)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    t.epoch = r.epochs_run;
+    let (train, val) = (
+        engine_data(&data, Part::Train),
+        engine_data(&data, Part::Val),
+    );
+    let mut escape_epoch = None;
+    let mut diverged = false;
+    for e in 1..=extra {
+        match t
+            .epoch(&train, &val, &mut tinycnn::train::Silent)
+            .map_err(|e| Error::Usage(e.to_string()))?
+        {
+            Some(s) => {
+                if escape_epoch.is_none() && s.val_acc >= id.learned {
+                    escape_epoch = Some(e);
+                }
+            }
+            None => {
+                diverged = true;
+                break;
+            }
+        }
+    }
+    let eval = tinycnn::train::evaluate(&t.model, &val, t.config.scaling);
+    let ending = if diverged {
+        tinycnn::Ending::Diverged
+    } else {
+        tinycnn::Ending::Completed
+    };
+    let c = crate::outcome::classify(ending, &[], &eval, &data.class_names, id.learned);
+    Ok(ContinuationRow {
+        run_key: r.key.clone(),
+        extra_epochs: extra,
+        lr: lr.map_or("same".into(), |v| v.to_string()),
+        val_acc: eval.accuracy,
+        outcome: c.outcome.name().into(),
+        escaped: c.outcome == crate::outcome::Outcome::Learned,
+        escape_epoch,
+        finished: timestamp(),
+    })
+}

@@ -1,0 +1,369 @@
+//! Running an experiment: every run of a plan, in parallel, into a store, resumably.
+//!
+//! Each run trains on one thread (runs are independent; two cores run two at once), writes
+//! its model directory under a temporary name and renames it into place, then commits its row
+//! and history in one transaction. A run's result depends only on its dataset, settings and
+//! seed, so the store after any number of interruptions and resumptions equals the store of
+//! an uninterrupted sweep, and a run can be recomputed alone.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use shapes::Split as Part;
+use tinycnn::{Arch, TrainConfig};
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::experiment::{key_to_dir, DataSource, Plan, RunPlan};
+use crate::outcome::{classify, diagnose, Outcome};
+use crate::run::{safetensors_bytes, DataRef};
+use crate::store::{timestamp, DatasetRow, RunRow, Store};
+use crate::training::engine_data;
+
+/// How to run a sweep.
+pub struct SweepOptions<'a> {
+    /// 0-based shard and shard count.
+    pub shard: Option<(usize, usize)>,
+    /// Runs trained at once.
+    pub jobs: usize,
+    /// Set to stop: runs in flight are abandoned (not stored), nothing else starts.
+    pub cancel: &'a AtomicBool,
+}
+
+/// Progress hooks, called from worker threads.
+pub trait SweepObserver: Sync {
+    /// Before the first run: runs in this sweep (or shard), of which already stored.
+    fn start(&self, _total: usize, _already: usize) {}
+    /// After a run is stored.
+    fn stored(&self, _row: &RunRow) {}
+    /// After each epoch of any run.
+    fn epoch(&self) {}
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SweepReport {
+    /// Runs in the sweep (or shard).
+    pub total: usize,
+    /// Runs found already stored.
+    pub already: usize,
+    /// Runs trained and stored now.
+    pub stored: usize,
+    /// Outcome counts over every stored run of the sweep (or shard).
+    pub outcomes: Vec<(String, usize)>,
+    pub cancelled: bool,
+    /// Runs that failed for a reason outside the run (e.g. a write error), with the reason.
+    pub failures: Vec<String>,
+}
+
+/// What identifies a run's result besides its key: compared on resume so that a changed
+/// experiment is never silently mixed with old results.
+#[derive(serde::Serialize)]
+struct RunIdentity<'a> {
+    arch: &'a Arch,
+    train: &'a TrainConfig,
+    dataset: &'a str,
+    learned: f64,
+    engine: &'a str,
+}
+
+/// A dataset ready for training, with its store row.
+struct Loaded {
+    data: Dataset,
+    row: DatasetRow,
+    data_ref: DataRef,
+}
+
+fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
+    let (data, source_text, spec_json) = match source {
+        DataSource::Spec { spec, name } => {
+            let d = Dataset::generate(spec, Some(name.clone()), &|_| {});
+            (d, name.clone(), Some(spec.canonical_json()))
+        }
+        DataSource::File(p) => {
+            let (d, _) = crate::training::resolve_data(&p.to_string_lossy(), &|_| {})?;
+            (d, p.display().to_string(), None)
+        }
+    };
+    let hash = match &data.meta {
+        Some(m) => m.hash.clone(),
+        None => {
+            // A foreign dataset: its identity is the hash of its contents.
+            let mut h = Sha256::new();
+            for s in [&data.train, &data.val] {
+                h.update(&s.images);
+                h.update(&s.labels);
+            }
+            h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let row = DatasetRow {
+        hash: hash.clone(),
+        label: label.to_string(),
+        source: source_text.clone(),
+        spec: spec_json.clone(),
+        train: data.train.len(),
+        val: data.val.len(),
+        height: data.height,
+        width: data.width,
+        class_names: data.class_names.clone(),
+    };
+    let data_ref = DataRef {
+        source: source_text,
+        name: data.meta.as_ref().and_then(|m| m.name.clone()),
+        hash: Some(hash),
+        spec: data.meta.as_ref().map(|m| m.spec.clone()),
+        train: data.train.len(),
+        val: data.val.len(),
+    };
+    Ok(Loaded {
+        data,
+        row,
+        data_ref,
+    })
+}
+
+/// A run ready to train.
+struct Job<'a> {
+    plan: &'a RunPlan,
+    arch: Arch,
+    config: TrainConfig,
+    identity: String,
+}
+
+/// Stops a run between epochs when the sweep is cancelled.
+struct RunObserver<'a> {
+    cancel: &'a AtomicBool,
+    sweep: &'a dyn SweepObserver,
+}
+
+impl tinycnn::train::Observer for RunObserver<'_> {
+    fn epoch(&mut self, _: &tinycnn::EpochStats) -> bool {
+        self.sweep.epoch();
+        !self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+/// Trains, classifies, saves and stores one run. `Ok(None)` when cancelled.
+fn execute(
+    job: &Job,
+    d: &Loaded,
+    plan: &Plan,
+    store: &mut Store,
+    opts: &SweepOptions,
+    obs: &dyn SweepObserver,
+) -> Result<Option<RunRow>> {
+    let mut o = RunObserver {
+        cancel: opts.cancel,
+        sweep: obs,
+    };
+    let run = crate::training::train(&d.data, d.data_ref.clone(), &job.arch, &job.config, &mut o)?;
+    if run.meta.ending == tinycnn::Ending::Cancelled || opts.cancel.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let val = engine_data(&d.data, Part::Val);
+    let eval = tinycnn::train::evaluate(&run.model, &val, job.config.scaling);
+    let c = classify(
+        run.meta.ending,
+        &run.history,
+        &eval,
+        &d.data.class_names,
+        plan.learned,
+    );
+    let diagnosis = (c.outcome == Outcome::Stuck).then(|| {
+        let t = &d.data.train;
+        serde_json::to_string(&diagnose(
+            &run.model,
+            &run.history,
+            &t.images,
+            &t.labels,
+            job.config.scaling,
+            &c,
+        ))
+        .expect("json")
+    });
+    let rel = Path::new(store.runs_dir().file_name().expect("runs dir has a name"))
+        .join(key_to_dir(&job.plan.key));
+    let dir = store.resolve_model_dir(&rel.to_string_lossy());
+    run.save(&dir, true)?;
+    let weights = safetensors_bytes(&run.model, &job.arch.label());
+    let last = run.history.last();
+    let row = RunRow {
+        key: job.plan.key.clone(),
+        experiment: plan.name.clone(),
+        dataset_hash: d.row.hash.clone(),
+        dataset: plan.datasets[job.plan.dataset].label.clone(),
+        arch: job.plan.arch.clone(),
+        condition: job.plan.condition.clone(),
+        seed_index: job.plan.seed_index,
+        seed: job.plan.seed,
+        config: job.identity.clone(),
+        outcome: c.outcome.name().into(),
+        plateau: c.plateau,
+        never_predicted: c.never_predicted.clone(),
+        epochs_run: run.history.len(),
+        epochs_to_learn: c.epochs_to_learn,
+        train_loss: last.map_or(f64::NAN, |e| e.train_loss),
+        train_acc: last.map_or(0.0, |e| e.train_acc),
+        val_loss: eval.loss,
+        val_acc: eval.accuracy,
+        confusion: eval.confusion.clone(),
+        diagnosis,
+        seconds: run.meta.seconds,
+        images_per_s: run.meta.images_per_s,
+        model_dir: rel.to_string_lossy().into_owned(),
+        weights_sha256: Sha256::digest(&weights)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        finished: timestamp(),
+    };
+    // False when a concurrent sweep stored the same run first: same bytes, counted there.
+    let inserted = store.insert_run(&row, &run.history)?;
+    Ok(inserted.then_some(row))
+}
+
+/// Runs every run of `plan` (or of one shard) that `store_path` does not hold yet.
+pub fn run(
+    plan: &Plan,
+    plan_path: &Path,
+    store_path: &Path,
+    opts: &SweepOptions,
+    obs: &dyn SweepObserver,
+) -> Result<SweepReport> {
+    let store = Store::open(store_path)?;
+    store.put_experiment(
+        &plan.name,
+        &plan_path.display().to_string(),
+        plan.seed,
+        &plan.text,
+    )?;
+    let selected: Vec<&RunPlan> = match opts.shard {
+        Some((i, n)) => plan.shard(i, n),
+        None => plan.runs.iter().collect(),
+    };
+    // Load every dataset the selection needs (small; generation is parallel and exact).
+    let mut loaded: HashMap<usize, Loaded> = HashMap::new();
+    for r in &selected {
+        if let std::collections::hash_map::Entry::Vacant(e) = loaded.entry(r.dataset) {
+            let d = &plan.datasets[r.dataset];
+            e.insert(load_dataset(&d.label, &d.source)?);
+        }
+    }
+    // Build and check every run before training any.
+    let done = store.finished(&plan.name)?;
+    let mut jobs = Vec::new();
+    let mut already = 0;
+    for r in &selected {
+        let d = &loaded[&r.dataset];
+        let (arch, config) = r
+            .settings
+            .build(
+                &r.arch,
+                d.data.height,
+                d.data.width,
+                d.data.class_names.len(),
+                r.seed,
+            )
+            .map_err(|e| Error::Usage(format!("run {}: {e}", r.key)))?;
+        let identity = serde_json::to_string(&RunIdentity {
+            arch: &arch,
+            train: &config,
+            dataset: &d.row.hash,
+            learned: plan.learned,
+            engine: tinycnn::ENGINE_VERSION,
+        })
+        .expect("json");
+        match done.get(&r.key) {
+            Some(stored) if *stored == identity => already += 1,
+            Some(_) => {
+                return Err(Error::Usage(format!(
+                    "run {} is in {} with other settings; the experiment changed since: give it a new name or use another --store",
+                    r.key,
+                    store_path.display()
+                )))
+            }
+            None => jobs.push(Job {
+                plan: r,
+                arch,
+                config,
+                identity,
+            }),
+        }
+    }
+    for d in loaded.values() {
+        store.put_dataset(&d.row)?;
+    }
+    drop(store);
+    obs.start(selected.len(), already);
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let stored = AtomicUsize::new(0);
+    let workers = opts.jobs.max(1).min(jobs.len().max(1));
+    std::thread::scope(|s| -> Result<()> {
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            handles.push(s.spawn(|| -> Result<()> {
+                let mut store = Store::open(store_path)?;
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a one-thread pool");
+                loop {
+                    if opts.cancel.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else {
+                        return Ok(());
+                    };
+                    let d = &loaded[&job.plan.dataset];
+                    match pool.install(|| execute(job, d, plan, &mut store, opts, obs)) {
+                        Ok(Some(row)) => {
+                            stored.fetch_add(1, Ordering::SeqCst);
+                            obs.stored(&row);
+                        }
+                        Ok(None) => {}
+                        Err(e) => failures
+                            .lock()
+                            .expect("no panics hold it")
+                            .push(format!("{}: {e}", job.plan.key)),
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            h.join().expect("a worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let store = Store::open(store_path)?;
+    let keys: std::collections::HashSet<&str> = selected.iter().map(|r| r.key.as_str()).collect();
+    let rows: Vec<RunRow> = store
+        .runs(&crate::store::RunFilter {
+            experiment: Some(plan.name.clone()),
+            ..Default::default()
+        })?
+        .into_iter()
+        .filter(|r| keys.contains(r.key.as_str()))
+        .collect();
+    Ok(SweepReport {
+        total: selected.len(),
+        already,
+        stored: stored.load(Ordering::SeqCst),
+        outcomes: Outcome::ALL
+            .iter()
+            .map(|o| {
+                (
+                    o.name().to_string(),
+                    rows.iter().filter(|r| r.outcome == o.name()).count(),
+                )
+            })
+            .collect(),
+        cancelled: opts.cancel.load(Ordering::SeqCst),
+        failures: failures.into_inner().expect("no panics hold it"),
+    })
+}

@@ -1,0 +1,338 @@
+//! `sweep`, `runs`, `summary` and `stuck`: parse, call `lab`, print.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
+use crate::usage;
+use lab::experiment::{parse_shard, Plan};
+use lab::store::{RunFilter, RunRow, Store};
+use lab::sweep::{SweepObserver, SweepOptions};
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The first Ctrl-C asks for a clean stop; a second one exits at once.
+fn install_ctrlc() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // An error here means a handler exists already (tests, embedding): keep going without.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: runs in flight are abandoned; run the same command again to resume");
+    });
+    flag
+}
+
+/// Progress of a sweep: runs done/total, learned so far, ETA.
+struct SweepProgress {
+    bar: ProgressBar,
+    learned: AtomicUsize,
+    done: AtomicUsize,
+    lines: bool,
+}
+
+impl SweepObserver for SweepProgress {
+    fn start(&self, total: usize, already: usize) {
+        self.bar.set_length((total - already) as u64);
+        if already > 0 {
+            eprintln!(
+                "{already} of {total} runs already in the store; {} to go",
+                total - already
+            );
+        }
+    }
+
+    fn stored(&self, row: &RunRow) {
+        if row.outcome == "learned" {
+            self.learned.fetch_add(1, Ordering::SeqCst);
+        }
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        let learned = self.learned.load(Ordering::SeqCst);
+        self.bar.set_message(format!("{learned} learned"));
+        self.bar.inc(1);
+        if self.lines {
+            eprintln!(
+                "[{done}/{}] {} {} val acc {:.4}",
+                self.bar.length().unwrap_or(0),
+                row.key,
+                row.outcome,
+                row.val_acc
+            );
+        }
+    }
+}
+
+pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
+    let plan = Plan::from_file(&args.experiment)?;
+    let store = args.store.clone().unwrap_or_else(|| {
+        args.experiment
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("shapelab.db")
+    });
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let jobs = args.jobs.map_or_else(cores, |j| j as usize);
+    let cancel = install_ctrlc();
+    let tty = std::io::stderr().is_terminal();
+    let bar = if quiet || !tty {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let progress = SweepProgress {
+        bar,
+        learned: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        lines: !quiet && !tty,
+    };
+    let opts = SweepOptions {
+        shard,
+        jobs,
+        cancel: &cancel,
+    };
+    let report = lab::sweep::run(&plan, &args.experiment, &store, &opts, &progress)?;
+    progress.bar.finish_and_clear();
+    let counts: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(o, n)| format!("{n} {o}"))
+        .collect();
+    let scope = match shard {
+        Some((i, n)) => format!(" (shard {}/{n})", i + 1),
+        None => String::new(),
+    };
+    println!(
+        "{}{scope}: {} runs, {} stored now, {} already there; {}; store {}",
+        plan.name,
+        report.total,
+        report.stored,
+        report.already,
+        counts.join(", "),
+        store.display()
+    );
+    if let Some(first) = report.failures.first() {
+        anyhow::bail!(
+            "{} runs failed and were not stored (run again to retry); first: {first}",
+            report.failures.len()
+        );
+    }
+    if report.cancelled {
+        eprintln!(
+            "interrupted: {} of {} runs are stored; run the same command to resume",
+            report.already + report.stored,
+            report.total
+        );
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> RunFilter {
+    RunFilter {
+        experiment: f.experiment.clone(),
+        dataset: f.dataset.clone(),
+        arch: f.arch.clone(),
+        outcome: outcome.map(|o| {
+            match o {
+                OutcomeChoice::Learned => "learned",
+                OutcomeChoice::Stuck => "stuck",
+                OutcomeChoice::Partial => "partial",
+                OutcomeChoice::Diverged => "diverged",
+            }
+            .to_string()
+        }),
+    }
+}
+
+fn run_json(store: &Store, r: &RunRow) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).expect("json");
+    let o = v.as_object_mut().expect("object");
+    o.insert(
+        "model_dir".into(),
+        store
+            .resolve_model_dir(&r.model_dir)
+            .display()
+            .to_string()
+            .into(),
+    );
+    o.insert("seed".into(), r.seed.to_string().into());
+    o.insert(
+        "config".into(),
+        serde_json::from_str(&r.config).unwrap_or(serde_json::Value::Null),
+    );
+    o.insert(
+        "diagnosis".into(),
+        r.diagnosis
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(serde_json::Value::Null),
+    );
+    v
+}
+
+pub fn runs(args: RunsArgs) -> Result<()> {
+    let store = Store::open_existing(&args.filter.store)?;
+    let rows = store.runs(&filter_of(&args.filter, args.outcome))?;
+    if args.json {
+        let v: Vec<serde_json::Value> = rows.iter().map(|r| run_json(&store, r)).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if args.csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout());
+        w.write_record([
+            "key",
+            "experiment",
+            "dataset",
+            "arch",
+            "condition",
+            "seed_index",
+            "seed",
+            "outcome",
+            "plateau",
+            "never_predicted",
+            "epochs_run",
+            "epochs_to_learn",
+            "train_acc",
+            "val_acc",
+            "val_loss",
+            "seconds",
+            "model_dir",
+        ])?;
+        for r in &rows {
+            w.write_record([
+                r.key.clone(),
+                r.experiment.clone(),
+                r.dataset.clone(),
+                r.arch.clone(),
+                r.condition.clone(),
+                r.seed_index.to_string(),
+                r.seed.to_string(),
+                r.outcome.clone(),
+                r.plateau.map_or(String::new(), |p| p.to_string()),
+                r.never_predicted.join(" "),
+                r.epochs_run.to_string(),
+                r.epochs_to_learn.map_or(String::new(), |e| e.to_string()),
+                r.train_acc.to_string(),
+                r.val_acc.to_string(),
+                r.val_loss.to_string(),
+                format!("{:.3}", r.seconds),
+                store.resolve_model_dir(&r.model_dir).display().to_string(),
+            ])?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    let kw = rows.iter().map(|r| r.key.len()).max().unwrap_or(3).max(3);
+    println!(
+        "{:kw$}  {:8}  {:>7}  {:>6}  never predicted",
+        "key", "outcome", "val acc", "epochs"
+    );
+    for r in &rows {
+        println!(
+            "{:kw$}  {:8}  {:>7.4}  {:>6}  {}",
+            r.key,
+            r.outcome,
+            r.val_acc,
+            r.epochs_run,
+            r.never_predicted.join(", ")
+        );
+    }
+    println!("{} runs in {}", rows.len(), args.filter.store.display());
+    Ok(())
+}
+
+fn beside_store(store: &Path, suffix: &str) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map_or("shapelab".into(), |s| s.to_string_lossy().into_owned());
+    store
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{stem}-{suffix}"))
+}
+
+pub fn summary(args: SummaryArgs) -> Result<()> {
+    let store = Store::open_existing(&args.filter.store)?;
+    let rows = store.runs(&filter_of(&args.filter, None))?;
+    if rows.is_empty() {
+        return Err(usage(format!(
+            "{} holds no runs matching the filter; run `shapelab sweep` first",
+            args.filter.store.display()
+        )));
+    }
+    let groups = lab::summary::summarize(&rows);
+    let png = args
+        .out
+        .clone()
+        .unwrap_or_else(|| beside_store(&args.filter.store, "summary.png"));
+    lab::summary::heatmap(&groups).save_png(&png)?;
+    let tables = match &args.thesis_table {
+        Some(base) => Some(lab::summary::write_thesis_table(&rows, base)?),
+        None => None,
+    };
+    if args.json {
+        let json = serde_json::json!({"groups": groups, "heatmap": png.display().to_string(),
+            "thesis_table": tables.as_ref().map(|(c, x)| vec![c.display().to_string(), x.display().to_string()])});
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    print!("{}", lab::summary::to_text(&groups));
+    println!("heatmap: {}", png.display());
+    if let Some((c, x)) = tables {
+        println!("thesis table: {} and {}", c.display(), x.display());
+    }
+    Ok(())
+}
+
+pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
+    let store = Store::open_existing(&args.filter.store)?;
+    let rows = store.runs(&filter_of(&args.filter, None))?;
+    if rows.is_empty() {
+        return Err(usage(format!(
+            "{} holds no runs matching the filter; run `shapelab sweep` first",
+            args.filter.store.display()
+        )));
+    }
+    if let Some(extra) = args.continue_epochs {
+        let n = rows.iter().filter(|r| r.outcome == "stuck").count();
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
+        };
+        let jobs = args.jobs.map_or_else(cores, |j| j as usize);
+        let done =
+            lab::stuck::continue_runs(&args.filter.store, &rows, extra, args.lr, jobs, &|| {
+                bar.inc(1)
+            })?;
+        bar.finish_and_clear();
+        let escaped = done.iter().filter(|c| c.escaped).count();
+        println!(
+            "continued {} stuck runs {extra} more epochs: {escaped} escaped",
+            done.len()
+        );
+    }
+    let groups = lab::stuck::report(&store, &rows)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&groups)?);
+    } else {
+        print!("{}", lab::stuck::to_text(&groups));
+    }
+    Ok(())
+}
