@@ -52,6 +52,12 @@ pub enum Command {
     Summary(SummaryArgs),
     /// The stuck-run study: diagnoses across a sweep, and training stuck runs further.
     Stuck(StuckArgs),
+    /// Activation sheets of a trained model on an image panel (the thesis's Figures 14-29).
+    Activations(ActivationsArgs),
+    /// Every filter's weights as diverging heatmaps, one sheet per layer.
+    Kernels(KernelsArgs),
+    /// Per-filter statistics over a dataset split (activation, silence, per class, per factor).
+    Filters(FiltersArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -343,6 +349,125 @@ pub struct StuckArgs {
     pub json: bool,
 }
 
+/// Stages of `activations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StageChoice {
+    /// Convolution plus bias, before the activation.
+    Pre,
+    /// After the activation.
+    Post,
+    /// After the max-pool.
+    Pooled,
+}
+
+/// Normalisations of `activations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NormChoice {
+    /// Each map to its own maximum.
+    Map,
+    /// Each filter to its maximum over the panel.
+    Filter,
+    /// One scale per layer.
+    Layer,
+}
+
+/// Colour maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColormapChoice {
+    Gray,
+    Viridis,
+    Diverging,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivationsArgs {
+    /// A model directory written by `shapelab train` (or listed by `shapelab runs`).
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// thesis-size, thesis-rotation or a panel file (default: the panel matching the run's data).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub panel: Option<String>,
+
+    /// The directory to write the sheets to.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Which maps.
+    #[arg(long, value_enum, default_value_t = StageChoice::Post)]
+    pub stage: StageChoice,
+
+    /// How values map to colours.
+    #[arg(long, value_enum, default_value_t = NormChoice::Filter)]
+    pub norm: NormChoice,
+
+    /// Colour map (default: gray, diverging for --stage pre).
+    #[arg(long, value_enum)]
+    pub colormap: Option<ColormapChoice>,
+
+    /// Side of one map in pixels; maps are enlarged by whole pixels to fill it.
+    #[arg(long, value_name = "PX", default_value_t = 28, value_parser = clap::value_parser!(u16).range(8..=256))]
+    pub cell: u16,
+
+    /// Replace an existing output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelsArgs {
+    /// A model directory written by `shapelab train`.
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// The directory to write the sheets to.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Side of one kernel in pixels.
+    #[arg(long, value_name = "PX", default_value_t = 30, value_parser = clap::value_parser!(u16).range(3..=256))]
+    pub cell: u16,
+
+    /// Replace an existing output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FiltersArgs {
+    /// A model directory written by `shapelab train`.
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// Data to measure on (default: the model's own dataset).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
+    pub split: SplitChoice,
+
+    /// Bins per latent factor.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub bins: u16,
+
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+
+    /// Also write every layer's activations for the split to this .npz.
+    #[arg(long, value_name = "FILE.npz")]
+    pub npz: Option<PathBuf>,
+
+    /// Replace an existing --npz file.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Output layouts of `generate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -433,6 +558,23 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Sweep throughput against the engine alone: what the store and scheduling cost.
     Sweep(BenchSweepArgs),
+    /// Time to compute and write every activation sheet of a run on the 27-image panel.
+    Activations(BenchActivationsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchActivationsArgs {
+    /// Architecture of the run.
+    #[arg(long, value_name = "A", default_value = "16-16")]
+    pub arch: String,
+
+    /// Timed repetitions (the best is reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub repeats: usize,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

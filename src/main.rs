@@ -57,9 +57,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Runs(args) => sweep_cmds::runs(args),
         Command::Summary(args) => sweep_cmds::summary(args),
         Command::Stuck(args) => sweep_cmds::stuck(args, cli.quiet),
+        Command::Activations(args) => model_cmds::activations(args),
+        Command::Kernels(args) => model_cmds::kernels(args),
+        Command::Filters(args) => model_cmds::filters(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),
+        Command::Bench(BenchCommand::Activations(args)) => {
+            let r = lab::bench::sheets_speed(&args.arch, args.repeats)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "activation sheets of a trained {} run on the {} panel ({} images): {} sheets computed, drawn and written in {:.3} s ({} threads)",
+                    r.arch, r.panel, r.images, r.sheets, r.seconds, r.threads
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -264,7 +279,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let summary = match &loaded {
         Loaded::Dataset(d) => {
             if let Some(p) = &sheet_path {
-                lab::sheet::dataset_sheet(d, &title, args.per_class as usize).save_png(p)?;
+                lab::contact::dataset_sheet(d, &title, args.per_class as usize).save_png(p)?;
             }
             Summary::of_dataset(
                 d,
@@ -274,7 +289,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         }
         Loaded::Panel(p) => {
             if let Some(s) = &sheet_path {
-                lab::sheet::panel_sheet(p, &title).save_png(s)?;
+                lab::contact::panel_sheet(p, &title).save_png(s)?;
             }
             Summary::of_panel(
                 p,

@@ -10,8 +10,9 @@ use tinycnn::train::Observer;
 use tinycnn::{Activation, Arch, EpochStats, Init, Scaling, TrainConfig};
 
 use crate::cli::{
-    ActivationChoice, EvalArgs, InitChoice, OptimizerChoice, PredictArgs, ScalingChoice,
-    SplitChoice, TrainArgs,
+    ActivationChoice, ActivationsArgs, ColormapChoice, EvalArgs, FiltersArgs, InitChoice,
+    KernelsArgs, NormChoice, OptimizerChoice, PredictArgs, ScalingChoice, SplitChoice, StageChoice,
+    TrainArgs,
 };
 use crate::usage;
 use lab::run::Run;
@@ -326,6 +327,130 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             .map(|(c, v)| format!("{c} {v:.4}"))
             .collect();
         println!("{}: {} ({})", p.display(), classes[best], parts.join(", "));
+    }
+    Ok(())
+}
+
+/// A short name for a model directory in titles: its last two path components.
+fn run_name(dir: &std::path::Path) -> String {
+    let parts: Vec<String> = dir
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+pub fn activations(args: ActivationsArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    lab::fsio::prepare_output(&args.out, args.force)?;
+    let data = if args.panel.is_none() && run.meta.data.spec.is_none() {
+        Some(training_data(&run.meta, &|_| {})?)
+    } else {
+        None
+    };
+    let panel = lab::maps::panel_for(&run, args.panel.as_deref(), data.as_ref())?;
+    let o = lab::maps::SheetOptions {
+        stage: match args.stage {
+            StageChoice::Pre => lab::maps::Stage::Pre,
+            StageChoice::Post => lab::maps::Stage::Post,
+            StageChoice::Pooled => lab::maps::Stage::Pooled,
+        },
+        norm: match args.norm {
+            NormChoice::Map => lab::maps::Norm::Map,
+            NormChoice::Filter => lab::maps::Norm::Filter,
+            NormChoice::Layer => lab::maps::Norm::Layer,
+        },
+        colormap: args.colormap.map(|c| match c {
+            ColormapChoice::Gray => lab::draw::Colormap::Gray,
+            ColormapChoice::Viridis => lab::draw::Colormap::Viridis,
+            ColormapChoice::Diverging => lab::draw::Colormap::Diverging,
+        }),
+        cell: args.cell as usize,
+    };
+    let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
+    let files = lab::maps::write_sheets(
+        &run.model,
+        &panel,
+        run.meta.train.scaling,
+        &name,
+        &o,
+        &args.out,
+        args.force,
+    )?;
+    let layers = run.model.arch.filters.len();
+    println!(
+        "wrote {} sheets to {}: {} per-filter sheets (layer-N.png) and {} per-image sheets (images/), panel {} ({} images)",
+        files.len(),
+        args.out.display(),
+        layers,
+        files.len() - layers,
+        panel.meta.name,
+        panel.len()
+    );
+    Ok(())
+}
+
+pub fn kernels(args: KernelsArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    lab::fsio::prepare_output(&args.out, args.force)?;
+    let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
+    let files = lab::kernels::write_kernel_sheets(
+        &run.model,
+        &name,
+        args.cell as usize,
+        &args.out,
+        args.force,
+    )?;
+    println!(
+        "wrote {} kernel sheets to {}",
+        files.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+pub fn filters(args: FiltersArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    if let Some(p) = &args.npz {
+        lab::fsio::prepare_output(p, args.force)?;
+    }
+    let (d, _) = load_eval_data(&run, &args.data)?;
+    let split = part(args.split);
+    let report = lab::filterstats::filter_stats(
+        &run.model,
+        &d,
+        split,
+        run.meta.train.scaling,
+        args.bins as usize,
+    );
+    // Kept beside the model, so later tools (and the report) find it without recomputing.
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    let saved = args.model.join(format!("filters-{}.json", split.name()));
+    lab::fsio::write_file_atomic(&saved, true, |w| {
+        std::io::Write::write_all(w, json.as_bytes())
+    })?;
+    if let Some(p) = &args.npz {
+        lab::predictions::write_activations(
+            p,
+            args.force,
+            &run.model,
+            &d,
+            split,
+            run.meta.train.scaling,
+        )?;
+    }
+    if args.json {
+        print!("{json}");
+    } else if args.csv {
+        std::io::Write::write_all(&mut std::io::stdout(), &report.to_csv())?;
+    } else {
+        print!("{}", report.to_text());
+        println!("\nsaved to {}", saved.display());
+        if let Some(p) = &args.npz {
+            println!("activations written to {}", p.display());
+        }
     }
     Ok(())
 }

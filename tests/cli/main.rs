@@ -3,6 +3,7 @@
 mod bad_input;
 mod foreign;
 mod generate;
+mod inside;
 mod inspect;
 mod sweep;
 mod train;

@@ -289,3 +289,63 @@ pub fn sweep_speed(
         scaling: rates[1] / rates[0],
     })
 }
+
+/// Time to compute and write every activation sheet of a run on a panel.
+#[derive(Clone, Debug, Serialize)]
+pub struct SheetSpeed {
+    pub arch: String,
+    pub panel: String,
+    pub images: usize,
+    pub sheets: usize,
+    pub threads: usize,
+    /// Best of the repetitions, seconds: capture, draw, encode and write.
+    pub seconds: f64,
+}
+
+/// Trains `arch` briefly on thesis-1.3 (not timed), then times `shapelab activations` on the
+/// `thesis-size` panel `repeats` times.
+pub fn sheets_speed(arch: &str, repeats: usize) -> Result<SheetSpeed> {
+    let d = bench_data(2000)?;
+    let a =
+        tinycnn::Arch::parse(arch, 28, 28, 3).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let cfg = tinycnn::TrainConfig {
+        epochs: 2,
+        ..tinycnn::TrainConfig::default()
+    };
+    let trained = tinycnn::train::train(
+        &a,
+        &cfg,
+        &train_data(&d),
+        &train_data(&d),
+        &mut tinycnn::train::Silent,
+    )
+    .map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let panel =
+        crate::PanelData::from_panel(&shapes::panel::find("thesis-size").expect("built in"), 28);
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
+    let mut best = f64::INFINITY;
+    let mut sheets = 0;
+    for i in 0..repeats.max(1) {
+        let out = dir.path().join(format!("sheets{i}"));
+        let start = Instant::now();
+        let files = crate::maps::write_sheets(
+            &trained.model,
+            &panel,
+            tinycnn::Scaling::Unit,
+            arch,
+            &crate::maps::SheetOptions::default(),
+            &out,
+            false,
+        )?;
+        best = best.min(start.elapsed().as_secs_f64());
+        sheets = files.len();
+    }
+    Ok(SheetSpeed {
+        arch: arch.into(),
+        panel: "thesis-size".into(),
+        images: panel.len(),
+        sheets,
+        threads: rayon::current_num_threads(),
+        seconds: best,
+    })
+}

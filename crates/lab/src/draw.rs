@@ -109,13 +109,14 @@ impl Canvas {
         s.chars().count() * GLYPH * scale
     }
 
-    /// Encodes as PNG.
+    /// Encodes as PNG (fast compression: these are flat-coloured pictures).
     pub fn to_png(&self) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
+            enc.set_compression(png::Compression::Fast);
             let mut w = enc.write_header().map_err(std::io::Error::other)?;
             w.write_image_data(&self.pixels)
                 .map_err(std::io::Error::other)?;
@@ -127,6 +128,130 @@ impl Canvas {
     pub fn save_png(&self, path: &Path) -> Result<()> {
         let bytes = self.to_png().map_err(|e| Error::io(path, e))?;
         write_file_atomic(path, true, |w| std::io::Write::write_all(w, &bytes))
+    }
+}
+
+/// A perceptually ordered colour for `t` in [0, 1] (viridis, by linear interpolation between
+/// eight of its anchors; a colour map is a table, not worth a crate).
+pub fn viridis(t: f64) -> Rgb {
+    const A: [[f64; 3]; 8] = [
+        [68.0, 1.0, 84.0],
+        [70.0, 50.0, 127.0],
+        [54.0, 92.0, 141.0],
+        [39.0, 127.0, 142.0],
+        [31.0, 161.0, 135.0],
+        [74.0, 193.0, 109.0],
+        [160.0, 218.0, 57.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let x = if t.is_nan() {
+        0.0
+    } else {
+        t.clamp(0.0, 1.0) * 7.0
+    };
+    let i = (x.floor() as usize).min(6);
+    let f = x - i as f64;
+    let mut c = [0u8; 3];
+    for k in 0..3 {
+        c[k] = (A[i][k] + (A[i + 1][k] - A[i][k]) * f).round() as u8;
+    }
+    c
+}
+
+/// A diverging colour for `t` in [-1, 1]: blue, white at 0, red (the ends of ColorBrewer's
+/// RdBu), for signed values such as weights and pre-activations.
+pub fn diverging(t: f64) -> Rgb {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(-1.0, 1.0) };
+    let (end, f) = if t < 0.0 {
+        ([33.0, 102.0, 172.0], -t)
+    } else {
+        ([178.0, 24.0, 43.0], t)
+    };
+    let mut c = [0u8; 3];
+    for k in 0..3 {
+        c[k] = (247.0 + (end[k] - 247.0) * f).round() as u8;
+    }
+    c
+}
+
+/// Colour maps for pictures of activations and weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colormap {
+    /// Black (0) to white (max).
+    Gray,
+    /// Viridis, dark (0) to yellow (max).
+    Viridis,
+    /// Blue (-max), white (0), red (+max).
+    Diverging,
+}
+
+impl Colormap {
+    /// The colour of `t`: in [0, 1] for the sequential maps, [-1, 1] for the diverging one.
+    pub fn color(self, t: f64) -> Rgb {
+        match self {
+            Colormap::Gray => {
+                let v = (if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) } * 255.0).round() as u8;
+                [v, v, v]
+            }
+            Colormap::Viridis => viridis(t),
+            Colormap::Diverging => diverging(t),
+        }
+    }
+
+    /// Whether values are signed around zero.
+    pub fn signed(self) -> bool {
+        self == Colormap::Diverging
+    }
+}
+
+impl Canvas {
+    /// A horizontal colour bar of `cmap` with labels at its ends.
+    pub fn colorbar(
+        &mut self,
+        x: usize,
+        y: usize,
+        w: usize,
+        cmap: Colormap,
+        low: &str,
+        high: &str,
+    ) {
+        for i in 0..w {
+            let t = i as f64 / (w.max(2) - 1) as f64;
+            let t = if cmap.signed() { 2.0 * t - 1.0 } else { t };
+            self.fill(x + i, y, 1, 10, cmap.color(t));
+        }
+        self.frame(x, y, w, 10, FRAME);
+        self.text(x, y + 14, low, 1, FAINT);
+        self.text(
+            (x + w).saturating_sub(Canvas::text_width(high, 1)),
+            y + 14,
+            high,
+            1,
+            FAINT,
+        );
+    }
+
+    /// Draws a map `[h, w]` of values scaled `scale` times, each value `v` coloured as
+    /// `cmap.color(v / range)` (range > 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn map(
+        &mut self,
+        x: usize,
+        y: usize,
+        values: &[f32],
+        w: usize,
+        h: usize,
+        scale: usize,
+        range: f32,
+        cmap: Colormap,
+    ) {
+        for (r, row) in values.chunks(w).take(h).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let t = if range > 0.0 { (v / range) as f64 } else { 0.0 };
+                self.fill(x + c * scale, y + r * scale, scale, scale, cmap.color(t));
+            }
+        }
     }
 }
 
@@ -154,6 +279,17 @@ mod tests {
         assert!(c.pixels.chunks(3).any(|p| p == INK));
         c.text(15, 5, "WWW", 2, INK); // runs off the canvas without panicking
         assert_eq!(Canvas::text_width("abc", 2), 48);
+    }
+
+    #[test]
+    fn colormaps_have_the_right_ends() {
+        assert_eq!(viridis(0.0), [68, 1, 84]);
+        assert_eq!(viridis(1.0), [253, 231, 37]);
+        assert_eq!(diverging(0.0), [247, 247, 247]);
+        assert_eq!(diverging(-1.0), [33, 102, 172]);
+        assert_eq!(diverging(1.0), [178, 24, 43]);
+        assert_eq!(Colormap::Gray.color(1.0), [255, 255, 255]);
+        assert_eq!(Colormap::Gray.color(f64::NAN), [0, 0, 0]);
     }
 
     #[test]

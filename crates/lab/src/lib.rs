@@ -4,8 +4,10 @@
 //! - [`imagefolder`]: the ImageFolder tree layout Keras and torchvision read;
 //! - [`npz`]: the `.npz` reader and writer underneath;
 //! - [`fsio`]: atomic file and directory writes;
-//! - [`draw`] and [`sheet`]: the raster canvas and contact sheets;
+//! - [`draw`] and [`contact`]: the raster canvas and contact sheets;
 //! - [`inspect`]: summaries of files, as text or JSON;
+//! - [`maps`], [`kernels`] and [`filterstats`]: activation sheets, kernel pictures and
+//!   per-filter statistics (looking inside a trained network);
 //! - [`run`] and [`training`]: trained models on disk, and training/evaluation on datasets;
 //! - [`experiment`], [`sweep`], [`store`] and [`outcome`]: experiments expanded into runs, run
 //!   in parallel into the SQLite store (the only module that knows SQL), and classified;
@@ -16,19 +18,22 @@
 //! output is written through [`fsio`], so nothing half-written ever carries a final name.
 
 pub mod bench;
+pub mod contact;
 pub mod dataset;
 pub mod draw;
 pub mod error;
 pub mod experiment;
+pub mod filterstats;
 pub mod fsio;
 pub mod imagefolder;
 pub mod inspect;
+pub mod kernels;
+pub mod maps;
 pub mod npz;
 pub mod outcome;
 pub mod panelfile;
 pub mod predictions;
 pub mod run;
-pub mod sheet;
 pub mod store;
 pub mod stuck;
 pub mod summary;

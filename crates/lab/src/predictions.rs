@@ -1,4 +1,6 @@
-//! Logits files: what `shapelab predict --data ... --out LOGITS.npz` writes.
+//! Logits files: what `shapelab predict --data ... --out LOGITS.npz` writes, and activation
+//! files: what `shapelab filters --npz FILE` writes (`x`, `y`, `factors`, `factor_names`,
+//! `class_names`, and per conv layer `l1_pre`, `l1_post`, `l1_pooled` as float32 `(N, C, H, W)`).
 //!
 //! | array | dtype | shape |
 //! |---|---|---|
@@ -28,6 +30,47 @@ pub fn write_logits(
         z.add_f32("logits", &[n, k], logits)?;
         z.add_u8("y", &[n], labels)?;
         z.add_strings("class_names", &[k], &names)?;
+        z.finish()?;
+        Ok(())
+    })
+}
+
+/// Writes every layer's maps of a split (see the module docs), atomically.
+pub fn write_activations(
+    path: &Path,
+    force: bool,
+    model: &tinycnn::Model,
+    d: &crate::Dataset,
+    part: shapes::Split,
+    scaling: tinycnn::Scaling,
+) -> Result<()> {
+    let s = d.split(part);
+    let (maps, _) = tinycnn::train::capture(model, &s.images, scaling);
+    let n = s.len() as u64;
+    let k = d.factor_names.len() as u64;
+    let names: Vec<&str> = d.class_names.iter().map(String::as_str).collect();
+    let fnames: Vec<&str> = d.factor_names.iter().map(String::as_str).collect();
+    write_file_atomic(path, force, |out| {
+        let mut z = NpzWriter::new(out);
+        z.add_u8("x", &[n, d.height as u64, d.width as u64], &s.images)?;
+        z.add_u8("y", &[n], &s.labels)?;
+        if k > 0 {
+            z.add_f32("factors", &[n, k], &s.factors)?;
+            z.add_strings("factor_names", &[k], &fnames)?;
+        }
+        z.add_strings("class_names", &[names.len() as u64], &names)?;
+        for (l, (m, sh)) in maps.iter().zip(model.arch.layers()).enumerate() {
+            let (c, h, w, oh, ow) = (
+                sh.cout as u64,
+                sh.h as u64,
+                sh.w as u64,
+                sh.out_h as u64,
+                sh.out_w as u64,
+            );
+            z.add_f32(&format!("l{}_pre", l + 1), &[n, c, h, w], &m.pre)?;
+            z.add_f32(&format!("l{}_post", l + 1), &[n, c, h, w], &m.post)?;
+            z.add_f32(&format!("l{}_pooled", l + 1), &[n, c, oh, ow], &m.pooled)?;
+        }
         z.finish()?;
         Ok(())
     })

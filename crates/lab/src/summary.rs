@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::draw::{Canvas, FAINT, INK, PAPER};
+use crate::draw::{viridis, Canvas, FAINT, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::fsio::write_file_atomic;
 use crate::store::RunRow;
@@ -207,29 +207,6 @@ pub fn to_text(groups: &[Group]) -> String {
         );
     }
     out
-}
-
-/// A perceptually ordered colour for `t` in [0, 1] (viridis, by linear interpolation between
-/// eight of its anchors; a colour map is a table, not worth a crate).
-pub fn viridis(t: f64) -> [u8; 3] {
-    const A: [[f64; 3]; 8] = [
-        [68.0, 1.0, 84.0],
-        [70.0, 50.0, 127.0],
-        [54.0, 92.0, 141.0],
-        [39.0, 127.0, 142.0],
-        [31.0, 161.0, 135.0],
-        [74.0, 193.0, 109.0],
-        [160.0, 218.0, 57.0],
-        [253.0, 231.0, 37.0],
-    ];
-    let x = t.clamp(0.0, 1.0) * 7.0;
-    let i = (x.floor() as usize).min(6);
-    let f = x - i as f64;
-    let mut c = [0u8; 3];
-    for k in 0..3 {
-        c[k] = (A[i][k] + (A[i + 1][k] - A[i][k]) * f).round() as u8;
-    }
-    c
 }
 
 /// The heatmap of every group: a FILTER1 x FILTER2 grid coloured by success rate, each cell
@@ -459,12 +436,5 @@ mod tests {
         assert_eq!(median(&mut []), None);
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
-    }
-
-    #[test]
-    fn viridis_ends() {
-        assert_eq!(viridis(0.0), [68, 1, 84]);
-        assert_eq!(viridis(1.0), [253, 231, 37]);
-        assert_eq!(viridis(2.0), viridis(1.0));
     }
 }
