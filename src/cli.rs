@@ -560,6 +560,31 @@ pub enum BenchCommand {
     Sweep(BenchSweepArgs),
     /// Time to compute and write every activation sheet of a run on the 27-image panel.
     Activations(BenchActivationsArgs),
+    /// Time of a full greedy pruning of a trained network.
+    Prune(BenchPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPruneArgs {
+    /// Architecture of the run.
+    #[arg(long, value_name = "A", default_value = "16-16")]
+    pub arch: String,
+
+    /// Training epochs before pruning (not timed).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub epochs: usize,
+
+    /// Validation images measured at every candidate.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub images: usize,
+
+    /// Timed repetitions (the best is reported).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

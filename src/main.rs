@@ -63,6 +63,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),
+        Command::Bench(BenchCommand::Prune(args)) => {
+            let r = lab::bench::prune_speed(&args.arch, args.epochs, args.images, args.repeats)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "greedy pruning of a trained {} (accuracy {:.4}) on {} validation images: {} steps, {} evaluations in {:.3} s ({} threads; {} near-tie images re-checked exactly)",
+                    r.arch, r.initial_accuracy, r.images, r.steps, r.evaluations, r.seconds, r.threads, r.rechecked_images
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Activations(args)) => {
             let r = lab::bench::sheets_speed(&args.arch, args.repeats)?;
             if args.json {

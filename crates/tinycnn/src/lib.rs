@@ -11,7 +11,8 @@
 //! - [`ops`]: im2col, matrix products (`matrixmultiply`, `gemm`), pooling;
 //! - [`net`]: forward and backward over a chunk of images;
 //! - [`optim`]: Adam and SGD with momentum, as Keras writes them;
-//! - [`train`]: training, evaluation, masked evaluation, activation capture.
+//! - [`train`]: training, evaluation, masked evaluation, activation capture;
+//! - [`prune`]: the thesis's greedy filter pruning, incremental and exact.
 //!
 //! Tensors are NCHW at the API (DESIGN.md); inside a chunk they are CNHW (see [`ops`]).
 //! Shape legend used in the docs: `n` images, `b` images in a chunk, `C` channels, `H x W`
@@ -27,6 +28,7 @@ pub mod model;
 pub mod net;
 pub mod ops;
 pub mod optim;
+pub mod prune;
 pub mod train;
 
 pub use arch::{Activation, Arch};

@@ -1,0 +1,710 @@
+//! Greedy filter pruning without retraining, as the thesis did it (its Figure 3 and Tables 4,
+//! 6, 7, 9-11), fast and exact.
+//!
+//! At each step every remaining filter of every conv layer is removed in turn (a layer keeps
+//! at least one), the accuracy of the network without it is measured, and the filter whose
+//! removal leaves the highest accuracy is removed for good; ties go to the lowest layer, then
+//! the lowest filter number. With [`Ties::Batch`] (the thesis's practice), when the best
+//! accuracy is 1.0 every removal that keeps 1.0 is made in the same step. Removing a filter
+//! means what KerasSurgeon did: its output channel and the next layer's weights that read it
+//! disappear ([`Model::pruned`]).
+//!
+//! # Speed
+//! A removed filter changes only what lies downstream of it. The evaluator keeps, for every
+//! image, each layer's output after pooling and each deeper layer's pre-activation, and the
+//! dense layer's partial sums per channel. Removing a filter of the last conv layer then drops
+//! one partial sum; removing one of an earlier layer subtracts that channel's contribution
+//! from the next layer's pre-activation and recomputes only what follows.
+//!
+//! # Exactness
+//! The incremental sums round differently from a fresh forward pass of the smaller network,
+//! by about 1e-7 relative. Accuracy depends only on which class has the largest logit, so
+//! every image whose top two logits are closer than a margin far above that error (1e-4 of the
+//! logit scale) is re-evaluated with the engine on the physically smaller network, chunk for
+//! chunk as a full evaluation would. Every accuracy reported therefore equals that of
+//! evaluating the smaller network (the tests check every cell of every table).
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Activation;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::net::{Scaling, CHUNK};
+use crate::train::Data;
+
+/// What to do when several removals tie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ties {
+    /// When the best accuracy is 1.0, remove every filter that keeps 1.0 (the thesis).
+    Batch,
+    /// Remove one filter per step.
+    One,
+}
+
+/// When to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stop {
+    /// When every layer has one filter left (the thesis).
+    OnePerLayer,
+    /// After the first step whose accuracy falls below this.
+    Below(f64),
+}
+
+/// A filter, 0-based: `(layer, filter)` in the original network.
+pub type FilterId = (usize, usize);
+
+/// One step of the greedy search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    /// Accuracy after removing each filter (aligned with [`Pruning::filters`]); `None` for a
+    /// filter that is not a candidate (already removed, or the last of its layer).
+    pub accuracies: Vec<Option<f64>>,
+    /// The filters removed at this step.
+    pub removed: Vec<FilterId>,
+    /// Accuracy of the network after this step's removals.
+    pub accuracy_after: f64,
+}
+
+/// The whole search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pruning {
+    /// Every filter of the original network, layer by layer.
+    pub filters: Vec<FilterId>,
+    /// Accuracy of the unpruned network.
+    pub initial_accuracy: f64,
+    pub steps: Vec<Step>,
+    /// The filters left at the end, per layer.
+    pub keep: Vec<Vec<bool>>,
+    /// Candidate evaluations made, and images re-checked exactly because of a near tie.
+    pub evaluations: usize,
+    pub rechecked_images: usize,
+}
+
+/// Lanes of the register-blocked stencil in [`stencil`].
+const LANES: usize = 32;
+
+/// One input channel's contribution to one output channel, on the padded grid: `out[j] =
+/// sum over taps t of taps[t] * xp[j + offset(t)]` for `j < h * pw` (the last `k - 1`
+/// columns of each row are padding and ignored by callers). Blocks of [`LANES`] outputs stay
+/// in registers across the taps.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn stencil(xp: &[f32], taps: &[f32], k: usize, pw: usize, plane: usize, out: &mut [f32]) {
+    let mut start = 0;
+    while start < plane {
+        let len = LANES.min(plane - start);
+        let mut a = [0.0f32; LANES];
+        for dy in 0..k {
+            for dx in 0..k {
+                let t = taps[dy * k + dx];
+                let off = start + dy * pw + dx;
+                if len == LANES {
+                    let x: &[f32; LANES] = xp[off..off + LANES].try_into().expect("lanes");
+                    for i in 0..LANES {
+                        a[i] += t * x[i];
+                    }
+                } else {
+                    for (ai, &v) in a.iter_mut().zip(&xp[off..off + len]) {
+                        *ai += t * v;
+                    }
+                }
+            }
+        }
+        out[start..start + len].copy_from_slice(&a[..len]);
+        start += len;
+    }
+}
+
+/// ReLU then 2x2 max-pool of one channel, `z [H, W]` to `out [H/2, W/2]`, vectorised over
+/// rows (the pool of ReLUs is the ReLU of the pool).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn relu_pool(z: &[f32], h: usize, w: usize, out: &mut [f32], row: &mut [f32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    for oy in 0..oh {
+        let (r0, r1) = (&z[2 * oy * w..2 * oy * w + 2 * ow], &z[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow]);
+        for ((v, a), b) in row.iter_mut().zip(r0).zip(r1) {
+            *v = a.max(*b);
+        }
+        for (o, pair) in out[oy * ow..(oy + 1) * ow].iter_mut().zip(row[..2 * ow].chunks_exact(2)) {
+            *o = pair[0].max(pair[1]).max(0.0);
+        }
+    }
+}
+
+/// Per-image cached state of the current (pruned) network, NCHW with original channel
+/// indices (removed channels are ignored).
+struct State {
+    /// Per layer: output after the activation and pooling, `[n, F_l, h, w]`.
+    out: Vec<Vec<f32>>,
+    /// Per layer: pre-activation, `[n, F_l, H, W]` (layer 0's is not kept: nothing upstream
+    /// of it is ever removed).
+    z: Vec<Vec<f32>>,
+    /// Dense partial sums per last-layer channel, `[n, F_L, K]`.
+    dp: Vec<f32>,
+}
+
+struct Net<'a> {
+    model: &'a Model,
+    /// Per layer: (cin, cout, H, W, h, w, pool).
+    shapes: Vec<crate::arch::LayerShape>,
+    k: usize,
+    classes: usize,
+    act: Activation,
+}
+
+#[inline]
+fn activate(act: Activation, z: f32) -> f32 {
+    match act {
+        Activation::Relu => z.max(0.0),
+        Activation::LeakyRelu => {
+            if z > 0.0 {
+                z
+            } else {
+                Activation::LEAKY_SLOPE * z
+            }
+        }
+        Activation::Tanh => z.tanh(),
+    }
+}
+
+impl Net<'_> {
+    /// Activation and pooling of one channel: `z [H, W]` to `out [h, w]` (max-pool 2x2
+    /// floor, the maximum after the activation, as the engine's output).
+    fn act_pool(&self, l: usize, z: &[f32], out: &mut [f32]) {
+        let s = self.shapes[l];
+        if s.pool && self.act == Activation::Relu {
+            let mut row = [0.0f32; 512];
+            if s.w <= 512 {
+                relu_pool(z, s.h, s.w, out, &mut row);
+                return;
+            }
+        }
+        if !s.pool {
+            for (o, &v) in out.iter_mut().zip(z) {
+                *o = activate(self.act, v);
+            }
+            return;
+        }
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                let at = |dy: usize, dx: usize| activate(self.act, z[(2 * oy + dy) * s.w + 2 * ox + dx]);
+                out[oy * s.out_w + ox] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+            }
+        }
+    }
+
+    /// Adds `sign` times the contribution of input channel `ci` of layer `l` (values `x
+    /// [H, W]`) to the pre-activations `z [F_l, H, W]` of the kept output channels.
+    fn add_contribution(&self, l: usize, ci: usize, x: &[f32], keep_out: &[bool], sign: f32, z: &mut [f32], pad: &mut Vec<f32>) {
+        let s = self.shapes[l];
+        let k = self.k;
+        let p = k / 2;
+        let (pw, ph) = (s.w + 2 * p, s.h + 2 * p);
+        let plane = s.h * pw;
+        // pad: the padded input, then one channel's contribution on the padded grid.
+        pad.clear();
+        pad.resize(ph * pw + k + plane, 0.0);
+        let (xp, cp) = pad.split_at_mut(ph * pw + k);
+        for y in 0..s.h {
+            xp[(y + p) * pw + p..(y + p) * pw + p + s.w].copy_from_slice(&x[y * s.w..(y + 1) * s.w]);
+        }
+        let w = self.model.conv_weight(l);
+        let hw = s.h * s.w;
+        for co in (0..s.cout).filter(|&co| keep_out[co]) {
+            stencil(xp, &w[(co * s.cin + ci) * k * k..][..k * k], k, pw, plane, cp);
+            let zc = &mut z[co * hw..(co + 1) * hw];
+            for (row, full) in zc.chunks_exact_mut(s.w).zip(cp.chunks_exact(pw)) {
+                for (o, &v) in row.iter_mut().zip(&full[..s.w]) {
+                    *o += sign * v;
+                }
+            }
+        }
+    }
+
+    /// The pre-activation of layer `l` (kept outputs) from its input `x [F_{l-1}, H, W]`
+    /// (kept inputs), summing input channels in order.
+    fn conv(&self, l: usize, x: &[f32], keep_in: &[bool], keep_out: &[bool], z: &mut [f32], pad: &mut Vec<f32>) {
+        let s = self.shapes[l];
+        let hw = s.h * s.w;
+        let b = self.model.conv_bias(l);
+        for co in 0..s.cout {
+            z[co * hw..(co + 1) * hw].fill(if keep_out[co] { b[co] } else { 0.0 });
+        }
+        for ci in (0..s.cin).filter(|&ci| keep_in[ci]) {
+            self.add_contribution(l, ci, &x[ci * hw..(ci + 1) * hw], keep_out, 1.0, z, pad);
+        }
+    }
+
+    /// Dense partial sums of the kept last-layer channels: `out [F_L, h, w]` to `dp [F_L, K]`.
+    fn dense_partials(&self, out: &[f32], keep: &[bool], dp: &mut [f32]) {
+        let s = *self.shapes.last().expect("a layer");
+        let hw = s.out_hw();
+        let d = s.cout * hw;
+        let fc = self.model.fc_weight();
+        for ch in (0..s.cout).filter(|&c| keep[c]) {
+            let x = &out[ch * hw..(ch + 1) * hw];
+            for c in 0..self.classes {
+                let w = &fc[c * d + ch * hw..][..hw];
+                dp[ch * self.classes + c] = w.iter().zip(x).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+
+    /// Logits from partial sums, adding kept channels in order.
+    fn logits(&self, dp: &[f32], keep: &[bool], out: &mut [f32]) {
+        out.copy_from_slice(self.model.fc_bias());
+        for (ch, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+            for c in 0..self.classes {
+                out[c] += dp[ch * self.classes + c];
+            }
+        }
+    }
+}
+
+/// Scratch buffers of one thread.
+#[derive(Default)]
+struct Scratch {
+    pad: Vec<f32>,
+    z: Vec<Vec<f32>>,
+    out: Vec<Vec<f32>>,
+    dp: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+/// The prediction for one image and whether the top two logits are close enough that
+/// rounding could swap them.
+fn decide(logits: &[f32]) -> (usize, bool) {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    let scale = logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let second = logits.iter().enumerate().filter(|&(i, _)| i != best).fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+    (best, logits[best] - second <= 1e-4 * scale)
+}
+
+/// Greedy pruning of `model` on `data`.
+pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: Stop) -> Result<Pruning> {
+    data.check(&model.arch, "pruning")?;
+    if data.is_empty() {
+        return Err(Error::Data("no images to measure accuracy on".into()));
+    }
+    if model.arch.filters.iter().all(|&f| f == 1) {
+        return Err(Error::Arch(format!(
+            "{} is already minimal: every layer has one filter",
+            model.arch.label()
+        )));
+    }
+    let net = Net {
+        model,
+        shapes: model.arch.layers(),
+        k: model.arch.kernel,
+        classes: model.arch.classes,
+        act: model.arch.activation,
+    };
+    let layers = net.shapes.len();
+    let n = data.len();
+    let kk = net.classes;
+    let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+
+    // Initial state from the engine's own forward pass.
+    let mut st = State {
+        out: net.shapes.iter().map(|s| vec![0.0; n * s.cout * s.out_hw()]).collect(),
+        z: net.shapes.iter().enumerate().map(|(l, s)| vec![0.0; if l == 0 { 0 } else { n * s.cout * s.hw() }]).collect(),
+        dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
+    };
+    let px = data.height * data.width;
+    for start in (0..n).step_by(256) {
+        let end = (start + 256).min(n);
+        let (maps, _) = crate::train::capture(model, &data.images[start * px..end * px], scaling);
+        for l in 0..layers {
+            let s = net.shapes[l];
+            let o = s.cout * s.out_hw();
+            st.out[l][start * o..end * o].copy_from_slice(&maps[l].pooled);
+            if l > 0 {
+                let zz = s.cout * s.hw();
+                st.z[l][start * zz..end * zz].copy_from_slice(&maps[l].pre);
+            }
+        }
+    }
+    {
+        let s = net.shapes[layers - 1];
+        let (o, d) = (s.cout * s.out_hw(), s.cout * kk);
+        let keep_last = keep[layers - 1].clone();
+        st.dp.par_chunks_mut(d).zip(st.out[layers - 1].par_chunks(o)).for_each(|(dp, out)| net.dense_partials(out, &keep_last, dp));
+    }
+
+    let filters: Vec<FilterId> = (0..layers).flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f))).collect();
+    let initial_accuracy = crate::train::evaluate(model, data, scaling).accuracy;
+    let mut steps = Vec::new();
+    let mut evaluations = 0;
+    let rechecked = std::sync::atomic::AtomicUsize::new(0);
+
+    // Predictions of the current network without `cand`, by the incremental path.
+    let predictions = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Vec<(usize, bool)> {
+        let mut k2 = keep.to_vec();
+        for &(l, f) in cand {
+            k2[l][f] = false;
+        }
+        let first = cand.iter().map(|c| c.0).min().expect("a candidate");
+        (0..n)
+            .into_par_iter()
+            .map_init(Scratch::default, |sc, i| {
+                predict_one(&net, st, &k2, first, cand, i, sc);
+                decide(&sc.logits)
+            })
+            .collect()
+    };
+    // Accuracy from predictions, re-checking near ties with the engine on the smaller network.
+    let certify = |keep: &[Vec<bool>], cand: &[FilterId], preds: &[(usize, bool)]| -> Result<f64> {
+        let mut correct: Vec<bool> = (0..n).map(|i| preds[i].0 == data.labels[i] as usize).collect();
+        let uncertain: Vec<usize> = (0..n).filter(|&i| preds[i].1).collect();
+        if !uncertain.is_empty() {
+            rechecked.fetch_add(uncertain.len(), std::sync::atomic::Ordering::Relaxed);
+            let mut k2 = keep.to_vec();
+            for &(l, f) in cand {
+                k2[l][f] = false;
+            }
+            let small = model.pruned(&k2)?;
+            let mut chunks: Vec<usize> = uncertain.iter().map(|&i| i / CHUNK).collect();
+            chunks.dedup();
+            for c in chunks {
+                // The whole chunk, as a full evaluation computes it.
+                let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                let sub = Data {
+                    images: &data.images[a * px..b * px],
+                    labels: &data.labels[a..b],
+                    height: data.height,
+                    width: data.width,
+                };
+                let l = crate::train::logits(&small, &sub, scaling);
+                for (j, row) in l.chunks(kk).enumerate() {
+                    correct[a + j] = crate::train::Evaluation::of_logits(row, &data.labels[a + j..a + j + 1], kk).correct == 1;
+                }
+            }
+        }
+        Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
+    };
+    let accuracy_without = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Result<f64> { certify(keep, cand, &predictions(st, keep, cand)) };
+
+    while keep.iter().any(|k| k.iter().filter(|&&x| x).count() > 1) {
+        let candidates: Vec<FilterId> = filters
+            .iter()
+            .copied()
+            .filter(|&(l, f)| keep[l][f] && keep[l].iter().filter(|&&x| x).count() > 1)
+            .collect();
+        let mut accuracies = vec![None; filters.len()];
+        let mut best: Option<(f64, FilterId)> = None;
+        // Every candidate's predictions: image by image in one pass where the network allows.
+        let all = fast_step(&net, &st, &keep, &candidates)
+            .unwrap_or_else(|| candidates.iter().map(|&c| predictions(&st, &keep, &[c])).collect());
+        for (&c, preds) in candidates.iter().zip(&all) {
+            let acc = certify(&keep, &[c], preds)?;
+            evaluations += 1;
+            let idx = filters.iter().position(|&x| x == c).expect("a filter");
+            accuracies[idx] = Some(acc);
+            if best.is_none_or(|(b, _)| acc > b) {
+                best = Some((acc, c));
+            }
+        }
+        let (best_acc, best_id) = best.expect("at least one candidate");
+        let mut removed = vec![best_id];
+        let mut accuracy_after = best_acc;
+        if ties == Ties::Batch && best_acc >= 1.0 {
+            // Every removal that keeps 1.0, in (layer, filter) order, never emptying a layer.
+            removed.clear();
+            let mut k2 = keep.clone();
+            for (i, &c) in filters.iter().enumerate() {
+                if accuracies[i] == Some(1.0) && k2[c.0].iter().filter(|&&x| x).count() > 1 {
+                    k2[c.0][c.1] = false;
+                    removed.push(c);
+                }
+            }
+            if removed.len() > 1 {
+                accuracy_after = accuracy_without(&st, &keep, &removed)?;
+            }
+        }
+        for &(l, f) in &removed {
+            apply_removal(&net, &mut st, &mut keep, l, f);
+        }
+        steps.push(Step {
+            accuracies,
+            removed,
+            accuracy_after,
+        });
+        if let Stop::Below(x) = stop {
+            if accuracy_after < x {
+                break;
+            }
+        }
+    }
+    Ok(Pruning {
+        filters,
+        initial_accuracy,
+        steps,
+        keep,
+        evaluations,
+        rechecked_images: rechecked.into_inner(),
+    })
+}
+
+/// Widest layer handled by the fused kernel.
+const MAX_W: usize = 16;
+
+/// One layer-(L-1) filter removed, for one output channel `co` of the last conv layer (ReLU,
+/// pooled): the pre-activation minus the removed input channel's contribution, ReLU, 2x2
+/// max-pool and the dense layer's weights for this channel, accumulated into `acc [K]`, all in
+/// registers row pair by row pair.
+///
+/// # Shapes
+/// `z [H, W]`, `xp` the removed channel padded (`[H+k-1, W+k-1]` plus slack), `taps [k, k]`,
+/// `fc` this channel's dense weights, `[K, h, MAX_W / 2]` (rows zero-padded).
+#[allow(clippy::too_many_arguments)]
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn fused_channel(zp: &[f32], xp: &[f32], taps: &[f32], k: usize, h: usize, w: usize, fc: &[f32], acc: &mut [f32]) {
+    let pw = w + k - 1;
+    let oh = h / 2;
+    let mut accv_all = [[0.0f32; MAX_W / 2]; 16];
+    let accv = &mut accv_all[..acc.len()];
+    for oy in 0..oh {
+        // Two rows of the corrected pre-activation, as local array values (kept in registers).
+        let mut a0: [f32; MAX_W] = zp[2 * oy * MAX_W..][..MAX_W].try_into().expect("padded rows");
+        let mut a1: [f32; MAX_W] = zp[(2 * oy + 1) * MAX_W..][..MAX_W].try_into().expect("padded rows");
+        for dy in 0..k {
+            for dx in 0..k {
+                let t = taps[dy * k + dx];
+                let x0: &[f32; MAX_W] = xp[(2 * oy + dy) * pw + dx..][..MAX_W].try_into().expect("padded slack");
+                let x1: &[f32; MAX_W] = xp[(2 * oy + 1 + dy) * pw + dx..][..MAX_W].try_into().expect("padded slack");
+                for i in 0..MAX_W {
+                    a0[i] -= t * x0[i];
+                    a1[i] -= t * x1[i];
+                }
+            }
+        }
+        let mut m = [0.0f32; MAX_W];
+        for i in 0..MAX_W {
+            m[i] = if a0[i] > a1[i] { a0[i] } else { a1[i] };
+        }
+        let mut pooled = [0.0f32; MAX_W / 2];
+        for j in 0..MAX_W / 2 {
+            let v = if m[2 * j] > m[2 * j + 1] { m[2 * j] } else { m[2 * j + 1] };
+            pooled[j] = if v > 0.0 { v } else { 0.0 };
+        }
+        // Dense weights padded to MAX_W / 2 lanes (zeros past the row), one row per class.
+        for (c, a) in accv.iter_mut().enumerate() {
+            let wr: &[f32; MAX_W / 2] = fc[(c * oh + oy) * (MAX_W / 2)..][..MAX_W / 2].try_into().expect("padded weights");
+            for j in 0..MAX_W / 2 {
+                a[j] += wr[j] * pooled[j];
+            }
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(accv.iter()) {
+        *a += v.iter().sum::<f32>();
+    }
+}
+
+/// Predictions of every single-filter candidate, image by image (the image's cached state and
+/// the layer's inputs stay in cache across its candidates). `None` when the network is not
+/// the two-stage case this handles: candidates only in the last two conv layers, the last one
+/// ReLU and pooled, at most [`MAX_W`] wide.
+fn fast_step(net: &Net, st: &State, keep: &[Vec<bool>], candidates: &[FilterId]) -> Option<Vec<Vec<(usize, bool)>>> {
+    let layers = net.shapes.len();
+    let last = layers - 1;
+    let s = net.shapes[last];
+    if layers < 2
+        || net.classes > 16
+        || net.act != Activation::Relu
+        || !s.pool
+        || s.w > MAX_W
+        || candidates.iter().any(|c| c.0 + 1 < last)
+    {
+        return None;
+    }
+    let m = last;
+    let prev = net.shapes[m - 1];
+    let k = net.k;
+    let p = k / 2;
+    let (pw, ph) = (s.w + 2 * p, s.h + 2 * p);
+    let plane = ph * pw + MAX_W + k;
+    let kk = net.classes;
+    let n = st.dp.len() / (s.cout * kk);
+    let (zz, o_in, hw_in) = (s.cout * s.hw(), prev.cout * prev.out_hw(), prev.out_hw());
+    let d = s.cout * s.out_hw();
+    let fcw = net.model.fc_weight();
+    // Dense weights per (channel, class, pooled row), padded to MAX_W / 2 lanes.
+    let half = MAX_W / 2;
+    let mut fcp = vec![0.0f32; s.cout * kk * s.out_h * half];
+    for co in 0..s.cout {
+        for c in 0..kk {
+            for oy in 0..s.out_h {
+                let src = &fcw[c * d + co * s.out_hw() + oy * s.out_w..][..s.out_w];
+                fcp[((co * kk + c) * s.out_h + oy) * half..][..s.out_w].copy_from_slice(src);
+            }
+        }
+    }
+    let w2 = net.model.conv_weight(m);
+    let per_image: Vec<Vec<(usize, bool)>> = (0..n)
+        .into_par_iter()
+        .map_init(
+            || (vec![0.0f32; plane], vec![0.0f32; kk], vec![0.0f32; s.cout * s.h * MAX_W]),
+            |(xp, logits, zp), i| {
+                let z = &st.z[m][i * zz..(i + 1) * zz];
+                // The cached pre-activation with rows padded to MAX_W lanes.
+                for (dst, src) in zp.chunks_exact_mut(MAX_W).zip(z.chunks_exact(s.w)) {
+                    dst[..s.w].copy_from_slice(src);
+                }
+                let x = &st.out[m - 1][i * o_in..(i + 1) * o_in];
+                let dp = &st.dp[i * s.cout * kk..(i + 1) * s.cout * kk];
+                candidates
+                    .iter()
+                    .map(|&(l, f)| {
+                        if l == last {
+                            let mut k2 = keep[last].clone();
+                            k2[f] = false;
+                            net.logits(dp, &k2, logits);
+                        } else {
+                            xp.fill(0.0);
+                            for y in 0..prev.out_h {
+                                xp[(y + p) * pw + p..(y + p) * pw + p + prev.out_w]
+                                    .copy_from_slice(&x[f * hw_in + y * prev.out_w..][..prev.out_w]);
+                            }
+                            logits.copy_from_slice(net.model.fc_bias());
+                            for co in (0..s.cout).filter(|&co| keep[m][co]) {
+                                let mut acc = [0.0f32; 16];
+                                fused_channel(
+                                    &zp[co * s.h * MAX_W..(co + 1) * s.h * MAX_W],
+                                    xp,
+                                    &w2[(co * s.cin + f) * k * k..][..k * k],
+                                    k,
+                                    s.h,
+                                    s.w,
+                                    &fcp[co * kk * s.out_h * (MAX_W / 2)..],
+                                    &mut acc[..kk],
+                                );
+                                for c in 0..kk {
+                                    logits[c] += acc[c];
+                                }
+                            }
+                        }
+                        decide(logits)
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    // Transpose to per candidate.
+    Some((0..candidates.len()).map(|j| per_image.iter().map(|v| v[j]).collect()).collect())
+}
+
+/// Computes image `i`'s logits into `sc.logits` for the network `keep` (the current network
+/// without `cand`), recomputing from layer `first`.
+fn predict_one(net: &Net, st: &State, keep: &[Vec<bool>], first: usize, cand: &[FilterId], i: usize, sc: &mut Scratch) {
+    let layers = net.shapes.len();
+    let kk = net.classes;
+    sc.logits.resize(kk, 0.0);
+    let last = layers - 1;
+    let s_last = net.shapes[last];
+    let dpn = s_last.cout * kk;
+    if first == last {
+        // Only last-layer filters go: drop their partial sums.
+        net.logits(&st.dp[i * dpn..(i + 1) * dpn], &keep[last], &mut sc.logits);
+        return;
+    }
+    if sc.z.len() != layers {
+        sc.z = net.shapes.iter().map(|s| vec![0.0; s.cout * s.hw()]).collect();
+        sc.out = net.shapes.iter().map(|s| vec![0.0; s.cout * s.out_hw()]).collect();
+    }
+    sc.dp.resize(dpn, 0.0);
+    // Layer first+1: the cached pre-activation minus the removed channels' contributions.
+    let m = first + 1;
+    let s = net.shapes[m];
+    let zz = s.cout * s.hw();
+    sc.z[m].copy_from_slice(&st.z[m][i * zz..(i + 1) * zz]);
+    let sp = net.shapes[first];
+    let o = sp.cout * sp.out_hw();
+    let prev = &st.out[first][i * o..(i + 1) * o];
+    let hw_in = sp.out_hw();
+    for &(_, f) in cand.iter().filter(|c| c.0 == first) {
+        let (z, pad) = (&mut sc.z[m], &mut sc.pad);
+        net.add_contribution(m, f, &prev[f * hw_in..(f + 1) * hw_in], &keep[m], -1.0, z, pad);
+    }
+    let hw = s.hw();
+    let ohw = s.out_hw();
+    for co in (0..s.cout).filter(|&co| keep[m][co]) {
+        let (zc, oc) = (&sc.z[m][co * hw..(co + 1) * hw], &mut sc.out[m][co * ohw..(co + 1) * ohw]);
+        net.act_pool(m, zc, oc);
+    }
+    // Deeper layers, in full.
+    for l in m + 1..layers {
+        let s = net.shapes[l];
+        let (before, after) = sc.out.split_at_mut(l);
+        let (z, pad) = (&mut sc.z[l], &mut sc.pad);
+        net.conv(l, &before[l - 1], &keep[l - 1], &keep[l], z, pad);
+        let (hw, ohw) = (s.hw(), s.out_hw());
+        for co in (0..s.cout).filter(|&co| keep[l][co]) {
+            net.act_pool(l, &sc.z[l][co * hw..(co + 1) * hw], &mut after[0][co * ohw..(co + 1) * ohw]);
+        }
+    }
+    net.dense_partials(&sc.out[last], &keep[last], &mut sc.dp);
+    net.logits(&sc.dp, &keep[last], &mut sc.logits);
+}
+
+/// Removes filter `f` of layer `l` for good, updating every image's cached state.
+fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f: usize) {
+    keep[l][f] = false;
+    let layers = net.shapes.len();
+    let last = layers - 1;
+    if l == last {
+        return; // its partial sums are simply no longer added
+    }
+    let m = l + 1;
+    let sp = net.shapes[l];
+    let s = net.shapes[m];
+    let (o, zz) = (sp.cout * sp.out_hw(), s.cout * s.hw());
+    let keep_ref: &[Vec<bool>] = keep;
+    let kk = net.classes;
+    let dpn = net.shapes[last].cout * kk;
+    let (outs_before, outs_after) = st.out.split_at_mut(m);
+    let prev_all = &outs_before[l];
+    // Per image, independently: subtract, then recompute what follows.
+    let mut deeper_z: Vec<Vec<f32>> = st.z.drain(m + 1..).collect();
+    let z_m = &mut st.z[m];
+    z_m.par_chunks_mut(zz)
+        .zip(prev_all.par_chunks(o))
+        .for_each_init(Vec::new, |pad, (z, prev)| {
+            let hw_in = sp.out_hw();
+            net.add_contribution(m, f, &prev[f * hw_in..(f + 1) * hw_in], &keep_ref[m], -1.0, z, pad);
+        });
+    // Outputs of layer m and below: recomputed per image (cheap relative to the search).
+    let (hw, ohw) = (s.hw(), s.out_hw());
+    outs_after[0].par_chunks_mut(s.cout * ohw).zip(z_m.par_chunks(zz)).for_each(|(out, z)| {
+        for co in (0..s.cout).filter(|&co| keep_ref[m][co]) {
+            net.act_pool(m, &z[co * hw..(co + 1) * hw], &mut out[co * ohw..(co + 1) * ohw]);
+        }
+    });
+    for (j, zl) in deeper_z.iter_mut().enumerate() {
+        let ll = m + 1 + j;
+        let s = net.shapes[ll];
+        let sp = net.shapes[ll - 1];
+        let (zz, o_in, ohw, hw) = (s.cout * s.hw(), sp.cout * sp.out_hw(), s.out_hw(), s.hw());
+        let (ins, outs) = outs_after.split_at_mut(ll - m);
+        let input = &ins[ll - m - 1];
+        zl.par_chunks_mut(zz)
+            .zip(input.par_chunks(o_in))
+            .zip(outs[0].par_chunks_mut(s.cout * ohw))
+            .for_each_init(Vec::new, |pad, ((z, x), out)| {
+                net.conv(ll, x, &keep_ref[ll - 1], &keep_ref[ll], z, pad);
+                for co in (0..s.cout).filter(|&co| keep_ref[ll][co]) {
+                    net.act_pool(ll, &z[co * hw..(co + 1) * hw], &mut out[co * ohw..(co + 1) * ohw]);
+                }
+            });
+    }
+    st.z.extend(deeper_z);
+    let s_last = net.shapes[last];
+    let o_last = s_last.cout * s_last.out_hw();
+    st.dp.par_chunks_mut(dpn).zip(st.out[last].par_chunks(o_last)).for_each(|(dp, out)| net.dense_partials(out, &keep_ref[last], dp));
+}
