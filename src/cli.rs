@@ -58,6 +58,10 @@ pub enum Command {
     Kernels(KernelsArgs),
     /// Per-filter statistics over a dataset split (activation, silence, per class, per factor).
     Filters(FiltersArgs),
+    /// The thesis's greedy filter pruning without retraining: table, curve, minimal network.
+    Prune(PruneArgs),
+    /// Every analysis of one run: pruning, L1/Taylor ranking, similarity, interaction, failures.
+    Analyze(AnalyzeArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -345,6 +349,74 @@ pub struct StuckArgs {
     pub jobs: Option<u16>,
 
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A model directory written by `shapelab train` (or listed by `shapelab runs`).
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// Data to analyse on, its validation split (default: the model's own dataset).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// The directory to write the results to (replaced: they are derived data).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Also record the results in this store (the run must be one of its runs).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// Print the whole report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Tie rules of `prune`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TiesChoice {
+    /// When the best accuracy is 1.0, remove every filter that keeps 1.0 at once (the thesis).
+    Batch,
+    /// One filter per step.
+    One,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// A model directory written by `shapelab train` (or listed by `shapelab runs`).
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// Data to measure accuracy on (default: the model's own dataset).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
+    pub on: SplitChoice,
+
+    /// When to stop: one-per-layer (every layer down to one filter), all (the same), or
+    /// below:X (after the first step whose accuracy falls below X).
+    #[arg(long, value_name = "RULE", default_value = "one-per-layer")]
+    pub stop: String,
+
+    /// How to handle several removals that keep accuracy 1.0.
+    #[arg(long, value_enum, default_value_t = TiesChoice::Batch)]
+    pub ties: TiesChoice,
+
+    /// Where to write the table, curve and minimal network (default: DIR/prune-SPLIT-TIES).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Also record the result in this store (the run must be one of its runs).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

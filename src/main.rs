@@ -60,6 +60,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Activations(args) => model_cmds::activations(args),
         Command::Kernels(args) => model_cmds::kernels(args),
         Command::Filters(args) => model_cmds::filters(args),
+        Command::Prune(args) => model_cmds::prune(args),
+        Command::Analyze(args) => model_cmds::analyze(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),

@@ -10,9 +10,9 @@ use tinycnn::train::Observer;
 use tinycnn::{Activation, Arch, EpochStats, Init, Scaling, TrainConfig};
 
 use crate::cli::{
-    ActivationChoice, ActivationsArgs, ColormapChoice, EvalArgs, FiltersArgs, InitChoice,
-    KernelsArgs, NormChoice, OptimizerChoice, PredictArgs, ScalingChoice, SplitChoice, StageChoice,
-    TrainArgs,
+    ActivationChoice, ActivationsArgs, AnalyzeArgs, ColormapChoice, EvalArgs, FiltersArgs,
+    InitChoice, KernelsArgs, NormChoice, OptimizerChoice, PredictArgs, PruneArgs, ScalingChoice,
+    SplitChoice, StageChoice, TiesChoice, TrainArgs,
 };
 use crate::usage;
 use lab::run::Run;
@@ -451,6 +451,153 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
         if let Some(p) = &args.npz {
             println!("activations written to {}", p.display());
         }
+    }
+    Ok(())
+}
+
+pub fn prune(args: PruneArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    let stop = match args.stop.as_str() {
+        "one-per-layer" | "all" => tinycnn::prune::Stop::OnePerLayer,
+        other => match other.strip_prefix("below:").and_then(|x| x.parse::<f64>().ok()) {
+            Some(x) if (0.0..=1.0).contains(&x) => tinycnn::prune::Stop::Below(x),
+            _ => {
+                return Err(usage(format!(
+                    "--stop {other}: use one-per-layer, all, or below:X with X an accuracy from 0 to 1 (e.g. below:0.9)"
+                )))
+            }
+        },
+    };
+    let (ties, ties_name) = match args.ties {
+        TiesChoice::Batch => (tinycnn::prune::Ties::Batch, "batch"),
+        TiesChoice::One => (tinycnn::prune::Ties::One, "one"),
+    };
+    let store = match &args.store {
+        Some(p) => {
+            let s = lab::store::Store::open_existing(p)?;
+            let row = s.run_for_dir(&args.model)?.ok_or_else(|| {
+                usage(format!(
+                    "{} is not a run of {}; drop --store or pass one of its model directories",
+                    args.model.display(),
+                    p.display()
+                ))
+            })?;
+            Some((s, row))
+        }
+        None => None,
+    };
+    let (d, data_name) = load_eval_data(&run, &args.data)?;
+    let split = part(args.on);
+    let data = engine_data(&d, split);
+    let start = std::time::Instant::now();
+    let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
+        .map_err(|e| usage(e.to_string()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let json = lab::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.model
+            .join(format!("prune-{}-{ties_name}", split.name()))
+    });
+    let title = format!(
+        "{} {} on {data_name} ({})",
+        run_name(&args.model),
+        run.model.arch.label(),
+        split.name()
+    );
+    lab::pruning::write(&json, &title, &out)?;
+    // The minimal network, as a model `shapelab eval` accepts.
+    let small = run
+        .model
+        .pruned(&p.keep)
+        .map_err(|e| usage(e.to_string()))?;
+    let e = tinycnn::train::evaluate(&small, &data, run.meta.train.scaling);
+    let et = tinycnn::train::evaluate(
+        &small,
+        &engine_data(&d, shapes::Split::Train),
+        run.meta.train.scaling,
+    );
+    let ev = tinycnn::train::evaluate(
+        &small,
+        &engine_data(&d, shapes::Split::Val),
+        run.meta.train.scaling,
+    );
+    let mut meta = run.meta.clone();
+    meta.arch = small.arch.clone();
+    meta.param_count = small.arch.param_count();
+    meta.metrics = Some(lab::run::Metrics {
+        epochs_run: run.history.len(),
+        train_loss: et.loss,
+        train_acc: et.accuracy,
+        val_loss: ev.loss,
+        val_acc: ev.accuracy,
+    });
+    let minimal = lab::run::Run {
+        model: small,
+        meta,
+        history: run.history.clone(),
+    };
+    minimal.save(&out.join("minimal"), true)?;
+    if let Some((s, row)) = &store {
+        let params = serde_json::json!({"on": split.name(), "ties": ties_name, "stop": args.stop, "data": data_name}).to_string();
+        s.put_analysis(&row.key, "prune", &params, &serde_json::to_string(&json)?)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", json.to_text());
+        println!(
+            "{} steps, {} evaluations in {:.3} s; table, curve and minimal network ({}, accuracy {:.4}) in {}",
+            json.steps.len(),
+            json.evaluations,
+            seconds,
+            minimal.model.arch.label(),
+            e.accuracy,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn analyze(args: AnalyzeArgs) -> Result<()> {
+    let run = Run::load(&args.model)?;
+    let store = match &args.store {
+        Some(p) => {
+            let s = lab::store::Store::open_existing(p)?;
+            let row = s.run_for_dir(&args.model)?.ok_or_else(|| {
+                usage(format!(
+                    "{} is not a run of {}; drop --store or pass one of its model directories",
+                    args.model.display(),
+                    p.display()
+                ))
+            })?;
+            Some((s, row))
+        }
+        None => None,
+    };
+    let (d, data_name) = load_eval_data(&run, &args.data)?;
+    if d.val.is_empty() {
+        return Err(usage(
+            "the data's validation split is empty; analyses measure on it",
+        ));
+    }
+    let name = run_name(&args.model);
+    let report = lab::analysis::analyze(&run.model, &d, run.meta.train.scaling, &name, &data_name)
+        .map_err(|e| usage(e.to_string()))?;
+    let files = lab::analysis::write(&report, &d, &args.out)?;
+    if let Some((s, row)) = &store {
+        let params = serde_json::json!({"data": data_name}).to_string();
+        s.put_analysis(
+            &row.key,
+            "analysis",
+            &params,
+            &serde_json::to_string(&report)?,
+        )?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+        println!("\n{} files written to {}", files.len(), args.out.display());
     }
     Ok(())
 }

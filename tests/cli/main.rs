@@ -5,6 +5,7 @@ mod foreign;
 mod generate;
 mod inside;
 mod inspect;
+mod prune;
 mod sweep;
 mod train;
 

@@ -367,11 +367,18 @@ pub struct PruneSpeed {
 /// Trains `arch` on thesis-1.3 (6,000 images, `epochs` epochs, not timed), then times full
 /// greedy pruning (`--ties one`) on `images` validation images.
 pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> Result<PruneSpeed> {
-    let mut f = shapes::presets::find("thesis-1.3").expect("preset exists").spec_file();
+    let mut f = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec_file();
     (f.train, f.val) = (Some(6000), Some(images));
     let d = Dataset::generate(&f.resolve()?, None, &|_| {});
-    let a = tinycnn::Arch::parse(arch, 28, 28, 3).map_err(|e| crate::Error::Usage(e.to_string()))?;
-    let cfg = tinycnn::TrainConfig { epochs, seed: 1, ..tinycnn::TrainConfig::default() };
+    let a =
+        tinycnn::Arch::parse(arch, 28, 28, 3).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let cfg = tinycnn::TrainConfig {
+        epochs,
+        seed: 1,
+        ..tinycnn::TrainConfig::default()
+    };
     let val = crate::training::engine_data(&d, Split::Val);
     let model = tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)
         .map_err(|e| crate::Error::Usage(e.to_string()))?
@@ -380,8 +387,14 @@ pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> 
     let mut last = None;
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
-        let p = tinycnn::prune::greedy(&model, &val, tinycnn::Scaling::Unit, tinycnn::prune::Ties::One, tinycnn::prune::Stop::OnePerLayer)
-            .map_err(|e| crate::Error::Usage(e.to_string()))?;
+        let p = tinycnn::prune::greedy(
+            &model,
+            &val,
+            tinycnn::Scaling::Unit,
+            tinycnn::prune::Ties::One,
+            tinycnn::prune::Stop::OnePerLayer,
+        )
+        .map_err(|e| crate::Error::Usage(e.to_string()))?;
         best = best.min(start.elapsed().as_secs_f64());
         last = Some(p);
     }

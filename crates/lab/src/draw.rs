@@ -66,6 +66,34 @@ impl Canvas {
         }
     }
 
+    /// Draws a 2-pixel-wide line between two points (Bresenham), clipped to the canvas.
+    pub fn line(&mut self, a: (i64, i64), b: (i64, i64), c: Rgb) {
+        let (mut x, mut y) = a;
+        let (dx, dy) = ((b.0 - a.0).abs(), -(b.1 - a.1).abs());
+        let (sx, sy) = (
+            if a.0 < b.0 { 1 } else { -1 },
+            if a.1 < b.1 { 1 } else { -1 },
+        );
+        let mut err = dx + dy;
+        loop {
+            if x >= 0 && y >= 0 {
+                self.fill(x as usize, y as usize, 2, 2, c);
+            }
+            if (x, y) == b {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
     /// Draws a one-pixel rectangle outline around `[x, x+w) x [y, y+h)`, outside it.
     pub fn frame(&mut self, x: usize, y: usize, w: usize, h: usize, c: Rgb) {
         let (x0, y0) = (x.saturating_sub(1), y.saturating_sub(1));

@@ -6,6 +6,8 @@
 //! - [`fsio`]: atomic file and directory writes;
 //! - [`draw`] and [`contact`]: the raster canvas and contact sheets;
 //! - [`inspect`]: summaries of files, as text or JSON;
+//! - [`pruning`] and [`analysis`]: the thesis's greedy pruning tables and the analyses it left
+//!   as future work (ranking, similarity, interaction, failures), with [`plots`];
 //! - [`maps`], [`kernels`] and [`filterstats`]: activation sheets, kernel pictures and
 //!   per-filter statistics (looking inside a trained network);
 //! - [`run`] and [`training`]: trained models on disk, and training/evaluation on datasets;
@@ -17,6 +19,7 @@
 //! parsing and printing; anything a command computes lives here, typed and testable. Every
 //! output is written through [`fsio`], so nothing half-written ever carries a final name.
 
+pub mod analysis;
 pub mod bench;
 pub mod contact;
 pub mod dataset;
@@ -32,7 +35,9 @@ pub mod maps;
 pub mod npz;
 pub mod outcome;
 pub mod panelfile;
+pub mod plots;
 pub mod predictions;
+pub mod pruning;
 pub mod run;
 pub mod store;
 pub mod stuck;

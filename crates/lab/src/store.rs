@@ -548,6 +548,44 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
+    /// The run whose model directory is `dir` (compared after resolving both paths).
+    pub fn run_for_dir(&self, dir: &Path) -> Result<Option<RunRow>> {
+        let want = std::fs::canonicalize(dir).ok();
+        Ok(self.runs(&RunFilter::default())?.into_iter().find(|r| {
+            want.is_some()
+                && std::fs::canonicalize(self.resolve_model_dir(&r.model_dir)).ok() == want
+        }))
+    }
+
+    /// Records an analysis of a run (replacing one of the same kind and parameters).
+    pub fn put_analysis(
+        &self,
+        run_key: &str,
+        kind: &str,
+        params: &str,
+        result: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO analyses (run_key, kind, params, result, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_key, kind, params, result, timestamp()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The analyses of a run: `(kind, params, result)`.
+    pub fn analyses(&self, run_key: &str) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, params, result FROM analyses WHERE run_key = ?1 ORDER BY kind, params")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([run_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// Everything that is the same for the same experiment whatever the interruptions, thread
     /// counts, timing or store name: runs (without timings) and epochs, as text, ordered.
     pub fn canonical_dump(&self) -> Result<String> {

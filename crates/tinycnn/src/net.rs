@@ -343,6 +343,40 @@ impl Workspace {
         }
     }
 
+    /// First-order Taylor importance terms of the last forward and backward (Molchanov et al.
+    /// 2017): for layer `l`, filter `f` and image `img` of the chunk, the sum over positions
+    /// of the activation output times the loss gradient with respect to it.
+    pub(crate) fn taylor_terms(&self, l: usize, out: &mut [f64]) {
+        let s = self.layers[l];
+        let (b, n) = (self.b, self.b * s.hw());
+        for f in 0..s.cout {
+            for img in 0..b {
+                let range = f * n + img * s.hw()..f * n + (img + 1) * s.hw();
+                let (z, dz) = (&self.pre[l][range.clone()], &self.dz[l][range]);
+                // a * dL/da = a * dz / act'(z); for ReLU, a * dz wherever a > 0.
+                let t: f64 = z
+                    .iter()
+                    .zip(dz)
+                    .map(|(&z, &g)| match self.arch.activation {
+                        Activation::Relu => (z.max(0.0) * g) as f64,
+                        // a / act'(z) is z on both sides of zero.
+                        Activation::LeakyRelu => (z * g) as f64,
+                        Activation::Tanh => {
+                            let y = z.tanh();
+                            let d = 1.0 - y * y;
+                            if d > 0.0 {
+                                (y * g / d) as f64
+                            } else {
+                                0.0
+                            }
+                        }
+                    })
+                    .sum();
+                out[f * b + img] = t;
+            }
+        }
+    }
+
     /// Back-propagates `dlogits [b, K]` (already scaled by the caller) and overwrites `grad`
     /// (laid out like the parameters) with the gradient of the chunk's share of the loss.
     /// Needs the state of the last [`Workspace::forward`].

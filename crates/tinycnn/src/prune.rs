@@ -90,7 +90,11 @@ const LANES: usize = 32;
 /// sum over taps t of taps[t] * xp[j + offset(t)]` for `j < h * pw` (the last `k - 1`
 /// columns of each row are padding and ignored by callers). Blocks of [`LANES`] outputs stay
 /// in registers across the taps.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn stencil(xp: &[f32], taps: &[f32], k: usize, pw: usize, plane: usize, out: &mut [f32]) {
     let mut start = 0;
     while start < plane {
@@ -119,15 +123,25 @@ fn stencil(xp: &[f32], taps: &[f32], k: usize, pw: usize, plane: usize, out: &mu
 
 /// ReLU then 2x2 max-pool of one channel, `z [H, W]` to `out [H/2, W/2]`, vectorised over
 /// rows (the pool of ReLUs is the ReLU of the pool).
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn relu_pool(z: &[f32], h: usize, w: usize, out: &mut [f32], row: &mut [f32]) {
     let (oh, ow) = (h / 2, w / 2);
     for oy in 0..oh {
-        let (r0, r1) = (&z[2 * oy * w..2 * oy * w + 2 * ow], &z[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow]);
+        let (r0, r1) = (
+            &z[2 * oy * w..2 * oy * w + 2 * ow],
+            &z[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow],
+        );
         for ((v, a), b) in row.iter_mut().zip(r0).zip(r1) {
             *v = a.max(*b);
         }
-        for (o, pair) in out[oy * ow..(oy + 1) * ow].iter_mut().zip(row[..2 * ow].chunks_exact(2)) {
+        for (o, pair) in out[oy * ow..(oy + 1) * ow]
+            .iter_mut()
+            .zip(row[..2 * ow].chunks_exact(2))
+        {
             *o = pair[0].max(pair[1]).max(0.0);
         }
     }
@@ -189,7 +203,8 @@ impl Net<'_> {
         }
         for oy in 0..s.out_h {
             for ox in 0..s.out_w {
-                let at = |dy: usize, dx: usize| activate(self.act, z[(2 * oy + dy) * s.w + 2 * ox + dx]);
+                let at =
+                    |dy: usize, dx: usize| activate(self.act, z[(2 * oy + dy) * s.w + 2 * ox + dx]);
                 out[oy * s.out_w + ox] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
             }
         }
@@ -197,7 +212,17 @@ impl Net<'_> {
 
     /// Adds `sign` times the contribution of input channel `ci` of layer `l` (values `x
     /// [H, W]`) to the pre-activations `z [F_l, H, W]` of the kept output channels.
-    fn add_contribution(&self, l: usize, ci: usize, x: &[f32], keep_out: &[bool], sign: f32, z: &mut [f32], pad: &mut Vec<f32>) {
+    #[allow(clippy::too_many_arguments)]
+    fn add_contribution(
+        &self,
+        l: usize,
+        ci: usize,
+        x: &[f32],
+        keep_out: &[bool],
+        sign: f32,
+        z: &mut [f32],
+        pad: &mut Vec<f32>,
+    ) {
         let s = self.shapes[l];
         let k = self.k;
         let p = k / 2;
@@ -208,12 +233,20 @@ impl Net<'_> {
         pad.resize(ph * pw + k + plane, 0.0);
         let (xp, cp) = pad.split_at_mut(ph * pw + k);
         for y in 0..s.h {
-            xp[(y + p) * pw + p..(y + p) * pw + p + s.w].copy_from_slice(&x[y * s.w..(y + 1) * s.w]);
+            xp[(y + p) * pw + p..(y + p) * pw + p + s.w]
+                .copy_from_slice(&x[y * s.w..(y + 1) * s.w]);
         }
         let w = self.model.conv_weight(l);
         let hw = s.h * s.w;
         for co in (0..s.cout).filter(|&co| keep_out[co]) {
-            stencil(xp, &w[(co * s.cin + ci) * k * k..][..k * k], k, pw, plane, cp);
+            stencil(
+                xp,
+                &w[(co * s.cin + ci) * k * k..][..k * k],
+                k,
+                pw,
+                plane,
+                cp,
+            );
             let zc = &mut z[co * hw..(co + 1) * hw];
             for (row, full) in zc.chunks_exact_mut(s.w).zip(cp.chunks_exact(pw)) {
                 for (o, &v) in row.iter_mut().zip(&full[..s.w]) {
@@ -225,7 +258,15 @@ impl Net<'_> {
 
     /// The pre-activation of layer `l` (kept outputs) from its input `x [F_{l-1}, H, W]`
     /// (kept inputs), summing input channels in order.
-    fn conv(&self, l: usize, x: &[f32], keep_in: &[bool], keep_out: &[bool], z: &mut [f32], pad: &mut Vec<f32>) {
+    fn conv(
+        &self,
+        l: usize,
+        x: &[f32],
+        keep_in: &[bool],
+        keep_out: &[bool],
+        z: &mut [f32],
+        pad: &mut Vec<f32>,
+    ) {
         let s = self.shapes[l];
         let hw = s.h * s.w;
         let b = self.model.conv_bias(l);
@@ -283,12 +324,22 @@ fn decide(logits: &[f32]) -> (usize, bool) {
         }
     }
     let scale = logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let second = logits.iter().enumerate().filter(|&(i, _)| i != best).fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+    let second = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != best)
+        .fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
     (best, logits[best] - second <= 1e-4 * scale)
 }
 
 /// Greedy pruning of `model` on `data`.
-pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: Stop) -> Result<Pruning> {
+pub fn greedy(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    ties: Ties,
+    stop: Stop,
+) -> Result<Pruning> {
     data.check(&model.arch, "pruning")?;
     if data.is_empty() {
         return Err(Error::Data("no images to measure accuracy on".into()));
@@ -313,21 +364,30 @@ pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: St
 
     // Initial state from the engine's own forward pass.
     let mut st = State {
-        out: net.shapes.iter().map(|s| vec![0.0; n * s.cout * s.out_hw()]).collect(),
-        z: net.shapes.iter().enumerate().map(|(l, s)| vec![0.0; if l == 0 { 0 } else { n * s.cout * s.hw() }]).collect(),
+        out: net
+            .shapes
+            .iter()
+            .map(|s| vec![0.0; n * s.cout * s.out_hw()])
+            .collect(),
+        z: net
+            .shapes
+            .iter()
+            .enumerate()
+            .map(|(l, s)| vec![0.0; if l == 0 { 0 } else { n * s.cout * s.hw() }])
+            .collect(),
         dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
     };
     let px = data.height * data.width;
     for start in (0..n).step_by(256) {
         let end = (start + 256).min(n);
         let (maps, _) = crate::train::capture(model, &data.images[start * px..end * px], scaling);
-        for l in 0..layers {
+        for (l, map) in maps.iter().enumerate() {
             let s = net.shapes[l];
             let o = s.cout * s.out_hw();
-            st.out[l][start * o..end * o].copy_from_slice(&maps[l].pooled);
+            st.out[l][start * o..end * o].copy_from_slice(&map.pooled);
             if l > 0 {
                 let zz = s.cout * s.hw();
-                st.z[l][start * zz..end * zz].copy_from_slice(&maps[l].pre);
+                st.z[l][start * zz..end * zz].copy_from_slice(&map.pre);
             }
         }
     }
@@ -335,10 +395,15 @@ pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: St
         let s = net.shapes[layers - 1];
         let (o, d) = (s.cout * s.out_hw(), s.cout * kk);
         let keep_last = keep[layers - 1].clone();
-        st.dp.par_chunks_mut(d).zip(st.out[layers - 1].par_chunks(o)).for_each(|(dp, out)| net.dense_partials(out, &keep_last, dp));
+        st.dp
+            .par_chunks_mut(d)
+            .zip(st.out[layers - 1].par_chunks(o))
+            .for_each(|(dp, out)| net.dense_partials(out, &keep_last, dp));
     }
 
-    let filters: Vec<FilterId> = (0..layers).flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f))).collect();
+    let filters: Vec<FilterId> = (0..layers)
+        .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
+        .collect();
     let initial_accuracy = crate::train::evaluate(model, data, scaling).accuracy;
     let mut steps = Vec::new();
     let mut evaluations = 0;
@@ -361,7 +426,9 @@ pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: St
     };
     // Accuracy from predictions, re-checking near ties with the engine on the smaller network.
     let certify = |keep: &[Vec<bool>], cand: &[FilterId], preds: &[(usize, bool)]| -> Result<f64> {
-        let mut correct: Vec<bool> = (0..n).map(|i| preds[i].0 == data.labels[i] as usize).collect();
+        let mut correct: Vec<bool> = (0..n)
+            .map(|i| preds[i].0 == data.labels[i] as usize)
+            .collect();
         let uncertain: Vec<usize> = (0..n).filter(|&i| preds[i].1).collect();
         if !uncertain.is_empty() {
             rechecked.fetch_add(uncertain.len(), std::sync::atomic::Ordering::Relaxed);
@@ -383,13 +450,21 @@ pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: St
                 };
                 let l = crate::train::logits(&small, &sub, scaling);
                 for (j, row) in l.chunks(kk).enumerate() {
-                    correct[a + j] = crate::train::Evaluation::of_logits(row, &data.labels[a + j..a + j + 1], kk).correct == 1;
+                    correct[a + j] = crate::train::Evaluation::of_logits(
+                        row,
+                        &data.labels[a + j..a + j + 1],
+                        kk,
+                    )
+                    .correct
+                        == 1;
                 }
             }
         }
         Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
     };
-    let accuracy_without = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Result<f64> { certify(keep, cand, &predictions(st, keep, cand)) };
+    let accuracy_without = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Result<f64> {
+        certify(keep, cand, &predictions(st, keep, cand))
+    };
 
     while keep.iter().any(|k| k.iter().filter(|&&x| x).count() > 1) {
         let candidates: Vec<FilterId> = filters
@@ -400,8 +475,12 @@ pub fn greedy(model: &Model, data: &Data, scaling: Scaling, ties: Ties, stop: St
         let mut accuracies = vec![None; filters.len()];
         let mut best: Option<(f64, FilterId)> = None;
         // Every candidate's predictions: image by image in one pass where the network allows.
-        let all = fast_step(&net, &st, &keep, &candidates)
-            .unwrap_or_else(|| candidates.iter().map(|&c| predictions(&st, &keep, &[c])).collect());
+        let all = fast_step(&net, &st, &keep, &candidates).unwrap_or_else(|| {
+            candidates
+                .iter()
+                .map(|&c| predictions(&st, &keep, &[c]))
+                .collect()
+        });
         for (&c, preds) in candidates.iter().zip(&all) {
             let acc = certify(&keep, &[c], preds)?;
             evaluations += 1;
@@ -464,21 +543,42 @@ const MAX_W: usize = 16;
 /// `z [H, W]`, `xp` the removed channel padded (`[H+k-1, W+k-1]` plus slack), `taps [k, k]`,
 /// `fc` this channel's dense weights, `[K, h, MAX_W / 2]` (rows zero-padded).
 #[allow(clippy::too_many_arguments)]
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn fused_channel(zp: &[f32], xp: &[f32], taps: &[f32], k: usize, h: usize, w: usize, fc: &[f32], acc: &mut [f32]) {
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn fused_channel(
+    zp: &[f32],
+    xp: &[f32],
+    taps: &[f32],
+    k: usize,
+    h: usize,
+    w: usize,
+    fc: &[f32],
+    acc: &mut [f32],
+) {
     let pw = w + k - 1;
     let oh = h / 2;
     let mut accv_all = [[0.0f32; MAX_W / 2]; 16];
     let accv = &mut accv_all[..acc.len()];
     for oy in 0..oh {
         // Two rows of the corrected pre-activation, as local array values (kept in registers).
-        let mut a0: [f32; MAX_W] = zp[2 * oy * MAX_W..][..MAX_W].try_into().expect("padded rows");
-        let mut a1: [f32; MAX_W] = zp[(2 * oy + 1) * MAX_W..][..MAX_W].try_into().expect("padded rows");
+        let mut a0: [f32; MAX_W] = zp[2 * oy * MAX_W..][..MAX_W]
+            .try_into()
+            .expect("padded rows");
+        let mut a1: [f32; MAX_W] = zp[(2 * oy + 1) * MAX_W..][..MAX_W]
+            .try_into()
+            .expect("padded rows");
         for dy in 0..k {
             for dx in 0..k {
                 let t = taps[dy * k + dx];
-                let x0: &[f32; MAX_W] = xp[(2 * oy + dy) * pw + dx..][..MAX_W].try_into().expect("padded slack");
-                let x1: &[f32; MAX_W] = xp[(2 * oy + 1 + dy) * pw + dx..][..MAX_W].try_into().expect("padded slack");
+                let x0: &[f32; MAX_W] = xp[(2 * oy + dy) * pw + dx..][..MAX_W]
+                    .try_into()
+                    .expect("padded slack");
+                let x1: &[f32; MAX_W] = xp[(2 * oy + 1 + dy) * pw + dx..][..MAX_W]
+                    .try_into()
+                    .expect("padded slack");
                 for i in 0..MAX_W {
                     a0[i] -= t * x0[i];
                     a1[i] -= t * x1[i];
@@ -491,12 +591,18 @@ fn fused_channel(zp: &[f32], xp: &[f32], taps: &[f32], k: usize, h: usize, w: us
         }
         let mut pooled = [0.0f32; MAX_W / 2];
         for j in 0..MAX_W / 2 {
-            let v = if m[2 * j] > m[2 * j + 1] { m[2 * j] } else { m[2 * j + 1] };
+            let v = if m[2 * j] > m[2 * j + 1] {
+                m[2 * j]
+            } else {
+                m[2 * j + 1]
+            };
             pooled[j] = if v > 0.0 { v } else { 0.0 };
         }
         // Dense weights padded to MAX_W / 2 lanes (zeros past the row), one row per class.
         for (c, a) in accv.iter_mut().enumerate() {
-            let wr: &[f32; MAX_W / 2] = fc[(c * oh + oy) * (MAX_W / 2)..][..MAX_W / 2].try_into().expect("padded weights");
+            let wr: &[f32; MAX_W / 2] = fc[(c * oh + oy) * (MAX_W / 2)..][..MAX_W / 2]
+                .try_into()
+                .expect("padded weights");
             for j in 0..MAX_W / 2 {
                 a[j] += wr[j] * pooled[j];
             }
@@ -511,7 +617,12 @@ fn fused_channel(zp: &[f32], xp: &[f32], taps: &[f32], k: usize, h: usize, w: us
 /// the layer's inputs stay in cache across its candidates). `None` when the network is not
 /// the two-stage case this handles: candidates only in the last two conv layers, the last one
 /// ReLU and pooled, at most [`MAX_W`] wide.
-fn fast_step(net: &Net, st: &State, keep: &[Vec<bool>], candidates: &[FilterId]) -> Option<Vec<Vec<(usize, bool)>>> {
+fn fast_step(
+    net: &Net,
+    st: &State,
+    keep: &[Vec<bool>],
+    candidates: &[FilterId],
+) -> Option<Vec<Vec<(usize, bool)>>> {
     let layers = net.shapes.len();
     let last = layers - 1;
     let s = net.shapes[last];
@@ -550,7 +661,13 @@ fn fast_step(net: &Net, st: &State, keep: &[Vec<bool>], candidates: &[FilterId])
     let per_image: Vec<Vec<(usize, bool)>> = (0..n)
         .into_par_iter()
         .map_init(
-            || (vec![0.0f32; plane], vec![0.0f32; kk], vec![0.0f32; s.cout * s.h * MAX_W]),
+            || {
+                (
+                    vec![0.0f32; plane],
+                    vec![0.0f32; kk],
+                    vec![0.0f32; s.cout * s.h * MAX_W],
+                )
+            },
             |(xp, logits, zp), i| {
                 let z = &st.z[m][i * zz..(i + 1) * zz];
                 // The cached pre-activation with rows padded to MAX_W lanes.
@@ -570,7 +687,9 @@ fn fast_step(net: &Net, st: &State, keep: &[Vec<bool>], candidates: &[FilterId])
                             xp.fill(0.0);
                             for y in 0..prev.out_h {
                                 xp[(y + p) * pw + p..(y + p) * pw + p + prev.out_w]
-                                    .copy_from_slice(&x[f * hw_in + y * prev.out_w..][..prev.out_w]);
+                                    .copy_from_slice(
+                                        &x[f * hw_in + y * prev.out_w..][..prev.out_w],
+                                    );
                             }
                             logits.copy_from_slice(net.model.fc_bias());
                             for co in (0..s.cout).filter(|&co| keep[m][co]) {
@@ -597,12 +716,24 @@ fn fast_step(net: &Net, st: &State, keep: &[Vec<bool>], candidates: &[FilterId])
         )
         .collect();
     // Transpose to per candidate.
-    Some((0..candidates.len()).map(|j| per_image.iter().map(|v| v[j]).collect()).collect())
+    Some(
+        (0..candidates.len())
+            .map(|j| per_image.iter().map(|v| v[j]).collect())
+            .collect(),
+    )
 }
 
 /// Computes image `i`'s logits into `sc.logits` for the network `keep` (the current network
 /// without `cand`), recomputing from layer `first`.
-fn predict_one(net: &Net, st: &State, keep: &[Vec<bool>], first: usize, cand: &[FilterId], i: usize, sc: &mut Scratch) {
+fn predict_one(
+    net: &Net,
+    st: &State,
+    keep: &[Vec<bool>],
+    first: usize,
+    cand: &[FilterId],
+    i: usize,
+    sc: &mut Scratch,
+) {
     let layers = net.shapes.len();
     let kk = net.classes;
     sc.logits.resize(kk, 0.0);
@@ -615,8 +746,16 @@ fn predict_one(net: &Net, st: &State, keep: &[Vec<bool>], first: usize, cand: &[
         return;
     }
     if sc.z.len() != layers {
-        sc.z = net.shapes.iter().map(|s| vec![0.0; s.cout * s.hw()]).collect();
-        sc.out = net.shapes.iter().map(|s| vec![0.0; s.cout * s.out_hw()]).collect();
+        sc.z = net
+            .shapes
+            .iter()
+            .map(|s| vec![0.0; s.cout * s.hw()])
+            .collect();
+        sc.out = net
+            .shapes
+            .iter()
+            .map(|s| vec![0.0; s.cout * s.out_hw()])
+            .collect();
     }
     sc.dp.resize(dpn, 0.0);
     // Layer first+1: the cached pre-activation minus the removed channels' contributions.
@@ -630,12 +769,23 @@ fn predict_one(net: &Net, st: &State, keep: &[Vec<bool>], first: usize, cand: &[
     let hw_in = sp.out_hw();
     for &(_, f) in cand.iter().filter(|c| c.0 == first) {
         let (z, pad) = (&mut sc.z[m], &mut sc.pad);
-        net.add_contribution(m, f, &prev[f * hw_in..(f + 1) * hw_in], &keep[m], -1.0, z, pad);
+        net.add_contribution(
+            m,
+            f,
+            &prev[f * hw_in..(f + 1) * hw_in],
+            &keep[m],
+            -1.0,
+            z,
+            pad,
+        );
     }
     let hw = s.hw();
     let ohw = s.out_hw();
     for co in (0..s.cout).filter(|&co| keep[m][co]) {
-        let (zc, oc) = (&sc.z[m][co * hw..(co + 1) * hw], &mut sc.out[m][co * ohw..(co + 1) * ohw]);
+        let (zc, oc) = (
+            &sc.z[m][co * hw..(co + 1) * hw],
+            &mut sc.out[m][co * ohw..(co + 1) * ohw],
+        );
         net.act_pool(m, zc, oc);
     }
     // Deeper layers, in full.
@@ -646,7 +796,11 @@ fn predict_one(net: &Net, st: &State, keep: &[Vec<bool>], first: usize, cand: &[
         net.conv(l, &before[l - 1], &keep[l - 1], &keep[l], z, pad);
         let (hw, ohw) = (s.hw(), s.out_hw());
         for co in (0..s.cout).filter(|&co| keep[l][co]) {
-            net.act_pool(l, &sc.z[l][co * hw..(co + 1) * hw], &mut after[0][co * ohw..(co + 1) * ohw]);
+            net.act_pool(
+                l,
+                &sc.z[l][co * hw..(co + 1) * hw],
+                &mut after[0][co * ohw..(co + 1) * ohw],
+            );
         }
     }
     net.dense_partials(&sc.out[last], &keep[last], &mut sc.dp);
@@ -677,15 +831,30 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
         .zip(prev_all.par_chunks(o))
         .for_each_init(Vec::new, |pad, (z, prev)| {
             let hw_in = sp.out_hw();
-            net.add_contribution(m, f, &prev[f * hw_in..(f + 1) * hw_in], &keep_ref[m], -1.0, z, pad);
+            net.add_contribution(
+                m,
+                f,
+                &prev[f * hw_in..(f + 1) * hw_in],
+                &keep_ref[m],
+                -1.0,
+                z,
+                pad,
+            );
         });
     // Outputs of layer m and below: recomputed per image (cheap relative to the search).
     let (hw, ohw) = (s.hw(), s.out_hw());
-    outs_after[0].par_chunks_mut(s.cout * ohw).zip(z_m.par_chunks(zz)).for_each(|(out, z)| {
-        for co in (0..s.cout).filter(|&co| keep_ref[m][co]) {
-            net.act_pool(m, &z[co * hw..(co + 1) * hw], &mut out[co * ohw..(co + 1) * ohw]);
-        }
-    });
+    outs_after[0]
+        .par_chunks_mut(s.cout * ohw)
+        .zip(z_m.par_chunks(zz))
+        .for_each(|(out, z)| {
+            for co in (0..s.cout).filter(|&co| keep_ref[m][co]) {
+                net.act_pool(
+                    m,
+                    &z[co * hw..(co + 1) * hw],
+                    &mut out[co * ohw..(co + 1) * ohw],
+                );
+            }
+        });
     for (j, zl) in deeper_z.iter_mut().enumerate() {
         let ll = m + 1 + j;
         let s = net.shapes[ll];
@@ -699,12 +868,19 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
             .for_each_init(Vec::new, |pad, ((z, x), out)| {
                 net.conv(ll, x, &keep_ref[ll - 1], &keep_ref[ll], z, pad);
                 for co in (0..s.cout).filter(|&co| keep_ref[ll][co]) {
-                    net.act_pool(ll, &z[co * hw..(co + 1) * hw], &mut out[co * ohw..(co + 1) * ohw]);
+                    net.act_pool(
+                        ll,
+                        &z[co * hw..(co + 1) * hw],
+                        &mut out[co * ohw..(co + 1) * ohw],
+                    );
                 }
             });
     }
     st.z.extend(deeper_z);
     let s_last = net.shapes[last];
     let o_last = s_last.cout * s_last.out_hw();
-    st.dp.par_chunks_mut(dpn).zip(st.out[last].par_chunks(o_last)).for_each(|(dp, out)| net.dense_partials(out, &keep_ref[last], dp));
+    st.dp
+        .par_chunks_mut(dpn)
+        .zip(st.out[last].par_chunks(o_last))
+        .for_each(|(dp, out)| net.dense_partials(out, &keep_ref[last], dp));
 }

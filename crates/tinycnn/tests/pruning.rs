@@ -32,19 +32,34 @@ fn bars(n: usize, side: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 
 fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
     let p = greedy(model, data, Scaling::Unit, ties, Stop::OnePerLayer).unwrap();
-    assert_eq!(p.initial_accuracy, evaluate(model, data, Scaling::Unit).accuracy);
+    assert_eq!(
+        p.initial_accuracy,
+        evaluate(model, data, Scaling::Unit).accuracy
+    );
     let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
     let mut cells = 0;
     for step in &p.steps {
         for (i, acc) in step.accuracies.iter().enumerate() {
             let (l, f) = p.filters[i];
             let candidate = keep[l][f] && keep[l].iter().filter(|&&x| x).count() > 1;
-            assert_eq!(acc.is_some(), candidate, "candidate set at {:?}", p.filters[i]);
+            assert_eq!(
+                acc.is_some(),
+                candidate,
+                "candidate set at {:?}",
+                p.filters[i]
+            );
             if let Some(acc) = acc {
                 let mut k2 = keep.clone();
                 k2[l][f] = false;
                 let want = evaluate(&model.pruned(&k2).unwrap(), data, Scaling::Unit).accuracy;
-                assert_eq!(*acc, want, "{} without L{} F{}", model.arch.label(), l + 1, f + 1);
+                assert_eq!(
+                    *acc,
+                    want,
+                    "{} without L{} F{}",
+                    model.arch.label(),
+                    l + 1,
+                    f + 1
+                );
                 cells += 1;
             }
         }
@@ -55,8 +70,16 @@ fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
         assert_eq!(step.accuracy_after, after, "after step");
         // The removed filter had the best accuracy; ties go to the lowest (layer, filter).
         if step.removed.len() == 1 {
-            let best = step.accuracies.iter().flatten().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            let first = step.accuracies.iter().position(|a| *a == Some(best)).unwrap();
+            let best = step
+                .accuracies
+                .iter()
+                .flatten()
+                .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let first = step
+                .accuracies
+                .iter()
+                .position(|a| *a == Some(best))
+                .unwrap();
             assert_eq!(p.filters[first], step.removed[0]);
         }
     }
@@ -69,8 +92,18 @@ fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
 fn every_cell_equals_the_smaller_network() {
     let (ti, tl) = bars(240, 14, 1);
     let (vi, vl) = bars(150, 14, 2);
-    let train_d = Data { images: &ti, labels: &tl, height: 14, width: 14 };
-    let val = Data { images: &vi, labels: &vl, height: 14, width: 14 };
+    let train_d = Data {
+        images: &ti,
+        labels: &tl,
+        height: 14,
+        width: 14,
+    };
+    let val = Data {
+        images: &vi,
+        labels: &vl,
+        height: 14,
+        width: 14,
+    };
     let mut cells = 0;
     for (arch, act, pool, epochs) in [
         ("6-5", Activation::Relu, vec![true, true], 3),
@@ -85,11 +118,22 @@ fn every_cell_equals_the_smaller_network() {
         let model = if epochs == 0 {
             Model::init(&a, Init::He, 3).unwrap()
         } else {
-            let cfg = TrainConfig { epochs, seed: 5, ..TrainConfig::default() };
+            let cfg = TrainConfig {
+                epochs,
+                seed: 5,
+                ..TrainConfig::default()
+            };
             // Train on a few images only, so the network is imperfect and pruning matters.
-            let small = Data { images: &ti[..60 * 196], labels: &tl[..60], height: 14, width: 14 };
+            let small = Data {
+                images: &ti[..60 * 196],
+                labels: &tl[..60],
+                height: 14,
+                width: 14,
+            };
             let _ = &train_d;
-            tinycnn::train::train(&a, &cfg, &small, &small, &mut Silent).unwrap().model
+            tinycnn::train::train(&a, &cfg, &small, &small, &mut Silent)
+                .unwrap()
+                .model
         };
         cells += check_every_cell(&model, &val, Ties::One);
         cells += check_every_cell(&model, &val, Ties::Batch);
@@ -100,12 +144,26 @@ fn every_cell_equals_the_smaller_network() {
 #[test]
 fn stop_below_and_minimal_networks() {
     let (vi, vl) = bars(90, 12, 4);
-    let val = Data { images: &vi, labels: &vl, height: 12, width: 12 };
+    let val = Data {
+        images: &vi,
+        labels: &vl,
+        height: 12,
+        width: 12,
+    };
     let a = Arch::parse("4-4", 12, 12, 3).unwrap();
-    let cfg = TrainConfig { epochs: 3, seed: 1, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 3,
+        seed: 1,
+        ..TrainConfig::default()
+    };
     let m = train(&a, &cfg, &val, &val, &mut Silent).unwrap().model;
     let p = greedy(&m, &val, Scaling::Unit, Ties::One, Stop::Below(2.0)).unwrap();
     assert_eq!(p.steps.len(), 1, "stops after the first step below 2.0");
     let tiny = Model::init(&Arch::parse("1-1", 12, 12, 3).unwrap(), Init::He, 0).unwrap();
-    assert!(greedy(&tiny, &val, Scaling::Unit, Ties::One, Stop::OnePerLayer).unwrap_err().to_string().contains("already minimal"));
+    assert!(
+        greedy(&tiny, &val, Scaling::Unit, Ties::One, Stop::OnePerLayer)
+            .unwrap_err()
+            .to_string()
+            .contains("already minimal")
+    );
 }

@@ -1,0 +1,300 @@
+//! The thesis's pruning tables (its Tables 4, 6, 7, 9-11) and curve, from a
+//! [`tinycnn::prune::Pruning`].
+//!
+//! The table has one row per filter (L1 F1.. then L2 F1..) and one column per step; a cell is
+//! the accuracy after removing that filter at that step, "-" once it is removed; the removed
+//! cell is marked. The XLSX is coloured as the thesis did: the filter removed at each step,
+//! and the surviving filters of the minimal network.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tinycnn::prune::Pruning;
+
+use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
+use crate::error::{Error, Result};
+use crate::fsio::write_file_atomic;
+
+/// A filter in user-facing numbering (from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct FilterRef {
+    pub layer: usize,
+    pub filter: usize,
+}
+
+impl FilterRef {
+    pub fn of((l, f): (usize, usize)) -> FilterRef {
+        FilterRef {
+            layer: l + 1,
+            filter: f + 1,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("L{} F{}", self.layer, self.filter)
+    }
+}
+
+/// One step, as the JSON shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepJson {
+    pub accuracies: Vec<Option<f64>>,
+    pub removed: Vec<FilterRef>,
+    pub accuracy_after: f64,
+}
+
+/// The whole result, as `prune --json` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PruneJson {
+    pub filters: Vec<FilterRef>,
+    pub initial_accuracy: f64,
+    pub steps: Vec<StepJson>,
+    /// The filters of the minimal network.
+    pub survivors: Vec<FilterRef>,
+    pub on: String,
+    pub images: usize,
+    pub ties: String,
+    pub evaluations: usize,
+    pub rechecked_images: usize,
+    pub seconds: f64,
+}
+
+impl PruneJson {
+    pub fn new(p: &Pruning, on: &str, images: usize, ties: &str, seconds: f64) -> PruneJson {
+        PruneJson {
+            filters: p.filters.iter().map(|&f| FilterRef::of(f)).collect(),
+            initial_accuracy: p.initial_accuracy,
+            steps: p
+                .steps
+                .iter()
+                .map(|s| StepJson {
+                    accuracies: s.accuracies.clone(),
+                    removed: s.removed.iter().map(|&f| FilterRef::of(f)).collect(),
+                    accuracy_after: s.accuracy_after,
+                })
+                .collect(),
+            survivors: p
+                .filters
+                .iter()
+                .filter(|&&(l, f)| p.keep[l][f])
+                .map(|&f| FilterRef::of(f))
+                .collect(),
+            on: on.into(),
+            images,
+            ties: ties.into(),
+            evaluations: p.evaluations,
+            rechecked_images: p.rechecked_images,
+            seconds,
+        }
+    }
+
+    /// The step at which each filter was removed (1-based), `None` for survivors.
+    fn removed_at(&self) -> Vec<Option<usize>> {
+        self.filters
+            .iter()
+            .map(|f| {
+                self.steps
+                    .iter()
+                    .position(|s| s.removed.contains(f))
+                    .map(|i| i + 1)
+            })
+            .collect()
+    }
+
+    /// The text table; `[0.9870]` marks the filter removed at a step, `*` the survivors.
+    pub fn to_text(&self) -> String {
+        let removed_at = self.removed_at();
+        let mut out = format!(
+            "greedy pruning on {} {} images (ties: {}), starting at accuracy {:.4}\n",
+            self.images, self.on, self.ties, self.initial_accuracy
+        );
+        out += &format!("{:>8}", "filter");
+        for i in 0..self.steps.len() {
+            out += &format!(" {:>8}", format!("step {}", i + 1));
+        }
+        out += "\n";
+        for (j, f) in self.filters.iter().enumerate() {
+            let mark = if removed_at[j].is_none() { "*" } else { " " };
+            out += &format!("{:>7}{mark}", f.label());
+            for (i, s) in self.steps.iter().enumerate() {
+                let cell = match (s.accuracies[j], removed_at[j]) {
+                    (_, Some(r)) if r < i + 1 => "-".to_string(),
+                    (Some(a), Some(r)) if r == i + 1 => format!("[{a:.4}]"),
+                    (Some(a), _) => format!("{a:.4}"),
+                    (None, _) => "".into(),
+                };
+                out += &format!(" {cell:>8}");
+            }
+            out += "\n";
+        }
+        out += &format!("{:>8}", "after");
+        for s in &self.steps {
+            out += &format!(" {:>8.4}", s.accuracy_after);
+        }
+        out += "\n";
+        let survivors: Vec<String> = self.survivors.iter().map(|f| f.label()).collect();
+        out += &format!("minimal network (*): {}\n", survivors.join(", "));
+        out
+    }
+
+    /// The CSV grid: one row per filter, a column per step, and the step it was removed at.
+    pub fn to_csv(&self) -> Vec<u8> {
+        let removed_at = self.removed_at();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["filter".to_string()];
+        header.extend((1..=self.steps.len()).map(|i| format!("step {i}")));
+        header.push("removed_at_step".into());
+        w.write_record(&header).expect("in-memory csv");
+        for (j, f) in self.filters.iter().enumerate() {
+            let mut row = vec![f.label()];
+            for (i, s) in self.steps.iter().enumerate() {
+                row.push(match (s.accuracies[j], removed_at[j]) {
+                    (_, Some(r)) if r < i + 1 => "-".into(),
+                    (Some(a), _) => format!("{a}"),
+                    (None, _) => String::new(),
+                });
+            }
+            row.push(removed_at[j].map_or(String::new(), |r| r.to_string()));
+            w.write_record(&row).expect("in-memory csv");
+        }
+        let mut row = vec!["accuracy after".to_string()];
+        row.extend(self.steps.iter().map(|s| format!("{}", s.accuracy_after)));
+        row.push(String::new());
+        w.write_record(&row).expect("in-memory csv");
+        w.into_inner().expect("in-memory csv")
+    }
+
+    /// The XLSX table, coloured as the thesis did.
+    pub fn to_xlsx(&self, path: &Path) -> Result<Vec<u8>> {
+        use rust_xlsxwriter::{Color, Format, Workbook};
+        let xerr = |e: rust_xlsxwriter::XlsxError| {
+            Error::bad(path, format!("cannot build the workbook: {e}"))
+        };
+        let removed_at = self.removed_at();
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.set_name("pruning").map_err(xerr)?;
+        let bold = Format::new().set_bold();
+        let num = Format::new().set_num_format("0.0000");
+        let removed = Format::new()
+            .set_num_format("0.0000")
+            .set_bold()
+            .set_background_color(Color::RGB(0xF4B183));
+        let survivor = Format::new()
+            .set_bold()
+            .set_background_color(Color::RGB(0xC6EFCE));
+        sheet
+            .write_with_format(0, 0, "filter", &bold)
+            .map_err(xerr)?;
+        for i in 0..self.steps.len() {
+            sheet
+                .write_with_format(0, (i + 1) as u16, format!("step {}", i + 1), &bold)
+                .map_err(xerr)?;
+        }
+        for (j, f) in self.filters.iter().enumerate() {
+            let r = (j + 1) as u32;
+            let label_fmt = if removed_at[j].is_none() {
+                &survivor
+            } else {
+                &bold
+            };
+            sheet
+                .write_with_format(r, 0, f.label(), label_fmt)
+                .map_err(xerr)?;
+            for (i, s) in self.steps.iter().enumerate() {
+                let c = (i + 1) as u16;
+                match (s.accuracies[j], removed_at[j]) {
+                    (_, Some(at)) if at < i + 1 => {
+                        sheet.write(r, c, "-").map_err(xerr)?;
+                    }
+                    (Some(a), Some(at)) if at == i + 1 => {
+                        sheet.write_with_format(r, c, a, &removed).map_err(xerr)?;
+                    }
+                    (Some(a), _) => {
+                        sheet.write_with_format(r, c, a, &num).map_err(xerr)?;
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        let r = (self.filters.len() + 1) as u32;
+        sheet
+            .write_with_format(r, 0, "accuracy after", &bold)
+            .map_err(xerr)?;
+        for (i, s) in self.steps.iter().enumerate() {
+            sheet
+                .write_with_format(r, (i + 1) as u16, s.accuracy_after, &num)
+                .map_err(xerr)?;
+        }
+        sheet.autofit();
+        book.save_to_buffer().map_err(xerr)
+    }
+}
+
+/// Accuracy against step: the curve of the thesis's Figures 22-29.
+pub fn curve(p: &PruneJson, title: &str) -> Canvas {
+    let (w, h) = (560usize, 320usize);
+    let (left, top, pw, ph) = (60usize, 40usize, 470usize, 220usize);
+    let mut c = Canvas::new(w, h, PAPER);
+    c.text(12, 10, title, 1, INK);
+    c.frame(left, top, pw, ph, FRAME);
+    let steps = p.steps.len().max(1);
+    let xy = |i: usize, a: f64| -> (i64, i64) {
+        let x = left as f64 + pw as f64 * i as f64 / steps as f64;
+        let y = top as f64 + ph as f64 * (1.0 - a.clamp(0.0, 1.0));
+        (x.round() as i64, y.round() as i64)
+    };
+    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let (_, y) = xy(0, t);
+        c.fill(left, y as usize, pw, 1, [225, 225, 220]);
+        c.text(12, (y - 4) as usize, &format!("{t:.2}"), 1, FAINT);
+    }
+    let mut pts = vec![xy(0, p.initial_accuracy)];
+    pts.extend(
+        p.steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| xy(i + 1, s.accuracy_after)),
+    );
+    for w2 in pts.windows(2) {
+        c.line(w2[0], w2[1], [33, 102, 172]);
+    }
+    for &(x, y) in &pts {
+        c.fill((x - 2) as usize, (y - 2) as usize, 5, 5, [178, 24, 43]);
+    }
+    c.text(left, top + ph + 10, "0", 1, FAINT);
+    let last = format!("{steps}");
+    c.text(
+        left + pw - Canvas::text_width(&last, 1),
+        top + ph + 10,
+        &last,
+        1,
+        FAINT,
+    );
+    c.text(left + pw / 2 - 60, top + ph + 24, "pruning step", 1, INK);
+    c.text(left, top - 14, "accuracy after the step", 1, INK);
+    c
+}
+
+/// Writes `prune.json`, `prune.csv`, `prune.xlsx` and `accuracy.png` into `out` (replaced
+/// atomically: the directory is derived data).
+pub fn write(p: &PruneJson, title: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let json = serde_json::to_string_pretty(p).expect("json") + "\n";
+    let csv = p.to_csv();
+    let xlsx = p.to_xlsx(&out.join("prune.xlsx"))?;
+    let png = curve(p, title).to_png().map_err(|e| Error::io(out, e))?;
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("prune.json", json.into_bytes()),
+        ("prune.csv", csv),
+        ("prune.xlsx", xlsx),
+        ("accuracy.png", png),
+    ];
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = out.join(name);
+        write_file_atomic(&path, true, |w| std::io::Write::write_all(w, &bytes))?;
+        written.push(path);
+    }
+    Ok(written)
+}
