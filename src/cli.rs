@@ -6,8 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A laboratory for watching small convolutional networks learn.
 ///
-/// Generate controlled datasets of ellipses, rectangles and triangles, look at them, and (in
-/// later versions) train tiny CNNs over many seeds and open them up.
+/// Generate controlled datasets of ellipses, rectangles and triangles, train tiny CNNs over
+/// many seeds, open up the ones that learned, and study the ones that got stuck.
+/// `shapelab study` does all of it in one command and writes a report.
 #[derive(Debug, Parser)]
 #[command(
     name = "shapelab",
@@ -31,6 +32,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole thesis in one command: datasets, sweep, stuck runs, case studies, report.
+    #[command(after_help = STUDY_EXAMPLES)]
+    Study(StudyArgs),
+    /// Rebuild a study's report.html from its store and pictures, recomputing nothing.
+    Report(ReportArgs),
     /// Generate a dataset from a preset or a TOML spec, or an image panel.
     #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
@@ -65,6 +71,54 @@ pub enum Command {
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+const STUDY_EXAMPLES: &str = "\
+Examples:
+  shapelab study                          (the embedded default: ~3 minutes on 2 cores)
+  shapelab study --scale thesis --out thesis-study
+  shapelab study --config my-study.toml --out mine --jobs 8
+  shapelab study --print-config > my-study.toml   (start a custom study from the default)
+Stages: datasets, sweep, stuck runs trained further, case studies, report.html.
+Ctrl-C stops cleanly; the same command resumes, reusing everything already done.";
+
+/// Embedded study scales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scale {
+    /// Half the thesis's data, 15 epochs, 5 seeds per cell: minutes on a laptop.
+    Default,
+    /// The thesis's data sizes, 40 epochs, 5 seeds per cell, filters up to 32: hours.
+    Thesis,
+}
+
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// Which embedded study to run.
+    #[arg(long, value_enum, default_value = "default", conflicts_with = "config")]
+    pub scale: Scale,
+
+    /// Run a custom study: an experiment file with a [study] table (see --print-config).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+
+    /// The study's directory: data, store, case studies and report.html.
+    #[arg(long, value_name = "DIR", default_value = "study")]
+    pub out: PathBuf,
+
+    /// Runs trained at once, one thread each (default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+
+    /// Print the chosen study's configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A directory written by `shapelab study`.
+    #[arg(value_name = "DIR", default_value = "study")]
+    pub dir: PathBuf,
 }
 
 const GENERATE_EXAMPLES: &str = "\

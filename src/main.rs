@@ -48,6 +48,8 @@ fn run(cli: Cli) -> Result<()> {
             .context("setting up the thread pool")?;
     }
     match cli.command {
+        Command::Study(args) => sweep_cmds::study(args, cli.quiet),
+        Command::Report(args) => sweep_cmds::report(args),
         Command::Generate(args) => generate(args, cli.quiet),
         Command::Inspect(args) => inspect(args),
         Command::Train(args) => model_cmds::train(args, cli.quiet),

@@ -336,3 +336,137 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Progress of a study: one line per stage, the sweep's bar, and bars for the later stages.
+struct StudyProgress {
+    sweep: SweepProgress,
+    quiet: bool,
+    tty: bool,
+    started: std::time::Instant,
+    stage_bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl SweepObserver for StudyProgress {
+    fn start(&self, total: usize, already: usize) {
+        self.sweep.start(total, already)
+    }
+    fn stored(&self, row: &RunRow) {
+        self.sweep.stored(row)
+    }
+}
+
+impl lab::study::StudyObserver for StudyProgress {
+    fn stage(&self, index: usize, total: usize, what: &str) {
+        self.sweep.bar.finish_and_clear();
+        if let Some(b) = self.stage_bar.lock().expect("progress lock").take() {
+            b.finish_and_clear();
+        }
+        if !self.quiet {
+            eprintln!(
+                "[{index}/{total}] {what} ({:.0} s elapsed)",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    fn continuing(&self, total: usize) {
+        let bar = if self.quiet || !self.tty {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("stuck runs continued {pos}/{len} [{bar:30}] eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        *self.stage_bar.lock().expect("progress lock") = Some(bar);
+    }
+    fn continued(&self) {
+        if let Some(b) = self.stage_bar.lock().expect("progress lock").as_ref() {
+            b.inc(1);
+        }
+    }
+    fn case(&self, slug: &str, done: usize, total: usize) {
+        if !self.quiet {
+            eprintln!("      case {}/{total}: {slug}", done + 1);
+        }
+    }
+}
+
+pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
+    let (text, source) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                usage(format!(
+                    "cannot read study file {}: {e}; give an existing file (start from `shapelab study --print-config`)",
+                    path.display()
+                ))
+            })?,
+            path.display().to_string(),
+        ),
+        None => match args.scale {
+            crate::cli::Scale::Default => (lab::study::DEFAULT.to_string(), "studies/default.toml (embedded)".into()),
+            crate::cli::Scale::Thesis => (lab::study::THESIS.to_string(), "studies/thesis.toml (embedded)".into()),
+        },
+    };
+    if args.print_config {
+        print!("{text}");
+        return Ok(());
+    }
+    let jobs = args.jobs.map_or_else(cores, |j| j as usize);
+    let cancel = install_ctrlc();
+    let tty = std::io::stderr().is_terminal();
+    let bar = if quiet || !tty {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let progress = StudyProgress {
+        sweep: SweepProgress {
+            bar,
+            learned: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            lines: !quiet && !tty,
+        },
+        quiet,
+        tty,
+        started: std::time::Instant::now(),
+        stage_bar: std::sync::Mutex::new(None),
+    };
+    if !quiet {
+        eprintln!("study {source} into {}, {jobs} jobs", args.out.display());
+    }
+    let result = lab::study::run(&text, &source, &args.out, jobs, &cancel, &progress);
+    progress.sweep.bar.finish_and_clear();
+    if cancel.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: what is done is saved in {}; run the same command to resume",
+            args.out.display()
+        );
+        std::process::exit(130);
+    }
+    let report = result?;
+    println!(
+        "study done in {:.0} s: open {}",
+        progress.started.elapsed().as_secs_f64(),
+        report.display()
+    );
+    Ok(())
+}
+
+pub fn report(args: crate::cli::ReportArgs) -> Result<()> {
+    if !args.dir.join("study.toml").exists() {
+        return Err(usage(format!(
+            "{} is not a study directory (no study.toml); give the --out of a `shapelab study` run",
+            args.dir.display()
+        )));
+    }
+    let path = lab::report::build(&args.dir)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

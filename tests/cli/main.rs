@@ -6,6 +6,7 @@ mod generate;
 mod inside;
 mod inspect;
 mod prune;
+mod study;
 mod sweep;
 mod train;
 

@@ -21,6 +21,12 @@
 //! filters = [2, 4]
 //! # archs = ["2-2", "16-4", "8"]   # ...or an explicit list (one-layer nets included)
 //!
+//! [condition.modern]        # optional named conditions (settings over [train]), crossed
+//! optimizer = "adam"        # with the sweep's axes; the name leads the run key's condition
+//! [condition.stuck]
+//! optimizer = "sgd"
+//! scaling = "raw"
+//!
 //! [sweep]                   # training fields swept: the cartesian product of the lists
 //! optimizer = ["adam", "sgd"]
 //! scaling = ["unit", "raw"]
@@ -221,6 +227,12 @@ struct ExperimentFile {
     grid: Option<GridSpec>,
     #[serde(default)]
     sweep: toml::Table,
+    /// Named training conditions, each a table of settings over `[train]`.
+    #[serde(default)]
+    condition: BTreeMap<String, toml::Table>,
+    /// Read by `shapelab study`, ignored here.
+    #[serde(default, rename = "study")]
+    _study: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,27 +520,51 @@ impl Plan {
             Some(_) => return Err(usage("[sweep] data must be a table: [sweep.data]".into())),
             None => BTreeMap::new(),
         };
-        let conditions: Vec<(String, TrainSettings)> = combinations(&train_axes)
-            .into_iter()
-            .map(|c| {
+        // Named conditions (or one unnamed), each crossed with the sweep's axes.
+        let named: Vec<(String, toml::Table)> = if f.condition.is_empty() {
+            vec![(String::new(), toml::Table::new())]
+        } else {
+            for n in f.condition.keys() {
+                if n.is_empty() || n.contains(['/', ',', '=']) {
+                    return Err(usage(format!(
+                        "condition name {n:?} must be non-empty, without '/', ',' or '='"
+                    )));
+                }
+            }
+            f.condition
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let mut conditions: Vec<(String, TrainSettings)> = Vec::new();
+        for (cname, ctable) in &named {
+            for c in combinations(&train_axes) {
                 let mut t = base_train.clone();
+                for (k, v) in ctable {
+                    t.insert(k.clone(), v.clone());
+                }
                 for (k, v) in &c {
                     t.insert(k.clone(), v.clone());
                 }
+                let label = [cname.clone(), condition_label(&c)]
+                    .into_iter()
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let settings: TrainSettings =
                     toml::Value::Table(t)
                         .try_into()
                         .map_err(|e: toml::de::Error| {
-                            let what = if c.is_empty() {
+                            let what = if label.is_empty() {
                                 "[train]".to_string()
                             } else {
-                                format!("[train] with {}", condition_label(&c))
+                                format!("[train] with {label}")
                             };
                             usage(format!("{what}: {}", e.message().trim().replace('\n', " ")))
                         })?;
-                Ok((condition_label(&c), settings))
-            })
-            .collect::<Result<_>>()?;
+                conditions.push((label, settings));
+            }
+        }
         // Datasets and their data conditions.
         let mut datasets = Vec::new();
         for d in &f.dataset {
@@ -727,6 +763,33 @@ mod tests {
         );
         let sgd = p.runs.iter().find(|r| r.condition.contains("sgd")).unwrap();
         assert_eq!(sgd.settings.optimizer, OptimizerKind::Sgd);
+    }
+
+    #[test]
+    fn named_conditions() {
+        let p = plan(&format!("{GRID}[condition.modern]\noptimizer = \"adam\"\n[condition.stuck]\noptimizer = \"sgd\"\nscaling = \"raw\"\n[sweep]\nbatch = [16, 32]\n")).unwrap();
+        assert_eq!(p.runs.len(), 4 * 2 * 2 * 2);
+        let conds: std::collections::BTreeSet<&str> =
+            p.runs.iter().map(|r| r.condition.as_str()).collect();
+        assert_eq!(
+            conds.into_iter().collect::<Vec<_>>(),
+            vec![
+                "modern,batch=16",
+                "modern,batch=32",
+                "stuck,batch=16",
+                "stuck,batch=32"
+            ]
+        );
+        let stuck = p
+            .runs
+            .iter()
+            .find(|r| r.condition.starts_with("stuck"))
+            .unwrap();
+        assert_eq!(
+            (stuck.settings.optimizer, stuck.settings.scaling),
+            (OptimizerKind::Sgd, Scaling::Raw)
+        );
+        assert!(plan(&format!("{GRID}[condition.\"a/b\"]\noptimizer = \"sgd\"\n")).is_err());
     }
 
     #[test]

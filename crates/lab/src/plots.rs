@@ -83,7 +83,11 @@ pub fn bars(title: &str, bars: &[(String, f64, usize)]) -> Canvas {
     let (m, top, ph) = (12usize, 36usize, 160usize);
     let bw = bars
         .iter()
-        .map(|b| Canvas::text_width(&b.0, 1))
+        .map(|b| {
+            Canvas::text_width(&b.0, 1)
+                .max(Canvas::text_width(&format!("n={}", b.2), 1))
+                .max(Canvas::text_width(&format!("{:.2}", b.1), 1))
+        })
         .max()
         .unwrap_or(24)
         .max(24)

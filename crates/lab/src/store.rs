@@ -307,6 +307,18 @@ impl Store {
         Ok(())
     }
 
+    /// Every experiment recorded: `(name, path, text)`.
+    pub fn experiments(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, path, text FROM experiments ORDER BY name")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// Records a dataset (once per hash).
     pub fn put_dataset(&self, d: &DatasetRow) -> Result<()> {
         self.conn

@@ -289,6 +289,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
         }
         if !others.is_empty() {
             let oy = top + rows.len() * CH + 4;
+            c.text(M, oy + 14 + CH / 2 - 6, "1 layer", 1, FAINT);
             for (j, x) in others.iter().enumerate() {
                 c.text(M + 60 + j * CW, oy, &x.arch, 1, INK);
                 cell(&mut c, M + 60 + j * CW, oy + 14, x);

@@ -1,0 +1,1049 @@
+//! The study's report: one self-contained HTML file that reads like the thesis.
+//!
+//! Built from the study directory alone: the store (runs, histories, continuations, analyses)
+//! and the pictures the study wrote; nothing is trained or analysed again, so `shapelab report
+//! DIR` rebuilds it in seconds. Every number shown is read or computed from the store; every
+//! image is embedded (base64), so the file works offline and can be mailed as is.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
+use crate::error::{Error, Result};
+use crate::store::{RunRow, Store};
+use crate::study::{data_file, pick_case, Study};
+use crate::summary::{summarize, wilson, Group};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn img_bytes(png: &[u8], alt: &str) -> String {
+    format!(
+        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+        esc(alt),
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+/// An image file embedded, or a note that it is missing.
+fn img_file(path: &Path, alt: &str) -> String {
+    match std::fs::read(path) {
+        Ok(b) => img_bytes(&b, alt),
+        Err(_) => format!(
+            "<p class=\"missing\">({} not found)</p>",
+            esc(&path.display().to_string())
+        ),
+    }
+}
+
+fn img_canvas(c: &Canvas, alt: &str) -> String {
+    img_bytes(&c.to_png().unwrap_or_default(), alt)
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", 100.0 * v)
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
+}
+
+const STYLE: &str = "
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1b;background:#f7f7f4}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 80px}
+h1{font-size:30px;margin:0 0 4px}h2{font-size:23px;margin:44px 0 10px;border-bottom:2px solid #ddd;padding-bottom:4px}
+h3{font-size:18px;margin:28px 0 8px}h4{margin:18px 0 6px}
+.sub{color:#666;margin:0 0 18px}
+nav{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 16px;margin:16px 0}
+nav a{margin-right:16px}
+img{max-width:100%;height:auto;image-rendering:pixelated;border:1px solid #ddd;background:#fff;margin:6px 0}
+table{border-collapse:collapse;margin:8px 0 14px;background:#fff;font-size:13.5px}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#efefea;cursor:pointer}td:first-child,th:first-child{text-align:left}
+td.removed{background:#f4b183;font-weight:600}td.survivor{background:#c6efce;font-weight:600}td.gone{color:#aaa}
+.finding{background:#fff;border-left:4px solid #21669c;padding:8px 14px;margin:10px 0}
+.finding b{color:#21669c}
+.note{color:#666;font-size:13.5px}.missing{color:#b2182b}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.row>*{max-width:100%}
+.row>div{display:flex;flex-direction:column;align-items:flex-start}
+details{margin:8px 0}summary{cursor:pointer;color:#21669c}
+.scroll{overflow-x:auto}
+table.prune{font-size:12px}table.prune td,table.prune th{padding:2px 4px}
+";
+
+const SCRIPT: &str = "
+document.querySelectorAll('table.sortable th').forEach(function(th,i){th.addEventListener('click',function(){
+ var t=th.closest('table'),b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
+ rows.sort(function(a,c){var x=a.cells[i].dataset.v||a.cells[i].textContent,y=c.cells[i].dataset.v||c.cells[i].textContent,
+ nx=parseFloat(x),ny=parseFloat(y),r=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?r:-r});
+ rows.forEach(function(r){b.appendChild(r)})})});
+window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);
+ var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0}).length;document.body.setAttribute('data-images',ok+'/'+im.length)});
+";
+
+/// Validation accuracy against epoch for every run of a group, coloured by outcome.
+fn learning_curves(title: &str, runs: &[(&RunRow, Vec<tinycnn::EpochStats>)]) -> Canvas {
+    let (w, h) = (520usize, 270usize);
+    let (l, t, pw, ph) = (50usize, 34usize, 450usize, 190usize);
+    let mut c = Canvas::new(w, h, PAPER);
+    c.text(10, 8, title, 1, INK);
+    c.frame(l, t, pw, ph, FRAME);
+    let epochs = runs.iter().map(|r| r.1.len()).max().unwrap_or(1).max(2);
+    for v in [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0] {
+        let y = t + ((1.0 - v) * ph as f64) as usize;
+        c.fill(l, y, pw, 1, [228, 228, 222]);
+        c.text(8, y.saturating_sub(4), &format!("{v:.2}"), 1, FAINT);
+    }
+    let color = |o: &str| match o {
+        "learned" => [26, 152, 80],
+        "stuck" => [178, 24, 43],
+        "partial" => [230, 145, 56],
+        _ => [120, 120, 120],
+    };
+    for (r, hist) in runs {
+        let pts: Vec<(i64, i64)> = hist
+            .iter()
+            .map(|e| {
+                let x = l as f64 + pw as f64 * (e.epoch - 1) as f64 / (epochs - 1) as f64;
+                let y = t as f64 + ph as f64 * (1.0 - e.val_acc.clamp(0.0, 1.0));
+                (x.round() as i64, y.round() as i64)
+            })
+            .collect();
+        for p in pts.windows(2) {
+            c.line(p[0], p[1], color(&r.outcome));
+        }
+    }
+    let mut x = l;
+    for o in ["learned", "stuck", "partial", "diverged"] {
+        c.fill(x, t + ph + 14, 10, 10, color(o));
+        c.text(x + 14, t + ph + 15, o, 1, INK);
+        x += 100;
+    }
+    c.text(
+        l + pw - 90,
+        t + ph + 30,
+        &format!("epochs 1-{epochs}"),
+        1,
+        FAINT,
+    );
+    c
+}
+
+/// One row per architecture, one group of columns per condition.
+fn sweep_table(groups: &[&Group]) -> String {
+    let mut s = String::from(
+        "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>architecture</th>",
+    );
+    for g in groups {
+        let c = esc(if g.condition.is_empty() {
+            "default"
+        } else {
+            &g.condition
+        });
+        let _ = write!(
+            s,
+            "<th>{c}: learned</th><th>95% interval</th><th>epochs to learn</th><th>stuck</th>"
+        );
+    }
+    s += "</tr></thead><tbody>";
+    let mut archs: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.cells.iter().map(|c| c.arch.as_str()))
+        .collect();
+    archs.sort_by_key(|a| {
+        (
+            a.split('-').count(),
+            a.split('-')
+                .map(|x| x.parse::<usize>().unwrap_or(0))
+                .collect::<Vec<_>>(),
+        )
+    });
+    archs.dedup();
+    for a in archs {
+        let _ = write!(s, "<tr><td data-v=\"{}\">{}</td>", esc(a), esc(a));
+        for g in groups {
+            match g.cells.iter().find(|c| c.arch == a) {
+                Some(c) => {
+                    let _ = write!(
+                        s,
+                        "<td data-v=\"{}\">{}/{} ({})</td><td>{}-{}</td><td>{}</td><td>{}</td>",
+                        c.rate,
+                        c.learned,
+                        c.runs,
+                        pct(c.rate),
+                        pct(c.low),
+                        pct(c.high),
+                        c.median_epochs.map_or("-".into(), |e| format!("{e}")),
+                        c.outcomes.get("stuck").copied().unwrap_or(0)
+                    );
+                }
+                None => s += "<td></td><td></td><td></td><td></td>",
+            }
+        }
+        s += "</tr>";
+    }
+    s + "</tbody></table></div>"
+}
+
+/// The distribution of final validation accuracies of some runs, as bars of 0.1.
+fn accuracy_histogram(title: &str, runs: &[&RunRow]) -> Canvas {
+    let bins = 10;
+    let mut counts = vec![0usize; bins];
+    for r in runs {
+        counts[((r.val_acc * bins as f64) as usize).min(bins - 1)] += 1;
+    }
+    let n = runs.len().max(1) as f64;
+    let bars: Vec<(String, f64, usize)> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (format!("{:.1}", i as f64 / bins as f64), c as f64 / n, c))
+        .collect();
+    crate::plots::bars(title, &bars)
+}
+
+fn pruning_table(p: &Value) -> String {
+    let filters = p["filters"].as_array().cloned().unwrap_or_default();
+    let steps = p["steps"].as_array().cloned().unwrap_or_default();
+    let label = |f: &Value| format!("L{} F{}", f["layer"], f["filter"]);
+    let removed_at: Vec<Option<usize>> = filters
+        .iter()
+        .map(|f| {
+            steps
+                .iter()
+                .position(|s| s["removed"].as_array().is_some_and(|r| r.contains(f)))
+                .map(|i| i + 1)
+        })
+        .collect();
+    let mut s =
+        String::from("<div class=\"scroll\"><table class=\"prune\"><thead><tr><th>filter</th>");
+    for i in 1..=steps.len() {
+        let _ = write!(s, "<th>{i}</th>");
+    }
+    s += "</tr></thead><tbody>";
+    for (j, f) in filters.iter().enumerate() {
+        let survivor = removed_at[j].is_none();
+        let _ = write!(
+            s,
+            "<tr><td class=\"{}\">{}</td>",
+            if survivor { "survivor" } else { "" },
+            label(f)
+        );
+        for (i, st) in steps.iter().enumerate() {
+            let a = st["accuracies"][j].as_f64();
+            let cell = match (a, removed_at[j]) {
+                (_, Some(r)) if r < i + 1 => "<td class=\"gone\">-</td>".to_string(),
+                (Some(a), Some(r)) if r == i + 1 => format!("<td class=\"removed\">{a:.4}</td>"),
+                (Some(a), _) => format!("<td>{a:.4}</td>"),
+                (None, _) => "<td></td>".into(),
+            };
+            s += &cell;
+        }
+        s += "</tr>";
+    }
+    s += "<tr><td><b>after</b></td>";
+    for st in &steps {
+        let _ = write!(
+            s,
+            "<td><b>{:.4}</b></td>",
+            st["accuracy_after"].as_f64().unwrap_or(0.0)
+        );
+    }
+    s + "</tr></tbody></table></div>"
+}
+
+/// Stuck-run statistics of one dataset and condition, summed over architectures.
+#[derive(Default)]
+struct StuckAgg {
+    runs: usize,
+    stuck: usize,
+    plateaus: BTreeMap<String, usize>,
+    /// Dead fraction of the last layer, times runs, and the runs counted.
+    dead: (f64, f64, f64, f64),
+    starts: Vec<f64>,
+    escaped: usize,
+    tried: usize,
+}
+
+impl StuckAgg {
+    fn add(&mut self, g: &crate::stuck::StuckGroup) {
+        self.runs += g.runs;
+        self.stuck += g.stuck;
+        for (p, n) in &g.plateaus {
+            *self.plateaus.entry(p.clone()).or_default() += n;
+        }
+        if let Some(v) = g.dead_fraction_stuck.last() {
+            self.dead.0 += v * g.stuck as f64;
+            self.dead.1 += g.stuck as f64;
+        }
+        let others = g.runs - g.stuck;
+        if let Some(v) = g.dead_fraction_other.last() {
+            self.dead.2 += v * others as f64;
+            self.dead.3 += others as f64;
+        }
+        if let Some(v) = g.median_plateau_start {
+            self.starts.push(v);
+        }
+        for (_, _, k, n) in &g.continued {
+            self.escaped += k;
+            self.tried += n;
+        }
+    }
+    fn dead_stuck(&self) -> String {
+        if self.dead.1 > 0.0 {
+            pct(self.dead.0 / self.dead.1)
+        } else {
+            "-".into()
+        }
+    }
+    fn dead_other(&self) -> String {
+        if self.dead.3 > 0.0 {
+            pct(self.dead.2 / self.dead.3)
+        } else {
+            "-".into()
+        }
+    }
+}
+
+/// The thesis's reading of a pruning table: filters, initial accuracy, how many removals
+/// (in order) cost at most 0.01 of accuracy, how many keep it at or above 0.90, survivors.
+fn pruning_numbers(p: &Value) -> (usize, f64, usize, usize, Vec<String>) {
+    let filters = p["filters"].as_array().map_or(0, |v| v.len());
+    let initial = p["initial_accuracy"].as_f64().unwrap_or(0.0);
+    let (mut removed, mut keep99, mut keep90) = (0, 0, 0);
+    for st in p["steps"].as_array().cloned().unwrap_or_default() {
+        let before = removed;
+        removed += st["removed"].as_array().map_or(0, |v| v.len());
+        let a = st["accuracy_after"].as_f64().unwrap_or(0.0);
+        if a >= initial - 0.01 && keep99 == before {
+            keep99 = removed;
+        }
+        if a >= 0.9 && keep90 == before {
+            keep90 = removed;
+        }
+    }
+    let survivors = p["survivors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|f| format!("L{} F{}", f["layer"], f["filter"]))
+        .collect();
+    (filters, initial, keep99, keep90, survivors)
+}
+
+fn pruning_summary(p: &Value) -> String {
+    let (filters, initial, keep99, keep90, survivors) = pruning_numbers(p);
+    format!(
+        "Starting from {initial:.4} with {filters} filters: the first {keep99} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {keep90}; the minimal network keeps {} ({} evaluations, exact).",
+        survivors.join(" and "),
+        p["evaluations"]
+    )
+}
+
+fn finding(h: &mut String, title: &str, body: &str) {
+    let _ = write!(h, "<div class=\"finding\"><b>{title}</b> {body}</div>");
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The findings section's paragraphs, every number computed from the runs and case analyses.
+fn findings(
+    runs: &[RunRow],
+    stuck_groups: &[crate::stuck::StuckGroup],
+    cases: &[(String, Value)],
+) -> String {
+    let mut h = String::new();
+    let mut conds: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
+    conds.sort();
+    conds.dedup();
+    // How often the same architecture learns, per condition.
+    for cond in &conds {
+        let rs: Vec<&RunRow> = runs.iter().filter(|r| r.condition == *cond).collect();
+        let count = |f: &dyn Fn(&RunRow) -> bool, o: &str| {
+            rs.iter().filter(|r| f(r) && r.outcome == o).count()
+        };
+        let all = |_: &RunRow| true;
+        let two = |r: &RunRow| r.arch.contains('-');
+        let one = |r: &RunRow| !r.arch.contains('-');
+        let k = count(&all, "learned");
+        let (lo, hi) = wilson(k, rs.len());
+        let mixed = {
+            let mut cells: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+            for r in &rs {
+                let e = cells
+                    .entry((r.dataset.as_str(), r.arch.as_str()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += usize::from(r.outcome == "learned");
+            }
+            let m = cells.values().filter(|(n, l)| *l > 0 && l < n).count();
+            if m == 0 {
+                format!("No architecture both learned and failed with different seeds ({} dataset-architecture cells).", cells.len())
+            } else {
+                format!(
+                    "The same architecture both learned and failed with different seeds in {m} of {} dataset-architecture cells: whether a tiny net learns depends on its initialisation as well as its size, as the thesis saw.",
+                    cells.len()
+                )
+            }
+        };
+        finding(
+            &mut h,
+            &format!("Learning under {}.", esc(if cond.is_empty() { "the default settings" } else { cond })),
+            &format!(
+                "{k} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}. {mixed}",
+                rs.len(),
+                pct(k as f64 / rs.len().max(1) as f64),
+                pct(lo),
+                pct(hi),
+                count(&all, "stuck"),
+                count(&all, "partial"),
+                count(&two, "learned"),
+                rs.iter().filter(|r| two(r)).count(),
+                count(&one, "learned"),
+                rs.iter().filter(|r| one(r)).count(),
+            ),
+        );
+    }
+    // When runs get stuck.
+    let stuck_total: usize = stuck_groups.iter().map(|g| g.stuck).sum();
+    if stuck_total > 0 {
+        let mut agg = StuckAgg::default();
+        for g in stuck_groups {
+            agg.add(g);
+        }
+        let by_cond: Vec<String> = conds
+            .iter()
+            .map(|c| {
+                let n = runs.iter().filter(|r| r.condition == *c).count();
+                let k = runs
+                    .iter()
+                    .filter(|r| r.condition == *c && r.outcome == "stuck")
+                    .count();
+                format!("{} {k}/{n}", if c.is_empty() { "default" } else { c })
+            })
+            .collect();
+        // Stuck share by the first layer's width, over two-layer runs.
+        let mut by_f1: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        for r in runs.iter().filter(|r| r.arch.contains('-')) {
+            let f1 = r
+                .arch
+                .split('-')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let e = by_f1.entry(f1).or_default();
+            e.0 += 1;
+            e.1 += usize::from(r.outcome == "stuck");
+        }
+        let f1: Vec<String> = by_f1
+            .iter()
+            .map(|(f, (n, k))| format!("{f}: {}", pct(*k as f64 / (*n).max(1) as f64)))
+            .collect();
+        let plateaus: Vec<String> = agg
+            .plateaus
+            .iter()
+            .map(|(p, n)| format!("{n} at {p}"))
+            .collect();
+        let dead = if agg.dead.1 > 0.0 {
+            agg.dead.0 / agg.dead.1
+        } else {
+            0.0
+        };
+        let verdict = if agg.tried > 0 && agg.escaped * 10 < agg.tried && dead >= 0.5 {
+            "So a stuck run is not a slow learner in a shallow minimum: its last layer's ReLUs are dead, no gradient reaches those filters, and more epochs do not help."
+        } else if agg.tried > 0 && agg.escaped * 10 >= agg.tried {
+            "A good share escape: many plateaus are slow stretches rather than dead ends."
+        } else {
+            "The evidence is mixed: see the table above."
+        };
+        finding(
+            &mut h,
+            "When runs get stuck, and whether it is a local minimum (thesis future work 4).",
+            &format!(
+                "{stuck_total} runs got stuck ({}); by condition: {}. Share of two-layer runs stuck by first-layer filters: {}. In stuck runs, on average {} of the last conv layer's filters are dead (zero on every training image), against {} in the other runs; the plateau begins by epoch {} (median over architectures). Trained further, {} of {} escaped. {}",
+                plateaus.join(", "),
+                by_cond.join("; "),
+                f1.join(", "),
+                agg.dead_stuck(),
+                agg.dead_other(),
+                crate::summary::median(&mut agg.starts.clone()).map_or("-".into(), |v| format!("{v}")),
+                agg.escaped,
+                agg.tried,
+                verdict
+            ),
+        );
+    }
+    if cases.is_empty() {
+        return h;
+    }
+    // (a) Similar filters, hence redundant.
+    let (mut with, mut without, mut nw, mut nwo, mut twins, mut total) =
+        (0.0, 0.0, 0usize, 0usize, 0usize, 0usize);
+    let mut removable = Vec::new();
+    for (slug, a) in cases {
+        let s = &a["similarity"];
+        let threshold = s["threshold"].as_f64().unwrap_or(90.0);
+        let (n_with, n_without) = (
+            s["with_twin"].as_u64().unwrap_or(0) as usize,
+            s["without_twin"].as_u64().unwrap_or(0) as usize,
+        );
+        if let Some(v) = s["drop_with_twin"].as_f64() {
+            with += v * n_with as f64;
+            nw += n_with;
+        }
+        if let Some(v) = s["drop_without_twin"].as_f64() {
+            without += v * n_without as f64;
+            nwo += n_without;
+        }
+        for l in s["layers"].as_array().cloned().unwrap_or_default() {
+            for (i, row) in l["activation_cosine"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                total += 1;
+                if row.as_array().is_some_and(|r| {
+                    r.iter()
+                        .enumerate()
+                        .any(|(j, v)| j != i && v.as_f64().unwrap_or(0.0) >= threshold)
+                }) {
+                    twins += 1;
+                }
+            }
+        }
+        let (n, _, k99, _, _) = pruning_numbers(&a["pruning"]);
+        removable.push(format!("{slug} {k99}/{n}"));
+    }
+    finding(
+        &mut h,
+        "Filters are often alike, hence redundant (thesis conclusion a).",
+        &format!(
+            "Over the {} case studies, {twins} of {total} filters have a twin whose activation maps are at least 90% alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({nw} filters), against {} when it has none ({nwo}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            cases.len(),
+            fmt_opt((nw > 0).then(|| with / nw as f64), 4),
+            fmt_opt((nwo > 0).then(|| without / nwo as f64), 4),
+            removable.join(", ")
+        ),
+    );
+    // (b) Interaction.
+    let (mut raised, mut strong, mut pairs) = (0usize, 0usize, 0usize);
+    let mut best: Option<(f64, String)> = None;
+    for (slug, a) in cases {
+        for e in a["interaction"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if e["kind"] == "raised" {
+                raised += 1;
+                let gain = e["after"].as_f64().unwrap_or(0.0) - e["before"].as_f64().unwrap_or(0.0);
+                if best.as_ref().is_none_or(|b| gain > b.0) {
+                    best = Some((
+                        gain,
+                        format!("{slug}, {}", e["text"].as_str().unwrap_or("")),
+                    ));
+                }
+            }
+        }
+        let m = a["interaction"]["interaction"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (i, row) in m.iter().enumerate() {
+            for (j, v) in row
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                if let (true, Some(v)) = (i < j, v.as_f64()) {
+                    pairs += 1;
+                    strong += usize::from(v.abs() > 0.05);
+                }
+            }
+        }
+    }
+    finding(
+        &mut h,
+        "Filters interact (thesis conclusion b).",
+        &format!(
+            "Of the {pairs} pairs of filters in the case studies, {strong} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {raised} removals raised accuracy{}. {}",
+            best.map_or(String::new(), |(_, t)| format!(" (the largest: {})", esc(&t))),
+            if strong + raised > 0 {
+                "One-at-a-time scores therefore do not add up, as the thesis found when accuracy rose from 66.7% to 87.1% after one deletion."
+            } else {
+                "Here the filters act nearly independently: one-at-a-time scores add up."
+            }
+        ),
+    );
+    // (c) Agreement of the readings with pruning.
+    let mut agree: BTreeMap<(u64, String), Vec<f64>> = BTreeMap::new();
+    for (_, a) in cases {
+        for ag in a["ranking"]["agreement"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(v) = ag["spearman"].as_f64() {
+                agree
+                    .entry((
+                        ag["layer"].as_u64().unwrap_or(0),
+                        ag["criterion"].as_str().unwrap_or("").to_string(),
+                    ))
+                    .or_default()
+                    .push(v);
+            }
+        }
+    }
+    let mut layers: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+    for ((l, c), v) in &agree {
+        layers
+            .entry(*l)
+            .or_default()
+            .push((c.clone(), mean(v).unwrap_or(0.0)));
+    }
+    let verdicts: Vec<String> = layers
+        .iter()
+        .map(|(l, v)| {
+            let parts: Vec<String> = v.iter().map(|(c, m)| format!("{c} {m:+.2}")).collect();
+            let top = v.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+            let word = if top >= 0.5 {
+                "agree"
+            } else if top >= 0.2 {
+                "agree weakly"
+            } else {
+                "do not agree"
+            };
+            format!("layer {l}: {} &mdash; they {word}", parts.join(", "))
+        })
+        .collect();
+    finding(
+        &mut h,
+        "Do simple readings of the filters agree with pruning? (thesis conclusion c)",
+        &format!(
+            "Mean Spearman correlation between each criterion and the greedy pruning order (1: the criterion ranks filters exactly as pruning keeps them), over the case studies: {}. The thesis read activation maps by eye (here: mean activation, and its future-work L1 norm) and found agreement clear for layer 1 and hardly readable for layer 2.",
+            verdicts.join("; ")
+        ),
+    );
+    h
+}
+
+/// Builds `DIR/report.html` from the study directory; returns its path.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    let store_path = dir.join("shapelab.db");
+    let store = Store::open_existing(&store_path)?;
+    let text = std::fs::read_to_string(dir.join("study.toml"))
+        .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
+    let study = Study::parse(&text, &dir.join("study.toml"))?;
+    let plan = &study.plan;
+    let runs = crate::study::plan_runs(&store, plan)?;
+    if runs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no runs of study {}; run `shapelab study` first",
+            store_path.display(),
+            plan.name
+        )));
+    }
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>shapelab study: {name}</title><style>{STYLE}</style></head><body data-images=\"pending\"><main>",
+        name = esc(&plan.name)
+    );
+    let learned_all = runs.iter().filter(|r| r.outcome == "learned").count();
+    let _ = write!(
+        h,
+        "<h1>How do tiny CNNs learn? A shapelab study</h1><p class=\"sub\">Study <b>{}</b>: {} runs over {} datasets, {} learned. Built by shapelab {} from <code>{}</code>.</p>",
+        esc(&plan.name),
+        runs.len(),
+        plan.datasets.len(),
+        learned_all,
+        crate::VERSION,
+        esc(&store_path.display().to_string())
+    );
+    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
+    h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
+
+    // 1. Datasets.
+    h += "<section id=\"datasets\"><h2>1. Datasets</h2>";
+    for d in &plan.datasets {
+        let ds = runs
+            .iter()
+            .find(|r| r.dataset == d.label)
+            .and_then(|r| store.dataset(&r.dataset_hash).ok().flatten());
+        let _ = write!(h, "<h3>{}</h3>", esc(&d.label));
+        if let Some(ds) = &ds {
+            let _ = write!(
+                h,
+                "<p>{} training and {} validation images of {}x{} pixels, classes {}; dataset hash <code>{}</code>.</p>",
+                ds.train,
+                ds.val,
+                ds.width,
+                ds.height,
+                esc(&ds.class_names.join(", ")),
+                &ds.hash[..12.min(ds.hash.len())]
+            );
+        }
+        h += &img_file(
+            &data_file(dir, &d.label, ".contact.png"),
+            &format!("{} contact sheet", d.label),
+        );
+        let mut hists: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        n.starts_with(&format!("{}-", d.label))
+                            && n.ends_with(".png")
+                            && !n.contains("panel")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        hists.sort();
+        h += "<div class=\"row\"><div><h4>Factor histograms</h4>";
+        for p in hists {
+            h += &img_file(&p, "factor histogram");
+        }
+        h += "</div><div><h4>Panel for looking inside the networks</h4>";
+        h += &img_file(
+            &data_file(dir, &d.label, "-panel.png"),
+            &format!("{} panel", d.label),
+        );
+        h += "</div></div>";
+    }
+    h += "</section>";
+
+    // 2. Sweep.
+    let groups = summarize(&runs);
+    h += "<section id=\"sweep\"><h2>2. The sweep</h2>";
+    let _ = write!(
+        h,
+        "<p>The thesis trained each filter combination a few times by hand (its Tables 2, 5 and 8). Here every architecture was trained with {} seeds per cell under each condition. A run <i>learned</i> when its validation accuracy reached {}; it is <i>stuck</i> when some class is never predicted, <i>partial</i> otherwise. Intervals are Wilson 95% intervals.</p>",
+        runs.iter().map(|r| r.seed_index).max().unwrap_or(0),
+        plan.learned
+    );
+    let mut datasets: Vec<&str> = groups.iter().map(|g| g.dataset.as_str()).collect();
+    datasets.dedup();
+    for d in datasets {
+        let gs: Vec<&Group> = groups.iter().filter(|g| g.dataset == d).collect();
+        let _ = write!(h, "<h3>{}</h3><div class=\"row\">", esc(d));
+        let owned: Vec<Group> = gs.iter().map(|g| (*g).clone()).collect();
+        h += &img_canvas(&crate::summary::heatmap(&owned), "success-rate heatmap");
+        let mut curves = String::new();
+        let mut dists = String::new();
+        for g in &gs {
+            let cond = if g.condition.is_empty() {
+                "default"
+            } else {
+                g.condition.as_str()
+            };
+            let members: Vec<&RunRow> = runs
+                .iter()
+                .filter(|r| r.dataset == g.dataset && r.condition == g.condition)
+                .collect();
+            let hist: Vec<(&RunRow, Vec<tinycnn::EpochStats>)> = members
+                .iter()
+                .map(|r| (*r, store.history(&r.key).unwrap_or_default()))
+                .collect();
+            curves += &img_canvas(
+                &learning_curves(
+                    &format!("{cond}: validation accuracy per epoch, {} runs", hist.len()),
+                    &hist,
+                ),
+                "learning curves",
+            );
+            dists += &img_canvas(
+                &accuracy_histogram(
+                    &format!(
+                        "{cond}: final validation accuracy, share of {} runs",
+                        members.len()
+                    ),
+                    &members,
+                ),
+                "outcome distribution",
+            );
+        }
+        let _ = write!(
+            h,
+            "<div>{curves}</div></div><div class=\"row\">{dists}</div>"
+        );
+        h += &sweep_table(&gs);
+    }
+    let mut outcome_rows: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
+    for r in &runs {
+        *outcome_rows
+            .entry((r.dataset.clone(), r.condition.clone()))
+            .or_default()
+            .entry(r.outcome.clone())
+            .or_insert(0) += 1;
+    }
+    h += "<h3>Outcomes</h3><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>runs</th><th>learned</th><th>stuck</th><th>partial</th><th>diverged</th></tr></thead><tbody>";
+    for ((d, c), o) in &outcome_rows {
+        let g = |k: &str| o.get(k).copied().unwrap_or(0);
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(d),
+            esc(c),
+            o.values().sum::<usize>(),
+            g("learned"),
+            g("stuck"),
+            g("partial"),
+            g("diverged")
+        );
+    }
+    h += "</tbody></table></section>";
+
+    // 3. Stuck runs.
+    let stuck_groups = crate::stuck::report(&store, &runs)?;
+    h += "<section id=\"stuck\"><h2>3. Runs that get stuck</h2><p>The thesis saw runs stop at 0.333 or 0.667 and asked whether they were stuck in a local minimum (its future work 4). For every stuck run the store holds a diagnosis; stuck runs were then trained further to see whether they escape.</p>";
+    // One line per dataset and condition, weighting each architecture by its runs.
+    let mut agg: BTreeMap<(String, String), StuckAgg> = BTreeMap::new();
+    for g in &stuck_groups {
+        let a = agg
+            .entry((g.dataset.clone(), g.condition.clone()))
+            .or_default();
+        a.add(g);
+    }
+    h += "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>stuck / runs</th><th>plateaus</th><th>dead filters, last layer: stuck runs</th><th>other runs</th><th>plateau from epoch (median over architectures)</th><th>escaped when trained further</th></tr></thead><tbody>";
+    for ((d, c), a) in &agg {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(d),
+            esc(c),
+            a.stuck,
+            a.runs,
+            a.plateaus.iter().map(|(p, n)| format!("{p} x{n}")).collect::<Vec<_>>().join(", "),
+            a.dead_stuck(),
+            a.dead_other(),
+            crate::summary::median(&mut a.starts.clone()).map_or("-".into(), |v| format!("{v}")),
+            if a.tried == 0 { "-".into() } else { format!("{}/{}", a.escaped, a.tried) }
+        );
+    }
+    h += "</tbody></table></div><details><summary>By architecture</summary><div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>architecture</th><th>stuck/runs</th><th>plateaus</th><th>dead filters per layer (stuck)</th><th>(others)</th><th>median gradient norm</th><th>plateau from epoch</th><th>escaped</th></tr></thead><tbody>";
+    for g in stuck_groups.iter().filter(|g| g.stuck > 0) {
+        let f = |v: &[f64]| v.iter().map(|x| pct(*x)).collect::<Vec<_>>().join(" / ");
+        let pl: Vec<String> = g
+            .plateaus
+            .iter()
+            .map(|(p, n)| format!("{p} x{n}"))
+            .collect();
+        let cont: Vec<String> = g
+            .continued
+            .iter()
+            .map(|(e, _, k, n)| format!("{k}/{n} (+{e} epochs)"))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.dataset),
+            esc(&g.condition),
+            esc(&g.arch),
+            g.stuck,
+            g.runs,
+            pl.join(", "),
+            f(&g.dead_fraction_stuck),
+            f(&g.dead_fraction_other),
+            g.median_grad_norm.map_or("-".into(), |v| format!("{v:.1e}")),
+            g.median_plateau_start.map_or("-".into(), |v| format!("{v}")),
+            if cont.is_empty() { "-".into() } else { cont.join(", ") }
+        );
+    }
+    h += "</tbody></table></div></details></section>";
+
+    // 4. Case studies.
+    h += "<section id=\"cases\"><h2>4. Case studies</h2><p>As in the thesis (its Chapter 3): 16-4 and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset, each the first seed that learned.</p>";
+    let mut case_reports: Vec<(String, Value)> = Vec::new();
+    for case in &study.table.cases {
+        let slug = case.slug();
+        let _ = write!(
+            h,
+            "<article id=\"case-{}\"><h3>{} on {}</h3>",
+            esc(&slug),
+            esc(&case.arch),
+            esc(&case.dataset)
+        );
+        let Some((row, learned)) = pick_case(&runs, case, &study.table.case_condition) else {
+            h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
+            continue;
+        };
+        let params = serde_json::json!({ "case": case }).to_string();
+        let analysis: Option<Value> = store
+            .analyses(&row.key)?
+            .into_iter()
+            .find(|(k, p, _)| k == "study-case" && *p == params)
+            .and_then(|(_, _, r)| serde_json::from_str(&r).ok());
+        let arch = tinycnn::Arch::parse(&case.arch, 28, 28, 3)
+            .map(|a| a.param_count())
+            .unwrap_or(0);
+        let _ = write!(
+            h,
+            "<p>Run <code>{}</code>: {} ({} parameters on 28x28), validation accuracy {:.4} after {} epochs{}.</p>",
+            esc(&row.key),
+            esc(&case.arch),
+            arch,
+            row.val_acc,
+            row.epochs_run,
+            if learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
+        );
+        let base = dir.join("cases").join(&slug);
+        h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
+        for l in 1..=row.arch.split('-').count() {
+            h += &img_file(
+                &base.join(format!("activations/layer-{l}.png")),
+                &format!("{slug} layer {l} activations"),
+            );
+        }
+        h += "</div><h4>Kernels</h4><div class=\"row\">";
+        for l in 1..=row.arch.split('-').count() {
+            h += &img_file(
+                &base.join(format!("kernels/layer-{l}.png")),
+                &format!("{slug} layer {l} kernels"),
+            );
+        }
+        h += "</div>";
+        let Some(a) = analysis else {
+            h += "<p class=\"missing\">The case analysis is not in the store yet; run <code>shapelab study</code> again.</p></article>";
+            continue;
+        };
+        h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
+        h += &pruning_table(&a["pruning"]);
+        h += &format!("<p>{}</p>", pruning_summary(&a["pruning"]));
+        h += "<div class=\"row\">";
+        h += &img_file(&base.join("analysis/prune/accuracy.png"), "pruning curve");
+        h += "<div>";
+        h += "<h4>Agreement of the importance criteria with the pruning order</h4><table><thead><tr><th>layer</th><th>criterion</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>";
+        for ag in a["ranking"]["agreement"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ag["layer"],
+                esc(ag["criterion"].as_str().unwrap_or("")),
+                fmt_opt(ag["spearman"].as_f64(), 2),
+                fmt_opt(ag["kendall"].as_f64(), 2)
+            );
+        }
+        h += "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
+        for l in 1..=row.arch.split('-').count() {
+            h += &img_file(
+                &base.join(format!("analysis/similarity-layer-{l}-activations.png")),
+                "activation similarity",
+            );
+        }
+        h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
+        h += "</div>";
+        let events = a["interaction"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !events.is_empty() {
+            h += "<ul>";
+            for e in events.iter().take(8) {
+                let _ = write!(h, "<li>{}</li>", esc(e["text"].as_str().unwrap_or("")));
+            }
+            h += "</ul>";
+        }
+        h += "<h4>Failures by latent factor (the thesis's Table 12)</h4>";
+        let nf = a["failures"]["failures"].as_array().map_or(0, |v| v.len());
+        let _ = write!(
+            h,
+            "<p>{} of {} validation images misclassified.</p>",
+            nf, a["failures"]["images"]
+        );
+        h += "<div class=\"row\">";
+        if let Ok(rd) = std::fs::read_dir(base.join("analysis")) {
+            let mut pngs: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().contains("accuracy-by-"))
+                .collect();
+            pngs.sort();
+            for p in pngs {
+                h += &img_file(&p, "accuracy by factor");
+            }
+        }
+        if nf > 0 {
+            h += &img_file(&base.join("analysis/failures.png"), "misclassified images");
+        }
+        h += "</div>";
+        h += "</article>";
+        case_reports.push((slug, a));
+    }
+    h += "</section>";
+
+    // 5. Findings.
+    h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
+    h += &findings(&runs, &stuck_groups, &case_reports);
+    h += "</section>";
+
+    // 6. Reproduce.
+    let _ = write!(
+        h,
+        "<section id=\"reproduce\"><h2>6. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
+        esc(&dir.display().to_string()),
+        esc(&text)
+    );
+    let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
+    let path = dir.join("report.html");
+    crate::fsio::write_file_atomic(&path, true, |w| std::io::Write::write_all(w, h.as_bytes()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_numbers_read_the_table_like_the_thesis() {
+        // 5 filters; steps remove 2 (1.0), 1 (0.995), 1 (0.93) then stop at one per layer.
+        let p = serde_json::json!({
+            "filters": [{"layer":1,"filter":1},{"layer":1,"filter":2},{"layer":1,"filter":3},{"layer":2,"filter":1},{"layer":2,"filter":2}],
+            "initial_accuracy": 1.0,
+            "steps": [
+                {"accuracies": [], "removed": [{"layer":1,"filter":1},{"layer":1,"filter":2}], "accuracy_after": 1.0},
+                {"accuracies": [], "removed": [{"layer":2,"filter":2}], "accuracy_after": 0.995},
+                {"accuracies": [], "removed": [], "accuracy_after": 0.93}
+            ],
+            "survivors": [{"layer":1,"filter":3},{"layer":2,"filter":1}],
+            "evaluations": 9
+        });
+        let (n, initial, k99, k90, survivors) = pruning_numbers(&p);
+        assert_eq!((n, initial, k99, k90), (5, 1.0, 3, 3));
+        assert_eq!(survivors, vec!["L1 F3", "L2 F1"]);
+        // A dip below 0.99 ends the first count even if accuracy recovers later.
+        let mut q = p.clone();
+        q["steps"][0]["accuracy_after"] = 0.95.into();
+        let (_, _, k99, k90, _) = pruning_numbers(&q);
+        assert_eq!((k99, k90), (0, 3));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! `shapelab study`: the whole thesis in one command.
+//!
+//! A study is an experiment file with a `[study]` table (see `studies/default.toml`, the
+//! embedded default). Its stages, each resumable:
+//! 1. the datasets and their panels, contact sheets and factor histograms (`data/`);
+//! 2. the sweep of the filter grid under every condition, into `shapelab.db`;
+//! 3. the stuck runs trained further, recorded in the store;
+//! 4. the case studies, picked from the runs that learned (the first learned seed of the
+//!    architecture under the case condition; the best run if none learned), each analysed in
+//!    full: activation and kernel sheets, filter statistics, greedy pruning, ranking,
+//!    similarity, interaction, failures (`cases/`, results in the store);
+//! 5. `report.html`, built from the store and those files alone ([`crate::report`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::experiment::{DataSource, Plan};
+use crate::store::{RunFilter, RunRow, Store};
+use crate::sweep::{SweepObserver, SweepOptions};
+
+/// The embedded studies.
+pub const DEFAULT: &str = include_str!("../../../studies/default.toml");
+pub const THESIS: &str = include_str!("../../../studies/thesis.toml");
+
+/// One case study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub dataset: String,
+    pub arch: String,
+}
+
+impl Case {
+    /// The directory name under `cases/`.
+    pub fn slug(&self) -> String {
+        format!("{}-{}", self.dataset, self.arch)
+    }
+}
+
+/// The `[study]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyTable {
+    pub cases: Vec<Case>,
+    #[serde(default)]
+    pub case_condition: String,
+    #[serde(default)]
+    pub continue_epochs: usize,
+}
+
+#[derive(Deserialize)]
+struct Outer {
+    study: Option<StudyTable>,
+}
+
+/// A parsed study: the experiment plan and its study table.
+pub struct Study {
+    pub plan: Plan,
+    pub table: StudyTable,
+}
+
+impl Study {
+    /// Parses a study file's text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Study> {
+        let plan = Plan::parse(text, path)?;
+        let outer: Outer = toml::from_str(text)
+            .map_err(|e| Error::Usage(format!("{}: {}", path.display(), e.message().trim())))?;
+        let table = outer.study.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: no [study] table; add one with the case studies (see studies/default.toml)",
+                path.display()
+            ))
+        })?;
+        for c in &table.cases {
+            if !plan.datasets.iter().any(|d| d.label == c.dataset) {
+                return Err(Error::Usage(format!(
+                    "{}: case {} names dataset {}, which the study does not have",
+                    path.display(),
+                    c.arch,
+                    c.dataset
+                )));
+            }
+            if !plan.runs.iter().any(|r| r.arch == c.arch) {
+                return Err(Error::Usage(format!(
+                    "{}: case architecture {} is not in [grid]",
+                    path.display(),
+                    c.arch
+                )));
+            }
+        }
+        Ok(Study { plan, table })
+    }
+}
+
+/// Progress of a study.
+pub trait StudyObserver: SweepObserver {
+    /// A stage begins.
+    fn stage(&self, _index: usize, _total: usize, _what: &str) {}
+    /// Stage 3 will continue `total` stuck runs.
+    fn continuing(&self, _total: usize) {}
+    /// One stuck run was continued.
+    fn continued(&self) {}
+    /// A case study begins (`done` of `total` done before it).
+    fn case(&self, _slug: &str, _done: usize, _total: usize) {}
+}
+
+/// The runs of the study's plan found in the store (a store may hold other experiments).
+pub fn plan_runs(store: &Store, plan: &Plan) -> Result<Vec<RunRow>> {
+    let keys: std::collections::HashSet<&str> = plan.runs.iter().map(|r| r.key.as_str()).collect();
+    let mut runs = store.runs(&RunFilter {
+        experiment: Some(plan.name.clone()),
+        ..Default::default()
+    })?;
+    runs.retain(|r| keys.contains(r.key.as_str()));
+    Ok(runs)
+}
+
+/// Files of the datasets stage for a dataset label.
+pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
+    dir.join("data").join(format!("{label}{suffix}"))
+}
+
+/// The run a case study uses: the first learned seed under the case condition, else the
+/// best run. Returns the run and whether it learned.
+pub fn pick_case(runs: &[RunRow], case: &Case, condition: &str) -> Option<(RunRow, bool)> {
+    let mut cands: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
+        .filter(|r| {
+            condition.is_empty()
+                || r.condition == condition
+                || r.condition.starts_with(&format!("{condition},"))
+        })
+        .collect();
+    cands.sort_by_key(|r| r.seed_index);
+    if let Some(r) = cands.iter().find(|r| r.outcome == "learned") {
+        return Some(((*r).clone(), true));
+    }
+    cands
+        .into_iter()
+        .max_by(|a, b| {
+            a.val_acc
+                .total_cmp(&b.val_acc)
+                .then(b.seed_index.cmp(&a.seed_index))
+        })
+        .map(|r| (r.clone(), false))
+}
+
+/// Histograms of the factors that vary in a dataset's training split, as one bar chart each.
+fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
+    let k = d.factor_names.len();
+    let mut out = Vec::new();
+    for j in (0..k).filter(|&j| d.factor_names[j] != "class") {
+        let col: Vec<f32> = d.train.factors.chunks(k).map(|r| r[j]).collect();
+        let (lo, hi) = col
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        if lo >= hi {
+            continue;
+        }
+        let bins = 12;
+        let mut counts = vec![0usize; bins];
+        for v in &col {
+            counts[(((v - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1)] += 1;
+        }
+        let top = *counts.iter().max().unwrap_or(&1) as f64;
+        let bars: Vec<(String, f64, usize)> = counts
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| {
+                (
+                    crate::contact::format_value(lo + (hi - lo) * b as f32 / bins as f32),
+                    c as f64 / top,
+                    c,
+                )
+            })
+            .collect();
+        let name = d.factor_names[j].clone();
+        out.push((
+            name.clone(),
+            crate::plots::bars(
+                &format!("{name}: training images per bin (height relative to the largest)"),
+                &bars,
+            ),
+        ));
+    }
+    out
+}
+
+/// Runs (or resumes) a study into `dir`.
+pub fn run(
+    text: &str,
+    source: &str,
+    dir: &Path,
+    jobs: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+    obs: &dyn StudyObserver,
+) -> Result<PathBuf> {
+    let config = dir.join("study.toml");
+    let study = Study::parse(text, Path::new(source))?;
+    // A directory holds one study: resuming with another configuration would mix the two.
+    if let Ok(old) = std::fs::read_to_string(&config) {
+        if old != text {
+            return Err(Error::Usage(format!(
+                "{} holds a study with another configuration ({}); give --out a new directory, or delete {} to start over",
+                dir.display(),
+                config.display(),
+                dir.display()
+            )));
+        }
+    } else if dir.join("shapelab.db").exists() {
+        return Err(Error::Usage(format!(
+            "{} has a store but no study.toml: it was not written by `shapelab study`; give --out a new directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io(dir, e))?;
+    crate::fsio::write_file_atomic(&config, true, |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+    })?;
+    let plan = &study.plan;
+    let total = 5;
+
+    obs.stage(1, total, "datasets, panels and contact sheets");
+    for d in &plan.datasets {
+        let npz = data_file(dir, &d.label, ".npz");
+        let dataset = if npz.exists() {
+            Dataset::read_npz(&npz)?
+        } else {
+            let data = match &d.source {
+                DataSource::Spec { spec, name } => {
+                    Dataset::generate(spec, Some(name.clone()), &|_| {})
+                }
+                DataSource::File(p) => {
+                    crate::training::resolve_data(&p.to_string_lossy(), &|_| {})?.0
+                }
+            };
+            data.write_npz(&npz, true)?;
+            data
+        };
+        let sheet = data_file(dir, &d.label, ".contact.png");
+        if !sheet.exists() {
+            crate::contact::dataset_sheet(&dataset, &d.label, 10).save_png(&sheet)?;
+            for (name, c) in factor_histograms(&dataset) {
+                c.save_png(&data_file(dir, &d.label, &format!("-{name}.png")))?;
+            }
+        }
+        let panel_file = data_file(dir, &d.label, "-panel.npz");
+        if !panel_file.exists() {
+            if let Some(spec) = dataset.meta.as_ref().map(|m| m.spec.to_string()) {
+                let spec = shapes::DatasetSpec::from_canonical_json(&spec)?;
+                let v = spec.varying_factors();
+                let name = if v.contains(&"rotation") && !v.contains(&"size") {
+                    "thesis-rotation"
+                } else {
+                    "thesis-size"
+                };
+                let panel = crate::PanelData::from_panel(
+                    &shapes::panel::find(name).expect("built in"),
+                    spec.image_size,
+                );
+                panel.write_npz(&panel_file, true)?;
+                crate::contact::panel_sheet(&panel, &format!("{} panel {name}", d.label))
+                    .save_png(&data_file(dir, &d.label, "-panel.png"))?;
+            }
+        }
+    }
+
+    obs.stage(2, total, "the sweep");
+    let store_path = dir.join("shapelab.db");
+    let opts = SweepOptions {
+        shard: None,
+        jobs,
+        cancel,
+    };
+    let report = crate::sweep::run(plan, &config, &store_path, &opts, obs)?;
+    if report.cancelled {
+        return Err(Error::Usage(
+            "interrupted: run the same command again to resume".into(),
+        ));
+    }
+    if let Some(f) = report.failures.first() {
+        return Err(Error::Usage(format!(
+            "{} runs failed (run again to retry); first: {f}",
+            report.failures.len()
+        )));
+    }
+
+    let store = Store::open(&store_path)?;
+    let runs = plan_runs(&store, plan)?;
+    obs.stage(3, total, "the stuck runs, trained further");
+    if study.table.continue_epochs > 0 {
+        let done: std::collections::HashSet<String> = store
+            .continuations()?
+            .into_iter()
+            .filter(|c| c.extra_epochs == study.table.continue_epochs && c.lr == "same")
+            .map(|c| c.run_key)
+            .collect();
+        let todo: Vec<RunRow> = runs
+            .iter()
+            .filter(|r| r.outcome == "stuck" && !done.contains(&r.key))
+            .cloned()
+            .collect();
+        if !todo.is_empty() {
+            obs.continuing(todo.len());
+            crate::stuck::continue_runs(
+                &store_path,
+                &todo,
+                study.table.continue_epochs,
+                None,
+                jobs,
+                &|| obs.continued(),
+            )?;
+        }
+    }
+
+    obs.stage(4, total, "the case studies");
+    let ncases = study.table.cases.len();
+    for (ci, case) in study.table.cases.iter().enumerate() {
+        let Some((row, _learned)) = pick_case(&runs, case, &study.table.case_condition) else {
+            continue;
+        };
+        let out = dir.join("cases").join(case.slug());
+        let params = serde_json::json!({"case": case}).to_string();
+        let have = store
+            .analyses(&row.key)?
+            .iter()
+            .any(|(k, p, _)| k == "study-case" && *p == params);
+        if have && out.join("analysis/analysis.json").exists() {
+            continue;
+        }
+        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Usage(
+                "interrupted: run the same command again to resume".into(),
+            ));
+        }
+        obs.case(&case.slug(), ci, ncases);
+        let model_dir = store.resolve_model_dir(&row.model_dir);
+        let run = crate::run::Run::load(&model_dir)?;
+        let data_path = data_file(dir, &case.dataset, ".npz");
+        let data = Dataset::read_npz(&data_path)?;
+        if data
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.hash != row.dataset_hash)
+        {
+            return Err(Error::Usage(format!(
+                "{} is not the dataset run {} was trained on; delete it and run the study again to regenerate it",
+                data_path.display(),
+                row.key
+            )));
+        }
+        let scaling = run.meta.train.scaling;
+        let name = format!("{} {}", case.dataset, case.arch);
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        if let Ok(panel) = crate::PanelData::read_npz(&data_file(dir, &case.dataset, "-panel.npz"))
+        {
+            crate::maps::write_sheets(
+                &run.model,
+                &panel,
+                scaling,
+                &name,
+                &crate::maps::SheetOptions::default(),
+                &out.join("activations"),
+                true,
+            )?;
+        }
+        crate::kernels::write_kernel_sheets(&run.model, &name, 30, &out.join("kernels"), true)?;
+        let stats =
+            crate::filterstats::filter_stats(&run.model, &data, shapes::Split::Val, scaling, 5);
+        let json = serde_json::to_string_pretty(&stats).expect("json") + "\n";
+        crate::fsio::write_file_atomic(&out.join("filters.json"), true, |w| {
+            std::io::Write::write_all(w, json.as_bytes())
+        })?;
+        let report = crate::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        crate::analysis::write(&report, &data, &out.join("analysis"))?;
+        store.put_analysis(
+            &row.key,
+            "study-case",
+            &params,
+            &serde_json::to_string(&report).expect("json"),
+        )?;
+    }
+
+    obs.stage(5, total, "the report");
+    crate::report::build(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(arch: &str, condition: &str, seed_index: usize, outcome: &str, val_acc: f64) -> RunRow {
+        RunRow {
+            key: format!("s/size/{arch}/{condition}/seed{seed_index}"),
+            experiment: "s".into(),
+            dataset_hash: "h".into(),
+            dataset: "size".into(),
+            arch: arch.into(),
+            condition: condition.into(),
+            seed_index,
+            seed: 0,
+            config: String::new(),
+            outcome: outcome.into(),
+            plateau: None,
+            never_predicted: vec![],
+            epochs_run: 1,
+            epochs_to_learn: None,
+            train_loss: 0.0,
+            train_acc: val_acc,
+            val_loss: 0.0,
+            val_acc,
+            confusion: vec![],
+            diagnosis: None,
+            seconds: 0.0,
+            images_per_s: 0.0,
+            model_dir: String::new(),
+            weights_sha256: String::new(),
+            finished: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_case_is_the_first_learned_seed_under_its_condition() {
+        let case = Case {
+            dataset: "size".into(),
+            arch: "16-4".into(),
+        };
+        let runs = vec![
+            row("16-4", "stuck", 1, "learned", 1.0),
+            row("16-4", "modern", 3, "learned", 1.0),
+            row("16-4", "modern", 1, "stuck", 0.333),
+            row("16-4", "modern,batch=16", 2, "learned", 1.0),
+            row("8-4", "modern", 1, "learned", 1.0),
+        ];
+        let (r, learned) = pick_case(&runs, &case, "modern").unwrap();
+        assert!(learned);
+        assert_eq!((r.condition.as_str(), r.seed_index), ("modern,batch=16", 2));
+        // Without a learned run: the best one, and the caller is told.
+        let none: Vec<RunRow> = vec![
+            row("16-4", "modern", 1, "stuck", 0.333),
+            row("16-4", "modern", 2, "partial", 0.7),
+        ];
+        let (r, learned) = pick_case(&none, &case, "modern").unwrap();
+        assert!(!learned);
+        assert_eq!(r.seed_index, 2);
+        assert!(pick_case(
+            &none,
+            &Case {
+                dataset: "size".into(),
+                arch: "2-2".into()
+            },
+            "modern"
+        )
+        .is_none());
+        // An empty condition means any.
+        assert_eq!(pick_case(&runs, &case, "").unwrap().0.condition, "stuck");
+    }
+
+    #[test]
+    fn embedded_studies_parse_and_bad_ones_say_why() {
+        for (text, runs) in [(DEFAULT, 400), (THESIS, 600)] {
+            let s = Study::parse(text, Path::new("x.toml")).unwrap();
+            assert_eq!(s.plan.runs.len(), runs);
+            assert_eq!(s.table.cases.len(), 4);
+        }
+        let no_table = DEFAULT.split("\n[study]\n").next().unwrap();
+        let e = Study::parse(no_table, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no [study] table"), "{e}");
+        let bad = DEFAULT.replace(
+            "{ dataset = \"size\", arch = \"16-4\" }",
+            "{ dataset = \"sizes\", arch = \"16-4\" }",
+        );
+        let e = Study::parse(&bad, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("names dataset sizes"), "{e}");
+        let bad = DEFAULT.replace(
+            "{ dataset = \"size\", arch = \"16-4\" }",
+            "{ dataset = \"size\", arch = \"32-4\" }",
+        );
+        let e = Study::parse(&bad, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("32-4 is not in [grid]"), "{e}");
+    }
+}
