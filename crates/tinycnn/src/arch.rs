@@ -114,7 +114,7 @@ impl Arch {
     /// Checks sizes: odd kernel, a pool mask per layer, nothing pooled down to zero.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Arch(m));
-        if self.kernel % 2 == 0 || self.kernel == 0 || self.kernel > 15 {
+        if self.kernel.is_multiple_of(2) || self.kernel == 0 || self.kernel > 15 {
             return bad(format!("kernel {} must be odd, from 1 to 15", self.kernel));
         }
         if self.filters.is_empty() || self.filters.iter().any(|&f| f == 0 || f > MAX_FILTERS) {

@@ -24,6 +24,7 @@
 
 pub mod arch;
 pub mod error;
+mod fused;
 pub mod model;
 pub mod net;
 pub mod ops;

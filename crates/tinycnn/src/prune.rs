@@ -16,6 +16,14 @@
 //! one partial sum; removing one of an earlier layer subtracts that channel's contribution
 //! from the next layer's pre-activation and recomputes only what follows.
 //!
+//! For the usual two-stage case (candidates in the last two conv layers, the last one ReLU
+//! and pooled, maps at most 16 wide), a step runs image by image over every candidate while
+//! the image's maps are in cache: a last-layer candidate subtracts its partial sums from the
+//! logits, and a layer-(L-1) candidate goes through [`crate::fused`], which subtracts its
+//! contribution, pools and applies the dense layer in registers, four channels at a time.
+//! What each layer-(L-1) candidate's channels add to the logits is cached across steps until
+//! a layer-(L-1) filter is removed, so a step after a last-layer removal only re-sums it.
+//!
 //! # Exactness
 //! The incremental sums round differently from a fresh forward pass of the smaller network,
 //! by about 1e-7 relative. Accuracy depends only on which class has the largest logit, so
@@ -189,11 +197,15 @@ impl Net<'_> {
     fn act_pool(&self, l: usize, z: &[f32], out: &mut [f32]) {
         let s = self.shapes[l];
         if s.pool && self.act == Activation::Relu {
-            let mut row = [0.0f32; 512];
-            if s.w <= 512 {
+            // A row buffer on the stack (not zeroed at this size per call: it is overwritten).
+            if s.w <= 64 {
+                let mut row = [0.0f32; 64];
                 relu_pool(z, s.h, s.w, out, &mut row);
                 return;
             }
+            let mut row = vec![0.0f32; s.w];
+            relu_pool(z, s.h, s.w, out, &mut row);
+            return;
         }
         if !s.pool {
             for (o, &v) in out.iter_mut().zip(z) {
@@ -362,34 +374,78 @@ pub fn greedy(
     let kk = net.classes;
     let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
 
-    // Initial state from the engine's own forward pass.
+    let px = data.height * data.width;
+    // One engine forward pass per chunk of CHUNK images, as a full evaluation computes it (the
+    // same chunks, so the same sums), each thread over a contiguous run of chunks, keeping
+    // only what the search reads: every layer's pooled output and the deeper pre-activations.
+    let chunks = n.div_ceil(CHUNK);
+    let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1) * CHUNK;
+    /// One thread's run of images: every layer's pooled output, the deeper pre-activations,
+    /// and the logits.
+    type Captured = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>);
+    let runs: Vec<Captured> = data
+        .images
+        .par_chunks(per * px)
+        .map(|imgs| {
+            let mut ws = crate::net::Workspace::new(&model.arch, CHUNK);
+            let m = imgs.len() / px;
+            let mut outs: Vec<Vec<f32>> = net
+                .shapes
+                .iter()
+                .map(|s| Vec::with_capacity(m * s.cout * s.out_hw()))
+                .collect();
+            let mut zs: Vec<Vec<f32>> = net
+                .shapes
+                .iter()
+                .enumerate()
+                .map(|(l, s)| Vec::with_capacity(if l == 0 { 0 } else { m * s.cout * s.hw() }))
+                .collect();
+            let mut logits = Vec::with_capacity(m * kk);
+            for im in imgs.chunks(CHUNK * px) {
+                ws.load(im, scaling);
+                ws.forward(model, false);
+                let b = ws.b;
+                // CNHW chunk buffers to NCHW.
+                for (l, s) in net.shapes.iter().enumerate() {
+                    let (hw, ohw) = (s.hw(), s.out_hw());
+                    let out = ws.layer_out(l);
+                    for img in 0..b {
+                        for ch in 0..s.cout {
+                            outs[l].extend_from_slice(&out[(ch * b + img) * ohw..][..ohw]);
+                        }
+                        if l > 0 {
+                            for ch in 0..s.cout {
+                                zs[l].extend_from_slice(&ws.pre[l][(ch * b + img) * hw..][..hw]);
+                            }
+                        }
+                    }
+                }
+                logits.extend_from_slice(&ws.logits[..b * kk]);
+            }
+            (outs, zs, logits)
+        })
+        .collect();
+    let mut initial_logits = Vec::with_capacity(n * kk);
     let mut st = State {
         out: net
             .shapes
             .iter()
-            .map(|s| vec![0.0; n * s.cout * s.out_hw()])
+            .map(|s| Vec::with_capacity(n * s.cout * s.out_hw()))
             .collect(),
         z: net
             .shapes
             .iter()
             .enumerate()
-            .map(|(l, s)| vec![0.0; if l == 0 { 0 } else { n * s.cout * s.hw() }])
+            .map(|(l, s)| Vec::with_capacity(if l == 0 { 0 } else { n * s.cout * s.hw() }))
             .collect(),
         dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
     };
-    let px = data.height * data.width;
-    for start in (0..n).step_by(256) {
-        let end = (start + 256).min(n);
-        let (maps, _) = crate::train::capture(model, &data.images[start * px..end * px], scaling);
-        for (l, map) in maps.iter().enumerate() {
-            let s = net.shapes[l];
-            let o = s.cout * s.out_hw();
-            st.out[l][start * o..end * o].copy_from_slice(&map.pooled);
-            if l > 0 {
-                let zz = s.cout * s.hw();
-                st.z[l][start * zz..end * zz].copy_from_slice(&map.pre);
-            }
+    for (outs, zs, logits) in runs {
+        for l in 0..layers {
+            st.out[l].extend_from_slice(&outs[l]);
+            st.z[l].extend_from_slice(&zs[l]);
         }
+        initial_logits.extend_from_slice(&logits);
     }
     {
         let s = net.shapes[layers - 1];
@@ -404,7 +460,10 @@ pub fn greedy(
     let filters: Vec<FilterId> = (0..layers)
         .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
         .collect();
-    let initial_accuracy = crate::train::evaluate(model, data, scaling).accuracy;
+    // These are the engine's evaluation logits (same forward, same chunks).
+    let initial_accuracy =
+        crate::train::Evaluation::of_logits(&initial_logits, data.labels, kk).accuracy;
+    let mut terms = TermCache::new(&net, n);
     let mut steps = Vec::new();
     let mut evaluations = 0;
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
@@ -475,7 +534,7 @@ pub fn greedy(
         let mut accuracies = vec![None; filters.len()];
         let mut best: Option<(f64, FilterId)> = None;
         // Every candidate's predictions: image by image in one pass where the network allows.
-        let all = fast_step(&net, &st, &keep, &candidates).unwrap_or_else(|| {
+        let all = fast_step(&net, &st, &keep, &candidates, &mut terms).unwrap_or_else(|| {
             candidates
                 .iter()
                 .map(|&c| predictions(&st, &keep, &[c]))
@@ -509,6 +568,9 @@ pub fn greedy(
         }
         for &(l, f) in &removed {
             apply_removal(&net, &mut st, &mut keep, l, f);
+            if l + 1 < layers {
+                terms.valid = false; // the last layer's pre-activations changed
+            }
         }
         steps.push(Step {
             accuracies,
@@ -531,85 +593,36 @@ pub fn greedy(
     })
 }
 
-/// Widest layer handled by the fused kernel.
-const MAX_W: usize = 16;
+/// Per image, per candidate filter `f` of layer L-1 and per channel `co` of the last conv
+/// layer: what channel `co` adds to the logits once `f` is removed, `[n, F_{L-1}, F_L, K]`.
+/// It depends on the last layer's pre-activation (changed by removing a layer L-1 filter)
+/// and on `f`, not on which last-layer channels remain, so after a last-layer removal the
+/// candidates' logits are re-summed from the cache instead of recomputed, in the same channel
+/// order and so bit for bit the same. Only kept when it fits [`TermCache::BUDGET`].
+struct TermCache {
+    terms: Vec<f32>,
+    valid: bool,
+}
 
-/// One layer-(L-1) filter removed, for one output channel `co` of the last conv layer (ReLU,
-/// pooled): the pre-activation minus the removed input channel's contribution, ReLU, 2x2
-/// max-pool and the dense layer's weights for this channel, accumulated into `acc [K]`, all in
-/// registers row pair by row pair.
-///
-/// # Shapes
-/// `z [H, W]`, `xp` the removed channel padded (`[H+k-1, W+k-1]` plus slack), `taps [k, k]`,
-/// `fc` this channel's dense weights, `[K, h, MAX_W / 2]` (rows zero-padded).
-#[allow(clippy::too_many_arguments)]
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn fused_channel(
-    zp: &[f32],
-    xp: &[f32],
-    taps: &[f32],
-    k: usize,
-    h: usize,
-    w: usize,
-    fc: &[f32],
-    acc: &mut [f32],
-) {
-    let pw = w + k - 1;
-    let oh = h / 2;
-    let mut accv_all = [[0.0f32; MAX_W / 2]; 16];
-    let accv = &mut accv_all[..acc.len()];
-    for oy in 0..oh {
-        // Two rows of the corrected pre-activation, as local array values (kept in registers).
-        let mut a0: [f32; MAX_W] = zp[2 * oy * MAX_W..][..MAX_W]
-            .try_into()
-            .expect("padded rows");
-        let mut a1: [f32; MAX_W] = zp[(2 * oy + 1) * MAX_W..][..MAX_W]
-            .try_into()
-            .expect("padded rows");
-        for dy in 0..k {
-            for dx in 0..k {
-                let t = taps[dy * k + dx];
-                let x0: &[f32; MAX_W] = xp[(2 * oy + dy) * pw + dx..][..MAX_W]
-                    .try_into()
-                    .expect("padded slack");
-                let x1: &[f32; MAX_W] = xp[(2 * oy + 1 + dy) * pw + dx..][..MAX_W]
-                    .try_into()
-                    .expect("padded slack");
-                for i in 0..MAX_W {
-                    a0[i] -= t * x0[i];
-                    a1[i] -= t * x1[i];
-                }
-            }
-        }
-        let mut m = [0.0f32; MAX_W];
-        for i in 0..MAX_W {
-            m[i] = if a0[i] > a1[i] { a0[i] } else { a1[i] };
-        }
-        let mut pooled = [0.0f32; MAX_W / 2];
-        for j in 0..MAX_W / 2 {
-            let v = if m[2 * j] > m[2 * j + 1] {
-                m[2 * j]
+impl TermCache {
+    /// Largest cache kept, in floats (64 MiB).
+    const BUDGET: usize = 16 << 20;
+
+    fn new(net: &Net, n: usize) -> TermCache {
+        let layers = net.shapes.len();
+        let size = if layers >= 2 {
+            n * net.shapes[layers - 2].cout * net.shapes[layers - 1].cout * net.classes
+        } else {
+            0
+        };
+        TermCache {
+            terms: if size <= Self::BUDGET {
+                vec![0.0; size]
             } else {
-                m[2 * j + 1]
-            };
-            pooled[j] = if v > 0.0 { v } else { 0.0 };
+                Vec::new()
+            },
+            valid: false,
         }
-        // Dense weights padded to MAX_W / 2 lanes (zeros past the row), one row per class.
-        for (c, a) in accv.iter_mut().enumerate() {
-            let wr: &[f32; MAX_W / 2] = fc[(c * oh + oy) * (MAX_W / 2)..][..MAX_W / 2]
-                .try_into()
-                .expect("padded weights");
-            for j in 0..MAX_W / 2 {
-                a[j] += wr[j] * pooled[j];
-            }
-        }
-    }
-    for (a, v) in acc.iter_mut().zip(accv.iter()) {
-        *a += v.iter().sum::<f32>();
     }
 }
 
@@ -622,7 +635,9 @@ fn fast_step(
     st: &State,
     keep: &[Vec<bool>],
     candidates: &[FilterId],
+    cache: &mut TermCache,
 ) -> Option<Vec<Vec<(usize, bool)>>> {
+    use crate::fused::{BLOCK, HALF, ROW};
     let layers = net.shapes.len();
     let last = layers - 1;
     let s = net.shapes[last];
@@ -630,7 +645,8 @@ fn fast_step(
         || net.classes > 16
         || net.act != Activation::Relu
         || !s.pool
-        || s.w > MAX_W
+        || s.w > ROW
+        || s.h > ROW
         || candidates.iter().any(|c| c.0 + 1 < last)
     {
         return None;
@@ -638,74 +654,132 @@ fn fast_step(
     let m = last;
     let prev = net.shapes[m - 1];
     let k = net.k;
-    let p = k / 2;
-    let (pw, ph) = (s.w + 2 * p, s.h + 2 * p);
-    let plane = ph * pw + MAX_W + k;
     let kk = net.classes;
     let n = st.dp.len() / (s.cout * kk);
     let (zz, o_in, hw_in) = (s.cout * s.hw(), prev.cout * prev.out_hw(), prev.out_hw());
     let d = s.cout * s.out_hw();
     let fcw = net.model.fc_weight();
-    // Dense weights per (channel, class, pooled row), padded to MAX_W / 2 lanes.
-    let half = MAX_W / 2;
-    let mut fcp = vec![0.0f32; s.cout * kk * s.out_h * half];
+    // Dense weights per (channel, class, pooled row), padded to HALF lanes.
+    let fc_len = kk * s.out_h * HALF;
+    let mut fcp = vec![0.0f32; s.cout * fc_len];
     for co in 0..s.cout {
         for c in 0..kk {
             for oy in 0..s.out_h {
                 let src = &fcw[c * d + co * s.out_hw() + oy * s.out_w..][..s.out_w];
-                fcp[((co * kk + c) * s.out_h + oy) * half..][..s.out_w].copy_from_slice(src);
+                fcp[co * fc_len + (c * s.out_h + oy) * HALF..][..s.out_w].copy_from_slice(src);
             }
         }
     }
     let w2 = net.model.conv_weight(m);
-    let per_image: Vec<Vec<(usize, bool)>> = (0..n)
-        .into_par_iter()
+    // The kept channels of the last layer, BLOCK at a time (`None`: an unused slot).
+    let kept: Vec<usize> = (0..s.cout).filter(|&co| keep[m][co]).collect();
+    let blocks: Vec<[Option<usize>; BLOCK]> = kept
+        .chunks(BLOCK)
+        .map(|c| std::array::from_fn(|b| c.get(b).copied()))
+        .collect();
+    // Every block's taps from every layer-(L-1) filter, tap by tap: `[F_{L-1}, blocks, k*k,
+    // BLOCK]`, shared by all images.
+    let tlen = k * k * BLOCK;
+    let mut tbs = vec![0.0f32; prev.cout * blocks.len() * tlen];
+    for f in 0..prev.cout {
+        for (j, blk) in blocks.iter().enumerate() {
+            let tb = &mut tbs[(f * blocks.len() + j) * tlen..][..tlen];
+            for t in 0..k * k {
+                for (b, co) in blk.iter().enumerate() {
+                    tb[t * BLOCK + b] = co.map_or(0.0, |co| w2[(co * s.cin + f) * k * k + t]);
+                }
+            }
+        }
+    }
+    let zlen = s.h * ROW;
+    let (zero_z, zero_fc) = (vec![0.0f32; zlen], vec![0.0f32; fc_len]);
+    let per_f = s.cout * kk;
+    let per_img = prev.cout * per_f;
+    let (use_cache, reuse) = (!cache.terms.is_empty(), cache.valid);
+    // Without a cache, one unused float per image keeps the iteration the same.
+    let mut unused = vec![0.0f32; if use_cache { 0 } else { n }];
+    let (terms, chunk): (&mut [f32], usize) = if use_cache {
+        (&mut cache.terms, per_img)
+    } else {
+        (&mut unused, 1)
+    };
+    let per_image: Vec<Vec<(usize, bool)>> = terms
+        .par_chunks_mut(chunk)
+        .enumerate()
         .map_init(
             || {
                 (
-                    vec![0.0f32; plane],
+                    Vec::new(),
                     vec![0.0f32; kk],
-                    vec![0.0f32; s.cout * s.h * MAX_W],
+                    vec![0.0f32; s.cout * zlen],
+                    vec![0.0f32; kk],
                 )
             },
-            |(xp, logits, zp), i| {
-                let z = &st.z[m][i * zz..(i + 1) * zz];
-                // The cached pre-activation with rows padded to MAX_W lanes.
-                for (dst, src) in zp.chunks_exact_mut(MAX_W).zip(z.chunks_exact(s.w)) {
-                    dst[..s.w].copy_from_slice(src);
+            |(xr, logits, zp, total), (i, term)| {
+                if !reuse {
+                    // The cached pre-activation in the even/odd layout.
+                    let z = &st.z[m][i * zz..(i + 1) * zz];
+                    for (dst, src) in zp.chunks_exact_mut(ROW).zip(z.chunks_exact(s.w)) {
+                        dst.copy_from_slice(&crate::fused::even_odd(src));
+                    }
                 }
                 let x = &st.out[m - 1][i * o_in..(i + 1) * o_in];
                 let dp = &st.dp[i * s.cout * kk..(i + 1) * s.cout * kk];
+                // Logits of the current network; a last-layer candidate only takes its partial
+                // sums away (rounding differs from re-summing: certified like the rest).
+                net.logits(dp, &keep[last], total);
                 candidates
                     .iter()
                     .map(|&(l, f)| {
+                        logits.copy_from_slice(net.model.fc_bias());
                         if l == last {
-                            let mut k2 = keep[last].clone();
-                            k2[f] = false;
-                            net.logits(dp, &k2, logits);
-                        } else {
-                            xp.fill(0.0);
-                            for y in 0..prev.out_h {
-                                xp[(y + p) * pw + p..(y + p) * pw + p + prev.out_w]
-                                    .copy_from_slice(
-                                        &x[f * hw_in + y * prev.out_w..][..prev.out_w],
-                                    );
+                            for c in 0..kk {
+                                logits[c] = total[c] - dp[f * kk + c];
                             }
-                            logits.copy_from_slice(net.model.fc_bias());
-                            for co in (0..s.cout).filter(|&co| keep[m][co]) {
-                                let mut acc = [0.0f32; 16];
-                                fused_channel(
-                                    &zp[co * s.h * MAX_W..(co + 1) * s.h * MAX_W],
-                                    xp,
-                                    &w2[(co * s.cin + f) * k * k..][..k * k],
+                        } else if reuse {
+                            let t = &term[f * per_f..(f + 1) * per_f];
+                            for &co in &kept {
+                                for c in 0..kk {
+                                    logits[c] += t[co * kk + c];
+                                }
+                            }
+                        } else {
+                            crate::fused::input_rows(
+                                &x[f * hw_in..(f + 1) * hw_in],
+                                prev.out_h,
+                                prev.out_w,
+                                k,
+                                xr,
+                            );
+                            for (j, blk) in blocks.iter().enumerate() {
+                                let mut out = [[0.0f32; 16]; BLOCK];
+                                crate::fused::block(
+                                    std::array::from_fn(|b| {
+                                        blk[b].map_or(zero_z.as_slice(), |co| {
+                                            &zp[co * zlen..(co + 1) * zlen]
+                                        })
+                                    }),
+                                    xr,
+                                    &tbs[(f * blocks.len() + j) * tlen..][..tlen],
                                     k,
                                     s.h,
-                                    s.w,
-                                    &fcp[co * kk * s.out_h * (MAX_W / 2)..],
-                                    &mut acc[..kk],
+                                    std::array::from_fn(|b| {
+                                        blk[b].map_or(zero_fc.as_slice(), |co| {
+                                            &fcp[co * fc_len..(co + 1) * fc_len]
+                                        })
+                                    }),
+                                    kk,
+                                    &mut out,
                                 );
-                                for c in 0..kk {
-                                    logits[c] += acc[c];
+                                for (b, co) in blk.iter().enumerate() {
+                                    let Some(co) = *co else { continue };
+                                    for c in 0..kk {
+                                        logits[c] += out[b][c];
+                                    }
+                                    if use_cache {
+                                        term[f * per_f + co * kk..][..kk]
+                                            .copy_from_slice(&out[b][..kk]);
+                                    }
                                 }
                             }
                         }
@@ -715,6 +789,7 @@ fn fast_step(
             },
         )
         .collect();
+    cache.valid = use_cache;
     // Transpose to per candidate.
     Some(
         (0..candidates.len())
@@ -827,9 +902,13 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
     // Per image, independently: subtract, then recompute what follows.
     let mut deeper_z: Vec<Vec<f32>> = st.z.drain(m + 1..).collect();
     let z_m = &mut st.z[m];
+    // Per image, in one pass while its maps are in cache: subtract the removed channel's
+    // contribution, then recompute this layer's output.
+    let (hw, ohw) = (s.hw(), s.out_hw());
     z_m.par_chunks_mut(zz)
         .zip(prev_all.par_chunks(o))
-        .for_each_init(Vec::new, |pad, (z, prev)| {
+        .zip(outs_after[0].par_chunks_mut(s.cout * ohw))
+        .for_each_init(Vec::new, |pad, ((z, prev), out)| {
             let hw_in = sp.out_hw();
             net.add_contribution(
                 m,
@@ -840,13 +919,6 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
                 z,
                 pad,
             );
-        });
-    // Outputs of layer m and below: recomputed per image (cheap relative to the search).
-    let (hw, ohw) = (s.hw(), s.out_hw());
-    outs_after[0]
-        .par_chunks_mut(s.cout * ohw)
-        .zip(z_m.par_chunks(zz))
-        .for_each(|(out, z)| {
             for co in (0..s.cout).filter(|&co| keep_ref[m][co]) {
                 net.act_pool(
                     m,

@@ -167,3 +167,58 @@ fn stop_below_and_minimal_networks() {
             .contains("already minimal")
     );
 }
+
+/// Thesis-sized maps (28x28 input, a last conv layer 14 wide: the fused kernel's full width)
+/// and a wide last layer, so that last-layer filters go while the first layer still has
+/// candidates (the cached path of the search).
+#[test]
+fn thesis_sized_maps_and_cached_steps_stay_exact() {
+    let (ti, tl) = bars(120, 28, 3);
+    let (vi, vl) = bars(100, 28, 4);
+    let small = Data {
+        images: &ti,
+        labels: &tl,
+        height: 28,
+        width: 28,
+    };
+    let val = Data {
+        images: &vi,
+        labels: &vl,
+        height: 28,
+        width: 28,
+    };
+    let mut cells = 0;
+    for (arch, epochs, seed) in [("3-12", 1, 1), ("5-9", 2, 2), ("4-6", 0, 3)] {
+        let a = Arch::parse(arch, 28, 28, 3).unwrap();
+        let model = if epochs == 0 {
+            Model::init(&a, Init::He, seed).unwrap()
+        } else {
+            let cfg = TrainConfig {
+                epochs,
+                seed,
+                ..TrainConfig::default()
+            };
+            tinycnn::train::train(&a, &cfg, &small, &small, &mut Silent)
+                .unwrap()
+                .model
+        };
+        let p = greedy(&model, &val, Scaling::Unit, Ties::One, Stop::OnePerLayer).unwrap();
+        // Some last-layer filter is removed while the first layer still has two or more.
+        let mut first_left = a.filters[0];
+        let mut cached = false;
+        for s in &p.steps {
+            for &(l, _) in &s.removed {
+                if l == 1 && first_left > 1 {
+                    cached = true;
+                }
+                if l == 0 {
+                    first_left -= 1;
+                }
+            }
+        }
+        assert!(cached || arch == "4-6", "{arch}: no cached step");
+        cells += check_every_cell(&model, &val, Ties::One);
+        cells += check_every_cell(&model, &val, Ties::Batch);
+    }
+    assert!(cells > 100, "{cells} cells checked");
+}
