@@ -25,9 +25,28 @@ pub(crate) const BLOCK: usize = 4;
 /// Most pooled rows handled (maps at most 16 high).
 const MAX_OH: usize = ROW / 2;
 
+/// Whether the AVX-512 kernels can run here (checked once).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+    })
+}
+
 /// One row `[w]` (`w <= 16`) in the even/odd layout; lanes past the row are zero.
 #[inline]
 pub(crate) fn even_odd(row: &[f32]) -> [f32; ROW] {
+    assert!(row.len() <= ROW, "row of {} > {ROW}", row.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512F is present; the row holds at most ROW values (asserted).
+        return unsafe { avx512::even_odd(row) };
+    }
+    even_odd_portable(row)
+}
+
+fn even_odd_portable(row: &[f32]) -> [f32; ROW] {
     let mut padded = [0.0f32; ROW];
     padded[..row.len()].copy_from_slice(row);
     let mut out = [0.0f32; ROW];
@@ -42,6 +61,20 @@ pub(crate) fn even_odd(row: &[f32]) -> [f32; ROW] {
 /// `out [(h + k - 1) * k, ROW]`, for padded row `r` and tap column `dx` the values at
 /// padded columns `2i + dx` (lanes `i < 8`) and `2i + 1 + dx` (lanes `8 + i`).
 pub(crate) fn input_rows(x: &[f32], h: usize, w: usize, k: usize, out: &mut Vec<f32>) {
+    assert!(
+        w <= ROW && k % 2 == 1 && k <= 15 && x.len() >= h * w,
+        "input_rows: {h}x{w}, k {k}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512F is present; the sizes were asserted above.
+        unsafe { avx512::input_rows(x, h, w, k, out) };
+        return;
+    }
+    input_rows_portable(x, h, w, k, out);
+}
+
+fn input_rows_portable(x: &[f32], h: usize, w: usize, k: usize, out: &mut Vec<f32>) {
     let p = k / 2;
     let ph = h + k - 1;
     out.clear();
@@ -92,8 +125,7 @@ pub(crate) fn block(
         assert!(z[b].len() >= h * ROW && fc[b].len() >= kk * oh * HALF);
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx512() {
         // SAFETY: the CPU has the features (checked just above), and the slice lengths the
         // kernel reads within were asserted above.
         unsafe { avx512::block(z, xr, taps, k, h, fc, kk, out) };
@@ -198,6 +230,54 @@ fn block_portable(
 mod avx512 {
     use super::{BLOCK, HALF, MAX_OH, ROW};
     use std::arch::x86_64::*;
+
+    /// Lanes `0..len` set.
+    fn mask(len: usize) -> __mmask16 {
+        ((1u32 << len) - 1) as __mmask16
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F; `row.len() <= ROW`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn even_odd(row: &[f32]) -> [f32; ROW] {
+        let v = _mm512_maskz_loadu_ps(mask(row.len()), row.as_ptr());
+        let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+        let mut out = [0.0f32; ROW];
+        _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutexvar_ps(idx, v));
+        out
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F; `w <= ROW`, `k` odd and at most 15, `x.len() >= h * w`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_rows(x: &[f32], h: usize, w: usize, k: usize, out: &mut Vec<f32>) {
+        let p = k / 2;
+        let ph = h + k - 1;
+        out.clear();
+        out.resize(ph * k * ROW, 0.0);
+        // Per tap column: where each lane reads in the unpadded row (16: the zero vector).
+        let mut idx = [_mm512_setzero_si512(); 15];
+        for (dx, slot) in idx.iter_mut().enumerate().take(k) {
+            let mut v = [16i32; ROW];
+            for (lane, at) in v.iter_mut().enumerate() {
+                let col = 2 * (lane % HALF) + lane / HALF + dx; // padded column
+                if col >= p && col - p < w {
+                    *at = (col - p) as i32;
+                }
+            }
+            *slot = _mm512_loadu_si512(v.as_ptr().cast());
+        }
+        let zero = _mm512_setzero_ps();
+        let m = mask(w);
+        let dst = out.as_mut_ptr();
+        for y in 0..h {
+            let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(y * w));
+            for (dx, ix) in idx.iter().enumerate().take(k) {
+                let r = _mm512_permutex2var_ps(v, *ix, zero);
+                _mm512_storeu_ps(dst.add(((y + p) * k + dx) * ROW), r);
+            }
+        }
+    }
 
     /// # Safety
     /// The CPU must support AVX-512F and FMA, and the lengths [`super::block`] asserts must
@@ -313,6 +393,22 @@ mod tests {
                 s
             })
             .collect()
+    }
+
+    #[test]
+    fn layouts_match_the_portable_versions() {
+        let x: Vec<f32> = (0..16 * 16).map(|i| i as f32 + 1.0).collect();
+        for w in [1, 7, 11, 14, 16] {
+            for h in [1, 5, 14] {
+                assert_eq!(even_odd(&x[..w]), even_odd_portable(&x[..w]));
+                for k in [1, 3, 5, 15] {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    input_rows(&x[..h * w], h, w, k, &mut a);
+                    input_rows_portable(&x[..h * w], h, w, k, &mut b);
+                    assert_eq!(a, b, "{h}x{w} k{k}");
+                }
+            }
+        }
     }
 
     #[test]
