@@ -41,6 +41,29 @@ struct SweepProgress {
     lines: bool,
 }
 
+impl SweepProgress {
+    /// A bar on a terminal, a line per run in a log, nothing with `--quiet`.
+    fn new(quiet: bool) -> SweepProgress {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if quiet || !tty {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        SweepProgress {
+            bar,
+            learned: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            lines: !quiet && !tty,
+        }
+    }
+}
+
 impl SweepObserver for SweepProgress {
     fn start(&self, total: usize, already: usize) {
         self.bar.set_length((total - already) as u64);
@@ -83,23 +106,7 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
-    let tty = std::io::stderr().is_terminal();
-    let bar = if quiet || !tty {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-    };
-    bar.set_style(
-        ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let progress = SweepProgress {
-        bar,
-        learned: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
-        lines: !quiet && !tty,
-    };
+    let progress = SweepProgress::new(quiet);
     let opts = SweepOptions {
         shard,
         jobs,
@@ -416,23 +423,8 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
     let tty = std::io::stderr().is_terminal();
-    let bar = if quiet || !tty {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-    };
-    bar.set_style(
-        ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
     let progress = StudyProgress {
-        sweep: SweepProgress {
-            bar,
-            learned: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-            lines: !quiet && !tty,
-        },
+        sweep: SweepProgress::new(quiet),
         quiet,
         tty,
         started: std::time::Instant::now(),
