@@ -26,6 +26,31 @@ fn prune_prints_the_thesis_table_and_saves_a_minimal_network() {
         ],
     ))
     .unwrap();
+    // The same table, bit for bit, at any thread count (all but the timing).
+    let untimed = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    for threads in ["1", "3"] {
+        let again: serde_json::Value = serde_json::from_str(&ok(
+            dir.path(),
+            &[
+                "prune",
+                "run",
+                "--data",
+                "d.npz",
+                "--on",
+                "val",
+                "--ties",
+                "one",
+                "--json",
+                "--threads",
+                threads,
+            ],
+        ))
+        .unwrap();
+        assert_eq!(untimed(again), untimed(j.clone()), "--threads {threads}");
+    }
     let filters = j["filters"].as_array().unwrap();
     assert_eq!(filters.len(), 7);
     assert_eq!(filters[0], serde_json::json!({"layer": 1, "filter": 1}));

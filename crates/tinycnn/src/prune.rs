@@ -17,12 +17,16 @@
 //! from the next layer's pre-activation and recomputes only what follows.
 //!
 //! For the usual two-stage case (candidates in the last two conv layers, the last one ReLU
-//! and pooled, maps at most 16 wide), a step runs image by image over every candidate while
-//! the image's maps are in cache: a last-layer candidate subtracts its partial sums from the
-//! logits, and a layer-(L-1) candidate goes through [`crate::fused`], which subtracts its
-//! contribution, pools and applies the dense layer in registers, four channels at a time.
-//! What each layer-(L-1) candidate's channels add to the logits is cached across steps until
-//! a layer-(L-1) filter is removed, so a step after a last-layer removal only re-sums it.
+//! and pooled, maps at most 16 wide), the last layer's pre-activation is kept in
+//! [`crate::fused`]'s even/odd layout and a step runs image by image over every candidate
+//! while the image's maps are in cache: a last-layer candidate subtracts its partial sums from
+//! the logits, and a layer-(L-1) candidate goes through [`crate::fused`], which subtracts its
+//! contribution, pools and applies the dense layer in registers, eight channels at a time (a
+//! candidate silent on the image changes nothing and is skipped). What each layer-(L-1)
+//! candidate's channels add to the logits is cached across steps until a layer-(L-1) filter
+//! is removed, so a step after a last-layer removal only re-sums it. Removing a layer-(L-1)
+//! filter for good is the same kernel keeping its updated maps, deferred to the next step's
+//! pass over the images ([`State::pending`]) so the maps are read from memory once per step.
 //!
 //! # Exactness
 //! The incremental sums round differently from a fresh forward pass of the smaller network,
@@ -37,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Activation;
 use crate::error::{Error, Result};
+use crate::fused::{HALF, ROW};
 use crate::model::Model;
 use crate::net::{Scaling, CHUNK};
 use crate::train::Data;
@@ -158,13 +163,36 @@ fn relu_pool(z: &[f32], h: usize, w: usize, out: &mut [f32], row: &mut [f32]) {
 /// Per-image cached state of the current (pruned) network, NCHW with original channel
 /// indices (removed channels are ignored).
 struct State {
-    /// Per layer: output after the activation and pooling, `[n, F_l, h, w]`.
+    /// Per layer below the last: output after the activation and pooling, `[n, F_l, h, w]`
+    /// (the last layer's is summarised by `dp`, and not kept).
     out: Vec<Vec<f32>>,
     /// Per layer: pre-activation, `[n, F_l, H, W]` (layer 0's is not kept: nothing upstream
-    /// of it is ever removed).
+    /// of it is ever removed). With `eo`, the last layer's is `[n, F_L, H, ROW]` in
+    /// [`crate::fused`]'s even/odd layout, the layout its kernel reads and updates.
     z: Vec<Vec<f32>>,
     /// Dense partial sums per last-layer channel, `[n, F_L, K]`.
     dp: Vec<f32>,
+    /// Whether the network is the two-stage case [`crate::fused`] handles (see [`Fused`]).
+    eo: bool,
+    /// With `eo`: filters of layer L-1 removed (and out of `keep`) whose contributions are
+    /// not yet subtracted from `z[L]` and `dp`. The next search step subtracts them in its
+    /// own pass over the images, while each image's maps are in cache, instead of a pass of
+    /// their own; anything else reading `z[L]` or `dp` first calls [`flush`].
+    pending: Vec<usize>,
+}
+
+impl State {
+    /// Floats per image of layer `l`'s cached pre-activation.
+    fn z_len(&self, net: &Net, l: usize) -> usize {
+        let s = net.shapes[l];
+        if l == 0 {
+            0
+        } else if self.eo && l + 1 == net.shapes.len() {
+            s.cout * s.h * crate::fused::ROW
+        } else {
+            s.cout * s.hw()
+        }
+    }
 }
 
 struct Net<'a> {
@@ -375,87 +403,137 @@ pub fn greedy(
     let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
 
     let px = data.height * data.width;
-    // One engine forward pass per chunk of CHUNK images, as a full evaluation computes it (the
-    // same chunks, so the same sums), each thread over a contiguous run of chunks, keeping
-    // only what the search reads: every layer's pooled output and the deeper pre-activations.
-    let chunks = n.div_ceil(CHUNK);
-    let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1) * CHUNK;
-    /// One thread's run of images: every layer's pooled output, the deeper pre-activations,
-    /// and the logits.
-    type Captured = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>);
-    let runs: Vec<Captured> = data
-        .images
-        .par_chunks(per * px)
-        .map(|imgs| {
-            let mut ws = crate::net::Workspace::new(&model.arch, CHUNK);
-            let m = imgs.len() / px;
-            let mut outs: Vec<Vec<f32>> = net
-                .shapes
-                .iter()
-                .map(|s| Vec::with_capacity(m * s.cout * s.out_hw()))
-                .collect();
-            let mut zs: Vec<Vec<f32>> = net
-                .shapes
-                .iter()
-                .enumerate()
-                .map(|(l, s)| Vec::with_capacity(if l == 0 { 0 } else { m * s.cout * s.hw() }))
-                .collect();
-            let mut logits = Vec::with_capacity(m * kk);
-            for im in imgs.chunks(CHUNK * px) {
-                ws.load(im, scaling);
-                ws.forward(model, false);
-                let b = ws.b;
-                // CNHW chunk buffers to NCHW.
-                for (l, s) in net.shapes.iter().enumerate() {
-                    let (hw, ohw) = (s.hw(), s.out_hw());
-                    let out = ws.layer_out(l);
-                    for img in 0..b {
-                        for ch in 0..s.cout {
-                            outs[l].extend_from_slice(&out[(ch * b + img) * ohw..][..ohw]);
-                        }
-                        if l > 0 {
-                            for ch in 0..s.cout {
-                                zs[l].extend_from_slice(&ws.pre[l][(ch * b + img) * hw..][..hw]);
-                            }
-                        }
-                    }
-                }
-                logits.extend_from_slice(&ws.logits[..b * kk]);
+    let fused = Fused::new(&net);
+    let mut st = State {
+        out: Vec::new(),
+        z: Vec::new(),
+        dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
+        eo: fused.is_some(),
+        pending: Vec::new(),
+    };
+    let out_len: Vec<usize> = (0..layers)
+        .map(|l| {
+            if l + 1 < layers {
+                net.shapes[l].cout * net.shapes[l].out_hw()
+            } else {
+                0
             }
-            (outs, zs, logits)
         })
         .collect();
-    let mut initial_logits = Vec::with_capacity(n * kk);
-    let mut st = State {
-        out: net
-            .shapes
-            .iter()
-            .map(|s| Vec::with_capacity(n * s.cout * s.out_hw()))
-            .collect(),
-        z: net
-            .shapes
-            .iter()
-            .enumerate()
-            .map(|(l, s)| Vec::with_capacity(if l == 0 { 0 } else { n * s.cout * s.hw() }))
-            .collect(),
-        dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
-    };
-    for (outs, zs, logits) in runs {
-        for l in 0..layers {
-            st.out[l].extend_from_slice(&outs[l]);
-            st.z[l].extend_from_slice(&zs[l]);
+    let z_len: Vec<usize> = (0..layers).map(|l| st.z_len(&net, l)).collect();
+    st.out = out_len.iter().map(|&u| vec![0.0; n * u]).collect();
+    st.z = z_len.iter().map(|&u| vec![0.0; n * u]).collect();
+    let mut initial_logits = vec![0.0f32; n * kk];
+    // One engine forward pass per chunk of CHUNK images, as a full evaluation computes it (the
+    // same chunks, so the same sums), each thread over a contiguous run of chunks, writing in
+    // place what the search reads: the pooled outputs below the last layer, the deeper
+    // pre-activations, the dense partial sums and the logits.
+    let chunks = n.div_ceil(CHUNK);
+    let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1) * CHUNK;
+    let runs = n.div_ceil(per);
+    /// One thread's run of images and the parts of the state it fills.
+    struct Run<'a> {
+        images: &'a [u8],
+        out: Vec<&'a mut [f32]>,
+        z: Vec<&'a mut [f32]>,
+        dp: &'a mut [f32],
+        logits: &'a mut [f32],
+    }
+    /// `v` in runs of `per` images of `unit` floats (empty parts where there is nothing).
+    fn split(
+        v: &mut [f32],
+        unit: usize,
+        per: usize,
+        runs: usize,
+    ) -> std::vec::IntoIter<&mut [f32]> {
+        let mut parts: Vec<&mut [f32]> = if unit == 0 {
+            Vec::new()
+        } else {
+            v.chunks_mut(per * unit).collect()
+        };
+        parts.resize_with(runs, Default::default);
+        parts.into_iter()
+    }
+    let mut out_parts: Vec<_> = (st.out.iter_mut().zip(&out_len))
+        .map(|(v, &u)| split(v, u, per, runs))
+        .collect();
+    let mut z_parts: Vec<_> = (st.z.iter_mut().zip(&z_len))
+        .map(|(v, &u)| split(v, u, per, runs))
+        .collect();
+    let work: Vec<Run> = data
+        .images
+        .chunks(per * px)
+        .zip(st.dp.chunks_mut(per * net.shapes[layers - 1].cout * kk))
+        .zip(initial_logits.chunks_mut(per * kk))
+        .map(|((images, dp), logits)| Run {
+            images,
+            out: out_parts
+                .iter_mut()
+                .map(|p| p.next().expect("a part"))
+                .collect(),
+            z: z_parts
+                .iter_mut()
+                .map(|p| p.next().expect("a part"))
+                .collect(),
+            dp,
+            logits,
+        })
+        .collect();
+    let keep_all = keep[layers - 1].clone();
+    let eo = st.eo;
+    work.into_par_iter().for_each(|mut run| {
+        let mut ws = crate::net::Workspace::new(&model.arch, CHUNK);
+        let s_last = net.shapes[layers - 1];
+        let mut pooled = vec![0.0f32; s_last.cout * s_last.out_hw()];
+        let dpn = s_last.cout * kk;
+        for (c, im) in run.images.chunks(CHUNK * px).enumerate() {
+            ws.load(im, scaling);
+            ws.forward(model, false);
+            let (b, base) = (ws.b, c * CHUNK);
+            // CNHW chunk buffers to the state's layouts.
+            for (l, s) in net.shapes.iter().enumerate() {
+                let (hw, ohw) = (s.hw(), s.out_hw());
+                let out = ws.layer_out(l);
+                for img in 0..b {
+                    let at = base + img;
+                    if l + 1 < layers {
+                        let dst = &mut run.out[l][at * out_len[l]..(at + 1) * out_len[l]];
+                        for (ch, d) in dst.chunks_exact_mut(ohw).enumerate() {
+                            d.copy_from_slice(&out[(ch * b + img) * ohw..][..ohw]);
+                        }
+                    }
+                    if l == 0 {
+                        continue;
+                    }
+                    let dst = &mut run.z[l][at * z_len[l]..(at + 1) * z_len[l]];
+                    if eo && l + 1 == layers {
+                        let row = crate::fused::ROW;
+                        for (ch, d) in dst.chunks_exact_mut(s.h * row).enumerate() {
+                            let src = &ws.pre[l][(ch * b + img) * hw..][..hw];
+                            for (dr, sr) in d.chunks_exact_mut(row).zip(src.chunks_exact(s.w)) {
+                                dr.copy_from_slice(&crate::fused::even_odd(sr));
+                            }
+                        }
+                    } else {
+                        for (ch, d) in dst.chunks_exact_mut(hw).enumerate() {
+                            d.copy_from_slice(&ws.pre[l][(ch * b + img) * hw..][..hw]);
+                        }
+                    }
+                    if l + 1 == layers {
+                        for (ch, d) in pooled.chunks_exact_mut(ohw).enumerate() {
+                            d.copy_from_slice(&out[(ch * b + img) * ohw..][..ohw]);
+                        }
+                        net.dense_partials(
+                            &pooled,
+                            &keep_all,
+                            &mut run.dp[at * dpn..(at + 1) * dpn],
+                        );
+                    }
+                }
+            }
+            run.logits[base * kk..(base + b) * kk].copy_from_slice(&ws.logits[..b * kk]);
         }
-        initial_logits.extend_from_slice(&logits);
-    }
-    {
-        let s = net.shapes[layers - 1];
-        let (o, d) = (s.cout * s.out_hw(), s.cout * kk);
-        let keep_last = keep[layers - 1].clone();
-        st.dp
-            .par_chunks_mut(d)
-            .zip(st.out[layers - 1].par_chunks(o))
-            .for_each(|(dp, out)| net.dense_partials(out, &keep_last, dp));
-    }
+    });
 
     let filters: Vec<FilterId> = (0..layers)
         .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
@@ -534,12 +612,23 @@ pub fn greedy(
         let mut accuracies = vec![None; filters.len()];
         let mut best: Option<(f64, FilterId)> = None;
         // Every candidate's predictions: image by image in one pass where the network allows.
-        let all = fast_step(&net, &st, &keep, &candidates, &mut terms).unwrap_or_else(|| {
-            candidates
-                .iter()
-                .map(|&c| predictions(&st, &keep, &[c]))
-                .collect()
-        });
+        let all = match fast_step(
+            &net,
+            &mut st,
+            fused.as_ref(),
+            &keep,
+            &candidates,
+            &mut terms,
+        ) {
+            Some(all) => all,
+            None => {
+                flush(&net, &mut st, fused.as_ref(), &keep);
+                candidates
+                    .iter()
+                    .map(|&c| predictions(&st, &keep, &[c]))
+                    .collect()
+            }
+        };
         for (&c, preds) in candidates.iter().zip(&all) {
             let acc = certify(&keep, &[c], preds)?;
             evaluations += 1;
@@ -563,11 +652,12 @@ pub fn greedy(
                 }
             }
             if removed.len() > 1 {
+                flush(&net, &mut st, fused.as_ref(), &keep);
                 accuracy_after = accuracy_without(&st, &keep, &removed)?;
             }
         }
         for &(l, f) in &removed {
-            apply_removal(&net, &mut st, &mut keep, l, f);
+            apply_removal(&net, &mut st, fused.as_ref(), &mut keep, l, f);
             if l + 1 < layers {
                 terms.valid = false; // the last layer's pre-activations changed
             }
@@ -626,73 +716,219 @@ impl TermCache {
     }
 }
 
+/// The two-stage case [`crate::fused`] handles: the last conv layer ReLU and pooled, at most
+/// [`ROW`] wide and high, an odd kernel, at most 16 classes, and a layer before it. Holds the
+/// dense weights in the kernel's layout.
+struct Fused {
+    /// `[F_L, K, h/2, HALF]`: per last-layer channel, class and pooled row, zero-padded.
+    fc: Vec<f32>,
+    fc_len: usize,
+    /// Zeros standing in for an unused slot's pre-activation.
+    zero_z: Vec<f32>,
+}
+
+impl Fused {
+    fn new(net: &Net) -> Option<Fused> {
+        let layers = net.shapes.len();
+        let s = *net.shapes.last()?;
+        if layers < 2
+            || net.classes > 16
+            || net.act != Activation::Relu
+            || !s.pool
+            || s.w > ROW
+            || s.h > ROW
+            || net.k.is_multiple_of(2)
+            || net.k > 15
+        {
+            return None;
+        }
+        let kk = net.classes;
+        let d = s.cout * s.out_hw();
+        let fcw = net.model.fc_weight();
+        let fc_len = kk * s.out_h * HALF;
+        let mut fc = vec![0.0f32; s.cout * fc_len];
+        for co in 0..s.cout {
+            for c in 0..kk {
+                for oy in 0..s.out_h {
+                    let src = &fcw[c * d + co * s.out_hw() + oy * s.out_w..][..s.out_w];
+                    fc[co * fc_len + (c * s.out_h + oy) * HALF..][..s.out_w].copy_from_slice(src);
+                }
+            }
+        }
+        Some(Fused {
+            fc,
+            fc_len,
+            zero_z: vec![0.0; s.h * ROW],
+        })
+    }
+
+    /// The kernel on channel group `g` with filter `f` of layer L-1 removed, for one image:
+    /// `z [F_L, H, ROW]` its last-layer pre-activation (even/odd), `xr` the removed channel
+    /// from [`crate::fused::input_rows`]. Writes each slot's class sums to `out`; with `znew`
+    /// (empty, or `[8, H, ROW]`) the updated pre-activations too.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        net: &Net,
+        groups: &Groups,
+        g: usize,
+        f: usize,
+        z: &[f32],
+        xr: &[f32],
+        znew: &mut [f32],
+        out: &mut [[f32; 16]; 8],
+    ) {
+        let s = *net.shapes.last().expect("a layer");
+        let zlen = s.h * ROW;
+        let chans = &groups.chans[g];
+        let taps =
+            &groups.taps[f * groups.per_f + groups.offsets[g]..][..net.k * net.k * chans.len()];
+        let zr =
+            |b: usize| chans[b].map_or(self.zero_z.as_slice(), |co| &z[co * zlen..(co + 1) * zlen]);
+        let fc = &groups.fc[g];
+        if chans.len() == 8 {
+            let zn = if znew.is_empty() {
+                znew
+            } else {
+                &mut znew[..8 * zlen]
+            };
+            crate::fused::block::<8>(
+                std::array::from_fn(zr),
+                xr,
+                taps,
+                net.k,
+                s.h,
+                fc,
+                net.classes,
+                out,
+                zn,
+            );
+        } else {
+            let zn = if znew.is_empty() {
+                znew
+            } else {
+                &mut znew[..4 * zlen]
+            };
+            let mut four = [[0.0f32; 16]; 4];
+            crate::fused::block::<4>(
+                std::array::from_fn(zr),
+                xr,
+                taps,
+                net.k,
+                s.h,
+                fc,
+                net.classes,
+                &mut four,
+                zn,
+            );
+            out[..4].copy_from_slice(&four);
+        }
+    }
+}
+
+/// The kept channels of the last layer in ascending order, in groups for the kernel: eights,
+/// and a four when at most four remain (`None`: an unused slot); with every layer-(L-1)
+/// filter's weights into them, and their dense weights in pairs ([`crate::fused::pair_dense`]).
+struct Groups {
+    chans: Vec<Vec<Option<usize>>>,
+    fc: Vec<Vec<f32>>,
+    /// `[F_{L-1}, per_f]`: per filter, group by group, `[k * k, group size]`.
+    taps: Vec<f32>,
+    offsets: Vec<usize>,
+    per_f: usize,
+}
+
+impl Groups {
+    fn new(net: &Net, fused: &Fused, keep_last: &[bool]) -> Groups {
+        let last = net.shapes.len() - 1;
+        let (s, prev) = (net.shapes[last], net.shapes[last - 1]);
+        let kt = net.k * net.k;
+        let kept: Vec<usize> = (0..s.cout).filter(|&co| keep_last[co]).collect();
+        let mut chans = Vec::new();
+        let mut rest = kept.as_slice();
+        while !rest.is_empty() {
+            let size = if rest.len() > 4 { 8 } else { 4 };
+            let take = rest.len().min(size);
+            chans.push(
+                (0..size)
+                    .map(|j| rest[..take].get(j).copied())
+                    .collect::<Vec<_>>(),
+            );
+            rest = &rest[take..];
+        }
+        let offsets: Vec<usize> = chans
+            .iter()
+            .scan(0, |at, c: &Vec<Option<usize>>| {
+                let here = *at;
+                *at += kt * c.len();
+                Some(here)
+            })
+            .collect();
+        let per_f = chans.iter().map(|c| kt * c.len()).sum();
+        let w2 = net.model.conv_weight(last);
+        let mut taps = vec![0.0f32; prev.cout * per_f];
+        for f in 0..prev.cout {
+            for (c, &off) in chans.iter().zip(&offsets) {
+                let tb = &mut taps[f * per_f + off..][..kt * c.len()];
+                for t in 0..kt {
+                    for (b, co) in c.iter().enumerate() {
+                        tb[t * c.len() + b] = co.map_or(0.0, |co| w2[(co * s.cin + f) * kt + t]);
+                    }
+                }
+            }
+        }
+        let fc = chans
+            .iter()
+            .map(|c| {
+                let w = |b: usize| {
+                    c[b].map_or(&[][..], |co| {
+                        &fused.fc[co * fused.fc_len..(co + 1) * fused.fc_len]
+                    })
+                };
+                if c.len() == 8 {
+                    crate::fused::pair_dense::<8>(std::array::from_fn(w), net.classes, s.h)
+                } else {
+                    crate::fused::pair_dense::<4>(std::array::from_fn(w), net.classes, s.h)
+                }
+            })
+            .collect();
+        Groups {
+            chans,
+            fc,
+            taps,
+            offsets,
+            per_f,
+        }
+    }
+}
+
 /// Predictions of every single-filter candidate, image by image (the image's cached state and
 /// the layer's inputs stay in cache across its candidates). `None` when the network is not
-/// the two-stage case this handles: candidates only in the last two conv layers, the last one
-/// ReLU and pooled, at most [`MAX_W`] wide.
+/// the two-stage case [`Fused`] or a candidate lies below layer L-1.
 fn fast_step(
     net: &Net,
-    st: &State,
+    st: &mut State,
+    fused: Option<&Fused>,
     keep: &[Vec<bool>],
     candidates: &[FilterId],
     cache: &mut TermCache,
 ) -> Option<Vec<Vec<(usize, bool)>>> {
-    use crate::fused::{BLOCK, HALF, ROW};
+    let fused = fused?;
     let layers = net.shapes.len();
     let last = layers - 1;
-    let s = net.shapes[last];
-    if layers < 2
-        || net.classes > 16
-        || net.act != Activation::Relu
-        || !s.pool
-        || s.w > ROW
-        || s.h > ROW
-        || candidates.iter().any(|c| c.0 + 1 < last)
-    {
+    if candidates.iter().any(|c| c.0 + 1 < last) {
         return None;
     }
     let m = last;
+    let s = net.shapes[m];
     let prev = net.shapes[m - 1];
     let k = net.k;
     let kk = net.classes;
     let n = st.dp.len() / (s.cout * kk);
-    let (zz, o_in, hw_in) = (s.cout * s.hw(), prev.cout * prev.out_hw(), prev.out_hw());
-    let d = s.cout * s.out_hw();
-    let fcw = net.model.fc_weight();
-    // Dense weights per (channel, class, pooled row), padded to HALF lanes.
-    let fc_len = kk * s.out_h * HALF;
-    let mut fcp = vec![0.0f32; s.cout * fc_len];
-    for co in 0..s.cout {
-        for c in 0..kk {
-            for oy in 0..s.out_h {
-                let src = &fcw[c * d + co * s.out_hw() + oy * s.out_w..][..s.out_w];
-                fcp[co * fc_len + (c * s.out_h + oy) * HALF..][..s.out_w].copy_from_slice(src);
-            }
-        }
-    }
-    let w2 = net.model.conv_weight(m);
-    // The kept channels of the last layer, BLOCK at a time (`None`: an unused slot).
+    let (zz, o_in, hw_in) = (st.z_len(net, m), prev.cout * prev.out_hw(), prev.out_hw());
+    debug_assert!(st.eo);
+    let groups = Groups::new(net, fused, &keep[m]);
     let kept: Vec<usize> = (0..s.cout).filter(|&co| keep[m][co]).collect();
-    let blocks: Vec<[Option<usize>; BLOCK]> = kept
-        .chunks(BLOCK)
-        .map(|c| std::array::from_fn(|b| c.get(b).copied()))
-        .collect();
-    // Every block's taps from every layer-(L-1) filter, tap by tap: `[F_{L-1}, blocks, k*k,
-    // BLOCK]`, shared by all images.
-    let tlen = k * k * BLOCK;
-    let mut tbs = vec![0.0f32; prev.cout * blocks.len() * tlen];
-    for f in 0..prev.cout {
-        for (j, blk) in blocks.iter().enumerate() {
-            let tb = &mut tbs[(f * blocks.len() + j) * tlen..][..tlen];
-            for t in 0..k * k {
-                for (b, co) in blk.iter().enumerate() {
-                    tb[t * BLOCK + b] = co.map_or(0.0, |co| w2[(co * s.cin + f) * k * k + t]);
-                }
-            }
-        }
-    }
-    let zlen = s.h * ROW;
-    let (zero_z, zero_fc) = (vec![0.0f32; zlen], vec![0.0f32; fc_len]);
     let per_f = s.cout * kk;
     let per_img = prev.cout * per_f;
     let (use_cache, reuse) = (!cache.terms.is_empty(), cache.valid);
@@ -703,28 +939,24 @@ fn fast_step(
     } else {
         (&mut unused, 1)
     };
+    let zlen = s.h * ROW;
+    let pending = std::mem::take(&mut st.pending);
     let per_image: Vec<Vec<(usize, bool)>> = terms
         .par_chunks_mut(chunk)
-        .enumerate()
+        .zip(st.z[m].par_chunks_mut(zz))
+        .zip(st.dp.par_chunks_mut(s.cout * kk))
+        .zip(st.out[m - 1].par_chunks(o_in))
         .map_init(
             || {
-                (
-                    Vec::new(),
-                    vec![0.0f32; kk],
-                    vec![0.0f32; s.cout * zlen],
-                    vec![0.0f32; kk],
-                )
+                let znew = vec![0.0f32; if pending.is_empty() { 0 } else { 8 * zlen }];
+                let sums = (vec![0.0f32; kk], vec![0.0f32; kk], [[0.0f32; 16]; 8]);
+                (Vec::new(), znew, sums)
             },
-            |(xr, logits, zp, total), (i, term)| {
-                if !reuse {
-                    // The cached pre-activation in the even/odd layout.
-                    let z = &st.z[m][i * zz..(i + 1) * zz];
-                    for (dst, src) in zp.chunks_exact_mut(ROW).zip(z.chunks_exact(s.w)) {
-                        dst.copy_from_slice(&crate::fused::even_odd(src));
-                    }
+            |(xr, znew, (logits, total, out)), (((term, z), dp), x)| {
+                if !pending.is_empty() {
+                    apply_pending(net, fused, &groups, &pending, z, dp, x, xr, znew, out);
                 }
-                let x = &st.out[m - 1][i * o_in..(i + 1) * o_in];
-                let dp = &st.dp[i * s.cout * kk..(i + 1) * s.cout * kk];
+                let (z, dp) = (&*z, &*dp);
                 // Logits of the current network; a last-layer candidate only takes its partial
                 // sums away (rounding differs from re-summing: certified like the rest).
                 net.logits(dp, &keep[last], total);
@@ -743,35 +975,23 @@ fn fast_step(
                                     logits[c] += t[co * kk + c];
                                 }
                             }
+                        } else if x[f * hw_in..(f + 1) * hw_in].iter().all(|&v| v == 0.0) {
+                            // The filter is silent on this image: removing it changes nothing,
+                            // and every channel adds what it adds now.
+                            logits.copy_from_slice(total);
+                            if use_cache {
+                                for &co in &kept {
+                                    term[f * per_f + co * kk..][..kk]
+                                        .copy_from_slice(&dp[co * kk..(co + 1) * kk]);
+                                }
+                            }
                         } else {
-                            crate::fused::input_rows(
-                                &x[f * hw_in..(f + 1) * hw_in],
-                                prev.out_h,
-                                prev.out_w,
-                                k,
-                                xr,
-                            );
-                            for (j, blk) in blocks.iter().enumerate() {
-                                let mut out = [[0.0f32; 16]; BLOCK];
-                                crate::fused::block(
-                                    std::array::from_fn(|b| {
-                                        blk[b].map_or(zero_z.as_slice(), |co| {
-                                            &zp[co * zlen..(co + 1) * zlen]
-                                        })
-                                    }),
-                                    xr,
-                                    &tbs[(f * blocks.len() + j) * tlen..][..tlen],
-                                    k,
-                                    s.h,
-                                    std::array::from_fn(|b| {
-                                        blk[b].map_or(zero_fc.as_slice(), |co| {
-                                            &fcp[co * fc_len..(co + 1) * fc_len]
-                                        })
-                                    }),
-                                    kk,
-                                    &mut out,
-                                );
-                                for (b, co) in blk.iter().enumerate() {
+                            let xf = &x[f * hw_in..(f + 1) * hw_in];
+                            crate::fused::input_rows(xf, prev.out_h, prev.out_w, k, xr);
+                            // Channels in ascending order, as the cached path sums them.
+                            for (g, chans) in groups.chans.iter().enumerate() {
+                                fused.run(net, &groups, g, f, z, xr, &mut [], out);
+                                for (b, co) in chans.iter().enumerate() {
                                     let Some(co) = *co else { continue };
                                     for c in 0..kk {
                                         logits[c] += out[b][c];
@@ -836,8 +1056,15 @@ fn predict_one(
     // Layer first+1: the cached pre-activation minus the removed channels' contributions.
     let m = first + 1;
     let s = net.shapes[m];
-    let zz = s.cout * s.hw();
-    sc.z[m].copy_from_slice(&st.z[m][i * zz..(i + 1) * zz]);
+    let zz = st.z_len(net, m);
+    let cached = &st.z[m][i * zz..(i + 1) * zz];
+    if st.eo && m == last {
+        for (row, eo) in sc.z[m].chunks_exact_mut(s.w).zip(cached.chunks_exact(ROW)) {
+            crate::fused::from_even_odd(eo, row);
+        }
+    } else {
+        sc.z[m].copy_from_slice(cached);
+    }
     let sp = net.shapes[first];
     let o = sp.cout * sp.out_hw();
     let prev = &st.out[first][i * o..(i + 1) * o];
@@ -883,33 +1110,78 @@ fn predict_one(
 }
 
 /// Removes filter `f` of layer `l` for good, updating every image's cached state.
-fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f: usize) {
+fn apply_removal(
+    net: &Net,
+    st: &mut State,
+    fused: Option<&Fused>,
+    keep: &mut [Vec<bool>],
+    l: usize,
+    f: usize,
+) {
     keep[l][f] = false;
     let layers = net.shapes.len();
     let last = layers - 1;
     if l == last {
         return; // its partial sums are simply no longer added
     }
+    let kk = net.classes;
+    let s_last = net.shapes[last];
+    let dpn = s_last.cout * kk;
     let m = l + 1;
     let sp = net.shapes[l];
-    let s = net.shapes[m];
-    let (o, zz) = (sp.cout * sp.out_hw(), s.cout * s.hw());
+    let (o, hw_in) = (sp.cout * sp.out_hw(), sp.out_hw());
     let keep_ref: &[Vec<bool>] = keep;
-    let kk = net.classes;
-    let dpn = net.shapes[last].cout * kk;
+    if m == last && fused.is_some() {
+        // Subtracted by the next step's pass over the images, or by [`flush`].
+        st.pending.push(f);
+        return;
+    }
+    // Every other path recomputes or updates the last layer in full, reading `keep`: a
+    // pending removal is then included (it is out of `keep`) and must not be applied again.
+    debug_assert!(st.pending.is_empty() || m < last);
+    st.pending.clear();
+    // The last layer's pre-activation `z [F_L, H, W]` (NCHW) to its dense partial sums.
+    let finish = |z: &[f32], pooled: &mut Vec<f32>, dp: &mut [f32]| {
+        let (hw, ohw) = (s_last.hw(), s_last.out_hw());
+        pooled.resize(s_last.cout * ohw, 0.0);
+        for co in (0..s_last.cout).filter(|&co| keep_ref[last][co]) {
+            net.act_pool(
+                last,
+                &z[co * hw..(co + 1) * hw],
+                &mut pooled[co * ohw..(co + 1) * ohw],
+            );
+        }
+        net.dense_partials(pooled, &keep_ref[last], dp);
+    };
+    if m == last {
+        // Subtract the removed channel's contribution, then re-sum.
+        let zz = st.z_len(net, last);
+        st.z[last]
+            .par_chunks_mut(zz)
+            .zip(st.out[l].par_chunks(o))
+            .zip(st.dp.par_chunks_mut(dpn))
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(pad, pooled), ((z, prev), dp)| {
+                    let xf = &prev[f * hw_in..(f + 1) * hw_in];
+                    net.add_contribution(m, f, xf, &keep_ref[m], -1.0, z, pad);
+                    finish(z, pooled, dp);
+                },
+            );
+        return;
+    }
+    let s = net.shapes[m];
+    let (zz, ohw, hw) = (s.cout * s.hw(), s.out_hw(), s.hw());
+    let (zz_last, eo) = (st.z_len(net, last), st.eo);
     let (outs_before, outs_after) = st.out.split_at_mut(m);
     let prev_all = &outs_before[l];
-    // Per image, independently: subtract, then recompute what follows.
-    let mut deeper_z: Vec<Vec<f32>> = st.z.drain(m + 1..).collect();
-    let z_m = &mut st.z[m];
-    // Per image, in one pass while its maps are in cache: subtract the removed channel's
-    // contribution, then recompute this layer's output.
-    let (hw, ohw) = (s.hw(), s.out_hw());
-    z_m.par_chunks_mut(zz)
+    // Layer m, per image in one pass while its maps are in cache: subtract the removed
+    // channel's contribution, then recompute this layer's output.
+    st.z[m]
+        .par_chunks_mut(zz)
         .zip(prev_all.par_chunks(o))
         .zip(outs_after[0].par_chunks_mut(s.cout * ohw))
         .for_each_init(Vec::new, |pad, ((z, prev), out)| {
-            let hw_in = sp.out_hw();
             net.add_contribution(
                 m,
                 f,
@@ -927,14 +1199,37 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
                 );
             }
         });
-    for (j, zl) in deeper_z.iter_mut().enumerate() {
-        let ll = m + 1 + j;
+    // Deeper layers in full; the last one to its cached pre-activation and partial sums.
+    for ll in m + 1..layers {
         let s = net.shapes[ll];
         let sp = net.shapes[ll - 1];
-        let (zz, o_in, ohw, hw) = (s.cout * s.hw(), sp.cout * sp.out_hw(), s.out_hw(), s.hw());
+        let o_in = sp.cout * sp.out_hw();
         let (ins, outs) = outs_after.split_at_mut(ll - m);
         let input = &ins[ll - m - 1];
-        zl.par_chunks_mut(zz)
+        if ll == last {
+            st.z[last]
+                .par_chunks_mut(zz_last)
+                .zip(input.par_chunks(o_in))
+                .zip(st.dp.par_chunks_mut(dpn))
+                .for_each_init(
+                    || (Vec::new(), Vec::new(), vec![0.0f32; s.cout * s.hw()]),
+                    |(pad, pooled, zs), ((z, x), dp)| {
+                        net.conv(ll, x, &keep_ref[ll - 1], &keep_ref[ll], zs, pad);
+                        if eo {
+                            for (d, src) in z.chunks_exact_mut(ROW).zip(zs.chunks_exact(s.w)) {
+                                d.copy_from_slice(&crate::fused::even_odd(src));
+                            }
+                        } else {
+                            z.copy_from_slice(zs);
+                        }
+                        finish(zs, pooled, dp);
+                    },
+                );
+            break;
+        }
+        let (zz, ohw, hw) = (s.cout * s.hw(), s.out_hw(), s.hw());
+        st.z[ll]
+            .par_chunks_mut(zz)
             .zip(input.par_chunks(o_in))
             .zip(outs[0].par_chunks_mut(s.cout * ohw))
             .for_each_init(Vec::new, |pad, ((z, x), out)| {
@@ -948,11 +1243,67 @@ fn apply_removal(net: &Net, st: &mut State, keep: &mut [Vec<bool>], l: usize, f:
                 }
             });
     }
-    st.z.extend(deeper_z);
-    let s_last = net.shapes[last];
-    let o_last = s_last.cout * s_last.out_hw();
-    st.dp
-        .par_chunks_mut(dpn)
-        .zip(st.out[last].par_chunks(o_last))
-        .for_each(|(dp, out)| net.dense_partials(out, &keep_ref[last], dp));
+}
+
+/// Subtracts the pending removals' contributions from one image's last-layer
+/// pre-activation `z [F_L, H, ROW]` (even/odd) and re-sums its dense partials `dp [F_L, K]`:
+/// the kernel the search ran for each of those candidates, now keeping the updated maps.
+/// `x [F_{L-1}, h, w]` is the image's input to the last layer; `znew [8, H, ROW]` scratch.
+#[allow(clippy::too_many_arguments)]
+fn apply_pending(
+    net: &Net,
+    fu: &Fused,
+    groups: &Groups,
+    pending: &[usize],
+    z: &mut [f32],
+    dp: &mut [f32],
+    x: &[f32],
+    xr: &mut Vec<f32>,
+    znew: &mut [f32],
+    out: &mut [[f32; 16]; 8],
+) {
+    let last = net.shapes.len() - 1;
+    let (s, sp) = (net.shapes[last], net.shapes[last - 1]);
+    let (zlen, hw_in, kk) = (s.h * ROW, sp.out_hw(), net.classes);
+    for &f in pending {
+        crate::fused::input_rows(
+            &x[f * hw_in..(f + 1) * hw_in],
+            sp.out_h,
+            sp.out_w,
+            net.k,
+            xr,
+        );
+        for (g, chans) in groups.chans.iter().enumerate() {
+            fu.run(net, groups, g, f, z, xr, znew, out);
+            for (b, co) in chans.iter().enumerate() {
+                let Some(co) = *co else { continue };
+                z[co * zlen..(co + 1) * zlen].copy_from_slice(&znew[b * zlen..(b + 1) * zlen]);
+                dp[co * kk..(co + 1) * kk].copy_from_slice(&out[b][..kk]);
+            }
+        }
+    }
+}
+
+/// Applies the pending removals (see [`State::pending`]) in a pass of their own, for the
+/// paths that read the state other than [`fast_step`].
+fn flush(net: &Net, st: &mut State, fused: Option<&Fused>, keep: &[Vec<bool>]) {
+    let Some(fu) = fused else { return };
+    if st.pending.is_empty() {
+        return;
+    }
+    let pending = std::mem::take(&mut st.pending);
+    let last = net.shapes.len() - 1;
+    let (s, sp) = (net.shapes[last], net.shapes[last - 1]);
+    let groups = Groups::new(net, fu, &keep[last]);
+    let zz = st.z_len(net, last);
+    st.z[last]
+        .par_chunks_mut(zz)
+        .zip(st.dp.par_chunks_mut(s.cout * net.classes))
+        .zip(st.out[last - 1].par_chunks(sp.cout * sp.out_hw()))
+        .for_each_init(
+            || (Vec::new(), vec![0.0f32; 8 * s.h * ROW], [[0.0f32; 16]; 8]),
+            |(xr, znew, out), ((z, dp), x)| {
+                apply_pending(net, fu, &groups, &pending, z, dp, x, xr, znew, out);
+            },
+        );
 }
