@@ -941,6 +941,8 @@ fn fast_step(
     };
     let zlen = s.h * ROW;
     let pending = std::mem::take(&mut st.pending);
+    let mut bias = [0.0f32; 16];
+    bias[..kk].copy_from_slice(net.model.fc_bias());
     let per_image: Vec<Vec<(usize, bool)>> = terms
         .par_chunks_mut(chunk)
         .zip(st.z[m].par_chunks_mut(zz))
@@ -949,21 +951,23 @@ fn fast_step(
         .map_init(
             || {
                 let znew = vec![0.0f32; if pending.is_empty() { 0 } else { 8 * zlen }];
-                let sums = (vec![0.0f32; kk], vec![0.0f32; kk], [[0.0f32; 16]; 8]);
-                (Vec::new(), znew, sums)
+                (Vec::new(), znew, [[0.0f32; 16]; 8])
             },
-            |(xr, znew, (logits, total, out)), (((term, z), dp), x)| {
+            |(xr, znew, out), (((term, z), dp), x)| {
                 if !pending.is_empty() {
                     apply_pending(net, fused, &groups, &pending, z, dp, x, xr, znew, out);
                 }
                 let (z, dp) = (&*z, &*dp);
                 // Logits of the current network; a last-layer candidate only takes its partial
                 // sums away (rounding differs from re-summing: certified like the rest).
-                net.logits(dp, &keep[last], total);
+                // (Logits in fixed-size arrays, K <= 16: their copies are a few vector moves,
+                // not library calls, in a loop run for every image and candidate.)
+                let mut total = [0.0f32; 16];
+                net.logits(dp, &keep[last], &mut total[..kk]);
                 candidates
                     .iter()
                     .map(|&(l, f)| {
-                        logits.copy_from_slice(net.model.fc_bias());
+                        let mut logits = bias;
                         if l == last {
                             for c in 0..kk {
                                 logits[c] = total[c] - dp[f * kk + c];
@@ -978,7 +982,7 @@ fn fast_step(
                         } else if x[f * hw_in..(f + 1) * hw_in].iter().all(|&v| v == 0.0) {
                             // The filter is silent on this image: removing it changes nothing,
                             // and every channel adds what it adds now.
-                            logits.copy_from_slice(total);
+                            logits = total;
                             if use_cache {
                                 for &co in &kept {
                                     term[f * per_f + co * kk..][..kk]
@@ -993,17 +997,21 @@ fn fast_step(
                                 fused.run(net, &groups, g, f, z, xr, &mut [], out);
                                 for (b, co) in chans.iter().enumerate() {
                                     let Some(co) = *co else { continue };
-                                    for c in 0..kk {
-                                        logits[c] += out[b][c];
-                                    }
                                     if use_cache {
-                                        term[f * per_f + co * kk..][..kk]
-                                            .copy_from_slice(&out[b][..kk]);
+                                        let t = &mut term[f * per_f + co * kk..][..kk];
+                                        for (c, t) in t.iter_mut().enumerate() {
+                                            logits[c] += out[b][c];
+                                            *t = out[b][c];
+                                        }
+                                    } else {
+                                        for c in 0..kk {
+                                            logits[c] += out[b][c];
+                                        }
                                     }
                                 }
                             }
                         }
-                        decide(logits)
+                        decide(&logits[..kk])
                     })
                     .collect()
             },
