@@ -28,12 +28,16 @@ pub(crate) const HALF: usize = ROW / 2;
 /// Most pooled rows handled (maps at most 16 high).
 const MAX_OH: usize = ROW / 2;
 
-/// Whether the AVX-512 kernels can run here (checked once).
+/// Whether the AVX-512 kernels run here (checked once): the CPU has them, and the environment
+/// variable `TINYCNN_PORTABLE` is not set (it selects the portable versions, for tests and
+/// for comparing the two).
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+        std::env::var_os("TINYCNN_PORTABLE").is_none()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
     })
 }
 
@@ -198,95 +202,56 @@ fn block_portable<const B: usize>(
     out: &mut [[f32; 16]; B],
     znew: &mut [f32],
 ) {
-    let oh = h / 2;
-    // Per channel and pooled row: the row pair's lane-wise maximum after ReLU.
-    let mut rows = [[[0.0f32; ROW]; MAX_OH]; B];
-    let row = |v: &[f32], at: usize| -> [f32; ROW] { v[at..at + ROW].try_into().expect("row") };
-    for oy in 0..oh {
-        let mut a0 = [[0.0f32; ROW]; B];
-        let mut a1 = [[0.0f32; ROW]; B];
-        for b in 0..B {
-            a0[b] = row(z[b], 2 * oy * ROW);
-            a1[b] = row(z[b], (2 * oy + 1) * ROW);
-        }
-        // Taps (dy, dx) in order read consecutive rows of `xr`, from row 2*oy*k for output
-        // row 2*oy and from row (2*oy + 1)*k for the next.
-        let x0s = &xr[2 * oy * k * ROW..][..k * k * ROW];
-        let x1s = &xr[(2 * oy + 1) * k * ROW..][..k * k * ROW];
-        for ((x0, x1), tb) in x0s
-            .chunks_exact(ROW)
-            .zip(x1s.chunks_exact(ROW))
-            .zip(taps[..k * k * B].chunks_exact(B))
-        {
-            for b in 0..B {
-                let w = tb[b];
-                let nw = -w;
-                for i in 0..ROW {
-                    if multiversion::target::target_cfg_f!(target_feature = "fma") {
-                        a0[b][i] = nw.mul_add(x0[i], a0[b][i]);
-                        a1[b][i] = nw.mul_add(x1[i], a1[b][i]);
-                    } else {
-                        a0[b][i] -= w * x0[i];
-                        a1[b][i] -= w * x1[i];
-                    }
-                }
-            }
-        }
-        if !znew.is_empty() {
-            for b in 0..B {
-                znew[(b * h + 2 * oy) * ROW..][..ROW].copy_from_slice(&a0[b]);
-                znew[(b * h + 2 * oy + 1) * ROW..][..ROW].copy_from_slice(&a1[b]);
-            }
-        }
-        // The vertical half of the pool, and the ReLU, lane by lane (comparisons, not
-        // f32::max: no NaN can occur here, and its NaN handling costs more than the pool).
-        for b in 0..B {
-            let mut m = [0.0f32; ROW];
+    let (oh, kt) = (h / 2, k * k);
+    let store = !znew.is_empty();
+    // One output row `y` of channel `b`: its cached pre-activation minus the removed channel's
+    // contribution. Taps (dy, dx) in order read consecutive rows of `xr` from row `y * k`. One
+    // row at a time keeps the accumulator in registers; rows are independent, so the CPU
+    // overlaps them.
+    let conv_row = |b: usize, y: usize| -> [f32; ROW] {
+        let mut a: [f32; ROW] = z[b][y * ROW..(y + 1) * ROW].try_into().expect("row");
+        for (t, x) in xr[y * k * ROW..][..kt * ROW].chunks_exact(ROW).enumerate() {
+            let w = taps[t * B + b];
+            let nw = -w;
             for i in 0..ROW {
-                let v = if a0[b][i] > a1[b][i] {
-                    a0[b][i]
+                if multiversion::target::target_cfg_f!(target_feature = "fma") {
+                    a[i] = nw.mul_add(x[i], a[i]);
                 } else {
-                    a1[b][i]
-                };
-                m[i] = if v > 0.0 { v } else { 0.0 };
-            }
-            rows[b][oy] = m;
-        }
-    }
-    if !znew.is_empty() && h % 2 == 1 {
-        // The last row of an odd-height map is not pooled, but it is still updated.
-        let y = h - 1;
-        for b in 0..B {
-            let mut a = row(z[b], y * ROW);
-            for (x, tb) in xr[y * k * ROW..][..k * k * ROW]
-                .chunks_exact(ROW)
-                .zip(taps[..k * k * B].chunks_exact(B))
-            {
-                for i in 0..ROW {
-                    a[i] -= tb[b] * x[i];
+                    a[i] -= w * x[i];
                 }
             }
-            znew[(b * h + y) * ROW..][..ROW].copy_from_slice(&a);
         }
-    }
-    // The horizontal half of the pool (even against odd columns), then the dense layer.
-    for (b, (ob, rb)) in out.iter_mut().zip(&rows).enumerate() {
-        let mut pooled = [[0.0f32; HALF]; MAX_OH];
-        for (p, m) in pooled.iter_mut().zip(rb).take(oh) {
-            let (even, odd) = m.split_at(HALF);
-            for i in 0..HALF {
-                p[i] = if even[i] > odd[i] { even[i] } else { odd[i] };
+        a
+    };
+    for (b, ob) in out.iter_mut().enumerate() {
+        let mut sums = [[0.0f32; HALF]; 16];
+        for oy in 0..oh {
+            let (a0, a1) = (conv_row(b, 2 * oy), conv_row(b, 2 * oy + 1));
+            if store {
+                znew[(b * h + 2 * oy) * ROW..][..ROW].copy_from_slice(&a0);
+                znew[(b * h + 2 * oy + 1) * ROW..][..ROW].copy_from_slice(&a1);
             }
-        }
-        for (c, o) in ob.iter_mut().enumerate().take(kk) {
-            let mut s = [0.0f32; HALF];
-            for (oy, p) in pooled.iter().enumerate().take(oh) {
+            // The 2x2 pool (rows, then even against odd columns) and the ReLU (comparisons,
+            // not f32::max: no NaN can occur here, and its NaN handling costs more).
+            let mut p = [0.0f32; HALF];
+            for i in 0..HALF {
+                let m = |u: f32, v: f32| if u > v { u } else { v };
+                let v = m(m(a0[i], a1[i]), m(a0[HALF + i], a1[HALF + i]));
+                p[i] = if v > 0.0 { v } else { 0.0 };
+            }
+            for (c, s) in sums.iter_mut().enumerate().take(kk) {
                 let at = ((b / 2 * kk + c) * oh + oy) * ROW + (b % 2) * HALF;
                 let wr: &[f32; HALF] = fc[at..at + HALF].try_into().expect("weights");
                 for i in 0..HALF {
                     s[i] += wr[i] * p[i];
                 }
             }
+        }
+        if store && h % 2 == 1 {
+            // The last row of an odd-height map is not pooled, but it is still updated.
+            znew[(b * h + h - 1) * ROW..][..ROW].copy_from_slice(&conv_row(b, h - 1));
+        }
+        for (o, s) in ob.iter_mut().zip(&sums).take(kk) {
             *o = s.iter().sum();
         }
     }
