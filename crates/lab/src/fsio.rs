@@ -117,26 +117,87 @@ pub fn write_dir_atomic(
         .map_err(|e| cannot_create_in(&dir, e))?;
     fill(tmp.path())?;
     let staged = tmp.keep();
-    if path.exists() {
-        // Move the old tree aside first so the new one appears in one rename.
-        let old = tempfile::Builder::new()
-            .prefix(".shapelab-old-")
-            .tempdir_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?
-            .keep();
-        let aside = old.join("tree");
-        fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
-        fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
-        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    } else {
-        fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
+    let placed = place_tree(&staged, path, &dir);
+    if placed.is_err() {
+        let _ = fs::remove_dir_all(&staged);
     }
-    Ok(())
+    placed
+}
+
+/// Renames the staged tree to `path`, moving an existing tree aside first so the new one
+/// appears in one rename. Another process may be replacing the same tree at the same moment
+/// (two sweeps sharing a store write the same run, byte for byte): when the destination
+/// reappears or vanishes between the two renames, the move is tried again.
+fn place_tree(staged: &Path, path: &Path, dir: &Path) -> Result<()> {
+    use std::io::ErrorKind;
+    const ATTEMPTS: usize = 20;
+    let raced = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists | ErrorKind::NotFound
+        )
+    };
+    for attempt in 1..=ATTEMPTS {
+        let old = if path.exists() {
+            let old = tempfile::Builder::new()
+                .prefix(".shapelab-old-")
+                .tempdir_in(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .keep();
+            if let Err(e) = fs::rename(path, old.join("tree")) {
+                let _ = fs::remove_dir_all(&old);
+                if raced(&e) && attempt < ATTEMPTS {
+                    continue;
+                }
+                return Err(Error::io(path, e));
+            }
+            Some(old)
+        } else {
+            None
+        };
+        let r = fs::rename(staged, path);
+        if let Some(old) = old {
+            fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if raced(&e) && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_replacements_of_one_tree_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        write_dir_atomic(p, true, |d| {
+                            fs::write(d.join("model.json"), b"same bytes")
+                                .map_err(|e| Error::io(d, e))
+                        })
+                        .unwrap_or_else(|e| panic!("writer {t}: {e}"));
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read(p.join("model.json")).unwrap(), b"same bytes");
+        // Nothing left behind: no staged or set-aside trees.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("run")]);
+    }
 
     #[test]
     fn refuses_existing_without_force() {
