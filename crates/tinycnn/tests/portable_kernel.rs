@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{bars, check_every_cell};
+use common::{bars, check_every_cell, data};
 use tinycnn::prune::Ties;
 use tinycnn::train::{train, Silent};
-use tinycnn::{Arch, Data, Init, Model, TrainConfig};
+use tinycnn::{Arch, Init, Model, TrainConfig};
 
 #[test]
 fn portable_kernel_stays_exact() {
@@ -15,18 +15,8 @@ fn portable_kernel_stays_exact() {
     std::env::set_var("TINYCNN_PORTABLE", "1");
     let (ti, tl) = bars(120, 28, 5);
     let (vi, vl) = bars(90, 28, 6);
-    let small = Data {
-        images: &ti,
-        labels: &tl,
-        height: 28,
-        width: 28,
-    };
-    let val = Data {
-        images: &vi,
-        labels: &vl,
-        height: 28,
-        width: 28,
-    };
+    let small = data(&ti, &tl, 28);
+    let val = data(&vi, &vl, 28);
     let mut cells = 0;
     // Channel groups of eight and four, trained and untrained.
     for (arch, epochs) in [("3-12", 1), ("4-6", 0)] {

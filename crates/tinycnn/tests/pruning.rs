@@ -4,27 +4,16 @@
 
 mod common;
 
-use common::{bars, check_every_cell};
+use common::{bars, check_every_cell, data};
 use tinycnn::prune::{greedy, Stop, Ties};
 use tinycnn::train::{train, Silent};
-use tinycnn::{Activation, Arch, Data, Init, Model, Scaling, TrainConfig};
+use tinycnn::{Activation, Arch, Init, Model, Scaling, TrainConfig};
 
 #[test]
 fn every_cell_equals_the_smaller_network() {
-    let (ti, tl) = bars(240, 14, 1);
+    let (ti, tl) = bars(60, 14, 1);
     let (vi, vl) = bars(150, 14, 2);
-    let train_d = Data {
-        images: &ti,
-        labels: &tl,
-        height: 14,
-        width: 14,
-    };
-    let val = Data {
-        images: &vi,
-        labels: &vl,
-        height: 14,
-        width: 14,
-    };
+    let val = data(&vi, &vl, 14);
     let mut cells = 0;
     for (arch, act, pool, epochs) in [
         ("6-5", Activation::Relu, vec![true, true], 3),
@@ -45,13 +34,7 @@ fn every_cell_equals_the_smaller_network() {
                 ..TrainConfig::default()
             };
             // Train on a few images only, so the network is imperfect and pruning matters.
-            let small = Data {
-                images: &ti[..60 * 196],
-                labels: &tl[..60],
-                height: 14,
-                width: 14,
-            };
-            let _ = &train_d;
+            let small = data(&ti, &tl, 14);
             tinycnn::train::train(&a, &cfg, &small, &small, &mut Silent)
                 .unwrap()
                 .model
@@ -65,12 +48,7 @@ fn every_cell_equals_the_smaller_network() {
 #[test]
 fn stop_below_and_minimal_networks() {
     let (vi, vl) = bars(90, 12, 4);
-    let val = Data {
-        images: &vi,
-        labels: &vl,
-        height: 12,
-        width: 12,
-    };
+    let val = data(&vi, &vl, 12);
     let a = Arch::parse("4-4", 12, 12, 3).unwrap();
     let cfg = TrainConfig {
         epochs: 3,
@@ -96,18 +74,8 @@ fn stop_below_and_minimal_networks() {
 fn thesis_sized_maps_and_cached_steps_stay_exact() {
     let (ti, tl) = bars(120, 28, 3);
     let (vi, vl) = bars(100, 28, 4);
-    let small = Data {
-        images: &ti,
-        labels: &tl,
-        height: 28,
-        width: 28,
-    };
-    let val = Data {
-        images: &vi,
-        labels: &vl,
-        height: 28,
-        width: 28,
-    };
+    let small = data(&ti, &tl, 28);
+    let val = data(&vi, &vl, 28);
     let mut cells = 0;
     for (arch, epochs, seed) in [("3-12", 1, 1), ("5-9", 2, 2), ("4-6", 0, 3)] {
         let a = Arch::parse(arch, 28, 28, 3).unwrap();

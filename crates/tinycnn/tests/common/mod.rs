@@ -29,6 +29,16 @@ pub fn bars(n: usize, side: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     (images, labels)
 }
 
+/// `images` (`side` x `side` each) with their labels, as the engine reads them.
+pub fn data<'a>(images: &'a [u8], labels: &'a [u8], side: usize) -> Data<'a> {
+    Data {
+        images,
+        labels,
+        height: side,
+        width: side,
+    }
+}
+
 /// Prunes `model` on `data` and checks every cell of the table against `evaluate` of the
 /// smaller network; returns the number of cells checked.
 pub fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
