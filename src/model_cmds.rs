@@ -472,20 +472,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         TiesChoice::Batch => (tinycnn::prune::Ties::Batch, "batch"),
         TiesChoice::One => (tinycnn::prune::Ties::One, "one"),
     };
-    let store = match &args.store {
-        Some(p) => {
-            let s = lab::store::Store::open_existing(p)?;
-            let row = s.run_for_dir(&args.model)?.ok_or_else(|| {
-                usage(format!(
-                    "{} is not a run of {}; drop --store or pass one of its model directories",
-                    args.model.display(),
-                    p.display()
-                ))
-            })?;
-            Some((s, row))
-        }
-        None => None,
-    };
+    let store = store_of_run(args.store.as_deref(), &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     let split = part(args.on);
     let data = engine_data(&d, split);
@@ -558,22 +545,26 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     Ok(())
 }
 
+/// With `--store`, the store and the row of the run whose model directory is `model`.
+fn store_of_run(
+    store: Option<&std::path::Path>,
+    model: &std::path::Path,
+) -> Result<Option<(lab::store::Store, lab::store::RunRow)>> {
+    let Some(p) = store else { return Ok(None) };
+    let s = lab::store::Store::open_existing(p)?;
+    let row = s.run_for_dir(model)?.ok_or_else(|| {
+        usage(format!(
+            "{} is not a run of {}; drop --store or pass one of its model directories",
+            model.display(),
+            p.display()
+        ))
+    })?;
+    Ok(Some((s, row)))
+}
+
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
-    let store = match &args.store {
-        Some(p) => {
-            let s = lab::store::Store::open_existing(p)?;
-            let row = s.run_for_dir(&args.model)?.ok_or_else(|| {
-                usage(format!(
-                    "{} is not a run of {}; drop --store or pass one of its model directories",
-                    args.model.display(),
-                    p.display()
-                ))
-            })?;
-            Some((s, row))
-        }
-        None => None,
-    };
+    let store = store_of_run(args.store.as_deref(), &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     if d.val.is_empty() {
         return Err(usage(

@@ -164,6 +164,37 @@ fn norm_note(norm: Norm) -> &'static str {
 /// The per-filter sheet of conv layer `l` (0-based).
 // Indices address images, filters and their ranges in parallel arrays.
 #[allow(clippy::needless_range_loop)]
+/// One row of a sheet: panel image `i` at `at`, then its map for every filter, one cell apart,
+/// each scaled to its range in `ranges`.
+#[allow(clippy::too_many_arguments)]
+fn image_row(
+    c: &mut Canvas,
+    at: (usize, usize),
+    cell: usize,
+    panel: &PanelData,
+    i: usize,
+    in_scale: usize,
+    sm: &StageMaps,
+    m_scale: usize,
+    ranges: &[f32],
+    cmap: Colormap,
+) {
+    let (x0, y) = at;
+    let px = panel.height * panel.width;
+    c.gray(
+        x0,
+        y,
+        &panel.images[i * px..(i + 1) * px],
+        panel.width,
+        panel.height,
+        in_scale,
+    );
+    for (f, &range) in ranges.iter().enumerate().take(sm.c) {
+        let x = x0 + (f + 1) * (cell + GAP) + GAP;
+        c.map(x, y, sm.map(i, f), sm.w, sm.h, m_scale, range, cmap);
+    }
+}
+
 pub fn filter_sheet(
     model: &Model,
     panel: &PanelData,
@@ -205,15 +236,14 @@ pub fn filter_sheet(
     for f in 0..sm.c {
         let x = x0 + (f + 1) * (cell + GAP) + GAP;
         c.text(x, y_head, &format!("F{}", f + 1), 1, INK);
-        if (0..n).all(|i| r[i][f] == 0.0) {
+        if r.iter().take(n).all(|ri| ri[f] == 0.0) {
             c.text(x, y_head + 10, "off", 1, [178, 24, 43]);
         }
     }
     let mut y = y_head + 28;
     let in_scale = (cell / panel.height.max(panel.width)).max(1);
     let m_scale = (cell / sm.h.max(sm.w)).max(1);
-    let px = panel.height * panel.width;
-    for i in 0..n {
+    for (i, ri) in r.iter().enumerate().take(n) {
         // A rule between groups; the first caption of a group in ink, the others faint.
         let first = i == 0 || panel.groups[i] != panel.groups[i - 1];
         if first {
@@ -227,18 +257,18 @@ pub fn filter_sheet(
             1,
             if first { INK } else { FAINT },
         );
-        c.gray(
-            x0,
-            y,
-            &panel.images[i * px..(i + 1) * px],
-            panel.width,
-            panel.height,
+        image_row(
+            &mut c,
+            (x0, y),
+            cell,
+            panel,
+            i,
             in_scale,
+            &sm,
+            m_scale,
+            ri,
+            cmap,
         );
-        for f in 0..sm.c {
-            let x = x0 + (f + 1) * (cell + GAP) + GAP;
-            c.map(x, y, sm.map(i, f), sm.w, sm.h, m_scale, r[i][f], cmap);
-        }
         y += cell + GAP;
     }
     let (lo, hi) = if cmap.signed() {
@@ -276,7 +306,6 @@ pub fn image_sheet(
     c.text(M, M, title, 2, INK);
     let x0 = M + label_w;
     let mut y = M + 30;
-    let px = panel.height * panel.width;
     let in_scale = (cell / panel.height.max(panel.width)).max(1);
     for l in 0..layers {
         let sm = stage_maps(model, maps, l, o.stage);
@@ -293,27 +322,19 @@ pub fn image_sheet(
         }
         y += 12;
         c.text(M, y + cell / 2 - 4, &format!("L{}", l + 1), 1, INK);
-        c.gray(
-            x0,
-            y,
-            &panel.images[i * px..(i + 1) * px],
-            panel.width,
-            panel.height,
-            in_scale,
-        );
         let m_scale = (cell / sm.h.max(sm.w)).max(1);
-        for f in 0..sm.c {
-            c.map(
-                x0 + (f + 1) * (cell + GAP) + GAP,
-                y,
-                sm.map(i, f),
-                sm.w,
-                sm.h,
-                m_scale,
-                r[i][f],
-                cmap,
-            );
-        }
+        image_row(
+            &mut c,
+            (x0, y),
+            cell,
+            panel,
+            i,
+            in_scale,
+            &sm,
+            m_scale,
+            &r[i],
+            cmap,
+        );
         y += cell + GAP + 2;
     }
     let (lo, hi) = if cmap.signed() {

@@ -778,51 +778,51 @@ impl Fused {
         znew: &mut [f32],
         out: &mut [[f32; 16]; 8],
     ) {
-        let s = *net.shapes.last().expect("a layer");
-        let zlen = s.h * ROW;
         let chans = &groups.chans[g];
         let taps =
             &groups.taps[f * groups.per_f + groups.offsets[g]..][..net.k * net.k * chans.len()];
-        let zr =
-            |b: usize| chans[b].map_or(self.zero_z.as_slice(), |co| &z[co * zlen..(co + 1) * zlen]);
         let fc = &groups.fc[g];
         if chans.len() == 8 {
-            let zn = if znew.is_empty() {
-                znew
-            } else {
-                &mut znew[..8 * zlen]
-            };
-            crate::fused::block::<8>(
-                std::array::from_fn(zr),
-                xr,
-                taps,
-                net.k,
-                s.h,
-                fc,
-                net.classes,
-                out,
-                zn,
-            );
+            self.run_group::<8>(net, chans, z, xr, taps, fc, znew, out);
         } else {
-            let zn = if znew.is_empty() {
-                znew
-            } else {
-                &mut znew[..4 * zlen]
-            };
-            let mut four = [[0.0f32; 16]; 4];
-            crate::fused::block::<4>(
-                std::array::from_fn(zr),
-                xr,
-                taps,
-                net.k,
-                s.h,
-                fc,
-                net.classes,
-                &mut four,
-                zn,
-            );
-            out[..4].copy_from_slice(&four);
+            self.run_group::<4>(net, chans, z, xr, taps, fc, znew, out);
         }
+    }
+
+    /// [`Fused::run`] for a group of `B` channels, writing `out[..B]`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_group<const B: usize>(
+        &self,
+        net: &Net,
+        chans: &[Option<usize>],
+        z: &[f32],
+        xr: &[f32],
+        taps: &[f32],
+        fc: &[f32],
+        znew: &mut [f32],
+        out: &mut [[f32; 16]; 8],
+    ) {
+        let s = *net.shapes.last().expect("a layer");
+        let zlen = s.h * ROW;
+        let zn = if znew.is_empty() {
+            znew
+        } else {
+            &mut znew[..B * zlen]
+        };
+        let slots: &mut [[f32; 16]; B] = (&mut out[..B]).try_into().expect("B <= 8");
+        crate::fused::block::<B>(
+            std::array::from_fn(|b| {
+                chans[b].map_or(self.zero_z.as_slice(), |co| &z[co * zlen..(co + 1) * zlen])
+            }),
+            xr,
+            taps,
+            net.k,
+            s.h,
+            fc,
+            net.classes,
+            slots,
+            zn,
+        );
     }
 }
 
