@@ -99,6 +99,13 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     lab::Error::Usage(msg.into()).into()
 }
 
+/// Names, on one stderr line, the files an ImageFolder read skipped.
+pub(crate) fn warn_skipped(d: &Dataset, source: &str) {
+    if let Some(note) = d.skipped_note(source) {
+        eprintln!("warning: {note}");
+    }
+}
+
 /// A progress bar on stderr, hidden when stderr is not a terminal or with `--quiet`.
 fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -194,9 +201,19 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
             Some(out.with_extension(""))
         }
     };
-    // Refuse an existing output before spending time on generation.
-    for p in npz_path.iter().chain(&tree_path) {
-        lab::fsio::prepare_output(p, args.force)?;
+    // Refuse an existing or overlapping output before spending time on generation.
+    let spec_input: Vec<lab::output::Input> = args
+        .spec
+        .iter()
+        .map(|p| lab::output::Input::File(p))
+        .collect();
+    if let Some(p) = &npz_path {
+        lab::output::check_disjoint(p, "--out", &spec_input)?;
+        lab::fsio::prepare_file(p, args.force)?;
+    }
+    if let Some(p) = &tree_path {
+        lab::output::check_disjoint(p, "--out", &spec_input)?;
+        lab::fsio::prepare_dir(p, args.force)?;
     }
 
     let started = Instant::now();
@@ -286,6 +303,14 @@ fn inspect(args: InspectArgs) -> Result<()> {
                 .unwrap_or_else(|| default_sheet_path(&args.path)),
         )
     };
+    if let Some(p) = &sheet_path {
+        let input = if args.path.is_dir() {
+            lab::output::Input::Tree(&args.path)
+        } else {
+            lab::output::Input::File(&args.path)
+        };
+        lab::output::check_disjoint(p, "--sheet", &[input])?;
+    }
     let shown = args.path.display().to_string();
     let title = args
         .path
@@ -294,6 +319,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         .unwrap_or_else(|| shown.clone());
     let summary = match &loaded {
         Loaded::Dataset(d) => {
+            warn_skipped(d, &shown);
             if let Some(p) = &sheet_path {
                 lab::contact::dataset_sheet(d, &title, args.per_class as usize).save_png(p)?;
             }

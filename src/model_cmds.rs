@@ -15,6 +15,7 @@ use crate::cli::{
     SplitChoice, StageChoice, TiesChoice, TrainArgs,
 };
 use crate::usage;
+use lab::output::{check_disjoint, Input};
 use lab::run::Run;
 use lab::training::{check_compatible, engine_data, resolve_data, training_data};
 
@@ -135,8 +136,10 @@ impl Observer for Progress {
 }
 
 pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
-    lab::fsio::prepare_output(&args.out, args.force)?;
+    check_disjoint(&args.out, "--out", &inputs([Input::data(&args.data)]))?;
+    lab::fsio::prepare_dir(&args.out, args.force)?;
     let (dataset, data_ref) = resolve_data(&args.data, &|_| {})?;
+    crate::warn_skipped(&dataset, &args.data);
     let (arch, config) = plan(
         &args,
         dataset.height,
@@ -175,6 +178,20 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// The inputs a command reads, for `check_disjoint`.
+fn inputs<'a, const N: usize>(items: [Option<Input<'a>>; N]) -> Vec<Input<'a>> {
+    items.into_iter().flatten().collect()
+}
+
+/// The data a command on `run` reads or stands on: `--data`, and the model's own dataset
+/// file or tree wherever it still exists (even when a shapelab dataset is regenerated from its
+/// spec instead of read, it is the user's copy of the data the model was trained on).
+fn data_inputs<'a>(run: &'a Run, data: &'a Option<String>) -> Vec<Input<'a>> {
+    let mut v: Vec<Input> = data.as_deref().and_then(Input::data).into_iter().collect();
+    v.extend(Input::data(&run.meta.data.source));
+    v
+}
+
 fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, String)> {
     let (d, name) = match data {
         Some(arg) => (resolve_data(arg, &|_| {})?.0, arg.clone()),
@@ -188,6 +205,7 @@ fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, Str
         ),
     };
     check_compatible(run, &d)?;
+    crate::warn_skipped(&d, &name);
     Ok((d, name))
 }
 
@@ -224,7 +242,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let w = d
         .class_names
         .iter()
-        .map(|c| c.len())
+        .map(|c| lab::text::width(c))
         .max()
         .unwrap_or(5)
         .max(9);
@@ -260,7 +278,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             return Err(usage("give either IMAGE.png files or --data, not both"));
         }
         let out = args.out.as_ref().expect("clap requires --out with --data");
-        lab::fsio::prepare_output(out, args.force)?;
+        check_disjoint(
+            out,
+            "--out",
+            &[
+                vec![Input::Model(&args.model)],
+                data_inputs(&run, &args.data),
+            ]
+            .concat(),
+        )?;
+        lab::fsio::prepare_file(out, args.force)?;
         let (d, _) = load_eval_data(&run, &Some(data.clone()))?;
         let split = part(args.split);
         let data = engine_data(&d, split);
@@ -274,6 +301,12 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             classes.len()
         );
         return Ok(());
+    }
+    if let Some(out) = &args.out {
+        return Err(usage(format!(
+            "--out {} writes the logits of --data; for IMAGE.png files the logits are in --json",
+            out.display()
+        )));
     }
     let mut images = Vec::new();
     for p in &args.images {
@@ -344,7 +377,22 @@ fn run_name(dir: &std::path::Path) -> String {
 
 pub fn activations(args: ActivationsArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
-    lab::fsio::prepare_output(&args.out, args.force)?;
+    let no_data = None;
+    let panel_file = args
+        .panel
+        .as_deref()
+        .filter(|p| std::path::Path::new(p).exists())
+        .map(|p| Input::File(std::path::Path::new(p)));
+    check_disjoint(
+        &args.out,
+        "--out",
+        &[
+            inputs([Some(Input::Model(&args.model)), panel_file]),
+            data_inputs(&run, &no_data),
+        ]
+        .concat(),
+    )?;
+    lab::fsio::prepare_dir(&args.out, args.force)?;
     let data = if args.panel.is_none() && run.meta.data.spec.is_none() {
         Some(training_data(&run.meta, &|_| {})?)
     } else {
@@ -394,7 +442,12 @@ pub fn activations(args: ActivationsArgs) -> Result<()> {
 
 pub fn kernels(args: KernelsArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
-    lab::fsio::prepare_output(&args.out, args.force)?;
+    check_disjoint(
+        &args.out,
+        "--out",
+        &[vec![Input::Model(&args.model)], data_inputs(&run, &None)].concat(),
+    )?;
+    lab::fsio::prepare_dir(&args.out, args.force)?;
     let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
     let files = lab::kernels::write_kernel_sheets(
         &run.model,
@@ -414,7 +467,16 @@ pub fn kernels(args: KernelsArgs) -> Result<()> {
 pub fn filters(args: FiltersArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     if let Some(p) = &args.npz {
-        lab::fsio::prepare_output(p, args.force)?;
+        check_disjoint(
+            p,
+            "--npz",
+            &[
+                vec![Input::Model(&args.model)],
+                data_inputs(&run, &args.data),
+            ]
+            .concat(),
+        )?;
+        lab::fsio::prepare_file(p, args.force)?;
     }
     let (d, _) = load_eval_data(&run, &args.data)?;
     let split = part(args.split);
@@ -472,6 +534,11 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         TiesChoice::Batch => (tinycnn::prune::Ties::Batch, "batch"),
         TiesChoice::One => (tinycnn::prune::Ties::One, "one"),
     };
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.model
+            .join(format!("prune-{}-{ties_name}", split_name(args.on)))
+    });
+    check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
     let store = store_of_run(args.store.as_deref(), &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     let split = part(args.on);
@@ -481,10 +548,6 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         .map_err(|e| usage(e.to_string()))?;
     let seconds = start.elapsed().as_secs_f64();
     let json = lab::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
-    let out = args.out.clone().unwrap_or_else(|| {
-        args.model
-            .join(format!("prune-{}-{ties_name}", split.name()))
-    });
     let title = format!(
         "{} {} on {data_name} ({})",
         run_name(&args.model),
@@ -545,6 +608,32 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     Ok(())
 }
 
+fn split_name(s: SplitChoice) -> &'static str {
+    part(s).name()
+}
+
+/// Checks the `--out` of `prune` and `analyze` before any work: disjoint from the model, its
+/// data and the store, and a directory shapelab may refresh.
+fn check_derived_out(
+    out: &std::path::Path,
+    run: &Run,
+    model: &std::path::Path,
+    data: &Option<String>,
+    store: Option<&std::path::Path>,
+) -> Result<()> {
+    check_disjoint(
+        out,
+        "--out",
+        &[
+            inputs([Some(Input::Model(model)), store.map(Input::Store)]),
+            data_inputs(run, data),
+        ]
+        .concat(),
+    )?;
+    lab::fsio::prepare_dir(out, true)?;
+    Ok(())
+}
+
 /// With `--store`, the store and the row of the run whose model directory is `model`.
 fn store_of_run(
     store: Option<&std::path::Path>,
@@ -564,6 +653,13 @@ fn store_of_run(
 
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
+    check_derived_out(
+        &args.out,
+        &run,
+        &args.model,
+        &args.data,
+        args.store.as_deref(),
+    )?;
     let store = store_of_run(args.store.as_deref(), &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     if d.val.is_empty() {

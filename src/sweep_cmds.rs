@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
 use crate::usage;
-use lab::experiment::{parse_shard, Plan};
+use lab::experiment::{parse_shard, DataSource, Plan};
+use lab::output::{check_disjoint, Input};
 use lab::store::{RunFilter, RunRow, Store};
 use lab::sweep::{SweepObserver, SweepOptions};
 
@@ -39,6 +40,7 @@ struct SweepProgress {
     learned: AtomicUsize,
     done: AtomicUsize,
     lines: bool,
+    quiet: bool,
 }
 
 impl SweepProgress {
@@ -60,6 +62,7 @@ impl SweepProgress {
             learned: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             lines: !quiet && !tty,
+            quiet,
         }
     }
 }
@@ -67,12 +70,17 @@ impl SweepProgress {
 impl SweepObserver for SweepProgress {
     fn start(&self, total: usize, already: usize) {
         self.bar.set_length((total - already) as u64);
-        if already > 0 {
+        if already > 0 && !self.quiet {
             eprintln!(
                 "{already} of {total} runs already in the store; {} to go",
                 total - already
             );
         }
+    }
+
+    /// Warnings show even with `--quiet`: they say something about the results.
+    fn note(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("warning: {line}"));
     }
 
     fn stored(&self, row: &RunRow) {
@@ -103,6 +111,12 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
             .unwrap_or(Path::new(""))
             .join("shapelab.db")
     });
+    let mut inputs = vec![Input::File(&args.experiment)];
+    inputs.extend(plan.datasets.iter().filter_map(|d| match &d.source {
+        DataSource::File(p) => Input::at(p),
+        DataSource::Spec { .. } => None,
+    }));
+    check_disjoint(&store, "--store", &inputs)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
@@ -193,7 +207,7 @@ fn run_json(store: &Store, r: &RunRow) -> serde_json::Value {
 }
 
 pub fn runs(args: RunsArgs) -> Result<()> {
-    let store = Store::open_existing(&args.filter.store)?;
+    let store = Store::open_read(&args.filter.store)?;
     let rows = store.runs(&filter_of(&args.filter, args.outcome))?;
     if args.json {
         let v: Vec<serde_json::Value> = rows.iter().map(|r| run_json(&store, r)).collect();
@@ -245,7 +259,12 @@ pub fn runs(args: RunsArgs) -> Result<()> {
         w.flush()?;
         return Ok(());
     }
-    let kw = rows.iter().map(|r| r.key.len()).max().unwrap_or(3).max(3);
+    let kw = rows
+        .iter()
+        .map(|r| lab::text::width(&r.key))
+        .max()
+        .unwrap_or(3)
+        .max(3);
     println!(
         "{:kw$}  {:8}  {:>7}  {:>6}  never predicted",
         "key", "outcome", "val acc", "epochs"
@@ -275,7 +294,7 @@ fn beside_store(store: &Path, suffix: &str) -> PathBuf {
 }
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    let store = Store::open_existing(&args.filter.store)?;
+    let store = Store::open_read(&args.filter.store)?;
     let rows = store.runs(&filter_of(&args.filter, None))?;
     if rows.is_empty() {
         return Err(usage(format!(
@@ -288,6 +307,13 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| beside_store(&args.filter.store, "summary.png"));
+    let store_input = [Input::Store(&args.filter.store)];
+    check_disjoint(&png, "--out", &store_input)?;
+    if let Some(base) = &args.thesis_table {
+        for ext in ["csv", "xlsx"] {
+            check_disjoint(&base.with_extension(ext), "--thesis-table", &store_input)?;
+        }
+    }
     lab::summary::heatmap(&groups).save_png(&png)?;
     let tables = match &args.thesis_table {
         Some(base) => Some(lab::summary::write_thesis_table(&rows, base)?),
@@ -308,7 +334,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 }
 
 pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
-    let store = Store::open_existing(&args.filter.store)?;
+    let store = Store::open_read(&args.filter.store)?;
     let rows = store.runs(&filter_of(&args.filter, None))?;
     if rows.is_empty() {
         return Err(usage(format!(
@@ -360,6 +386,9 @@ impl SweepObserver for StudyProgress {
     fn stored(&self, row: &RunRow) {
         self.sweep.stored(row)
     }
+    fn note(&self, line: &str) {
+        self.sweep.note(line)
+    }
 }
 
 impl lab::study::StudyObserver for StudyProgress {
@@ -403,11 +432,13 @@ impl lab::study::StudyObserver for StudyProgress {
 pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
     let (text, source) = match &args.config {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| {
-                usage(format!(
-                    "cannot read study file {}: {e}; give an existing file (start from `shapelab study --print-config`)",
+            std::fs::read_to_string(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => lab::Error::Missing(format!(
+                    "study file {} does not exist; check the path, or start one with `shapelab study --print-config > {}`",
+                    path.display(),
                     path.display()
-                ))
+                )),
+                _ => lab::Error::io(path, e),
             })?,
             path.display().to_string(),
         ),
@@ -420,6 +451,14 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
         print!("{text}");
         return Ok(());
     }
+    if let Some(config) = &args.config {
+        // The study keeps its own copy as DIR/study.toml; resuming from that copy is fine.
+        let own = lab::output::resolve(&args.out.join("study.toml"));
+        if lab::output::resolve(config) != own {
+            check_disjoint(&args.out, "--out", &[Input::File(config)])?;
+        }
+    }
+    lab::study::check_dir(&args.out, &text)?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
     let tty = std::io::stderr().is_terminal();
@@ -452,6 +491,9 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
 }
 
 pub fn report(args: crate::cli::ReportArgs) -> Result<()> {
+    if !args.dir.exists() {
+        return Err(lab::Error::NotFound(args.dir.clone()).into());
+    }
     if !args.dir.join("study.toml").exists() {
         return Err(usage(format!(
             "{} is not a study directory (no study.toml); give the --out of a `shapelab study` run",

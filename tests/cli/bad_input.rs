@@ -151,6 +151,14 @@ fn unwritable_and_unreadable_paths() {
     ok(dir.path(), &["inspect", "f.npz", "--no-sheet"]);
 }
 
+/// A `.shapelab-*.partial` staging name in `dir`, if a writer has one open.
+fn partial_in(dir: &std::path::Path) -> Option<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(".shapelab-") && n.ends_with(".partial"))
+}
+
 #[test]
 fn killed_generation_never_leaves_a_half_file() {
     let dir = workdir();
@@ -161,7 +169,9 @@ fn killed_generation_never_leaves_a_half_file() {
         ],
     );
     let before = fs::read(dir.path().join("d.npz")).unwrap();
-    for delay_ms in [50, 150, 300, 600, 900] {
+    // Killed while drawing (no file open yet), then killed mid-write: the moment its staged
+    // file appears.
+    for mid_write in [false, true] {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shapelab"))
             .current_dir(dir.path())
             .args([
@@ -177,23 +187,36 @@ fn killed_generation_never_leaves_a_half_file() {
             ])
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let finished = child.try_wait().unwrap().is_some();
-        child.kill().ok();
-        child.wait().unwrap();
-        let now = fs::read(dir.path().join("d.npz")).unwrap();
-        if !finished {
-            // Either the old file or, if the rename had happened, a complete new one.
+        let started = std::time::Instant::now();
+        while mid_write && partial_in(dir.path()).is_none() {
+            assert!(started.elapsed() < Duration::from_secs(120), "never wrote");
             assert!(
-                now == before
-                    || crate::inspect_json(dir.path(), "d.npz")["splits"][0]["total"] == 400000
+                child.try_wait().unwrap().is_none(),
+                "finished before a kill"
             );
+            std::thread::sleep(Duration::from_millis(2));
         }
+        if !mid_write {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(fs::read(dir.path().join("d.npz")).unwrap(), before);
     }
+    assert!(
+        partial_in(dir.path()).is_some(),
+        "the killed writer left its staged file"
+    );
+    // The next write in the same place removes what the killed writer left (issue 11).
+    ok(
+        dir.path(),
+        &[
+            "generate", "--preset", "size", "--train", "30", "--out", "d.npz", "--force",
+        ],
+    );
     let names: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with(".shapelab-"))
         .collect();
     assert_eq!(names, vec!["d.npz".to_string()]);
 }

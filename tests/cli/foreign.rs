@@ -135,3 +135,46 @@ fn pytorch_loads_the_model_and_gets_the_same_logits() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Hidden folders are not classes, other files are named in one warning line, and an empty
+/// class folder is refused (issue 11).
+#[test]
+fn imagefolder_hidden_folders_and_skipped_files() {
+    let dir = crate::workdir();
+    crate::ok(
+        dir.path(),
+        &[
+            "generate",
+            "--preset",
+            "size",
+            "--train",
+            "30",
+            "--val",
+            "15",
+            "--format",
+            "imagefolder",
+            "--out",
+            "t",
+        ],
+    );
+    std::fs::create_dir_all(dir.path().join("t/train/.ipynb_checkpoints")).unwrap();
+    std::fs::create_dir_all(dir.path().join("t/val/.ipynb_checkpoints")).unwrap();
+    std::fs::write(dir.path().join("t/train/ellipse/photo.jpg"), "jpeg").unwrap();
+    std::fs::write(dir.path().join("t/val/triangle/notes.txt"), "notes").unwrap();
+    std::fs::write(dir.path().join("t/val/triangle/.DS_Store"), "x").unwrap();
+    let out = crate::shapelab()
+        .current_dir(dir.path())
+        .args(["inspect", "t", "--json", "--no-sheet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["class_names"].as_array().unwrap().len(), 3, "{v}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("warning: t: skipped 2 files that are not .png images")
+            && err.contains("train/ellipse/photo.jpg"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real `shapelab` binary driven in temporary directories.
 
 mod bad_input;
+mod errors;
 mod foreign;
 mod generate;
 mod inside;
@@ -9,6 +10,7 @@ mod prune;
 mod study;
 mod sweep;
 mod train;
+mod unicode;
 
 use std::path::{Path, PathBuf};
 
@@ -64,4 +66,21 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
+}
+
+/// Every `.shapelab-*` staging name left anywhere under `dir` (a killed writer's).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readable") {
+            let e = e.expect("entry");
+            if e.file_name().to_string_lossy().starts_with(".shapelab-") {
+                found.push(e.path());
+            } else if e.file_type().expect("type").is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
 }

@@ -157,6 +157,9 @@ fn killed_sweeps_resume_to_the_same_store() {
         want,
         "after {kills} kills"
     );
+    // The resumed sweep removed what the killed ones left staged (issue 11).
+    let leftovers = crate::leftovers(dir.path());
+    assert!(leftovers.is_empty(), "after {kills} kills: {leftovers:?}");
     // Every stored run's weights are intact on disk.
     for r in runs_json(dir.path(), "killed.db") {
         let bytes = fs::read(
@@ -346,4 +349,49 @@ fn bad_experiments_and_stores() {
     assert!(e.contains("afile"), "{e}");
     let e = fails(dir.path(), &["sweep", "exp.toml", "--shard", "5/4"], 2);
     assert!(e.contains("--shard 5/4"), "{e}");
+}
+
+/// Growing `seeds` under the same experiment name adds runs, and the sweep says so; shrinking
+/// it says the old runs stay; `--quiet` prints no progress, only such warnings (issue 11).
+#[test]
+fn a_grown_experiment_is_announced_and_quiet_is_quiet() {
+    let dir = workdir();
+    let small = EXPERIMENT
+        .replace("seeds = 2", "seeds = 1")
+        .replace("train = 900", "train = 60")
+        .replace("val = 300", "val = 30")
+        .replace("epochs = 3", "epochs = 1");
+    write(dir.path(), "exp.toml", &small);
+    let run = |args: &[&str]| {
+        let out = crate::shapelab()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(run(&["-q", "sweep", "exp.toml"]), "");
+    assert_eq!(
+        run(&["-q", "sweep", "exp.toml"]),
+        "",
+        "a resumed quiet sweep"
+    );
+    write(
+        dir.path(),
+        "exp.toml",
+        &small.replace("seeds = 1", "seeds = 2"),
+    );
+    let e = run(&["-q", "sweep", "exp.toml"]);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.starts_with("warning: experiment `t` changed")
+            && e.contains("4 of its 8 runs are stored already, 4 new runs will be added"),
+        "{e}"
+    );
+    write(dir.path(), "exp.toml", &small);
+    let e = run(&["-q", "sweep", "exp.toml"]);
+    assert!(e.contains("4 stored runs are no longer in it"), "{e}");
+    // The same text again: nothing to say.
+    assert_eq!(run(&["-q", "sweep", "exp.toml"]), "");
 }

@@ -326,7 +326,7 @@ fn bad_training_input() {
             "--out",
             "r",
         ],
-        2,
+        1,
     );
     assert!(e.contains("nothing.npz") && e.contains("preset"), "{e}");
     ok(

@@ -925,8 +925,8 @@ pub fn write(
                 .collect();
             let mut cap = vec![format!(
                 "{}>{}",
-                &f.true_class[..3.min(f.true_class.len())],
-                &f.predicted[..3.min(f.predicted.len())]
+                crate::text::prefix(&f.true_class, 3),
+                crate::text::prefix(&f.predicted, 3)
             )];
             cap.extend(vary);
             (&val.images[f.index * px..(f.index + 1) * px], cap)
@@ -946,7 +946,7 @@ pub fn write(
             10,
         ))?,
     ));
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::fsio::derived_dir(out)?;
     let mut written = Vec::new();
     for (name, bytes) in files {
         let p = out.join(&name);

@@ -15,7 +15,7 @@
 //! labels may be any integer dtype. Everything read is validated: shapes agree, labels are in
 //! range, images are uint8.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use shapes::{DatasetSpec, Split as Part, SplitData, FACTOR_NAMES, GENERATOR_VERSION, NUM_FACTORS};
@@ -88,7 +88,7 @@ impl DatasetMeta {
 
     /// The first 12 hex digits of the hash, for display.
     pub fn short_hash(&self) -> &str {
-        &self.hash[..12.min(self.hash.len())]
+        crate::text::prefix(&self.hash, 12)
     }
 }
 
@@ -103,6 +103,9 @@ pub struct Dataset {
     pub val: Split,
     /// Present for datasets shapelab generated.
     pub meta: Option<DatasetMeta>,
+    /// Files of an ImageFolder tree that were not read (not PNG images), relative to its root;
+    /// empty for every other source.
+    pub skipped: Vec<PathBuf>,
 }
 
 impl Dataset {
@@ -124,6 +127,7 @@ impl Dataset {
             train: shapes::generate_split(spec, Part::Train, progress).into(),
             val: shapes::generate_split(spec, Part::Val, progress).into(),
             meta: Some(DatasetMeta::new(spec, name)),
+            skipped: Vec::new(),
         }
     }
 
@@ -169,11 +173,59 @@ impl Dataset {
         })
     }
 
+    /// Checks what every reader must hold, whatever the format: at least one image in each
+    /// split (analyses and outcomes are measured on the validation split), and a side length
+    /// in the range `generate` accepts.
+    pub fn validate(&self, source: &Path) -> Result<()> {
+        for (name, split) in [("train", &self.train), ("val", &self.val)] {
+            if split.is_empty() {
+                return Err(Error::bad(
+                    source,
+                    format!("the {name} split holds no images; a dataset needs at least one image in each split"),
+                ));
+            }
+        }
+        check_side(source, self.width, self.height)
+    }
+
+    /// One line naming the files an ImageFolder read skipped, if any.
+    pub fn skipped_note(&self, source: &str) -> Option<String> {
+        let first = self.skipped.first()?;
+        Some(format!(
+            "{source}: skipped {} that {} (first: {}); shapelab reads 8-bit grayscale PNGs",
+            if self.skipped.len() == 1 {
+                "1 file".to_string()
+            } else {
+                format!("{} files", self.skipped.len())
+            },
+            if self.skipped.len() == 1 {
+                "is not a .png image"
+            } else {
+                "are not .png images"
+            },
+            first.display()
+        ))
+    }
+
     /// Reads and validates an `.npz` dataset (shapelab's or a compatible one).
     pub fn read_npz(path: &Path) -> Result<Dataset> {
         let f = NpzFile::open(path)?;
         read_from(&f)
     }
+}
+
+/// Refuses images outside the side lengths `generate` accepts (`shapes::spec::IMAGE_SIZE_RANGE`),
+/// so every command takes the same sizes whatever made the file.
+pub fn check_side(source: &Path, width: usize, height: usize) -> Result<()> {
+    let (lo, hi) = shapes::spec::IMAGE_SIZE_RANGE;
+    let ok = |v: usize| (lo as usize..=hi as usize).contains(&v);
+    if !ok(width) || !ok(height) {
+        return Err(Error::bad(
+            source,
+            format!("images are {width}x{height}; shapelab takes {lo} to {hi} pixels a side (resize them)"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
@@ -290,7 +342,7 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
             )));
         }
     }
-    Ok(Dataset {
+    let d = Dataset {
         height: h as usize,
         width: w as usize,
         class_names,
@@ -298,7 +350,10 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
         train,
         val,
         meta,
-    })
+        skipped: Vec::new(),
+    };
+    d.validate(f.path())?;
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -22,9 +22,28 @@ pub enum Error {
     #[error("{} already exists; pass --force to replace it or choose another --out", .0.display())]
     Exists(PathBuf),
 
+    /// An output would be, contain or replace something the command reads.
+    #[error("{flag} {} {how} {what} ({}); choose a {flag} outside what the command reads", out.display(), input.display())]
+    Overlap {
+        out: PathBuf,
+        flag: String,
+        how: &'static str,
+        input: PathBuf,
+        what: &'static str,
+    },
+
+    /// An existing directory that shapelab did not write, which `--force` must not replace.
+    #[error("{} exists and was not written by shapelab (it has no {} marker); shapelab replaces only its own outputs, even with --force: choose another --out or remove it yourself", .0.display(), crate::output::MARKER)]
+    NotOurs(PathBuf),
+
     /// An input path does not exist.
     #[error("{} does not exist; check the path", .0.display())]
     NotFound(PathBuf),
+
+    /// A file named somewhere else (in an experiment, in a model's record, in `--data`) is
+    /// missing; the message says where it was named and what to do.
+    #[error("{0}")]
+    Missing(String),
 
     /// Reading or writing a file failed.
     #[error("{}: {err}", path.display())]
@@ -38,7 +57,14 @@ pub enum Error {
 impl Error {
     /// True for mistakes in what was asked (exit 2), false for failures (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Spec(_) | Error::Usage(_) | Error::Exists(_))
+        matches!(
+            self,
+            Error::Spec(_)
+                | Error::Usage(_)
+                | Error::Exists(_)
+                | Error::Overlap { .. }
+                | Error::NotOurs(_)
+        )
     }
 
     /// An IO error on `path`.

@@ -586,8 +586,9 @@ impl Plan {
                 }
                 let p = base.join(file);
                 if !p.exists() {
-                    return Err(usage(format!(
-                        "dataset file {} does not exist",
+                    return Err(Error::Missing(format!(
+                        "{}: dataset file {} does not exist; check the path (relative to the experiment file)",
+                        path.display(),
                         p.display()
                     )));
                 }
@@ -613,9 +614,11 @@ impl Plan {
             } else {
                 let sp = base.join(d.spec.as_ref().expect("one source"));
                 let src = std::fs::read_to_string(&sp).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => {
-                        usage(format!("dataset spec {} does not exist", sp.display()))
-                    }
+                    std::io::ErrorKind::NotFound => Error::Missing(format!(
+                        "{}: dataset spec {} does not exist; check the path (relative to the experiment file)",
+                        path.display(),
+                        sp.display()
+                    )),
                     _ => Error::io(&sp, e),
                 })?;
                 let sf = SpecFile::from_toml(&src)

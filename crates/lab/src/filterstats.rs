@@ -203,7 +203,7 @@ impl FilterReport {
             "filter", "mean", "active", "silent"
         );
         for c in &self.class_names {
-            out += &format!("  {:>10}", format!("mean {}", &c[..c.len().min(5)]));
+            out += &format!("  {:>10}", format!("mean {}", crate::text::prefix(c, 5)));
         }
         out += "\n";
         for f in &self.filters {
@@ -314,6 +314,7 @@ mod tests {
                 factors: factors.clone(),
             },
             meta: None,
+            skipped: Vec::new(),
         };
         let rep = filter_stats(&model, &d, Part::Val, Scaling::Unit, 3);
         assert_eq!(rep.filters.len(), 5);

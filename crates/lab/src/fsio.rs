@@ -3,7 +3,9 @@
 //! Files are written to a temporary name in the destination directory, flushed and synced,
 //! then renamed over the final name (atomic on POSIX filesystems). Directory trees are built
 //! under a temporary name beside the destination and renamed into place the same way. An
-//! existing output is only replaced when the caller passes `force`.
+//! existing output is only replaced when the caller passes `force`, and an existing directory
+//! only if shapelab wrote it (`output`). Temporary names say which process made them, so the
+//! next write in the same directory removes what a killed writer left (`leftovers`).
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -11,12 +13,37 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Refuses an existing `path` unless `force`, and creates its parent directories.
-pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
+/// What an output path should hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// Checks an output path before any work: not empty, of the right kind if it exists,
+/// replaced only with `force` and (for a directory) only if shapelab wrote it; then creates
+/// its parent directories and clears stale leftovers of killed writers there.
+pub fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
     if path.as_os_str().is_empty() {
         return Err(Error::Usage(
             "the output path is empty; pass --out PATH".into(),
         ));
+    }
+    match (kind, path.is_dir(), path.exists()) {
+        (Kind::File, true, _) => {
+            return Err(Error::Usage(format!(
+                "{} is a directory; give a file path to --out",
+                path.display()
+            )))
+        }
+        (Kind::Dir, false, true) => {
+            return Err(Error::Usage(format!(
+                "{} is a file; give a directory path to --out",
+                path.display()
+            )))
+        }
+        (Kind::Dir, true, _) => crate::output::check_ours(path)?,
+        _ => {}
     }
     if path.exists() && !force {
         return Err(Error::Exists(path.to_path_buf()));
@@ -28,7 +55,28 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
             "is a file, so it cannot hold the output; choose another --out",
         ));
     }
-    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))
+    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    crate::leftovers::sweep(&parent);
+    Ok(())
+}
+
+/// [`prepare`] for a file.
+pub fn prepare_file(path: &Path, force: bool) -> Result<()> {
+    prepare(path, force, Kind::File)
+}
+
+/// [`prepare`] for a directory tree.
+pub fn prepare_dir(path: &Path, force: bool) -> Result<()> {
+    prepare(path, force, Kind::Dir)
+}
+
+/// A directory of derived files that a command refreshes on every run (prune's and analyze's
+/// results): created if needed and marked as shapelab's; an existing directory that shapelab
+/// did not write is refused.
+pub fn derived_dir(path: &Path) -> Result<()> {
+    prepare_dir(path, true)?;
+    fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    crate::output::mark(path)
 }
 
 /// tempfile's errors repeat the path; name the directory once with the reason.
@@ -47,11 +95,17 @@ fn cannot_create_in(dir: &Path, e: std::io::Error) -> Error {
     Error::io(dir, std::io::Error::new(e.kind(), reason))
 }
 
+/// `.shapelab-<pid>@<host>-`: staged names say who wrote them (see `leftovers`).
+static STAGED_PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{}{}-", crate::leftovers::PREFIX, crate::leftovers::tag())
+});
+
 /// A temporary-name builder. Temporary files are private (0600) by default; outputs get the
 /// usual mode, which the process umask then narrows (0644 and 0755 with the common umask 022).
 fn staging(mode: u32) -> tempfile::Builder<'static, 'static> {
     let mut b = tempfile::Builder::new();
-    b.prefix(".shapelab-").suffix(".partial");
+    b.prefix(STAGED_PREFIX.as_str())
+        .suffix(crate::leftovers::SUFFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -75,13 +129,7 @@ pub fn write_file_atomic(
     force: bool,
     write: impl FnOnce(&mut BufWriter<&fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    prepare_output(path, force)?;
-    if path.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is a directory; give a file path to --out",
-            path.display()
-        )));
-    }
+    prepare_file(path, force)?;
     let dir = parent_dir(path);
     let tmp = staging(0o666)
         .tempfile_in(&dir)
@@ -104,18 +152,13 @@ pub fn write_dir_atomic(
     force: bool,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    prepare_output(path, force)?;
-    if path.is_file() {
-        return Err(Error::Usage(format!(
-            "{} is a file; give a directory path to --out for this format",
-            path.display()
-        )));
-    }
+    prepare_dir(path, force)?;
     let dir = parent_dir(path);
     let tmp = staging(0o777)
         .tempdir_in(&dir)
         .map_err(|e| cannot_create_in(&dir, e))?;
     fill(tmp.path())?;
+    crate::output::mark(tmp.path())?;
     let staged = tmp.keep();
     let placed = place_tree(&staged, path, &dir);
     if placed.is_err() {
@@ -140,7 +183,11 @@ fn place_tree(staged: &Path, path: &Path, dir: &Path) -> Result<()> {
     for attempt in 1..=ATTEMPTS {
         let old = if path.exists() {
             let old = tempfile::Builder::new()
-                .prefix(".shapelab-old-")
+                .prefix(&format!(
+                    "{}{}-",
+                    crate::leftovers::OLD_PREFIX,
+                    crate::leftovers::tag()
+                ))
                 .tempdir_in(dir)
                 .map_err(|e| Error::io(dir, e))?
                 .keep();

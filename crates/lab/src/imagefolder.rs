@@ -86,12 +86,19 @@ pub fn write(d: &Dataset, dir: &Path, force: bool) -> Result<()> {
     })
 }
 
+/// Hidden entries (`.ipynb_checkpoints`, `.DS_Store`, shapelab's marker) are never data.
+fn hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+/// The class directories under a split directory, sorted; hidden ones are ignored.
 fn subdirs(p: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(p).map_err(|e| Error::io(p, e))? {
         let entry = entry.map_err(|e| Error::io(p, e))?;
-        if entry.file_type().map_err(|e| Error::io(p, e))?.is_dir() {
-            out.push(entry.file_name().to_string_lossy().into_owned());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().map_err(|e| Error::io(p, e))?.is_dir() && !hidden(&name) {
+            out.push(name);
         }
     }
     out.sort();
@@ -100,7 +107,10 @@ fn subdirs(p: &Path) -> Result<Vec<String>> {
 
 /// Decodes an 8-bit grayscale PNG: `(width, height, pixels [h, w])`.
 pub fn decode_gray(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })?;
     let decoder = png::Decoder::new(std::io::BufReader::new(file));
     let mut reader = decoder
         .read_info()
@@ -124,7 +134,9 @@ pub fn decode_gray(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     Ok((w, h, buf))
 }
 
-/// Reads an ImageFolder tree (see the module docs).
+/// Reads an ImageFolder tree (see the module docs). Hidden entries are ignored; a class
+/// folder without images, or a class with no training image, is refused; other files in the
+/// class folders (`.jpg`, notes) are listed in [`Dataset::skipped`].
 pub fn read(dir: &Path) -> Result<Dataset> {
     if !dir.exists() {
         return Err(Error::NotFound(dir.to_path_buf()));
@@ -151,27 +163,46 @@ pub fn read(dir: &Path) -> Result<Dataset> {
     let (factor_names, factor_rows) = read_factors(dir)?;
     let mut size = None;
     let mut splits = Vec::new();
+    let mut skipped = Vec::new();
     for s in SPLITS {
         // (file name, label, relative path)
         let mut files: Vec<(String, u8, String)> = Vec::new();
         for (label, class) in class_names.iter().enumerate() {
             let p = dir.join(s).join(class);
             if !p.is_dir() {
+                if s == "train" {
+                    return Err(Error::bad(
+                        dir,
+                        format!("class {class} has a val/{class}/ folder but no train/{class}/ images; every class needs training images"),
+                    ));
+                }
                 continue;
             }
+            let before = files.len();
             for entry in fs::read_dir(&p).map_err(|e| Error::io(&p, e))? {
-                let name = entry
-                    .map_err(|e| Error::io(&p, e))?
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned();
+                let entry = entry.map_err(|e| Error::io(&p, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if hidden(&name) {
+                    continue;
+                }
                 if name.to_ascii_lowercase().ends_with(".png") {
                     files.push((name.clone(), label as u8, format!("{s}/{class}/{name}")));
+                } else {
+                    skipped.push(PathBuf::from(s).join(class).join(name));
                 }
+            }
+            if files.len() == before {
+                return Err(Error::bad(
+                    &p,
+                    "holds no .png images; remove the empty class folder or add images to it",
+                ));
             }
         }
         if files.is_empty() {
-            return Err(Error::bad(dir, format!("{s}/ holds no .png images")));
+            return Err(Error::bad(
+                dir,
+                format!("the {s} split holds no images; a dataset needs at least one image in each split"),
+            ));
         }
         files.sort();
         let decoded: Vec<(usize, usize, Vec<u8>)> = files
@@ -219,7 +250,8 @@ pub fn read(dir: &Path) -> Result<Dataset> {
     let (width, height) = size.expect("at least one image");
     let val = splits.pop().expect("two splits");
     let train = splits.pop().expect("two splits");
-    Ok(Dataset {
+    skipped.sort();
+    let d = Dataset {
         height,
         width,
         class_names,
@@ -227,7 +259,10 @@ pub fn read(dir: &Path) -> Result<Dataset> {
         train,
         val,
         meta,
-    })
+        skipped,
+    };
+    d.validate(dir)?;
+    Ok(d)
 }
 
 type FactorRows = (Vec<String>, BTreeMap<String, Vec<f32>>);

@@ -183,7 +183,7 @@ impl Summary {
                 }
                 let cw = class_names
                     .iter()
-                    .map(|c| c.len())
+                    .map(|c| crate::text::width(c))
                     .max()
                     .unwrap_or(0)
                     .max(7);
@@ -236,7 +236,12 @@ impl Summary {
                     "{path}: panel {}, {images} images, {width}x{height} px, generator {}\n\n",
                     meta.name, meta.generator
                 );
-                let gw = groups.iter().map(|g| g.0.len()).max().unwrap_or(5).max(5);
+                let gw = groups
+                    .iter()
+                    .map(|g| crate::text::width(&g.0))
+                    .max()
+                    .unwrap_or(5)
+                    .max(5);
                 out += &format!("  {:<gw$}  images\n", "group");
                 for (g, n) in groups {
                     out += &format!("  {g:<gw$}  {n:>6}\n");

@@ -430,8 +430,14 @@ pub fn panel_for(run: &Run, arg: Option<&str>, data: Option<&Dataset>) -> Result
         }
         Some(file) => {
             let p = Path::new(file);
+            let names: Vec<&str> = shapes::panel::PANELS.iter().map(|p| p.0).collect();
+            if !p.exists() && crate::training::looks_like_path(file) {
+                return Err(Error::Missing(format!(
+                    "--panel {file}: no such file; check the path, or name a panel ({})",
+                    names.join(", ")
+                )));
+            }
             if !p.exists() {
-                let names: Vec<&str> = shapes::panel::PANELS.iter().map(|p| p.0).collect();
                 return Err(Error::Usage(format!(
                     "--panel {file}: no such file, and not a panel ({})",
                     names.join(", ")

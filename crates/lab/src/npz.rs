@@ -216,7 +216,7 @@ impl NpzFile {
         let little = !ts.starts_with('>');
         let (kind, width) = (
             ts.as_bytes().get(1).copied(),
-            ts[2..].parse::<usize>().unwrap_or(0),
+            ts.get(2..).unwrap_or("").parse::<usize>().unwrap_or(0),
         );
         if !matches!(kind, Some(b'u') | Some(b'i'))
             || ![1, 2, 4, 8].contains(&width)
@@ -298,7 +298,7 @@ fn parse_npy(full: &[u8]) -> std::result::Result<RawArray, String> {
     };
     let shape = npy.shape().to_vec();
     let start = cursor.position() as usize;
-    let item = dtype[2..].parse::<u64>().unwrap_or(1);
+    let item = dtype.get(2..).unwrap_or("").parse::<u64>().unwrap_or(1);
     let item = if dtype.as_bytes().get(1) == Some(&b'U') {
         4 * item
     } else {

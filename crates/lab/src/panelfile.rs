@@ -145,6 +145,10 @@ impl PanelData {
             )));
         }
         let n = xs[0] as usize;
+        if n == 0 {
+            return Err(bad("holds no images; a panel needs at least one".into()));
+        }
+        crate::dataset::check_side(f.path(), xs[2] as usize, xs[1] as usize)?;
         let (_, labels) = f.u8("y_panel")?;
         let (fs, factors) = f.floats("factors_panel")?;
         let factor_names = f.strings("factor_names")?;

@@ -289,7 +289,7 @@ pub fn write(p: &PruneJson, title: &str, out: &Path) -> Result<Vec<PathBuf>> {
         ("prune.xlsx", xlsx),
         ("accuracy.png", png),
     ];
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::fsio::derived_dir(out)?;
     let mut written = Vec::new();
     for (name, bytes) in files {
         let path = out.join(name);

@@ -645,10 +645,20 @@ fn findings(
 /// Builds `DIR/report.html` from the study directory; returns its path.
 pub fn build(dir: &Path) -> Result<PathBuf> {
     let store_path = dir.join("shapelab.db");
-    let store = Store::open_existing(&store_path)?;
+    let store = Store::open_read(&store_path)?;
     let text = std::fs::read_to_string(dir.join("study.toml"))
         .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
-    let study = Study::parse(&text, &dir.join("study.toml"))?;
+    // Relative dataset paths in a custom study are relative to the file it was run from,
+    // which the store records; the copy in DIR is the fallback (embedded studies, a moved
+    // source).
+    let source = store
+        .experiments()?
+        .into_iter()
+        .find(|(_, _, t)| *t == text)
+        .map(|(_, p, _)| PathBuf::from(p))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("study.toml"));
+    let study = Study::parse(&text, &source)?;
     let plan = &study.plan;
     let runs = crate::study::plan_runs(&store, plan)?;
     if runs.is_empty() {
@@ -695,7 +705,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
                 ds.width,
                 ds.height,
                 esc(&ds.class_names.join(", ")),
-                &ds.hash[..12.min(ds.hash.len())]
+                crate::text::prefix(&ds.hash, 12)
             );
         }
         h += &img_file(

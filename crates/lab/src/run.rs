@@ -189,6 +189,17 @@ impl Run {
                 format!("says format {:?}, expected {MODEL_FORMAT:?}", meta.format),
             ));
         }
+        if meta.class_names.len() != meta.arch.classes {
+            return Err(Error::bad(
+                &json_path,
+                format!(
+                    "lists {} class_names but the architecture has {} classes; the file is damaged (retrain, or restore class_names)",
+                    meta.class_names.len(),
+                    meta.arch.classes
+                ),
+            ));
+        }
+        crate::dataset::check_side(&json_path, meta.arch.width, meta.arch.height)?;
         let st_path = dir.join("model.safetensors");
         let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
         let model =

@@ -221,29 +221,64 @@ impl Store {
                 "is a directory; --store takes a database file path",
             ));
         }
-        crate::fsio::prepare_output(path, true)?;
+        crate::fsio::prepare_file(path, true)?;
         Store::open_with(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            true,
         )
     }
 
-    /// Opens an existing store (for reading commands); a missing file is an error.
+    /// Opens an existing store to add to it (`prune --store`, `stuck --continue`): a missing
+    /// file, or a file that is not a shapelab store yet, is an error; an older schema is
+    /// migrated.
     pub fn open_existing(path: &Path) -> Result<Store> {
+        Store::check_file(path)?;
+        Store::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, false)
+    }
+
+    /// Opens an existing store for reading only (`runs`, `summary`, `report`): it never
+    /// creates, migrates or changes the file.
+    pub fn open_read(path: &Path) -> Result<Store> {
+        Store::check_file(path)?;
+        let e = sql(path);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
+        let version = Store::version(&conn, path)?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::bad(
+                path,
+                format!("has schema {version}, older than this shapelab's {SCHEMA_VERSION}; run `shapelab sweep` with it once to migrate it"),
+            ));
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn check_file(path: &Path) -> Result<()> {
         if !path.exists() {
             return Err(Error::NotFound(path.to_path_buf()));
         }
-        Store::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        if path.is_dir() {
+            return Err(Error::bad(
+                path,
+                "is a directory; --store takes a database file path",
+            ));
+        }
+        Ok(())
     }
 
-    fn open_with(path: &Path, flags: OpenFlags) -> Result<Store> {
-        let e = sql(path);
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(&e)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
+    /// The schema version; 0 (an empty file, another database) is refused: not a store.
+    fn version(conn: &Connection, path: &Path) -> Result<i64> {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(&e)?;
+            .map_err(sql(path))?;
         if version > SCHEMA_VERSION {
             return Err(Error::bad(
                 path,
@@ -252,6 +287,24 @@ impl Store {
                 ),
             ));
         }
+        if version == 0 {
+            return Err(Error::bad(
+                path,
+                "is not a shapelab store (an empty file or another database); give the --store a sweep wrote",
+            ));
+        }
+        Ok(version)
+    }
+
+    fn open_with(path: &Path, flags: OpenFlags, create: bool) -> Result<Store> {
+        let e = sql(path);
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
+        let version = match Store::version(&conn, path) {
+            Err(_) if create && Store::blank(&conn, path)? => 0,
+            v => v?,
+        };
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -268,6 +321,17 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// True for a database with no tables: an empty file, or one just created.
+    fn blank(conn: &Connection, path: &Path) -> Result<bool> {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(path))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql(path))?;
+        Ok(version == 0 && tables == 0)
     }
 
     pub fn path(&self) -> &Path {

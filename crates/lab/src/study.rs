@@ -192,17 +192,11 @@ fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
     out
 }
 
-/// Runs (or resumes) a study into `dir`.
-pub fn run(
-    text: &str,
-    source: &str,
-    dir: &Path,
-    jobs: usize,
-    cancel: &std::sync::atomic::AtomicBool,
-    obs: &dyn StudyObserver,
-) -> Result<PathBuf> {
+/// Checks that `dir` can hold the study `text`: new, empty, or a directory of the same study
+/// (resumed). Another study's directory, a store without a study, or a directory of other
+/// files is refused before anything is written.
+pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
     let config = dir.join("study.toml");
-    let study = Study::parse(text, Path::new(source))?;
     // A directory holds one study: resuming with another configuration would mix the two.
     if let Ok(old) = std::fs::read_to_string(&config) {
         if old != text {
@@ -219,7 +213,29 @@ pub fn run(
             dir.display()
         )));
     }
+    if dir.is_dir() && !crate::output::is_ours(dir)? {
+        return Err(Error::Usage(format!(
+            "{} is not empty and was not written by shapelab; give --out a new or empty directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) a study into `dir`.
+pub fn run(
+    text: &str,
+    source: &str,
+    dir: &Path,
+    jobs: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+    obs: &dyn StudyObserver,
+) -> Result<PathBuf> {
+    let config = dir.join("study.toml");
+    let study = Study::parse(text, Path::new(source))?;
+    check_dir(dir, text)?;
     std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io(dir, e))?;
+    crate::output::mark(dir)?;
     crate::fsio::write_file_atomic(&config, true, |w| {
         std::io::Write::write_all(w, text.as_bytes())
     })?;
@@ -278,7 +294,13 @@ pub fn run(
         jobs,
         cancel,
     };
-    let report = crate::sweep::run(plan, &config, &store_path, &opts, obs)?;
+    // The store records the file the study came from, so relative dataset paths in it keep
+    // their meaning when the report is rebuilt.
+    let source_path = match Path::new(source) {
+        p if p.is_file() => crate::output::resolve(p),
+        p => p.to_path_buf(),
+    };
+    let report = crate::sweep::run(plan, &source_path, &store_path, &opts, obs)?;
     if report.cancelled {
         return Err(Error::Usage(
             "interrupted: run the same command again to resume".into(),
@@ -357,7 +379,7 @@ pub fn run(
         }
         let scaling = run.meta.train.scaling;
         let name = format!("{} {}", case.dataset, case.arch);
-        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        crate::fsio::derived_dir(&out)?;
         if let Ok(panel) = crate::PanelData::read_npz(&data_file(dir, &case.dataset, "-panel.npz"))
         {
             crate::maps::write_sheets(

@@ -41,6 +41,47 @@ pub trait SweepObserver: Sync {
     fn stored(&self, _row: &RunRow) {}
     /// After each epoch of any run.
     fn epoch(&self) {}
+    /// A line the user should read before the runs start: a grown or shrunk experiment,
+    /// files a dataset read skipped.
+    fn note(&self, _line: &str) {}
+}
+
+/// Says how an experiment changed since its last sweep into this store, when its set of
+/// runs changed: growing `seeds` from 4 to 5 keeps the 4 stored seeds of every cell and adds
+/// the fifth, which is an extension, not a conflict (a changed setting of a stored run is
+/// refused instead). `None` when the text or the set of runs is the same.
+fn change_note(
+    plan: &Plan,
+    previous_text: &str,
+    done: &HashMap<String, String>,
+    store_path: &Path,
+) -> Option<String> {
+    if previous_text == plan.text || done.is_empty() {
+        return None;
+    }
+    let planned: std::collections::HashSet<&str> =
+        plan.runs.iter().map(|r| r.key.as_str()).collect();
+    let kept = done.keys().filter(|k| planned.contains(k.as_str())).count();
+    let added = planned.len() - kept;
+    let dropped = done.len() - kept;
+    if added == 0 && dropped == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "experiment `{}` changed since its last sweep into {}: {kept} of its {} runs are stored already",
+        plan.name,
+        store_path.display(),
+        planned.len()
+    );
+    if added > 0 {
+        line += &format!(", {added} new runs will be added to its results");
+    }
+    if dropped > 0 {
+        line += &format!(
+            ", {dropped} stored runs are no longer in it but stay in the store and in its `runs` and `summary` (give the experiment a new name to keep the two apart)"
+        );
+    }
+    Some(line)
 }
 
 /// What a sweep did.
@@ -235,12 +276,11 @@ pub fn run(
     obs: &dyn SweepObserver,
 ) -> Result<SweepReport> {
     let store = Store::open(store_path)?;
-    store.put_experiment(
-        &plan.name,
-        &plan_path.display().to_string(),
-        plan.seed,
-        &plan.text,
-    )?;
+    let previous = store
+        .experiments()?
+        .into_iter()
+        .find(|(name, _, _)| *name == plan.name)
+        .map(|(_, _, text)| text);
     let selected: Vec<&RunPlan> = match opts.shard {
         Some((i, n)) => plan.shard(i, n),
         None => plan.runs.iter().collect(),
@@ -253,8 +293,18 @@ pub fn run(
             e.insert(load_dataset(&d.label, &d.source)?);
         }
     }
+    let mut indices: Vec<&usize> = loaded.keys().collect();
+    indices.sort();
+    for i in indices {
+        if let Some(n) = loaded[i].data.skipped_note(&plan.datasets[*i].label) {
+            obs.note(&n);
+        }
+    }
     // Build and check every run before training any.
     let done = store.finished(&plan.name)?;
+    let changed = previous
+        .as_deref()
+        .and_then(|t| change_note(plan, t, &done, store_path));
     let mut jobs = Vec::new();
     let mut already = 0;
     for r in &selected {
@@ -294,6 +344,16 @@ pub fn run(
             }),
         }
     }
+    if let Some(n) = changed {
+        obs.note(&n);
+    }
+    // Recorded only once the experiment is known not to conflict with what is stored.
+    store.put_experiment(
+        &plan.name,
+        &plan_path.display().to_string(),
+        plan.seed,
+        &plan.text,
+    )?;
     for d in loaded.values() {
         store.put_dataset(&d.row)?;
     }

@@ -39,6 +39,11 @@ pub fn resolve_data(arg: &str, progress: &(dyn Fn(usize) + Sync)) -> Result<(Dat
     } else if let Some(p) = shapes::presets::find(arg) {
         let spec = p.spec()?;
         Dataset::generate(&spec, Some(p.name.to_string()), progress)
+    } else if looks_like_path(arg) {
+        return Err(Error::Missing(format!(
+            "--data {arg}: no such file or directory; check the path, or give a preset ({})",
+            shapes::presets::names().join(", ")
+        )));
     } else {
         return Err(Error::Usage(format!(
             "--data {arg}: no such file, and not a preset ({}); give a dataset .npz, an ImageFolder directory or a preset name",
@@ -56,6 +61,13 @@ pub fn resolve_data(arg: &str, progress: &(dyn Fn(usize) + Sync)) -> Result<(Dat
     Ok((dataset, data_ref))
 }
 
+/// True when a `--data` argument names a path rather than a preset: a missing path is a
+/// failure (exit 1), an unknown preset a usage error (exit 2).
+pub fn looks_like_path(arg: &str) -> bool {
+    let ext = Path::new(arg).extension().and_then(|e| e.to_str());
+    arg.contains(['/', '\\']) || ext.is_some_and(|e| e.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
 /// The data a model was trained on: regenerated from its recorded spec (shapelab datasets),
 /// or read again from its recorded path.
 pub fn training_data(meta: &ModelMeta, progress: &(dyn Fn(usize) + Sync)) -> Result<Dataset> {
@@ -67,7 +79,7 @@ pub fn training_data(meta: &ModelMeta, progress: &(dyn Fn(usize) + Sync)) -> Res
     if path.exists() {
         return resolve_data(&meta.data.source, progress).map(|(d, _)| d);
     }
-    Err(Error::Usage(format!(
+    Err(Error::Missing(format!(
         "the model was trained on {}, which is gone; pass --data FILE",
         meta.data.source
     )))
