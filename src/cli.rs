@@ -381,6 +381,11 @@ pub struct SummaryArgs {
     #[arg(long, value_name = "PATH")]
     pub thesis_table: Option<PathBuf>,
 
+    /// Replace existing files given to --out or --thesis-table (the default heatmap beside the
+    /// store is refreshed on every run).
+    #[arg(long)]
+    pub force: bool,
+
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -664,9 +669,14 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Where to write the contact sheet (default: beside PATH, as NAME.contact.png).
+    /// Where to write the contact sheet (default: beside PATH, as NAME.contact.png, refreshed
+    /// on every run).
     #[arg(long, value_name = "PNG", conflicts_with = "no_sheet")]
     pub sheet: Option<PathBuf>,
+
+    /// Replace an existing file given to --sheet.
+    #[arg(long, requires = "sheet")]
+    pub force: bool,
 
     /// Do not write a contact sheet.
     #[arg(long)]

@@ -310,6 +310,8 @@ fn inspect(args: InspectArgs) -> Result<()> {
             lab::output::Input::File(&args.path)
         };
         lab::output::check_disjoint(p, "--sheet", &[input])?;
+        // The default sheet is derived data, refreshed; a file the user named needs --force.
+        lab::fsio::prepare_file(p, args.force || args.sheet.is_none())?;
     }
     let shown = args.path.display().to_string();
     let title = args

@@ -309,9 +309,13 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         .unwrap_or_else(|| beside_store(&args.filter.store, "summary.png"));
     let store_input = [Input::Store(&args.filter.store)];
     check_disjoint(&png, "--out", &store_input)?;
+    // The default heatmap is derived data, refreshed; a file the user named needs --force.
+    lab::fsio::prepare_file(&png, args.force || args.out.is_none())?;
     if let Some(base) = &args.thesis_table {
         for ext in ["csv", "xlsx"] {
-            check_disjoint(&base.with_extension(ext), "--thesis-table", &store_input)?;
+            let p = base.with_extension(ext);
+            check_disjoint(&p, "--thesis-table", &store_input)?;
+            lab::fsio::prepare_file(&p, args.force)?;
         }
     }
     lab::summary::heatmap(&groups).save_png(&png)?;

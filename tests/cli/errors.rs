@@ -58,6 +58,9 @@ const CASES: &[Case] = &[
     (&["predict", "m", "img.png", "--out", "x.npz"], 2, &["--out x.npz", "--json"]),
     (&["generate", "--preset", "size", "--out", "foreign", "--force"], 2, &["foreign is a directory"]),
     (&["kernels", "m", "--out", "k0"], 2, &["k0 already exists", "--force"]),
+    (&["inspect", "d.npz", "--sheet", "mine.png"], 2, &["mine.png already exists", "--force"]),
+    (&["summary", "--store", "s.db", "--out", "mine.png"], 2, &["mine.png already exists"]),
+    (&["summary", "--store", "s.db", "--thesis-table", "mine"], 2, &["mine.csv already exists"]),
     // --- outputs that overlap an input: exit 2, every command that writes ---
     (&["generate", "spec.toml", "--out", "spec.toml", "--force"], 2, &["--out spec.toml is a file it reads (spec.toml)"]),
     (&["inspect", "d.npz", "--sheet", "d.npz"], 2, &["--sheet d.npz is"]),
@@ -186,6 +189,8 @@ fn setup(dir: &Path) {
     let bytes = fs::read(dir.join("d.npz")).unwrap();
     fs::write(dir.join("cut.npz"), &bytes[..bytes.len() * 2 / 3]).unwrap();
     w("empty.db", "");
+    w("mine.png", "the user's picture");
+    w("mine.csv", "the user's table");
     // Experiments and a store.
     let exp = "name = \"e\"\nseeds = 1\nepochs = 1\n[[dataset]]\npreset = \"thesis-1.3\"\ntrain = 30\nval = 15\n[grid]\narchs = [\"2-2\"]\n";
     w("exp.toml", exp);

@@ -253,6 +253,12 @@ fn summary_tables_and_the_stuck_study() {
         &fs::read(dir.path().join("table.xlsx")).unwrap()[..2],
         b"PK"
     );
+    // A table the user named is replaced only with --force; the default heatmap is refreshed.
+    crate::fails(dir.path(), &["summary", "--thesis-table", "table"], 2);
+    ok(
+        dir.path(),
+        &["summary", "--thesis-table", "table", "--force"],
+    );
     let j: serde_json::Value =
         serde_json::from_str(&ok(dir.path(), &["summary", "--json"])).unwrap();
     let cell = &j["groups"][0]["cells"][0];
