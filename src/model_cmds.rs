@@ -136,7 +136,8 @@ impl Observer for Progress {
 }
 
 pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
-    check_disjoint(&args.out, "--out", &inputs([Input::data(&args.data)]))?;
+    let data: Vec<Input> = Input::data(&args.data).into_iter().collect();
+    check_disjoint(&args.out, "--out", &data)?;
     lab::fsio::prepare_dir(&args.out, args.force)?;
     let (dataset, data_ref) = resolve_data(&args.data, &|_| {})?;
     crate::warn_skipped(&dataset, &args.data);
@@ -178,17 +179,20 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// The inputs a command reads, for `check_disjoint`.
-fn inputs<'a, const N: usize>(items: [Option<Input<'a>>; N]) -> Vec<Input<'a>> {
-    items.into_iter().flatten().collect()
-}
-
-/// The data a command on `run` reads or stands on: `--data`, and the model's own dataset
-/// file or tree wherever it still exists (even when a shapelab dataset is regenerated from its
-/// spec instead of read, it is the user's copy of the data the model was trained on).
-fn data_inputs<'a>(run: &'a Run, data: &'a Option<String>) -> Vec<Input<'a>> {
-    let mut v: Vec<Input> = data.as_deref().and_then(Input::data).into_iter().collect();
+/// What a command on the model directory `model` (loaded as `run`) reads or stands on, for
+/// `check_disjoint`: the model, `--data`, the model's own dataset file or tree wherever it
+/// still exists (even when a shapelab dataset is regenerated from its spec instead of read, it
+/// is the user's copy of the data the model was trained on), and `extra` (a panel, a store).
+fn model_inputs<'a>(
+    model: &'a std::path::Path,
+    run: &'a Run,
+    data: Option<&'a str>,
+    extra: Option<Input<'a>>,
+) -> Vec<Input<'a>> {
+    let mut v = vec![Input::Model(model)];
+    v.extend(data.and_then(Input::data));
     v.extend(Input::data(&run.meta.data.source));
+    v.extend(extra);
     v
 }
 
@@ -278,15 +282,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             return Err(usage("give either IMAGE.png files or --data, not both"));
         }
         let out = args.out.as_ref().expect("clap requires --out with --data");
-        check_disjoint(
-            out,
-            "--out",
-            &[
-                vec![Input::Model(&args.model)],
-                data_inputs(&run, &args.data),
-            ]
-            .concat(),
-        )?;
+        let inputs = model_inputs(&args.model, &run, Some(data), None);
+        check_disjoint(out, "--out", &inputs)?;
         lab::fsio::prepare_file(out, args.force)?;
         let (d, _) = load_eval_data(&run, &Some(data.clone()))?;
         let split = part(args.split);
@@ -377,21 +374,14 @@ fn run_name(dir: &std::path::Path) -> String {
 
 pub fn activations(args: ActivationsArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
-    let no_data = None;
     let panel_file = args
         .panel
         .as_deref()
-        .filter(|p| std::path::Path::new(p).exists())
-        .map(|p| Input::File(std::path::Path::new(p)));
-    check_disjoint(
-        &args.out,
-        "--out",
-        &[
-            inputs([Some(Input::Model(&args.model)), panel_file]),
-            data_inputs(&run, &no_data),
-        ]
-        .concat(),
-    )?;
+        .map(std::path::Path::new)
+        .filter(|p| p.exists())
+        .map(Input::File);
+    let inputs = model_inputs(&args.model, &run, None, panel_file);
+    check_disjoint(&args.out, "--out", &inputs)?;
     lab::fsio::prepare_dir(&args.out, args.force)?;
     let data = if args.panel.is_none() && run.meta.data.spec.is_none() {
         Some(training_data(&run.meta, &|_| {})?)
@@ -442,11 +432,8 @@ pub fn activations(args: ActivationsArgs) -> Result<()> {
 
 pub fn kernels(args: KernelsArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
-    check_disjoint(
-        &args.out,
-        "--out",
-        &[vec![Input::Model(&args.model)], data_inputs(&run, &None)].concat(),
-    )?;
+    let inputs = model_inputs(&args.model, &run, None, None);
+    check_disjoint(&args.out, "--out", &inputs)?;
     lab::fsio::prepare_dir(&args.out, args.force)?;
     let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
     let files = lab::kernels::write_kernel_sheets(
@@ -467,15 +454,8 @@ pub fn kernels(args: KernelsArgs) -> Result<()> {
 pub fn filters(args: FiltersArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     if let Some(p) = &args.npz {
-        check_disjoint(
-            p,
-            "--npz",
-            &[
-                vec![Input::Model(&args.model)],
-                data_inputs(&run, &args.data),
-            ]
-            .concat(),
-        )?;
+        let inputs = model_inputs(&args.model, &run, args.data.as_deref(), None);
+        check_disjoint(p, "--npz", &inputs)?;
         lab::fsio::prepare_file(p, args.force)?;
     }
     let (d, _) = load_eval_data(&run, &args.data)?;
@@ -536,7 +516,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     };
     let out = args.out.clone().unwrap_or_else(|| {
         args.model
-            .join(format!("prune-{}-{ties_name}", split_name(args.on)))
+            .join(format!("prune-{}-{ties_name}", part(args.on).name()))
     });
     check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
     let store = store_of_run(args.store.as_deref(), &args.model)?;
@@ -608,10 +588,6 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     Ok(())
 }
 
-fn split_name(s: SplitChoice) -> &'static str {
-    part(s).name()
-}
-
 /// Checks the `--out` of `prune` and `analyze` before any work: disjoint from the model, its
 /// data and the store, and a directory shapelab may refresh.
 fn check_derived_out(
@@ -621,15 +597,8 @@ fn check_derived_out(
     data: &Option<String>,
     store: Option<&std::path::Path>,
 ) -> Result<()> {
-    check_disjoint(
-        out,
-        "--out",
-        &[
-            inputs([Some(Input::Model(model)), store.map(Input::Store)]),
-            data_inputs(run, data),
-        ]
-        .concat(),
-    )?;
+    let inputs = model_inputs(model, run, data.as_deref(), store.map(Input::Store));
+    check_disjoint(out, "--out", &inputs)?;
     lab::fsio::prepare_dir(out, true)?;
     Ok(())
 }

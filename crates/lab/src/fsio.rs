@@ -29,23 +29,25 @@ pub fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
             "the output path is empty; pass --out PATH".into(),
         ));
     }
-    match (kind, path.is_dir(), path.exists()) {
-        (Kind::File, true, _) => {
+    // One look at the path: another process may be replacing the same tree right now.
+    let is_dir = fs::metadata(path).ok().map(|m| m.is_dir());
+    match (kind, is_dir) {
+        (Kind::File, Some(true)) => {
             return Err(Error::Usage(format!(
                 "{} is a directory; give a file path to --out",
                 path.display()
             )))
         }
-        (Kind::Dir, false, true) => {
+        (Kind::Dir, Some(false)) => {
             return Err(Error::Usage(format!(
                 "{} is a file; give a directory path to --out",
                 path.display()
             )))
         }
-        (Kind::Dir, true, _) => crate::output::check_ours(path)?,
+        (Kind::Dir, Some(true)) => crate::output::check_ours(path)?,
         _ => {}
     }
-    if path.exists() && !force {
+    if is_dir.is_some() && !force {
         return Err(Error::Exists(path.to_path_buf()));
     }
     let parent = parent_dir(path);

@@ -28,14 +28,15 @@ const MARKER_TEXT: &str =
 
 /// Files whose presence shows a directory was written by shapelab 0.1, before the marker:
 /// a model directory, an ImageFolder dataset, activation or kernel sheets, a pruning result,
-/// an analysis, a study.
-const LEGACY_SIGNS: [&str; 6] = [
+/// an analysis, a study, a study's case.
+const LEGACY_SIGNS: [&str; 7] = [
     "model.json",
     "factors.csv",
     "layer-1.png",
     "prune.json",
     "analysis.json",
     "study.toml",
+    "filters.json",
 ];
 
 /// The files of a model directory that commands read.
@@ -180,17 +181,34 @@ pub fn check_disjoint(out: &Path, flag: &str, inputs: &[Input]) -> Result<()> {
 
 /// True when `dir` is empty, carries the [`MARKER`], or holds a file that shapelab 0.1 wrote
 /// before the marker existed.
+///
+/// Another process may be replacing the same tree at this moment (two sweeps sharing a store
+/// write the same run directory): a directory that vanishes holds nothing to lose, and one
+/// seen without its marker is looked at again, since the look may have fallen between the
+/// old tree moving aside and the new one arriving.
 pub fn is_ours(dir: &Path) -> Result<bool> {
-    let mut entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.peekable();
-    if entries.peek().is_none() {
-        return Ok(true);
+    for _ in 0..3 {
+        let empty = match fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        if empty {
+            return Ok(true);
+        }
+        if dir.join(MARKER).is_file() || LEGACY_SIGNS.iter().any(|f| dir.join(f).is_file()) {
+            return Ok(true);
+        }
+        if !dir.exists() {
+            return Ok(true);
+        }
     }
-    Ok(dir.join(MARKER).is_file() || LEGACY_SIGNS.iter().any(|f| dir.join(f).is_file()))
+    Ok(false)
 }
 
 /// Refuses to replace an existing directory that shapelab did not write (rule 2).
 pub fn check_ours(dir: &Path) -> Result<()> {
-    if dir.is_dir() && !is_ours(dir)? {
+    if !is_ours(dir)? {
         return Err(Error::NotOurs(dir.to_path_buf()));
     }
     Ok(())
