@@ -91,6 +91,7 @@ const CASES: &[Case] = &[
     (&["generate", "spec.toml", "--format", "imagefolder", "--out", "foreign", "--force"], 2, &["not written by shapelab"]),
     (&["prune", "m", "--out", "foreign"], 2, &["not written by shapelab"]),
     (&["analyze", "m", "--out", "foreign"], 2, &["not written by shapelab"]),
+    (&["study", "--out", "d.npz"], 2, &["d.npz is a file", "directory"]),
     (&["study", "--out", "foreign"], 2, &["foreign is not empty and was not written by shapelab"]),
 ];
 

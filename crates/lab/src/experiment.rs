@@ -260,9 +260,10 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> Error {
     let msg = e.message().trim().replace('\n', " ");
     match e.span() {
         Some(span) => {
-            let before = &src[..span.start.min(src.len())];
+            // A byte offset from the parser: `get` never panics inside a character.
+            let before = src.get(..span.start).unwrap_or(src);
             let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             Error::Usage(format!("{}:{line}:{col}: {msg}", path.display()))
         }
         None => Error::Usage(format!("{}: {msg}", path.display())),

@@ -196,6 +196,12 @@ fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
 /// (resumed). Another study's directory, a store without a study, or a directory of other
 /// files is refused before anything is written.
 pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a file; give --out a directory for the study",
+            dir.display()
+        )));
+    }
     let config = dir.join("study.toml");
     // A directory holds one study: resuming with another configuration would mix the two.
     if let Ok(old) = std::fs::read_to_string(&config) {

@@ -443,7 +443,9 @@ fn toml_error(src: &str, e: &toml::de::Error) -> SpecError {
     let msg = e.message().trim().replace('\n', " ");
     match e.span() {
         Some(span) => {
-            let line = src[..span.start.min(src.len())].matches('\n').count() + 1;
+            // A byte offset from the parser: `get` never panics inside a character.
+            let before = src.get(..span.start).unwrap_or(src);
+            let line = before.matches('\n').count() + 1;
             SpecError::Parse(format!("line {line}: {msg}"))
         }
         None => SpecError::Parse(msg),
