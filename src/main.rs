@@ -32,12 +32,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let usage = e
-                .downcast_ref::<lab::Error>()
-                .is_some_and(lab::Error::is_usage);
-            ExitCode::from(if usage { 2 } else { 1 })
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The one place errors become exit codes: 130 interrupted, 2 usage, 1 failure (the first
+/// typed error in the chain decides; anything untyped is a failure).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<lab::Error>() {
+            return e.exit_code();
+        }
+        if cause.is::<shapes::SpecError>() {
+            return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<tinycnn::Error>() {
+            return if matches!(e, tinycnn::Error::Params(_)) {
+                1
+            } else {
+                2
+            };
+        }
+    }
+    1
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -525,7 +525,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(lab::Error::from)?;
     let seconds = start.elapsed().as_secs_f64();
     let json = lab::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
     let title = format!(
@@ -536,10 +536,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     );
     lab::pruning::write(&json, &title, &out)?;
     // The minimal network, as a model `shapelab eval` accepts.
-    let small = run
-        .model
-        .pruned(&p.keep)
-        .map_err(|e| usage(e.to_string()))?;
+    let small = run.model.pruned(&p.keep).map_err(lab::Error::from)?;
     let e = tinycnn::train::evaluate(&small, &data, run.meta.train.scaling);
     let et = tinycnn::train::evaluate(
         &small,
@@ -638,7 +635,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     }
     let name = run_name(&args.model);
     let report = lab::analysis::analyze(&run.model, &d, run.meta.train.scaling, &name, &data_name)
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(lab::Error::from)?;
     let files = lab::analysis::write(&report, &d, &args.out)?;
     if let Some((s, row)) = &store {
         let params = serde_json::json!({"data": data_name}).to_string();

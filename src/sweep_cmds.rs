@@ -147,18 +147,19 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
         store.display()
     );
     if let Some(first) = report.failures.first() {
-        anyhow::bail!(
-            "{} runs failed and were not stored (run again to retry); first: {first}",
-            report.failures.len()
-        );
+        return Err(lab::Error::RunsFailed {
+            count: report.failures.len(),
+            first: first.clone(),
+        }
+        .into());
     }
     if report.cancelled {
-        eprintln!(
-            "interrupted: {} of {} runs are stored; run the same command to resume",
+        return Err(lab::Error::Interrupted(format!(
+            "{} of {} runs are stored; run the same command to resume",
             report.already + report.stored,
             report.total
-        );
-        std::process::exit(130);
+        ))
+        .into());
     }
     Ok(())
 }
@@ -479,11 +480,11 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
     let result = lab::study::run(&text, &source, &args.out, jobs, &cancel, &progress);
     progress.sweep.bar.finish_and_clear();
     if cancel.load(Ordering::SeqCst) {
-        eprintln!(
-            "interrupted: what is done is saved in {}; run the same command to resume",
+        return Err(lab::Error::Interrupted(format!(
+            "what is done is saved in {}; run the same command to resume",
             args.out.display()
-        );
-        std::process::exit(130);
+        ))
+        .into());
     }
     let report = result?;
     println!(

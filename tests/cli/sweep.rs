@@ -401,3 +401,39 @@ fn a_grown_experiment_is_announced_and_quiet_is_quiet() {
     // The same text again: nothing to say.
     assert_eq!(run(&["-q", "sweep", "exp.toml"]), "");
 }
+
+/// Ctrl-C stops a sweep cleanly with exit code 130, one `error: interrupted` line last, and
+/// the same command resumes (issue 12: interruptions used to share the usage code).
+#[test]
+fn interrupted_sweep_exits_130() {
+    let dir = workdir();
+    write(
+        dir.path(),
+        "exp.toml",
+        &EXPERIMENT
+            .replace("seeds = 2", "seeds = 40")
+            .replace("train = 900", "train = 600"),
+    );
+    let child = Command::new(assert_cmd::cargo::cargo_bin("shapelab"))
+        .current_dir(dir.path())
+        .args(["sweep", "exp.toml", "--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.path().join("shapelab-runs").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no run stored");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sends SIGINT to the child we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: interrupted: ") && last.contains("run the same command"),
+        "{err}"
+    );
+}

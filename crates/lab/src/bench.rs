@@ -139,8 +139,7 @@ pub fn train_speed(
     epochs: usize,
     infer_batch: usize,
 ) -> Result<TrainSpeed> {
-    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())
-        .map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())?;
     let pool = pool(threads);
     let secs = pool.install(|| epoch_seconds(&arch, d, epochs));
     let model = tinycnn::Model::init(&arch, tinycnn::Init::Glorot, 0).expect("valid arch");
@@ -170,8 +169,7 @@ pub fn train_speed(
 /// Total training images per second of `runs` independent trainings at one thread each,
 /// run at the same time (how a sweep uses the cores).
 pub fn parallel_runs(label: &str, d: &Dataset, runs: usize, epochs: usize) -> Result<f64> {
-    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())
-        .map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let arch = tinycnn::Arch::parse(label, d.height, d.width, d.class_names.len())?;
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..runs {
@@ -257,8 +255,7 @@ pub fn sweep_speed(
             let (a, c) = r
                 .settings
                 .build(&r.arch, data.height, data.width, 3, r.seed)?;
-            tinycnn::train::train(&a, &c, &tr, &va, &mut tinycnn::train::Silent)
-                .map_err(|e| crate::Error::Usage(e.to_string()))?;
+            tinycnn::train::train(&a, &c, &tr, &va, &mut tinycnn::train::Silent)?;
         }
         Ok(())
     })?;
@@ -306,8 +303,7 @@ pub struct SheetSpeed {
 /// `thesis-size` panel `repeats` times.
 pub fn sheets_speed(arch: &str, repeats: usize) -> Result<SheetSpeed> {
     let d = bench_data(2000)?;
-    let a =
-        tinycnn::Arch::parse(arch, 28, 28, 3).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let a = tinycnn::Arch::parse(arch, 28, 28, 3)?;
     let cfg = tinycnn::TrainConfig {
         epochs: 2,
         ..tinycnn::TrainConfig::default()
@@ -318,8 +314,7 @@ pub fn sheets_speed(arch: &str, repeats: usize) -> Result<SheetSpeed> {
         &train_data(&d),
         &train_data(&d),
         &mut tinycnn::train::Silent,
-    )
-    .map_err(|e| crate::Error::Usage(e.to_string()))?;
+    )?;
     let panel =
         crate::PanelData::from_panel(&shapes::panel::find("thesis-size").expect("built in"), 28);
     let dir = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
@@ -372,17 +367,15 @@ pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> 
         .spec_file();
     (f.train, f.val) = (Some(6000), Some(images));
     let d = Dataset::generate(&f.resolve()?, None, &|_| {});
-    let a =
-        tinycnn::Arch::parse(arch, 28, 28, 3).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let a = tinycnn::Arch::parse(arch, 28, 28, 3)?;
     let cfg = tinycnn::TrainConfig {
         epochs,
         seed: 1,
         ..tinycnn::TrainConfig::default()
     };
     let val = crate::training::engine_data(&d, Split::Val);
-    let model = tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)
-        .map_err(|e| crate::Error::Usage(e.to_string()))?
-        .model;
+    let model =
+        tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)?.model;
     let mut best = f64::INFINITY;
     let mut last = None;
     for _ in 0..repeats.max(1) {
@@ -393,8 +386,7 @@ pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> 
             tinycnn::Scaling::Unit,
             tinycnn::prune::Ties::One,
             tinycnn::prune::Stop::OnePerLayer,
-        )
-        .map_err(|e| crate::Error::Usage(e.to_string()))?;
+        )?;
         best = best.min(start.elapsed().as_secs_f64());
         last = Some(p);
     }

@@ -1,8 +1,9 @@
 //! The error type of the application library.
 //!
 //! Every message is one line that names the offending value (a path, a key, a number) and,
-//! where there is one, the fix. [`Error::is_usage`] tells the binary whether the user asked for
-//! something impossible (exit code 2) or something failed on the way (exit code 1).
+//! where there is one, the fix. [`Error::exit_code`] tells the binary whether the user asked for
+//! something impossible (exit code 2), something failed on the way (exit code 1), or the user
+//! stopped it (130).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,20 @@ pub enum Error {
     /// A command-line request that cannot be honoured (unknown name, conflicting options).
     #[error("{0}")]
     Usage(String),
+
+    /// The engine refused a request: an impossible architecture, data that does not fit the
+    /// network, a setting out of range (usage), or weights that do not match (a failure).
+    #[error(transparent)]
+    Engine(#[from] tinycnn::Error),
+
+    /// The user stopped the command (Ctrl-C); what was finished is saved.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+
+    /// Some runs of a sweep failed for a reason outside the run (a write error); the others
+    /// are stored.
+    #[error("{count} runs failed and were not stored (run the same command again to retry); first: {first}")]
+    RunsFailed { count: usize, first: String },
 
     /// The output exists and `--force` was not given.
     #[error("{} already exists; pass --force to replace it or choose another --out", .0.display())]
@@ -57,14 +72,27 @@ pub enum Error {
 impl Error {
     /// True for mistakes in what was asked (exit 2), false for failures (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::Spec(_)
-                | Error::Usage(_)
-                | Error::Exists(_)
-                | Error::Overlap { .. }
-                | Error::NotOurs(_)
-        )
+        match self {
+            Error::Engine(e) => !matches!(e, tinycnn::Error::Params(_)),
+            e => matches!(
+                e,
+                Error::Spec(_)
+                    | Error::Usage(_)
+                    | Error::Exists(_)
+                    | Error::Overlap { .. }
+                    | Error::NotOurs(_)
+            ),
+        }
+    }
+
+    /// The process exit code for this error: 130 for an interruption (as a shell reports
+    /// Ctrl-C), 2 for a usage error, 1 for a failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted(_) => 130,
+            e if e.is_usage() => 2,
+            _ => 1,
+        }
     }
 
     /// An IO error on `path`.
@@ -86,3 +114,29 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Error::Interrupted("x".into()).exit_code(), 130);
+        let failed = Error::RunsFailed {
+            count: 2,
+            first: "k: disk full".into(),
+        };
+        assert_eq!(failed.exit_code(), 1);
+        assert_eq!(
+            Error::Engine(tinycnn::Error::Arch("0-2".into())).exit_code(),
+            2
+        );
+        assert_eq!(
+            Error::Engine(tinycnn::Error::Params("short".into())).exit_code(),
+            1
+        );
+        assert_eq!(Error::NotFound("x".into()).exit_code(), 1);
+        assert_eq!(Error::Missing("x".into()).exit_code(), 1);
+        assert_eq!(Error::Exists("x".into()).exit_code(), 2);
+    }
+}

@@ -127,7 +127,6 @@ impl TrainSettings {
         classes: usize,
         seed: u64,
     ) -> Result<(Arch, TrainConfig)> {
-        let engine = |e: tinycnn::Error| Error::Usage(e.to_string());
         let mut a = Arch::parse(arch, h, w, classes)
             .map_err(|e| Error::Usage(format!("architecture {e}")))?;
         a.kernel = self.kernel;
@@ -135,7 +134,7 @@ impl TrainSettings {
         if let Some(p) = &self.pool {
             a.pool = p.clone();
         }
-        a.validate().map_err(engine)?;
+        a.validate()?;
         let optimizer = match self.optimizer {
             OptimizerKind::Adam => {
                 if self.momentum.is_some() {
@@ -158,7 +157,7 @@ impl TrainSettings {
             seed,
             early_stop: self.early_stop,
         };
-        config.validate().map_err(engine)?;
+        config.validate()?;
         Ok((a, config))
     }
 }

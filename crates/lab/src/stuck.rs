@@ -305,8 +305,7 @@ fn continue_one(
             tinycnn::Optimizer::Sgd { momentum, .. } => tinycnn::Optimizer::Sgd { lr, momentum },
         };
     }
-    let mut t = tinycnn::train::Trainer::from_model(run.model, config)
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let mut t = tinycnn::train::Trainer::from_model(run.model, config)?;
     t.epoch = r.epochs_run;
     let (train, val) = (
         engine_data(&data, Part::Train),
@@ -315,10 +314,7 @@ fn continue_one(
     let mut escape_epoch = None;
     let mut diverged = false;
     for e in 1..=extra {
-        match t
-            .epoch(&train, &val, &mut tinycnn::train::Silent)
-            .map_err(|e| Error::Usage(e.to_string()))?
-        {
+        match t.epoch(&train, &val, &mut tinycnn::train::Silent)? {
             Some(s) => {
                 if escape_epoch.is_none() && s.val_acc >= id.learned {
                     escape_epoch = Some(e);

@@ -308,15 +308,15 @@ pub fn run(
     };
     let report = crate::sweep::run(plan, &source_path, &store_path, &opts, obs)?;
     if report.cancelled {
-        return Err(Error::Usage(
-            "interrupted: run the same command again to resume".into(),
+        return Err(Error::Interrupted(
+            "run the same command again to resume".into(),
         ));
     }
     if let Some(f) = report.failures.first() {
-        return Err(Error::Usage(format!(
-            "{} runs failed (run again to retry); first: {f}",
-            report.failures.len()
-        )));
+        return Err(Error::RunsFailed {
+            count: report.failures.len(),
+            first: f.clone(),
+        });
     }
 
     let store = Store::open(&store_path)?;
@@ -363,8 +363,8 @@ pub fn run(
             continue;
         }
         if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Usage(
-                "interrupted: run the same command again to resume".into(),
+            return Err(Error::Interrupted(
+                "run the same command again to resume".into(),
             ));
         }
         obs.case(&case.slug(), ci, ncases);
@@ -405,8 +405,7 @@ pub fn run(
         crate::fsio::write_file_atomic(&out.join("filters.json"), true, |w| {
             std::io::Write::write_all(w, json.as_bytes())
         })?;
-        let report = crate::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let report = crate::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)?;
         crate::analysis::write(&report, &data, &out.join("analysis"))?;
         store.put_analysis(
             &row.key,

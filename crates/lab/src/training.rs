@@ -98,8 +98,7 @@ pub fn train(
         engine_data(dataset, Part::Val),
     );
     let start = Instant::now();
-    let trained = tinycnn::train::train(arch, config, &train, &val, obs)
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let trained = tinycnn::train::train(arch, config, &train, &val, obs)?;
     let seconds = start.elapsed().as_secs_f64();
     let images = trained.history.len() * dataset.train.len();
     Ok(Run {
