@@ -27,6 +27,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // The engine is pure and never reads the environment; its kernel choice is made here.
+    if std::env::var_os("TINYCNN_PORTABLE").is_some() {
+        tinycnn::use_portable_kernels();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

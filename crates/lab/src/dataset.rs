@@ -1,4 +1,4 @@
-//! Datasets in memory and in their `.npz` file (DESIGN.md, Formats).
+//! Datasets in memory and in their `.npz` file (docs/datasets.md, Files).
 //!
 //! The file layout, which numpy, Keras and PyTorch users open unchanged:
 //!

@@ -1,4 +1,4 @@
-//! Trained models on disk: the directory `shapelab train` writes (DESIGN.md, Formats).
+//! Trained models on disk: the directory `shapelab train` writes (README, Training tiny CNNs).
 //!
 //! ```text
 //! DIR/model.safetensors   the weights, PyTorch names and layouts (conv1.weight [F1,1,k,k], ...)

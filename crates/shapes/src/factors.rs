@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-/// The figure classes, in label order (DESIGN.md: 0 ellipse, 1 rectangle, 2 triangle).
+/// The figure classes, in label order (0 ellipse, 1 rectangle, 2 triangle; docs/datasets.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Class {
     Ellipse = 0,

@@ -28,17 +28,33 @@ pub(crate) const HALF: usize = ROW / 2;
 /// Most pooled rows handled (maps at most 16 high).
 const MAX_OH: usize = ROW / 2;
 
-/// Whether the AVX-512 kernels run here (checked once): the CPU has them, and the environment
-/// variable `TINYCNN_PORTABLE` is not set (it selects the portable versions, for tests and
-/// for comparing the two).
+/// Whether the AVX-512 kernels run: decided once per process, by the first kernel call or by
+/// [`use_portable_kernels`] before it.
+#[cfg(target_arch = "x86_64")]
+static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether the AVX-512 kernels run here: the CPU has them, and the caller did not ask for the
+/// portable versions.
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::env::var_os("TINYCNN_PORTABLE").is_none()
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
+    *AVX512.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
     })
+}
+
+/// Selects the portable kernels (plain Rust, vectorised by the compiler) for the rest of the
+/// process, as a CPU without AVX-512 runs them: for tests and for comparing the two. Returns
+/// false, changing nothing, once a kernel has run (the choice is made once). The engine never
+/// reads the environment; the `shapelab` binary calls this when `TINYCNN_PORTABLE` is set.
+pub fn use_portable_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        AVX512.set(false).is_ok()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
 }
 
 /// One row `[w]` (`w <= 16`) in the even/odd layout; lanes past the row are zero.

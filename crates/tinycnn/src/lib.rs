@@ -14,7 +14,7 @@
 //! - [`train`]: training, evaluation, masked evaluation, activation capture;
 //! - [`prune`]: the thesis's greedy filter pruning, incremental and exact.
 //!
-//! Tensors are NCHW at the API (DESIGN.md); inside a chunk they are CNHW (see [`ops`]).
+//! Tensors are NCHW at the API, as in PyTorch; inside a chunk they are CNHW (see [`ops`]).
 //! Shape legend used in the docs: `n` images, `b` images in a chunk, `C` channels, `H x W`
 //! spatial size, `k` kernel side, `D` dense inputs, `K` classes.
 //!
@@ -34,6 +34,7 @@ pub mod train;
 
 pub use arch::{Activation, Arch};
 pub use error::{Error, Result};
+pub use fused::use_portable_kernels;
 pub use model::{Init, Model};
 pub use net::Scaling;
 pub use optim::Optimizer;

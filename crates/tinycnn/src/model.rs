@@ -1,6 +1,6 @@
 //! Parameters: one flat `f32` vector with named views, initialisation, and pruning.
 //!
-//! Names and layouts follow PyTorch (DESIGN.md, Conventions) so a Python user loads them
+//! Names and layouts follow PyTorch (README, "In PyTorch") so a Python user loads them
 //! unchanged: `conv{i}.weight` `[F_i, F_{i-1}, k, k]`, `conv{i}.bias` `[F_i]` (i from 1),
 //! `fc.weight` `[classes, F_L * h_L * w_L]` with inputs in C, H, W order, `fc.bias`
 //! `[classes]`. Keeping every parameter in one vector makes the optimiser one loop and the

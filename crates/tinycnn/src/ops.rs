@@ -49,9 +49,27 @@ pub fn matmul_strided(
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
-    debug_assert!(k == 0 || a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
-    debug_assert!(k == 0 || b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
+    // The raw-pointer products below rely on these bounds, so they hold in release builds
+    // too (three comparisons against a product of at least m*n*k multiply-adds).
+    assert!(
+        c.len() > (m - 1) * c_rs + (n - 1) * c_cs,
+        "matmul: c holds {} values, {m}x{n} strided ({c_rs}, {c_cs}) needs more",
+        c.len()
+    );
+    assert!(
+        k == 0 || a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs,
+        "matmul: a holds {} values, {m}x{k} strided ({}, {}) needs more",
+        a.data.len(),
+        a.rs,
+        a.cs
+    );
+    assert!(
+        k == 0 || b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs,
+        "matmul: b holds {} values, {k}x{n} strided ({}, {}) needs more",
+        b.data.len(),
+        b.rs,
+        b.cs
+    );
     if k == 0 {
         if !accumulate {
             for i in 0..m {
@@ -62,7 +80,7 @@ pub fn matmul_strided(
         }
         return;
     }
-    // SAFETY (both branches): the debug assertions above state the bounds every index stays
+    // SAFETY (both branches): the assertions above state the bounds every index stays
     // within: a[i*rs + p*cs] for i < m, p < k, b likewise for p < k, j < n, and
     // c[i*c_rs + j*c_cs]. The callers in this crate size their buffers from the same m, n, k.
     if m >= 8 && n >= 8 {
@@ -318,6 +336,32 @@ pub fn flip_transpose(w: &[f32], cout: usize, cin: usize, k: usize, wt: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn products_check_their_bounds_in_every_build() {
+        let a = vec![1.0f32; 8 * 8];
+        let b = vec![1.0f32; 8 * 8];
+        let short_b = vec![1.0f32; 8 * 7];
+        for (b, c_len) in [(&b, 8 * 8 - 1), (&short_b, 8 * 8)] {
+            let r = std::panic::catch_unwind(|| {
+                let mut c = vec![0.0f32; c_len];
+                matmul(8, 8, 8, Mat::rows(&a, 8), Mat::rows(b, 8), &mut c, 8, false);
+            });
+            assert!(r.is_err(), "a product past the end of a buffer is refused");
+        }
+        let mut c = vec![0.0f32; 64];
+        matmul(
+            8,
+            8,
+            8,
+            Mat::rows(&a, 8),
+            Mat::rows(&b, 8),
+            &mut c,
+            8,
+            false,
+        );
+        assert!(c.iter().all(|&v| v == 8.0));
+    }
 
     #[test]
     fn im2col_centre_tap_is_the_image_and_edges_are_zero() {

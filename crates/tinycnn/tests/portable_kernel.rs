@@ -11,8 +11,11 @@ use tinycnn::{Arch, Init, Model, TrainConfig};
 
 #[test]
 fn portable_kernel_stays_exact() {
-    // The only test in this process, so no other thread reads the environment meanwhile.
-    std::env::set_var("TINYCNN_PORTABLE", "1");
+    // The only test in this process, so no kernel has run yet.
+    assert!(
+        tinycnn::use_portable_kernels(),
+        "set before any kernel runs"
+    );
     let (ti, tl) = bars(120, 28, 5);
     let (vi, vl) = bars(90, 28, 6);
     let small = data(&ti, &tl, 28);
