@@ -5,6 +5,7 @@
 
 mod cli;
 mod model_cmds;
+mod progress;
 mod sweep_cmds;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cli::{BenchCommand, Cli, Command, Format, GenerateArgs, InspectArgs};
 use lab::inspect::Summary;
@@ -116,6 +116,11 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The machine's cores: the default for `--jobs` and the thread counts benchmarks compare.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A usage error (exit code 2).
 pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     lab::Error::Usage(msg.into()).into()
@@ -126,21 +131,6 @@ pub(crate) fn warn_skipped(d: &Dataset, source: &str) {
     if let Some(note) = d.skipped_note(source) {
         eprintln!("warning: {note}");
     }
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal or with `--quiet`.
-fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if quiet {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    pb
 }
 
 fn list_sources() {
@@ -190,12 +180,9 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
         (Some(_), Some(_)) => return Err(usage("give either a SPEC file or --preset, not both")),
         (None, None) => unreachable!("clap requires a source"),
     };
-    match (args.train, args.val) {
-        (Some(t), Some(v)) => (file.train, file.val) = (Some(t), Some(v)),
-        (Some(t), None) => (file.train, file.val) = (Some(t), Some((t / 2).max(1))),
-        (None, Some(v)) => (file.train, file.val) = (Some(v.saturating_mul(2)), Some(v)),
-        (None, None) => {}
-    }
+    // `--val` alone also sets the training count, to twice it.
+    let train = args.train.or(args.val.map(|v| v.saturating_mul(2)));
+    file.override_counts(train, args.val);
     if args.seed.is_some() {
         file.seed = args.seed;
     }
@@ -239,7 +226,11 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
     }
 
     let started = Instant::now();
-    let pb = progress((spec.train + spec.val) as u64, "generating", quiet);
+    let pb = progress::bar(
+        (spec.train + spec.val) as u64,
+        "generating [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        quiet,
+    );
     let dataset = Dataset::generate(&spec, file.name.clone(), &|n| pb.inc(n as u64));
     pb.finish_and_clear();
     if let Some(p) = &npz_path {
@@ -376,7 +367,7 @@ fn bench_generate(args: cli::BenchGenerateArgs) -> Result<()> {
     if args.images == 0 {
         return Err(usage("--images 0: time at least one image"));
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let mut threads = vec![1];
     if cores > 1 {
         threads.push(cores);
@@ -443,7 +434,7 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             "--images, --epochs and --infer-batch must be at least 1",
         ));
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let mut threads = vec![1];
     if cores > 1 {
         threads.push(cores);
@@ -510,7 +501,7 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
     if args.runs == 0 || args.epochs == 0 || args.images == 0 {
         return Err(usage("--runs, --epochs and --images must be at least 1"));
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let r = lab::bench::sweep_speed(&args.arch, args.runs, args.epochs, args.images, cores)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -1,9 +1,7 @@
 //! `train`, `eval` and `predict`: parse into engine settings, call `lab`, print.
 
-use std::io::IsTerminal;
-
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use lab::experiment::{OptimizerKind, TrainSettings};
 use shapes::Split as Part;
 use tinycnn::train::Observer;
@@ -94,25 +92,16 @@ struct Progress {
 
 impl Progress {
     fn new(epochs: usize, images: usize, quiet: bool) -> Progress {
-        let tty = std::io::stderr().is_terminal();
-        let bar = if quiet || !tty {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(
-                Some((epochs * images) as u64),
-                ProgressDrawTarget::stderr(),
-            )
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:24}] {per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+        let bar = crate::progress::bar(
+            (epochs * images) as u64,
+            "{msg} [{bar:24}] {per_sec} eta {eta}",
+            quiet,
         );
         bar.set_message(format!("epoch 1/{epochs}"));
         Progress {
             bar,
             epochs,
-            lines: !quiet && !tty,
+            lines: crate::progress::lines(quiet),
         }
     }
 }

@@ -1,23 +1,18 @@
 //! `sweep`, `runs`, `summary` and `stuck`: parse, call `lab`, print.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
-use crate::usage;
+use crate::{cores, usage};
 use lab::experiment::{parse_shard, DataSource, Plan};
 use lab::output::{check_disjoint, Input};
 use lab::store::{RunFilter, RunRow, Store};
 use lab::sweep::{SweepObserver, SweepOptions};
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 /// The first Ctrl-C asks for a clean stop; a second one exits at once.
 fn install_ctrlc() -> Arc<AtomicBool> {
@@ -46,22 +41,12 @@ struct SweepProgress {
 impl SweepProgress {
     /// A bar on a terminal, a line per run in a log, nothing with `--quiet`.
     fn new(quiet: bool) -> SweepProgress {
-        let tty = std::io::stderr().is_terminal();
-        let bar = if quiet || !tty {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-        };
-        bar.set_style(
-            ProgressStyle::with_template("runs {pos}/{len} [{bar:30}] {msg}, eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let bar = crate::progress::bar(0, "runs {pos}/{len} [{bar:30}] {msg}, eta {eta}", quiet);
         SweepProgress {
             bar,
             learned: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
-            lines: !quiet && !tty,
+            lines: crate::progress::lines(quiet),
             quiet,
         }
     }
@@ -349,11 +334,11 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
     }
     if let Some(extra) = args.continue_epochs {
         let n = rows.iter().filter(|r| r.outcome == "stuck").count();
-        let bar = if quiet || !std::io::stderr().is_terminal() {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
-        };
+        let bar = crate::progress::bar(
+            n as u64,
+            "stuck runs continued {pos}/{len} [{bar:30}] eta {eta}",
+            quiet,
+        );
         let jobs = args.jobs.map_or_else(cores, |j| j as usize);
         let done =
             lab::stuck::continue_runs(&args.filter.store, &rows, extra, args.lr, jobs, &|| {
@@ -379,7 +364,6 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
 struct StudyProgress {
     sweep: SweepProgress,
     quiet: bool,
-    tty: bool,
     started: std::time::Instant,
     stage_bar: std::sync::Mutex<Option<ProgressBar>>,
 }
@@ -410,15 +394,10 @@ impl lab::study::StudyObserver for StudyProgress {
         }
     }
     fn continuing(&self, total: usize) {
-        let bar = if self.quiet || !self.tty {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
-        };
-        bar.set_style(
-            ProgressStyle::with_template("stuck runs continued {pos}/{len} [{bar:30}] eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+        let bar = crate::progress::bar(
+            total as u64,
+            "stuck runs continued {pos}/{len} [{bar:30}] eta {eta}",
+            self.quiet,
         );
         *self.stage_bar.lock().expect("progress lock") = Some(bar);
     }
@@ -466,11 +445,9 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
     lab::study::check_dir(&args.out, &text)?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
-    let tty = std::io::stderr().is_terminal();
     let progress = StudyProgress {
         sweep: SweepProgress::new(quiet),
         quiet,
-        tty,
         started: std::time::Instant::now(),
         stage_bar: std::sync::Mutex::new(None),
     };

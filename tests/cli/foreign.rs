@@ -106,18 +106,7 @@ fn pytorch_loads_the_model_and_gets_the_same_logits() {
         return;
     }
     let dir = workdir();
-    crate::ok(
-        dir.path(),
-        &[
-            "generate", "--preset", "size", "--train", "300", "--out", "d.npz",
-        ],
-    );
-    crate::ok(
-        dir.path(),
-        &[
-            "train", "--data", "d.npz", "--arch", "4-3", "--epochs", "2", "--out", "run",
-        ],
-    );
+    crate::trained_run(dir.path(), 300, "4-3", 2);
     crate::ok(
         dir.path(),
         &["predict", "run", "--data", "d.npz", "--out", "logits.npz"],

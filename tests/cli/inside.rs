@@ -129,18 +129,7 @@ fn rotation_runs_default_to_the_rotation_panel_and_own_data_to_its_classes() {
 #[test]
 fn filter_statistics() {
     let dir = workdir();
-    ok(
-        dir.path(),
-        &[
-            "generate", "--preset", "size", "--train", "300", "--out", "d.npz",
-        ],
-    );
-    ok(
-        dir.path(),
-        &[
-            "train", "--data", "d.npz", "--arch", "4-2", "--epochs", "2", "--out", "run",
-        ],
-    );
+    crate::trained_run(dir.path(), 300, "4-2", 2);
     let j: serde_json::Value = serde_json::from_str(&ok(
         dir.path(),
         &["filters", "run", "--json", "--bins", "4"],

@@ -56,6 +56,24 @@ pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
     err
 }
 
+/// Generates `d.npz` (the size preset with `train` training images) in `dir` and trains
+/// `arch` on it for `epochs` into `run`: the set-up most model tests share.
+pub fn trained_run(dir: &Path, train: usize, arch: &str, epochs: usize) {
+    let (train, epochs) = (train.to_string(), epochs.to_string());
+    ok(
+        dir,
+        &[
+            "generate", "--preset", "size", "--train", &train, "--out", "d.npz",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "train", "--data", "d.npz", "--arch", arch, "--epochs", &epochs, "--out", "run",
+        ],
+    );
+}
+
 /// `inspect --json` of a path, parsed.
 pub fn inspect_json(dir: &Path, path: &str) -> serde_json::Value {
     serde_json::from_str(&ok(dir, &["inspect", path, "--json", "--no-sheet"])).expect("JSON")

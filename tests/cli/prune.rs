@@ -7,18 +7,7 @@ use crate::{fails, ok, workdir};
 #[test]
 fn prune_prints_the_thesis_table_and_saves_a_minimal_network() {
     let dir = workdir();
-    ok(
-        dir.path(),
-        &[
-            "generate", "--preset", "size", "--train", "600", "--out", "d.npz",
-        ],
-    );
-    ok(
-        dir.path(),
-        &[
-            "train", "--data", "d.npz", "--arch", "4-3", "--epochs", "3", "--out", "run",
-        ],
-    );
+    crate::trained_run(dir.path(), 600, "4-3", 3);
     let j: serde_json::Value = serde_json::from_str(&ok(
         dir.path(),
         &[
@@ -189,18 +178,7 @@ fn prune_bad_input() {
 #[test]
 fn analyze_writes_every_analysis() {
     let dir = workdir();
-    ok(
-        dir.path(),
-        &[
-            "generate", "--preset", "size", "--train", "450", "--out", "d.npz",
-        ],
-    );
-    ok(
-        dir.path(),
-        &[
-            "train", "--data", "d.npz", "--arch", "4-3", "--epochs", "2", "--out", "run",
-        ],
-    );
+    crate::trained_run(dir.path(), 450, "4-3", 2);
     let text = ok(dir.path(), &["analyze", "run", "--out", "an"]);
     for want in [
         "Spearman",

@@ -99,18 +99,7 @@ fn same_seed_same_bytes_at_one_and_two_threads() {
 #[test]
 fn eval_and_predict() {
     let dir = workdir();
-    ok(
-        dir.path(),
-        &[
-            "generate", "--preset", "size", "--train", "300", "--out", "d.npz",
-        ],
-    );
-    ok(
-        dir.path(),
-        &[
-            "train", "--data", "d.npz", "--arch", "4-4", "--epochs", "4", "--out", "run",
-        ],
-    );
+    crate::trained_run(dir.path(), 300, "4-4", 4);
     // The model's own data by default, read again from its path.
     let text = ok(dir.path(), &["eval", "run"]);
     assert!(

@@ -559,18 +559,13 @@ pub fn failures(model: &Model, d: &Dataset, scaling: Scaling, bins: usize) -> Fa
     let mut by_factor = Vec::new();
     for j in (0..k).filter(|&j| d.factor_names[j] != "class") {
         let col: Vec<f32> = (0..val.len()).map(|i| val.factors[i * k + j]).collect();
-        let (lo, hi) = col
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        if lo >= hi {
+        let Some(edges) = crate::bins::Bins::over(col.iter().copied(), bins) else {
             continue;
-        }
+        };
         let mut count = vec![0usize; bins];
         let mut right = vec![0usize; bins];
         for (i, &v) in col.iter().enumerate() {
-            let b = (((v - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1);
+            let b = edges.of(v);
             count[b] += 1;
             right[b] += ok[i] as usize;
         }
@@ -578,8 +573,8 @@ pub fn failures(model: &Model, d: &Dataset, scaling: Scaling, bins: usize) -> Fa
             d.factor_names[j].clone(),
             (0..bins)
                 .map(|b| FactorBin {
-                    low: lo + (hi - lo) * b as f32 / bins as f32,
-                    high: lo + (hi - lo) * (b + 1) as f32 / bins as f32,
+                    low: edges.edges(b).0,
+                    high: edges.edges(b).1,
                     images: count[b],
                     accuracy: if count[b] == 0 {
                         0.0

@@ -629,15 +629,7 @@ impl Plan {
                 });
                 (sf, label)
             };
-            if d.train.is_some() {
-                spec_file.train = d.train;
-                if d.val.is_none() {
-                    spec_file.val = d.train.map(|t| (t / 2).max(1));
-                }
-            }
-            if d.val.is_some() {
-                spec_file.val = d.val;
-            }
+            spec_file.override_counts(d.train, d.val);
             if d.seed.is_some() {
                 spec_file.seed = d.seed;
             }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
+use crate::bins::Bins;
 use crate::dataset::Dataset;
 
 /// One bin of a factor.
@@ -77,21 +78,10 @@ pub fn filter_stats(
     let layers = model.arch.layers();
     let classes = d.class_names.len();
     // Factors that vary in this split, with their ranges.
-    let factors: Vec<(usize, f32, f32)> = (0..k)
+    let factors: Vec<(usize, Bins)> = (0..k)
         .filter(|&j| d.factor_names[j] != "class")
-        .filter_map(|j| {
-            let (lo, hi) = split
-                .factors
-                .chunks(k)
-                .map(|r| r[j])
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
-                    (a.min(v), b.max(v))
-                });
-            (lo < hi).then_some((j, lo, hi))
-        })
+        .filter_map(|j| Some((j, Bins::over(split.factors.chunks(k).map(|r| r[j]), bins)?)))
         .collect();
-    let bin_of =
-        |v: f32, lo: f32, hi: f32| (((v - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1);
     let class_count: Vec<usize> = (0..classes)
         .map(|c| split.labels.iter().filter(|&&l| l as usize == c).count())
         .collect();
@@ -101,8 +91,8 @@ pub fn filter_stats(
         .chunks(k.max(1))
         .take(if k == 0 { 0 } else { n })
     {
-        for (fi, &(j, lo, hi)) in factors.iter().enumerate() {
-            bin_count[fi][bin_of(r[j], lo, hi)] += 1;
+        for (fi, (j, b)) in factors.iter().enumerate() {
+            bin_count[fi][b.of(r[*j])] += 1;
         }
     }
     // Accumulators per layer and filter.
@@ -145,8 +135,8 @@ pub fn filter_stats(
                     a.silent += (active == 0) as usize;
                     let mean = sum / hw as f64;
                     a.class_sum[label] += mean;
-                    for (fi, &(j, lo, hi)) in factors.iter().enumerate() {
-                        a.bin_sum[fi][bin_of(split.factors[i * k + j], lo, hi)] += mean;
+                    for (fi, (j, b)) in factors.iter().enumerate() {
+                        a.bin_sum[fi][b.of(split.factors[i * k + j])] += mean;
                     }
                 }
             }
@@ -168,12 +158,12 @@ pub fn filter_stats(
                 by_factor: factors
                     .iter()
                     .enumerate()
-                    .map(|(fi, &(j, lo, hi))| FactorResponse {
-                        factor: d.factor_names[j].clone(),
+                    .map(|(fi, (j, edges))| FactorResponse {
+                        factor: d.factor_names[*j].clone(),
                         bins: (0..bins)
                             .map(|b| Bin {
-                                low: lo + (hi - lo) * b as f32 / bins as f32,
-                                high: lo + (hi - lo) * (b + 1) as f32 / bins as f32,
+                                low: edges.edges(b).0,
+                                high: edges.edges(b).1,
                                 images: bin_count[fi][b],
                                 mean: div(a.bin_sum[fi][b], bin_count[fi][b]),
                             })

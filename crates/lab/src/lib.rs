@@ -21,6 +21,7 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod bins;
 pub mod contact;
 pub mod dataset;
 pub mod draw;

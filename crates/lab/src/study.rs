@@ -155,18 +155,12 @@ fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
     let mut out = Vec::new();
     for j in (0..k).filter(|&j| d.factor_names[j] != "class") {
         let col: Vec<f32> = d.train.factors.chunks(k).map(|r| r[j]).collect();
-        let (lo, hi) = col
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        if lo >= hi {
+        let Some(bins) = crate::bins::Bins::over(col.iter().copied(), 12) else {
             continue;
-        }
-        let bins = 12;
-        let mut counts = vec![0usize; bins];
-        for v in &col {
-            counts[(((v - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1)] += 1;
+        };
+        let mut counts = vec![0usize; bins.n];
+        for &v in &col {
+            counts[bins.of(v)] += 1;
         }
         let top = *counts.iter().max().unwrap_or(&1) as f64;
         let bars: Vec<(String, f64, usize)> = counts
@@ -174,7 +168,7 @@ fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
             .enumerate()
             .map(|(b, &c)| {
                 (
-                    crate::contact::format_value(lo + (hi - lo) * b as f32 / bins as f32),
+                    crate::contact::format_value(bins.edges(b).0),
                     c as f64 / top,
                     c,
                 )

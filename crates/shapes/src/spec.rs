@@ -452,7 +452,26 @@ fn toml_error(src: &str, e: &toml::de::Error) -> SpecError {
     }
 }
 
+/// The validation count when only the training count is given: half of it (the thesis's
+/// ratio), at least one image.
+pub fn default_val(train: usize) -> usize {
+    (train / 2).max(1)
+}
+
 impl SpecFile {
+    /// Overrides the image counts as `generate --train/--val` and an experiment's
+    /// `train`/`val` do: a training count given alone brings the validation count to its
+    /// default ([`default_val`]); a validation count replaces it.
+    pub fn override_counts(&mut self, train: Option<usize>, val: Option<usize>) {
+        if let Some(t) = train {
+            self.train = Some(t);
+            self.val = Some(default_val(t));
+        }
+        if val.is_some() {
+            self.val = val;
+        }
+    }
+
     /// Parses a TOML spec.
     pub fn from_toml(src: &str) -> Result<SpecFile, SpecError> {
         toml::from_str(src).map_err(|e| toml_error(src, &e))
@@ -474,7 +493,7 @@ impl SpecFile {
             Some(v) => 2 * v,
             None => 6000,
         });
-        let val = self.val.unwrap_or((train / 2).max(1));
+        let val = self.val.unwrap_or(default_val(train));
         let spec = DatasetSpec {
             image_size: self.image_size.unwrap_or(28),
             seed: self.seed.unwrap_or(0),
