@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
 use crate::{cores, usage};
 use lab::experiment::{parse_shard, DataSource, Plan};
+use lab::outcome::Outcome;
 use lab::output::{check_disjoint, Input};
 use lab::store::{RunFilter, RunRow, Store};
 use lab::sweep::{SweepObserver, SweepOptions};
@@ -69,7 +70,7 @@ impl SweepObserver for SweepProgress {
     }
 
     fn stored(&self, row: &RunRow) {
-        if row.outcome == "learned" {
+        if row.outcome == Outcome::Learned {
             self.learned.fetch_add(1, Ordering::SeqCst);
         }
         let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -154,14 +155,11 @@ fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> RunFilter {
         experiment: f.experiment.clone(),
         dataset: f.dataset.clone(),
         arch: f.arch.clone(),
-        outcome: outcome.map(|o| {
-            match o {
-                OutcomeChoice::Learned => "learned",
-                OutcomeChoice::Stuck => "stuck",
-                OutcomeChoice::Partial => "partial",
-                OutcomeChoice::Diverged => "diverged",
-            }
-            .to_string()
+        outcome: outcome.map(|o| match o {
+            OutcomeChoice::Learned => Outcome::Learned,
+            OutcomeChoice::Stuck => Outcome::Stuck,
+            OutcomeChoice::Partial => Outcome::Partial,
+            OutcomeChoice::Diverged => Outcome::Diverged,
         }),
     }
 }
@@ -230,7 +228,7 @@ pub fn runs(args: RunsArgs) -> Result<()> {
                 r.condition.clone(),
                 r.seed_index.to_string(),
                 r.seed.to_string(),
-                r.outcome.clone(),
+                r.outcome.to_string(),
                 r.plateau.map_or(String::new(), |p| p.to_string()),
                 r.never_predicted.join(" "),
                 r.epochs_run.to_string(),
@@ -333,7 +331,7 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
         )));
     }
     if let Some(extra) = args.continue_epochs {
-        let n = rows.iter().filter(|r| r.outcome == "stuck").count();
+        let n = rows.iter().filter(|r| r.outcome == Outcome::Stuck).count();
         let bar = crate::progress::bar(
             n as u64,
             "stuck runs continued {pos}/{len} [{bar:30}] eta {eta}",

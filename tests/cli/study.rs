@@ -205,3 +205,75 @@ fn browser_check(report: &Path, tmp: &Path) {
         distinct.len()
     );
 }
+
+/// A study that is not the thesis's: a three-layer net, custom case studies, 16x16 images
+/// from a spec file beside the study file. The report counts layers, names the cases the
+/// study has, and computes parameters for its images (issue 12: it once counted `2-2-2` as a
+/// two-layer net, named the thesis's four cases and assumed 28x28).
+#[test]
+fn a_custom_study_is_reported_as_it_is() {
+    let dir = workdir();
+    std::fs::create_dir_all(dir.path().join("cfg")).unwrap();
+    std::fs::write(
+        dir.path().join("cfg/small16.toml"),
+        "image_size = 16\ntrain = 150\nval = 60\n[factors]\nsize = { min = 0.5, max = 0.9 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cfg/study.toml"),
+        r#"name = "custom"
+seed = 3
+seeds = 1
+epochs = 2
+[[dataset]]
+spec = "small16.toml"
+name = "tiny"
+[grid]
+archs = ["2", "2-2", "2-2-2"]
+[condition.modern]
+optimizer = "adam"
+[study]
+case_condition = "modern"
+cases = [{ dataset = "tiny", arch = "2-2-2" }]
+continue_epochs = 1
+"#,
+    )
+    .unwrap();
+    ok(
+        dir.path(),
+        &["-q", "study", "--config", "cfg/study.toml", "--out", "st"],
+    );
+    let html = std::fs::read_to_string(dir.path().join("st/report.html")).unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["runs", "--store", "st/shapelab.db", "--json"],
+    ))
+    .unwrap();
+    let learned = |arch: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["arch"] == arch && r["outcome"] == "learned")
+            .count()
+    };
+    let want = format!(
+        "Two conv layers: {}/1 learned; one layer: {}/1; three or more: {}/1.",
+        learned("2-2"),
+        learned("2"),
+        learned("2-2-2")
+    );
+    assert!(html.contains(&want), "wants {want:?}");
+    assert!(
+        html.contains("The study&#39;s case studies: 2-2-2 on the tiny dataset")
+            || html.contains("The study's case studies: 2-2-2 on the tiny dataset"),
+        "the cases the study has"
+    );
+    assert!(!html.contains("As in the thesis (its Chapter 3)"));
+    // 2-2-2 on 16x16, 3 classes: 20 + 38 + 38 conv parameters, 2*2*2 inputs to 3 outputs.
+    assert!(
+        html.contains("(123 parameters on 16x16)"),
+        "parameter count"
+    );
+    // The report rebuilds from another working directory (the spec path is the study file's).
+    ok(&dir.path().join("st"), &["report", "."]);
+}

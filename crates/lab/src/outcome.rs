@@ -26,6 +26,12 @@ pub enum Outcome {
     Diverged,
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +40,11 @@ impl Outcome {
             Outcome::Partial => "partial",
             Outcome::Diverged => "diverged",
         }
+    }
+
+    /// The outcome named `name` (as [`Outcome::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.name() == name)
     }
 
     /// All outcomes, in report order.

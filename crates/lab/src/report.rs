@@ -14,9 +14,10 @@ use serde_json::Value;
 
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
+use crate::outcome::Outcome;
 use crate::store::{RunRow, Store};
 use crate::study::{data_file, pick_case, Study};
-use crate::summary::{summarize, wilson, Group};
+use crate::summary::{filters_of, summarize, wilson, Group};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -44,8 +45,13 @@ fn img_file(path: &Path, alt: &str) -> String {
     }
 }
 
-fn img_canvas(c: &Canvas, alt: &str) -> String {
-    img_bytes(&c.to_png().unwrap_or_default(), alt)
+/// A drawn picture embedded as a PNG; a picture that fails to encode is an error, never an
+/// empty image.
+fn img_canvas(c: &Canvas, alt: &str) -> Result<String> {
+    let png = c
+        .to_png()
+        .map_err(|e| Error::io(Path::new("report.html"), e))?;
+    Ok(img_bytes(&png, alt))
 }
 
 fn pct(v: f64) -> String {
@@ -103,11 +109,11 @@ fn learning_curves(title: &str, runs: &[(&RunRow, Vec<tinycnn::EpochStats>)]) ->
         c.fill(l, y, pw, 1, [228, 228, 222]);
         c.text(8, y.saturating_sub(4), &format!("{v:.2}"), 1, FAINT);
     }
-    let color = |o: &str| match o {
-        "learned" => [26, 152, 80],
-        "stuck" => [178, 24, 43],
-        "partial" => [230, 145, 56],
-        _ => [120, 120, 120],
+    let color = |o: &Outcome| match o {
+        Outcome::Learned => [26, 152, 80],
+        Outcome::Stuck => [178, 24, 43],
+        Outcome::Partial => [230, 145, 56],
+        Outcome::Diverged => [120, 120, 120],
     };
     for (r, hist) in runs {
         let pts: Vec<(i64, i64)> = hist
@@ -123,9 +129,9 @@ fn learning_curves(title: &str, runs: &[(&RunRow, Vec<tinycnn::EpochStats>)]) ->
         }
     }
     let mut x = l;
-    for o in ["learned", "stuck", "partial", "diverged"] {
-        c.fill(x, t + ph + 14, 10, 10, color(o));
-        c.text(x + 14, t + ph + 15, o, 1, INK);
+    for o in Outcome::ALL {
+        c.fill(x, t + ph + 14, 10, 10, color(&o));
+        c.text(x + 14, t + ph + 15, o.name(), 1, INK);
         x += 100;
     }
     c.text(
@@ -160,12 +166,8 @@ fn sweep_table(groups: &[&Group]) -> String {
         .flat_map(|g| g.cells.iter().map(|c| c.arch.as_str()))
         .collect();
     archs.sort_by_key(|a| {
-        (
-            a.split('-').count(),
-            a.split('-')
-                .map(|x| x.parse::<usize>().unwrap_or(0))
-                .collect::<Vec<_>>(),
-        )
+        let f = filters_of(a);
+        (f.len(), f)
     });
     archs.dedup();
     for a in archs {
@@ -357,12 +359,35 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// What the case studies are, in the thesis's words when they are the thesis's four: "16-4
+/// and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset".
+fn cases_sentence(cases: &[crate::study::Case]) -> String {
+    let mut by_dataset: Vec<(&str, Vec<&str>)> = Vec::new();
+    for c in cases {
+        match by_dataset.iter_mut().find(|(d, _)| *d == c.dataset) {
+            Some((_, archs)) => archs.push(&c.arch),
+            None => by_dataset.push((&c.dataset, vec![&c.arch])),
+        }
+    }
+    let parts: Vec<String> = by_dataset
+        .iter()
+        .map(|(d, archs)| format!("{} on the {d} dataset", archs.join(" and ")))
+        .collect();
+    let thesis = parts.join(", ")
+        == "16-4 and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset";
+    if thesis {
+        format!("As in the thesis (its Chapter 3): {}", parts.join(", "))
+    } else {
+        format!("The study's case studies: {}", parts.join(", "))
+    }
+}
+
 /// The findings section's paragraphs, every number computed from the runs and case analyses.
 fn findings(
     runs: &[RunRow],
     stuck_groups: &[crate::stuck::StuckGroup],
     cases: &[(String, Value)],
-) -> String {
+) -> Result<String> {
     let mut h = String::new();
     let mut conds: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
     conds.sort();
@@ -370,13 +395,24 @@ fn findings(
     // How often the same architecture learns, per condition.
     for cond in &conds {
         let rs: Vec<&RunRow> = runs.iter().filter(|r| r.condition == *cond).collect();
-        let count = |f: &dyn Fn(&RunRow) -> bool, o: &str| {
+        let count = |f: &dyn Fn(&RunRow) -> bool, o: Outcome| {
             rs.iter().filter(|r| f(r) && r.outcome == o).count()
         };
         let all = |_: &RunRow| true;
-        let two = |r: &RunRow| r.arch.contains('-');
-        let one = |r: &RunRow| !r.arch.contains('-');
-        let k = count(&all, "learned");
+        // By layer count: a three-layer net is neither (it used to count as two-layer).
+        let two = |r: &RunRow| filters_of(&r.arch).len() == 2;
+        let one = |r: &RunRow| filters_of(&r.arch).len() == 1;
+        let deeper = |r: &RunRow| filters_of(&r.arch).len() > 2;
+        let n_deeper = rs.iter().filter(|r| deeper(r)).count();
+        let deeper_text = if n_deeper == 0 {
+            String::new()
+        } else {
+            format!(
+                "; three or more: {}/{n_deeper}",
+                count(&deeper, Outcome::Learned)
+            )
+        };
+        let k = count(&all, Outcome::Learned);
         let (lo, hi) = wilson(k, rs.len());
         let mixed = {
             let mut cells: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
@@ -385,7 +421,7 @@ fn findings(
                     .entry((r.dataset.as_str(), r.arch.as_str()))
                     .or_default();
                 e.0 += 1;
-                e.1 += usize::from(r.outcome == "learned");
+                e.1 += usize::from(r.outcome == Outcome::Learned);
             }
             let m = cells.values().filter(|(n, l)| *l > 0 && l < n).count();
             if m == 0 {
@@ -401,16 +437,16 @@ fn findings(
             &mut h,
             &format!("Learning under {}.", esc(if cond.is_empty() { "the default settings" } else { cond })),
             &format!(
-                "{k} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}. {mixed}",
+                "{k} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}{deeper_text}. {mixed}",
                 rs.len(),
                 pct(k as f64 / rs.len().max(1) as f64),
                 pct(lo),
                 pct(hi),
-                count(&all, "stuck"),
-                count(&all, "partial"),
-                count(&two, "learned"),
+                count(&all, Outcome::Stuck),
+                count(&all, Outcome::Partial),
+                count(&two, Outcome::Learned),
                 rs.iter().filter(|r| two(r)).count(),
-                count(&one, "learned"),
+                count(&one, Outcome::Learned),
                 rs.iter().filter(|r| one(r)).count(),
             ),
         );
@@ -428,23 +464,18 @@ fn findings(
                 let n = runs.iter().filter(|r| r.condition == *c).count();
                 let k = runs
                     .iter()
-                    .filter(|r| r.condition == *c && r.outcome == "stuck")
+                    .filter(|r| r.condition == *c && r.outcome == Outcome::Stuck)
                     .count();
                 format!("{} {k}/{n}", if c.is_empty() { "default" } else { c })
             })
             .collect();
         // Stuck share by the first layer's width, over two-layer runs.
         let mut by_f1: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-        for r in runs.iter().filter(|r| r.arch.contains('-')) {
-            let f1 = r
-                .arch
-                .split('-')
-                .next()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
+        for r in runs.iter().filter(|r| filters_of(&r.arch).len() == 2) {
+            let f1 = filters_of(&r.arch)[0];
             let e = by_f1.entry(f1).or_default();
             e.0 += 1;
-            e.1 += usize::from(r.outcome == "stuck");
+            e.1 += usize::from(r.outcome == Outcome::Stuck);
         }
         let f1: Vec<String> = by_f1
             .iter()
@@ -485,15 +516,25 @@ fn findings(
         );
     }
     if cases.is_empty() {
-        return h;
+        return Ok(h);
     }
     // (a) Similar filters, hence redundant.
     let (mut with, mut without, mut nw, mut nwo, mut twins, mut total) =
         (0.0, 0.0, 0usize, 0usize, 0usize, 0usize);
     let mut removable = Vec::new();
+    let mut thresholds: Vec<String> = Vec::new();
     for (slug, a) in cases {
         let s = &a["similarity"];
-        let threshold = s["threshold"].as_f64().unwrap_or(90.0);
+        let Some(threshold) = s["threshold"].as_f64() else {
+            return Err(Error::bad(
+                Path::new(slug),
+                "the stored analysis has no similarity threshold; run `shapelab study` again to redo it",
+            ));
+        };
+        let shown = format!("{threshold}%");
+        if !thresholds.contains(&shown) {
+            thresholds.push(shown);
+        }
         let (n_with, n_without) = (
             s["with_twin"].as_u64().unwrap_or(0) as usize,
             s["without_twin"].as_u64().unwrap_or(0) as usize,
@@ -531,8 +572,9 @@ fn findings(
         &mut h,
         "Filters are often alike, hence redundant (thesis conclusion a).",
         &format!(
-            "Over the {} case studies, {twins} of {total} filters have a twin whose activation maps are at least 90% alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({nw} filters), against {} when it has none ({nwo}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            "Over the {} case studies, {twins} of {total} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({nw} filters), against {} when it has none ({nwo}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
             cases.len(),
+            thresholds.join(" or "),
             fmt_opt((nw > 0).then(|| with / nw as f64), 4),
             fmt_opt((nwo > 0).then(|| without / nwo as f64), 4),
             removable.join(", ")
@@ -639,7 +681,7 @@ fn findings(
             verdicts.join("; ")
         ),
     );
-    h
+    Ok(h)
 }
 
 /// Builds `DIR/report.html` from the study directory; returns its path.
@@ -674,7 +716,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>shapelab study: {name}</title><style>{STYLE}</style></head><body data-images=\"pending\"><main>",
         name = esc(&plan.name)
     );
-    let learned_all = runs.iter().filter(|r| r.outcome == "learned").count();
+    let learned_all = runs
+        .iter()
+        .filter(|r| r.outcome == Outcome::Learned)
+        .count();
     let _ = write!(
         h,
         "<h1>How do tiny CNNs learn? A shapelab study</h1><p class=\"sub\">Study <b>{}</b>: {} runs over {} datasets, {} learned. Built by shapelab {} from <code>{}</code>.</p>",
@@ -756,7 +801,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         let gs: Vec<&Group> = groups.iter().filter(|g| g.dataset == d).collect();
         let _ = write!(h, "<h3>{}</h3><div class=\"row\">", esc(d));
         let owned: Vec<Group> = gs.iter().map(|g| (*g).clone()).collect();
-        h += &img_canvas(&crate::summary::heatmap(&owned), "success-rate heatmap");
+        h += &img_canvas(&crate::summary::heatmap(&owned), "success-rate heatmap")?;
         let mut curves = String::new();
         let mut dists = String::new();
         for g in &gs {
@@ -771,15 +816,15 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
                 .collect();
             let hist: Vec<(&RunRow, Vec<tinycnn::EpochStats>)> = members
                 .iter()
-                .map(|r| (*r, store.history(&r.key).unwrap_or_default()))
-                .collect();
+                .map(|r| Ok((*r, store.history(&r.key)?)))
+                .collect::<Result<_>>()?;
             curves += &img_canvas(
                 &learning_curves(
                     &format!("{cond}: validation accuracy per epoch, {} runs", hist.len()),
                     &hist,
                 ),
                 "learning curves",
-            );
+            )?;
             dists += &img_canvas(
                 &accuracy_histogram(
                     &format!(
@@ -789,7 +834,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
                     &members,
                 ),
                 "outcome distribution",
-            );
+            )?;
         }
         let _ = write!(
             h,
@@ -802,7 +847,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         *outcome_rows
             .entry((r.dataset.clone(), r.condition.clone()))
             .or_default()
-            .entry(r.outcome.clone())
+            .entry(r.outcome.name().to_string())
             .or_insert(0) += 1;
     }
     h += "<h3>Outcomes</h3><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>runs</th><th>learned</th><th>stuck</th><th>partial</th><th>diverged</th></tr></thead><tbody>";
@@ -881,7 +926,11 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     h += "</tbody></table></div></details></section>";
 
     // 4. Case studies.
-    h += "<section id=\"cases\"><h2>4. Case studies</h2><p>As in the thesis (its Chapter 3): 16-4 and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset, each the first seed that learned.</p>";
+    let _ = write!(
+        h,
+        "<section id=\"cases\"><h2>4. Case studies</h2><p>{}, each the first seed that learned.</p>",
+        esc(&cases_sentence(&study.table.cases))
+    );
     let mut case_reports: Vec<(String, Value)> = Vec::new();
     for case in &study.table.cases {
         let slug = case.slug();
@@ -902,29 +951,38 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             .into_iter()
             .find(|(k, p, _)| k == "study-case" && *p == params)
             .and_then(|(_, _, r)| serde_json::from_str(&r).ok());
-        let arch = tinycnn::Arch::parse(&case.arch, 28, 28, 3)
-            .map(|a| a.param_count())
-            .unwrap_or(0);
+        let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
+            Error::bad(
+                store.path(),
+                format!(
+                    "has run {} but not its dataset; the store is damaged",
+                    row.key
+                ),
+            )
+        })?;
+        let arch = tinycnn::Arch::parse(&case.arch, ds.height, ds.width, ds.class_names.len())?;
         let _ = write!(
             h,
-            "<p>Run <code>{}</code>: {} ({} parameters on 28x28), validation accuracy {:.4} after {} epochs{}.</p>",
+            "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
             esc(&row.key),
             esc(&case.arch),
-            arch,
+            arch.param_count(),
+            ds.width,
+            ds.height,
             row.val_acc,
             row.epochs_run,
             if learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
         );
         let base = dir.join("cases").join(&slug);
         h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
-        for l in 1..=row.arch.split('-').count() {
+        for l in 1..=filters_of(&row.arch).len() {
             h += &img_file(
                 &base.join(format!("activations/layer-{l}.png")),
                 &format!("{slug} layer {l} activations"),
             );
         }
         h += "</div><h4>Kernels</h4><div class=\"row\">";
-        for l in 1..=row.arch.split('-').count() {
+        for l in 1..=filters_of(&row.arch).len() {
             h += &img_file(
                 &base.join(format!("kernels/layer-{l}.png")),
                 &format!("{slug} layer {l} kernels"),
@@ -957,7 +1015,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             );
         }
         h += "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
-        for l in 1..=row.arch.split('-').count() {
+        for l in 1..=filters_of(&row.arch).len() {
             h += &img_file(
                 &base.join(format!("analysis/similarity-layer-{l}-activations.png")),
                 "activation similarity",
@@ -1005,7 +1063,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
 
     // 5. Findings.
     h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
-    h += &findings(&runs, &stuck_groups, &case_reports);
+    h += &findings(&runs, &stuck_groups, &case_reports)?;
     h += "</section>";
 
     // 6. Reproduce.

@@ -15,6 +15,24 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tinycnn::EpochStats;
 
 use crate::error::{Error, Result};
+use crate::outcome::Outcome;
+
+/// Outcomes are stored by name; a name this shapelab does not know is an error, never a
+/// default.
+impl rusqlite::types::ToSql for Outcome {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.name().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Outcome {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        Outcome::from_name(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown run outcome {name:?}").into())
+        })
+    }
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -124,7 +142,7 @@ pub struct RunRow {
     pub seed: u64,
     /// The full training config (JSON).
     pub config: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub plateau: Option<f64>,
     pub never_predicted: Vec<String>,
     pub epochs_run: usize,
@@ -153,7 +171,7 @@ pub struct ContinuationRow {
     /// The learning rate used, or "same".
     pub lr: String,
     pub val_acc: f64,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub escaped: bool,
     /// The extra epoch at which validation accuracy first reached the threshold.
     pub escape_epoch: Option<usize>,
@@ -166,7 +184,7 @@ pub struct RunFilter {
     pub experiment: Option<String>,
     pub dataset: Option<String>,
     pub arch: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
 }
 
 /// The current UTC time as the thesis named its runs: `20190708T015217`.
@@ -421,7 +439,9 @@ impl Store {
                         val: r.get::<_, i64>(5)? as usize,
                         height: r.get::<_, i64>(6)? as usize,
                         width: r.get::<_, i64>(7)? as usize,
-                        class_names: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                        class_names: serde_json::from_str(&r.get::<_, String>(8)?).map_err(
+                            |e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, e.into()),
+                        )?,
                     })
                 },
             )
@@ -715,7 +735,7 @@ mod tests {
             seed_index: 1,
             seed: u64::MAX,
             config: "{}".into(),
-            outcome: "stuck".into(),
+            outcome: Outcome::Stuck,
             plateau: Some(1.0 / 3.0),
             never_predicted: vec!["ellipse".into()],
             epochs_run: 2,
@@ -769,7 +789,7 @@ mod tests {
         assert_eq!(s.history(&r.key).unwrap(), h);
         assert_eq!(s.finished("e").unwrap().len(), 1);
         let f = RunFilter {
-            outcome: Some("learned".into()),
+            outcome: Some(Outcome::Learned),
             ..RunFilter::default()
         };
         assert!(s.runs(&f).unwrap().is_empty());

@@ -80,8 +80,11 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
     }
     let mut out = Vec::new();
     for ((dataset, condition, arch), runs) in groups {
-        let filters: Vec<usize> = arch.split('-').filter_map(|f| f.parse().ok()).collect();
-        let stuck: Vec<&&RunRow> = runs.iter().filter(|r| r.outcome == "stuck").collect();
+        let filters = crate::summary::filters_of(&arch);
+        let stuck: Vec<&&RunRow> = runs
+            .iter()
+            .filter(|r| r.outcome == crate::outcome::Outcome::Stuck)
+            .collect();
         let mut plateaus = BTreeMap::new();
         let mut collapsed = BTreeMap::new();
         let mut grads = Vec::new();
@@ -105,7 +108,10 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
             }
         }
         let mut dead_other = Vec::new();
-        for r in runs.iter().filter(|r| r.outcome != "stuck") {
+        for r in runs
+            .iter()
+            .filter(|r| r.outcome != crate::outcome::Outcome::Stuck)
+        {
             if let Some(last) = store.history(&r.key)?.last() {
                 dead_other.push(last.dead.clone());
             }
@@ -232,7 +238,10 @@ pub fn continue_runs(
             )));
         }
     }
-    let stuck: Vec<&RunRow> = rows.iter().filter(|r| r.outcome == "stuck").collect();
+    let stuck: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| r.outcome == crate::outcome::Outcome::Stuck)
+        .collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
@@ -338,7 +347,7 @@ fn continue_one(
         extra_epochs: extra,
         lr: lr.map_or("same".into(), |v| v.to_string()),
         val_acc: eval.accuracy,
-        outcome: c.outcome.name().into(),
+        outcome: c.outcome,
         escaped: c.outcome == crate::outcome::Outcome::Learned,
         escape_epoch,
         finished: timestamp(),

@@ -136,7 +136,10 @@ pub fn pick_case(runs: &[RunRow], case: &Case, condition: &str) -> Option<(RunRo
         })
         .collect();
     cands.sort_by_key(|r| r.seed_index);
-    if let Some(r) = cands.iter().find(|r| r.outcome == "learned") {
+    if let Some(r) = cands
+        .iter()
+        .find(|r| r.outcome == crate::outcome::Outcome::Learned)
+    {
         return Some(((*r).clone(), true));
     }
     cands
@@ -325,7 +328,7 @@ pub fn run(
             .collect();
         let todo: Vec<RunRow> = runs
             .iter()
-            .filter(|r| r.outcome == "stuck" && !done.contains(&r.key))
+            .filter(|r| r.outcome == crate::outcome::Outcome::Stuck && !done.contains(&r.key))
             .cloned()
             .collect();
         if !todo.is_empty() {

@@ -71,7 +71,9 @@ pub struct Group {
     pub cells: Vec<Cell>,
 }
 
-fn filters(arch: &str) -> Vec<usize> {
+/// The filters per conv layer of an architecture label as the thesis writes it (`16-4` is
+/// `[16, 4]`, `8-16-32` three layers): the one place a label is split.
+pub fn filters_of(arch: &str) -> Vec<usize> {
     arch.split('-').filter_map(|f| f.parse().ok()).collect()
 }
 
@@ -85,7 +87,7 @@ pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
         groups
             .entry((r.dataset.clone(), r.condition.clone()))
             .or_default()
-            .entry((filters(&r.arch), r.arch.clone()))
+            .entry((filters_of(&r.arch), r.arch.clone()))
             .or_default()
             .push(r);
     }
@@ -97,16 +99,19 @@ pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
             cells: archs
                 .into_iter()
                 .map(|((_, arch), runs)| {
-                    let learned = runs.iter().filter(|r| r.outcome == "learned").count();
+                    let learned = runs
+                        .iter()
+                        .filter(|r| r.outcome == crate::outcome::Outcome::Learned)
+                        .count();
                     let (low, high) = wilson(learned, runs.len());
                     let mut epochs: Vec<f64> = runs
                         .iter()
-                        .filter(|r| r.outcome == "learned")
+                        .filter(|r| r.outcome == crate::outcome::Outcome::Learned)
                         .filter_map(|r| r.epochs_to_learn.map(|e| e as f64))
                         .collect();
                     let mut outcomes = BTreeMap::new();
                     for r in &runs {
-                        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
+                        *outcomes.entry(r.outcome.name().to_string()).or_insert(0) += 1;
                     }
                     Cell {
                         arch,
@@ -129,7 +134,7 @@ fn grid_axes(g: &Group) -> (Vec<usize>, Vec<usize>) {
     let mut rows = Vec::new();
     let mut cols = Vec::new();
     for c in &g.cells {
-        let f = filters(&c.arch);
+        let f = filters_of(&c.arch);
         if f.len() == 2 {
             rows.push(f[0]);
             cols.push(f[1]);
@@ -167,7 +172,7 @@ pub fn to_text(groups: &[Group]) -> String {
             g.dataset
         );
         let (rows, cols) = grid_axes(g);
-        let find = |a: usize, b: usize| g.cells.iter().find(|c| filters(&c.arch) == [a, b]);
+        let find = |a: usize, b: usize| g.cells.iter().find(|c| filters_of(&c.arch) == [a, b]);
         if !rows.is_empty() {
             let w = g
                 .cells
@@ -189,7 +194,7 @@ pub fn to_text(groups: &[Group]) -> String {
                 out += "\n";
             }
         }
-        for c in g.cells.iter().filter(|c| filters(&c.arch).len() != 2) {
+        for c in g.cells.iter().filter(|c| filters_of(&c.arch).len() != 2) {
             out += &format!("  {:>8}  {}\n", c.arch, cell_text(c));
         }
         let total: usize = g.cells.iter().map(|c| c.runs).sum();
@@ -221,7 +226,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
         let others: Vec<&Cell> = g
             .cells
             .iter()
-            .filter(|c| filters(&c.arch).len() != 2)
+            .filter(|c| filters_of(&c.arch).len() != 2)
             .collect();
         let grid_w = 60 + cols.len().max(others.len()) * CW;
         let grid_h = 40 + 20 + rows.len() * CH + if others.is_empty() { 0 } else { CH + 24 };
@@ -281,7 +286,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
             for (i, row) in rows.iter().enumerate() {
                 c.text(M + 20, top + i * CH + CH / 2 - 6, &row.to_string(), 1, INK);
                 for (j, col) in cols.iter().enumerate() {
-                    if let Some(x) = g.cells.iter().find(|x| filters(&x.arch) == [*row, *col]) {
+                    if let Some(x) = g.cells.iter().find(|x| filters_of(&x.arch) == [*row, *col]) {
                         cell(&mut c, M + 60 + j * CW, top + i * CH, x);
                     }
                 }
@@ -312,7 +317,7 @@ pub const THESIS_COLUMNS: [&str; 7] = [
 ];
 
 fn thesis_row(r: &RunRow) -> (String, String, String, usize, f64, f64, String) {
-    let f = filters(&r.arch);
+    let f = filters_of(&r.arch);
     let (f1, f2) = (
         f.first().map_or(String::new(), |v| v.to_string()),
         if f.len() >= 2 {
@@ -396,7 +401,7 @@ pub fn write_thesis_table(
         };
         sheet.write(row, 3, t.3 as f64).map_err(xerr)?;
         sheet.write_with_format(row, 4, t.4, &acc).map_err(xerr)?;
-        let f = if r.outcome == "learned" {
+        let f = if r.outcome == crate::outcome::Outcome::Learned {
             &learned
         } else {
             &acc

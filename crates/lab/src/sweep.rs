@@ -242,7 +242,7 @@ fn execute(
         seed_index: job.plan.seed_index,
         seed: job.plan.seed,
         config: job.identity.clone(),
-        outcome: c.outcome.name().into(),
+        outcome: c.outcome,
         plateau: c.plateau,
         never_predicted: c.never_predicted.clone(),
         epochs_run: run.history.len(),
@@ -419,7 +419,7 @@ pub fn run(
             .map(|o| {
                 (
                     o.name().to_string(),
-                    rows.iter().filter(|r| r.outcome == o.name()).count(),
+                    rows.iter().filter(|r| r.outcome == *o).count(),
                 )
             })
             .collect(),
