@@ -255,13 +255,6 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let e: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
-
 pub fn predict(args: PredictArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     let arch = &run.model.arch;
@@ -315,37 +308,36 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         width: arch.width,
     };
     let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
-    let k = classes.len();
-    let mut rows = Vec::new();
-    for (p, l) in args.images.iter().zip(logits.chunks(k)) {
-        let probs = softmax(l);
-        let best = (0..k)
-            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
-            .expect("classes");
-        rows.push((p, best, probs, l.to_vec()));
-    }
+    let preds = lab::predictions::predictions(&logits, classes.len());
     if args.json {
-        let json: Vec<serde_json::Value> = rows
+        let json: Vec<serde_json::Value> = args
+            .images
             .iter()
-            .map(|(p, best, probs, l)| {
+            .zip(&preds)
+            .map(|(p, pr)| {
                 serde_json::json!({
                     "image": p.display().to_string(),
-                    "predicted": classes[*best],
-                    "probabilities": classes.iter().zip(probs).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
-                    "logits": l,
+                    "predicted": classes[pr.best],
+                    "probabilities": classes.iter().zip(&pr.probabilities).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
+                    "logits": pr.logits,
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    for (p, best, probs, _) in rows {
+    for (p, pr) in args.images.iter().zip(&preds) {
         let parts: Vec<String> = classes
             .iter()
-            .zip(&probs)
+            .zip(&pr.probabilities)
             .map(|(c, v)| format!("{c} {v:.4}"))
             .collect();
-        println!("{}: {} ({})", p.display(), classes[best], parts.join(", "));
+        println!(
+            "{}: {} ({})",
+            p.display(),
+            classes[pr.best],
+            parts.join(", ")
+        );
     }
     Ok(())
 }
@@ -525,37 +517,17 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     );
     lab::pruning::write(&json, &title, &out)?;
     // The minimal network, as a model `shapelab eval` accepts.
-    let small = run.model.pruned(&p.keep).map_err(lab::Error::from)?;
-    let e = tinycnn::train::evaluate(&small, &data, run.meta.train.scaling);
-    let et = tinycnn::train::evaluate(
-        &small,
-        &engine_data(&d, shapes::Split::Train),
-        run.meta.train.scaling,
-    );
-    let ev = tinycnn::train::evaluate(
-        &small,
-        &engine_data(&d, shapes::Split::Val),
-        run.meta.train.scaling,
-    );
-    let mut meta = run.meta.clone();
-    meta.arch = small.arch.clone();
-    meta.param_count = small.arch.param_count();
-    meta.metrics = Some(lab::run::Metrics {
-        epochs_run: run.history.len(),
-        train_loss: et.loss,
-        train_acc: et.accuracy,
-        val_loss: ev.loss,
-        val_acc: ev.accuracy,
-    });
-    let minimal = lab::run::Run {
-        model: small,
-        meta,
-        history: run.history.clone(),
-    };
+    let minimal = lab::pruning::minimal_run(&run, &p.keep, &d)?;
+    let e = tinycnn::train::evaluate(&minimal.model, &data, run.meta.train.scaling);
     minimal.save(&out.join("minimal"), true)?;
     if let Some((s, row)) = &store {
         let params = serde_json::json!({"on": split.name(), "ties": ties_name, "stop": args.stop, "data": data_name}).to_string();
-        s.put_analysis(&row.key, "prune", &params, &serde_json::to_string(&json)?)?;
+        s.put_analysis(
+            &row.key,
+            lab::store::AnalysisKind::Prune,
+            &params,
+            &serde_json::to_string(&json)?,
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -630,7 +602,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         let params = serde_json::json!({"data": data_name}).to_string();
         s.put_analysis(
             &row.key,
-            "analysis",
+            lab::store::AnalysisKind::Analysis,
             &params,
             &serde_json::to_string(&report)?,
         )?;

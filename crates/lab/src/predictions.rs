@@ -14,6 +14,43 @@ use crate::error::Result;
 use crate::fsio::write_file_atomic;
 use crate::npz::NpzWriter;
 
+/// One image's prediction: probabilities by softmax of its logits, and the most probable
+/// class (the lowest class index wins an exact tie).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Index into the class names.
+    pub best: usize,
+    /// `[K]`, summing to 1.
+    pub probabilities: Vec<f64>,
+    /// `[K]`, as the network computed them.
+    pub logits: Vec<f32>,
+}
+
+/// Predictions from logits `[n, K]` (a numerically stable softmax in f64 per row).
+pub fn predictions(logits: &[f32], classes: usize) -> Vec<Prediction> {
+    logits
+        .chunks(classes)
+        .map(|l| {
+            let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = l.iter().map(|&v| (v as f64 - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let probabilities: Vec<f64> = e.into_iter().map(|v| v / sum).collect();
+            let best = (0..classes)
+                .max_by(|&a, &b| {
+                    probabilities[a]
+                        .total_cmp(&probabilities[b])
+                        .then(b.cmp(&a))
+                })
+                .expect("at least one class");
+            Prediction {
+                best,
+                probabilities,
+                logits: l.to_vec(),
+            }
+        })
+        .collect()
+}
+
 /// Writes logits `[n, K]` with their labels, atomically.
 pub fn write_logits(
     path: &Path,
@@ -74,4 +111,19 @@ pub fn write_activations(
         z.finish()?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_and_ties() {
+        let p = predictions(&[0.0, 0.0, 1000.0, 2.0, 2.0, -1.0], 3);
+        assert_eq!(p[0].best, 2);
+        assert!((p[0].probabilities[2] - 1.0).abs() < 1e-12, "no overflow");
+        assert_eq!(p[1].best, 0, "a tie goes to the lower class");
+        assert!((p[1].probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(p[1].logits, vec![2.0, 2.0, -1.0]);
+    }
 }

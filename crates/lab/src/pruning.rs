@@ -11,9 +11,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tinycnn::prune::Pruning;
 
+use crate::dataset::Dataset;
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::fsio::write_file_atomic;
+use crate::run::{Metrics, Run};
+use crate::training::engine_data;
+use shapes::Split as Part;
 
 /// A filter in user-facing numbering (from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -274,6 +278,32 @@ pub fn curve(p: &PruneJson, title: &str) -> Canvas {
     c.text(left + pw / 2 - 60, top + ph + 24, "pruning step", 1, INK);
     c.text(left, top - 14, "accuracy after the step", 1, INK);
     c
+}
+
+/// The network `keep` leaves of `run` (`keep[l][f]`: filter `f` of conv layer `l` stays), as
+/// a model directory `shapelab eval` accepts: the run's metadata with the smaller architecture
+/// and its metrics measured again on both splits of `d` (the history stays the original
+/// training's).
+pub fn minimal_run(run: &Run, keep: &[Vec<bool>], d: &Dataset) -> Result<Run> {
+    let small = run.model.pruned(keep)?;
+    let scaling = run.meta.train.scaling;
+    let et = tinycnn::train::evaluate(&small, &engine_data(d, Part::Train), scaling);
+    let ev = tinycnn::train::evaluate(&small, &engine_data(d, Part::Val), scaling);
+    let mut meta = run.meta.clone();
+    meta.arch = small.arch.clone();
+    meta.param_count = small.arch.param_count();
+    meta.metrics = Some(Metrics {
+        epochs_run: run.history.len(),
+        train_loss: et.loss,
+        train_acc: et.accuracy,
+        val_loss: ev.loss,
+        val_acc: ev.accuracy,
+    });
+    Ok(Run {
+        model: small,
+        meta,
+        history: run.history.clone(),
+    })
 }
 
 /// Writes `prune.json`, `prune.csv`, `prune.xlsx` and `accuracy.png` into `out` (replaced

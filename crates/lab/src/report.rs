@@ -949,7 +949,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         let analysis: Option<Value> = store
             .analyses(&row.key)?
             .into_iter()
-            .find(|(k, p, _)| k == "study-case" && *p == params)
+            .find(|(k, p, _)| *k == crate::store::AnalysisKind::StudyCase && *p == params)
             .and_then(|(_, _, r)| serde_json::from_str(&r).ok());
         let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
             Error::bad(

@@ -17,6 +17,54 @@ use tinycnn::EpochStats;
 use crate::error::{Error, Result};
 use crate::outcome::Outcome;
 
+/// What an analysis row of a run holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalysisKind {
+    /// `shapelab prune --store`: the pruning table (`PruneJson`).
+    Prune,
+    /// `shapelab analyze --store`: the future-work analyses (`AnalysisReport`).
+    Analysis,
+    /// A study's case analysis (`AnalysisReport`), keyed by the case.
+    StudyCase,
+}
+
+impl AnalysisKind {
+    const ALL: [AnalysisKind; 3] = [
+        AnalysisKind::Prune,
+        AnalysisKind::Analysis,
+        AnalysisKind::StudyCase,
+    ];
+
+    /// The name stored in the `kind` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnalysisKind::Prune => "prune",
+            AnalysisKind::Analysis => "analysis",
+            AnalysisKind::StudyCase => "study-case",
+        }
+    }
+}
+
+impl rusqlite::types::ToSql for AnalysisKind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.name().into())
+    }
+}
+
+impl rusqlite::types::FromSql for AnalysisKind {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        AnalysisKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(
+                    format!("unknown analysis kind {name:?}").into(),
+                )
+            })
+    }
+}
+
 /// Outcomes are stored by name; a name this shapelab does not know is an error, never a
 /// default.
 impl rusqlite::types::ToSql for Outcome {
@@ -657,7 +705,7 @@ impl Store {
     pub fn put_analysis(
         &self,
         run_key: &str,
-        kind: &str,
+        kind: AnalysisKind,
         params: &str,
         result: &str,
     ) -> Result<()> {
@@ -671,7 +719,7 @@ impl Store {
     }
 
     /// The analyses of a run: `(kind, params, result)`.
-    pub fn analyses(&self, run_key: &str) -> Result<Vec<(String, String, String)>> {
+    pub fn analyses(&self, run_key: &str) -> Result<Vec<(AnalysisKind, String, String)>> {
         let mut st = self
             .conn
             .prepare("SELECT kind, params, result FROM analyses WHERE run_key = ?1 ORDER BY kind, params")

@@ -355,7 +355,7 @@ pub fn run(
         let have = store
             .analyses(&row.key)?
             .iter()
-            .any(|(k, p, _)| k == "study-case" && *p == params);
+            .any(|(k, p, _)| *k == crate::store::AnalysisKind::StudyCase && *p == params);
         if have && out.join("analysis/analysis.json").exists() {
             continue;
         }
@@ -406,7 +406,7 @@ pub fn run(
         crate::analysis::write(&report, &data, &out.join("analysis"))?;
         store.put_analysis(
             &row.key,
-            "study-case",
+            crate::store::AnalysisKind::StudyCase,
             &params,
             &serde_json::to_string(&report).expect("json"),
         )?;
