@@ -431,7 +431,7 @@ mod tests {
             seed_index,
             seed: 0,
             config: String::new(),
-            outcome: outcome.into(),
+            outcome: crate::outcome::Outcome::from_name(outcome).expect("a known outcome"),
             plateau: None,
             never_predicted: vec![],
             epochs_run: 1,
