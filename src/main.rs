@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{BenchCommand, Cli, Command, Format, GenerateArgs, InspectArgs};
-use lab::inspect::Summary;
+use lab::data::inspect::Summary;
 use lab::{Dataset, Loaded, PanelData};
 
 fn main() -> ExitCode {
@@ -211,18 +211,18 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
         }
     };
     // Refuse an existing or overlapping output before spending time on generation.
-    let spec_input: Vec<lab::output::Input> = args
+    let spec_input: Vec<lab::files::output::Input> = args
         .spec
         .iter()
-        .map(|p| lab::output::Input::File(p))
+        .map(|p| lab::files::output::Input::File(p))
         .collect();
     if let Some(p) = &npz_path {
-        lab::output::check_disjoint(p, "--out", &spec_input)?;
-        lab::fsio::prepare_file(p, args.force)?;
+        lab::files::output::check_disjoint(p, "--out", &spec_input)?;
+        lab::files::fsio::prepare_file(p, args.force)?;
     }
     if let Some(p) = &tree_path {
-        lab::output::check_disjoint(p, "--out", &spec_input)?;
-        lab::fsio::prepare_dir(p, args.force)?;
+        lab::files::output::check_disjoint(p, "--out", &spec_input)?;
+        lab::files::fsio::prepare_dir(p, args.force)?;
     }
 
     let started = Instant::now();
@@ -237,7 +237,7 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
         dataset.write_npz(p, args.force)?;
     }
     if let Some(p) = &tree_path {
-        lab::imagefolder::write(&dataset, p, args.force)?;
+        lab::data::imagefolder::write(&dataset, p, args.force)?;
     }
     let meta = dataset
         .meta
@@ -318,13 +318,13 @@ fn inspect(args: InspectArgs) -> Result<()> {
     };
     if let Some(p) = &sheet_path {
         let input = if args.path.is_dir() {
-            lab::output::Input::Tree(&args.path)
+            lab::files::output::Input::Tree(&args.path)
         } else {
-            lab::output::Input::File(&args.path)
+            lab::files::output::Input::File(&args.path)
         };
-        lab::output::check_disjoint(p, "--sheet", &[input])?;
+        lab::files::output::check_disjoint(p, "--sheet", &[input])?;
         // The default sheet is derived data, refreshed; a file the user named needs --force.
-        lab::fsio::prepare_file(p, args.force || args.sheet.is_none())?;
+        lab::files::fsio::prepare_file(p, args.force || args.sheet.is_none())?;
     }
     let shown = args.path.display().to_string();
     let title = args
@@ -336,7 +336,8 @@ fn inspect(args: InspectArgs) -> Result<()> {
         Loaded::Dataset(d) => {
             warn_skipped(d, &shown);
             if let Some(p) = &sheet_path {
-                lab::contact::dataset_sheet(d, &title, args.per_class as usize).save_png(p)?;
+                lab::data::contact::dataset_sheet(d, &title, args.per_class as usize)
+                    .save_png(p)?;
             }
             Summary::of_dataset(
                 d,
@@ -346,7 +347,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         }
         Loaded::Panel(p) => {
             if let Some(s) = &sheet_path {
-                lab::contact::panel_sheet(p, &title).save_png(s)?;
+                lab::data::contact::panel_sheet(p, &title).save_png(s)?;
             }
             Summary::of_panel(
                 p,

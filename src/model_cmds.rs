@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use lab::experiment::{OptimizerKind, TrainSettings};
+use lab::experiments::experiment::{OptimizerKind, TrainSettings};
 use shapes::Split as Part;
 use tinycnn::train::Observer;
 use tinycnn::{Activation, Arch, EpochStats, Init, Scaling, TrainConfig};
@@ -13,9 +13,9 @@ use crate::cli::{
     SplitChoice, StageChoice, TiesChoice, TrainArgs,
 };
 use crate::usage;
-use lab::output::{check_disjoint, Input};
-use lab::run::Run;
-use lab::training::{check_compatible, engine_data, resolve_data, training_data};
+use lab::files::output::{check_disjoint, Input};
+use lab::models::run::Run;
+use lab::models::training::{check_compatible, engine_data, resolve_data, training_data};
 
 fn part(s: SplitChoice) -> Part {
     match s {
@@ -127,7 +127,7 @@ impl Observer for Progress {
 pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     let data: Vec<Input> = Input::data(&args.data).into_iter().collect();
     check_disjoint(&args.out, "--out", &data)?;
-    lab::fsio::prepare_dir(&args.out, args.force)?;
+    lab::files::fsio::prepare_dir(&args.out, args.force)?;
     let (dataset, data_ref) = resolve_data(&args.data, &|_| {})?;
     crate::warn_skipped(&dataset, &args.data);
     let (arch, config) = plan(
@@ -137,7 +137,7 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         dataset.class_names.len(),
     )?;
     let mut progress = Progress::new(config.epochs, dataset.train.len(), quiet);
-    let run = lab::training::train(&dataset, data_ref, &arch, &config, &mut progress)?;
+    let run = lab::models::training::train(&dataset, data_ref, &arch, &config, &mut progress)?;
     progress.bar.finish_and_clear();
     run.save(&args.out, args.force)?;
     let m = &run.meta;
@@ -266,12 +266,12 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         let out = args.out.as_ref().expect("clap requires --out with --data");
         let inputs = model_inputs(&args.model, &run, Some(data), None);
         check_disjoint(out, "--out", &inputs)?;
-        lab::fsio::prepare_file(out, args.force)?;
+        lab::files::fsio::prepare_file(out, args.force)?;
         let (d, _) = load_eval_data(&run, &Some(data.clone()))?;
         let split = part(args.split);
         let data = engine_data(&d, split);
         let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
-        lab::predictions::write_logits(out, args.force, &logits, data.labels, classes)?;
+        lab::models::predictions::write_logits(out, args.force, &logits, data.labels, classes)?;
         println!(
             "wrote {}: logits of {} {} images ({} classes)",
             out.display(),
@@ -289,7 +289,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     }
     let mut images = Vec::new();
     for p in &args.images {
-        let (w, h, px) = lab::imagefolder::decode_gray(p)?;
+        let (w, h, px) = lab::data::imagefolder::decode_gray(p)?;
         if (w, h) != (arch.width, arch.height) {
             return Err(usage(format!(
                 "{} is {w}x{h} but the model takes {}x{}; resize it first",
@@ -308,7 +308,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         width: arch.width,
     };
     let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
-    let preds = lab::predictions::predictions(&logits, classes.len());
+    let preds = lab::models::predictions::predictions(&logits, classes.len());
     if args.json {
         let json: Vec<serde_json::Value> = args
             .images
@@ -363,23 +363,23 @@ pub fn activations(args: ActivationsArgs) -> Result<()> {
         .map(Input::File);
     let inputs = model_inputs(&args.model, &run, None, panel_file);
     check_disjoint(&args.out, "--out", &inputs)?;
-    lab::fsio::prepare_dir(&args.out, args.force)?;
+    lab::files::fsio::prepare_dir(&args.out, args.force)?;
     let data = if args.panel.is_none() && run.meta.data.spec.is_none() {
         Some(training_data(&run.meta, &|_| {})?)
     } else {
         None
     };
-    let panel = lab::maps::panel_for(&run, args.panel.as_deref(), data.as_ref())?;
-    let o = lab::maps::SheetOptions {
+    let panel = lab::inside::maps::panel_for(&run, args.panel.as_deref(), data.as_ref())?;
+    let o = lab::inside::maps::SheetOptions {
         stage: match args.stage {
-            StageChoice::Pre => lab::maps::Stage::Pre,
-            StageChoice::Post => lab::maps::Stage::Post,
-            StageChoice::Pooled => lab::maps::Stage::Pooled,
+            StageChoice::Pre => lab::inside::maps::Stage::Pre,
+            StageChoice::Post => lab::inside::maps::Stage::Post,
+            StageChoice::Pooled => lab::inside::maps::Stage::Pooled,
         },
         norm: match args.norm {
-            NormChoice::Map => lab::maps::Norm::Map,
-            NormChoice::Filter => lab::maps::Norm::Filter,
-            NormChoice::Layer => lab::maps::Norm::Layer,
+            NormChoice::Map => lab::inside::maps::Norm::Map,
+            NormChoice::Filter => lab::inside::maps::Norm::Filter,
+            NormChoice::Layer => lab::inside::maps::Norm::Layer,
         },
         colormap: args.colormap.map(|c| match c {
             ColormapChoice::Gray => lab::draw::Colormap::Gray,
@@ -389,7 +389,7 @@ pub fn activations(args: ActivationsArgs) -> Result<()> {
         cell: args.cell as usize,
     };
     let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
-    let files = lab::maps::write_sheets(
+    let files = lab::inside::maps::write_sheets(
         &run.model,
         &panel,
         run.meta.train.scaling,
@@ -415,9 +415,9 @@ pub fn kernels(args: KernelsArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     let inputs = model_inputs(&args.model, &run, None, None);
     check_disjoint(&args.out, "--out", &inputs)?;
-    lab::fsio::prepare_dir(&args.out, args.force)?;
+    lab::files::fsio::prepare_dir(&args.out, args.force)?;
     let name = format!("{} {}", run_name(&args.model), run.model.arch.label());
-    let files = lab::kernels::write_kernel_sheets(
+    let files = lab::inside::kernels::write_kernel_sheets(
         &run.model,
         &name,
         args.cell as usize,
@@ -437,11 +437,11 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
     if let Some(p) = &args.npz {
         let inputs = model_inputs(&args.model, &run, args.data.as_deref(), None);
         check_disjoint(p, "--npz", &inputs)?;
-        lab::fsio::prepare_file(p, args.force)?;
+        lab::files::fsio::prepare_file(p, args.force)?;
     }
     let (d, _) = load_eval_data(&run, &args.data)?;
     let split = part(args.split);
-    let report = lab::filterstats::filter_stats(
+    let report = lab::inside::filterstats::filter_stats(
         &run.model,
         &d,
         split,
@@ -451,11 +451,11 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
     // Kept beside the model, so later tools (and the report) find it without recomputing.
     let json = serde_json::to_string_pretty(&report)? + "\n";
     let saved = args.model.join(format!("filters-{}.json", split.name()));
-    lab::fsio::write_file_atomic(&saved, true, |w| {
+    lab::files::fsio::write_file_atomic(&saved, true, |w| {
         std::io::Write::write_all(w, json.as_bytes())
     })?;
     if let Some(p) = &args.npz {
-        lab::predictions::write_activations(
+        lab::models::predictions::write_activations(
             p,
             args.force,
             &run.model,
@@ -508,23 +508,24 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
         .map_err(lab::Error::from)?;
     let seconds = start.elapsed().as_secs_f64();
-    let json = lab::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
+    let json =
+        lab::analyses::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
     let title = format!(
         "{} {} on {data_name} ({})",
         run_name(&args.model),
         run.model.arch.label(),
         split.name()
     );
-    lab::pruning::write(&json, &title, &out)?;
+    lab::analyses::pruning::write(&json, &title, &out)?;
     // The minimal network, as a model `shapelab eval` accepts.
-    let minimal = lab::pruning::minimal_run(&run, &p.keep, &d)?;
+    let minimal = lab::analyses::pruning::minimal_run(&run, &p.keep, &d)?;
     let e = tinycnn::train::evaluate(&minimal.model, &data, run.meta.train.scaling);
     minimal.save(&out.join("minimal"), true)?;
     if let Some((s, row)) = &store {
         let params = serde_json::json!({"on": split.name(), "ties": ties_name, "stop": args.stop, "data": data_name}).to_string();
         s.put_analysis(
             &row.key,
-            lab::store::AnalysisKind::Prune,
+            lab::experiments::store::AnalysisKind::Prune,
             &params,
             &serde_json::to_string(&json)?,
         )?;
@@ -557,7 +558,7 @@ fn check_derived_out(
 ) -> Result<()> {
     let inputs = model_inputs(model, run, data.as_deref(), store.map(Input::Store));
     check_disjoint(out, "--out", &inputs)?;
-    lab::fsio::prepare_dir(out, true)?;
+    lab::files::fsio::prepare_dir(out, true)?;
     Ok(())
 }
 
@@ -565,9 +566,14 @@ fn check_derived_out(
 fn store_of_run(
     store: Option<&std::path::Path>,
     model: &std::path::Path,
-) -> Result<Option<(lab::store::Store, lab::store::RunRow)>> {
+) -> Result<
+    Option<(
+        lab::experiments::store::Store,
+        lab::experiments::store::RunRow,
+    )>,
+> {
     let Some(p) = store else { return Ok(None) };
-    let s = lab::store::Store::open_existing(p)?;
+    let s = lab::experiments::store::Store::open_existing(p)?;
     let row = s.run_for_dir(model)?.ok_or_else(|| {
         usage(format!(
             "{} is not a run of {}; drop --store or pass one of its model directories",
@@ -595,14 +601,15 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         ));
     }
     let name = run_name(&args.model);
-    let report = lab::analysis::analyze(&run.model, &d, run.meta.train.scaling, &name, &data_name)
-        .map_err(lab::Error::from)?;
-    let files = lab::analysis::write(&report, &d, &args.out)?;
+    let report =
+        lab::analyses::analysis::analyze(&run.model, &d, run.meta.train.scaling, &name, &data_name)
+            .map_err(lab::Error::from)?;
+    let files = lab::analyses::analysis::write(&report, &d, &args.out)?;
     if let Some((s, row)) = &store {
         let params = serde_json::json!({"data": data_name}).to_string();
         s.put_analysis(
             &row.key,
-            lab::store::AnalysisKind::Analysis,
+            lab::experiments::store::AnalysisKind::Analysis,
             &params,
             &serde_json::to_string(&report)?,
         )?;

@@ -9,11 +9,11 @@ use indicatif::ProgressBar;
 
 use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
 use crate::{cores, usage};
-use lab::experiment::{parse_shard, DataSource, Plan};
-use lab::outcome::Outcome;
-use lab::output::{check_disjoint, Input};
-use lab::store::{RunFilter, RunRow, Store};
-use lab::sweep::{SweepObserver, SweepOptions};
+use lab::experiments::experiment::{parse_shard, DataSource, Plan};
+use lab::experiments::outcome::Outcome;
+use lab::experiments::store::{RunFilter, RunRow, Store};
+use lab::experiments::sweep::{SweepObserver, SweepOptions};
+use lab::files::output::{check_disjoint, Input};
 
 /// The first Ctrl-C asks for a clean stop; a second one exits at once.
 fn install_ctrlc() -> Arc<AtomicBool> {
@@ -112,7 +112,7 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
         jobs,
         cancel: &cancel,
     };
-    let report = lab::sweep::run(&plan, &args.experiment, &store, &opts, &progress)?;
+    let report = lab::experiments::sweep::run(&plan, &args.experiment, &store, &opts, &progress)?;
     progress.bar.finish_and_clear();
     let counts: Vec<String> = report
         .outcomes
@@ -286,7 +286,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             args.filter.store.display()
         )));
     }
-    let groups = lab::summary::summarize(&rows);
+    let groups = lab::experiments::summary::summarize(&rows);
     let png = args
         .out
         .clone()
@@ -294,17 +294,17 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
     let store_input = [Input::Store(&args.filter.store)];
     check_disjoint(&png, "--out", &store_input)?;
     // The default heatmap is derived data, refreshed; a file the user named needs --force.
-    lab::fsio::prepare_file(&png, args.force || args.out.is_none())?;
+    lab::files::fsio::prepare_file(&png, args.force || args.out.is_none())?;
     if let Some(base) = &args.thesis_table {
         for ext in ["csv", "xlsx"] {
             let p = base.with_extension(ext);
             check_disjoint(&p, "--thesis-table", &store_input)?;
-            lab::fsio::prepare_file(&p, args.force)?;
+            lab::files::fsio::prepare_file(&p, args.force)?;
         }
     }
-    lab::summary::heatmap(&groups).save_png(&png)?;
+    lab::experiments::summary::heatmap(&groups).save_png(&png)?;
     let tables = match &args.thesis_table {
-        Some(base) => Some(lab::summary::write_thesis_table(&rows, base)?),
+        Some(base) => Some(lab::experiments::summary::write_thesis_table(&rows, base)?),
         None => None,
     };
     if args.json {
@@ -313,7 +313,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    print!("{}", lab::summary::to_text(&groups));
+    print!("{}", lab::experiments::summary::to_text(&groups));
     println!("heatmap: {}", png.display());
     if let Some((c, x)) = tables {
         println!("thesis table: {} and {}", c.display(), x.display());
@@ -338,10 +338,14 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
             quiet,
         );
         let jobs = args.jobs.map_or_else(cores, |j| j as usize);
-        let done =
-            lab::stuck::continue_runs(&args.filter.store, &rows, extra, args.lr, jobs, &|| {
-                bar.inc(1)
-            })?;
+        let done = lab::experiments::stuck::continue_runs(
+            &args.filter.store,
+            &rows,
+            extra,
+            args.lr,
+            jobs,
+            &|| bar.inc(1),
+        )?;
         bar.finish_and_clear();
         let escaped = done.iter().filter(|c| c.escaped).count();
         println!(
@@ -349,11 +353,11 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
             done.len()
         );
     }
-    let groups = lab::stuck::report(&store, &rows)?;
+    let groups = lab::experiments::stuck::report(&store, &rows)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&groups)?);
     } else {
-        print!("{}", lab::stuck::to_text(&groups));
+        print!("{}", lab::experiments::stuck::to_text(&groups));
     }
     Ok(())
 }
@@ -435,8 +439,8 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
     }
     if let Some(config) = &args.config {
         // The study keeps its own copy as DIR/study.toml; resuming from that copy is fine.
-        let own = lab::output::resolve(&args.out.join("study.toml"));
-        if lab::output::resolve(config) != own {
+        let own = lab::files::output::resolve(&args.out.join("study.toml"));
+        if lab::files::output::resolve(config) != own {
             check_disjoint(&args.out, "--out", &[Input::File(config)])?;
         }
     }
@@ -480,7 +484,7 @@ pub fn report(args: crate::cli::ReportArgs) -> Result<()> {
             args.dir.display()
         )));
     }
-    let path = lab::report::build(&args.dir)?;
+    let path = lab::study::report::build(&args.dir)?;
     println!("wrote {}", path.display());
     Ok(())
 }

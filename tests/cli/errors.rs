@@ -97,7 +97,7 @@ const CASES: &[Case] = &[
 
 /// Writes a dataset `.npz` with `val` validation images of `side` x `side` pixels.
 fn write_npz(path: &Path, side: usize, train: usize, val: usize) {
-    let split = |n: usize| lab::dataset::Split {
+    let split = |n: usize| lab::data::dataset::Split {
         images: vec![128; n * side * side],
         labels: (0..n).map(|i| (i % 3) as u8).collect(),
         factors: Vec::new(),

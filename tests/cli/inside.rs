@@ -155,7 +155,7 @@ fn filter_statistics() {
     let csv = ok(dir.path(), &["filters", "run", "--csv", "--split", "train"]);
     assert_eq!(csv.lines().count(), 7);
     ok(dir.path(), &["filters", "run", "--npz", "acts.npz"]);
-    let z = lab::npz::NpzFile::open(&dir.path().join("acts.npz")).unwrap();
+    let z = lab::files::npz::NpzFile::open(&dir.path().join("acts.npz")).unwrap();
     let (shape, _) = z.floats("l1_post").unwrap();
     assert_eq!(shape, vec![150, 4, 28, 28]);
     let (shape, _) = z.floats("l2_pooled").unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::store::Store;
+use lab::experiments::store::Store;
 use sha2::{Digest, Sha256};
 
 use crate::{fails, ok, workdir};

@@ -139,7 +139,7 @@ fn eval_and_predict() {
             "logits.npz",
         ],
     );
-    let f = lab::npz::NpzFile::open(&dir.path().join("logits.npz")).unwrap();
+    let f = lab::files::npz::NpzFile::open(&dir.path().join("logits.npz")).unwrap();
     let (shape, logits) = f.floats("logits").unwrap();
     assert_eq!(shape, vec![300, 3]);
     let (_, y) = f.u8("y").unwrap();

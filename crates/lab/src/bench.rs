@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use shapes::{DatasetSpec, Split};
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
 use crate::error::Result;
 
 /// Generation throughput at one thread count.
@@ -223,7 +223,7 @@ pub struct SweepSpeed {
 }
 
 struct Quiet;
-impl crate::sweep::SweepObserver for Quiet {}
+impl crate::experiments::sweep::SweepObserver for Quiet {}
 
 /// Times a sweep of `runs` seeds of `arch` for `epochs` epochs on `train` thesis-1.3 images
 /// (500 validation), against the engine training the same runs alone.
@@ -238,16 +238,17 @@ pub fn sweep_speed(
         "name = \"bench\"\nseeds = {runs}\nepochs = {epochs}\n[[dataset]]\npreset = \"thesis-1.3\"\ntrain = {train}\nval = 500\n[grid]\narchs = [\"{arch}\"]\n"
     );
     let dir = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
-    let plan = crate::experiment::Plan::parse(&text, &dir.path().join("bench.toml"))?;
+    let plan = crate::experiments::experiment::Plan::parse(&text, &dir.path().join("bench.toml"))?;
     let image_epochs = (runs * epochs * train) as f64;
     // The engine alone: the same runs, same data, one after another, one thread.
-    let crate::experiment::DataSource::Spec { spec, .. } = &plan.datasets[0].source else {
+    let crate::experiments::experiment::DataSource::Spec { spec, .. } = &plan.datasets[0].source
+    else {
         unreachable!("a preset")
     };
     let data = Dataset::generate(spec, None, &|_| {});
     let (tr, va) = (
-        crate::training::engine_data(&data, Split::Train),
-        crate::training::engine_data(&data, Split::Val),
+        crate::models::training::engine_data(&data, Split::Train),
+        crate::models::training::engine_data(&data, Split::Val),
     );
     let start = Instant::now();
     pool(1).install(|| -> Result<()> {
@@ -264,13 +265,19 @@ pub fn sweep_speed(
     let mut rates = Vec::new();
     for (i, j) in [1, jobs].into_iter().enumerate() {
         let store = dir.path().join(format!("bench{i}.db"));
-        let opts = crate::sweep::SweepOptions {
+        let opts = crate::experiments::sweep::SweepOptions {
             shard: None,
             jobs: j,
             cancel: &cancel,
         };
         let start = Instant::now();
-        crate::sweep::run(&plan, &dir.path().join("bench.toml"), &store, &opts, &Quiet)?;
+        crate::experiments::sweep::run(
+            &plan,
+            &dir.path().join("bench.toml"),
+            &store,
+            &opts,
+            &Quiet,
+        )?;
         rates.push(image_epochs / start.elapsed().as_secs_f64());
     }
     Ok(SweepSpeed {
@@ -323,12 +330,12 @@ pub fn sheets_speed(arch: &str, repeats: usize) -> Result<SheetSpeed> {
     for i in 0..repeats.max(1) {
         let out = dir.path().join(format!("sheets{i}"));
         let start = Instant::now();
-        let files = crate::maps::write_sheets(
+        let files = crate::inside::maps::write_sheets(
             &trained.model,
             &panel,
             tinycnn::Scaling::Unit,
             arch,
-            &crate::maps::SheetOptions::default(),
+            &crate::inside::maps::SheetOptions::default(),
             &out,
             false,
         )?;
@@ -373,7 +380,7 @@ pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> 
         seed: 1,
         ..tinycnn::TrainConfig::default()
     };
-    let val = crate::training::engine_data(&d, Split::Val);
+    let val = crate::models::training::engine_data(&d, Split::Val);
     let model =
         tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)?.model;
     let mut best = f64::INFINITY;

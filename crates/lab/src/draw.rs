@@ -10,7 +10,7 @@ use std::path::Path;
 use font8x8::UnicodeFonts;
 
 use crate::error::{Error, Result};
-use crate::fsio::write_file_atomic;
+use crate::files::fsio::write_file_atomic;
 
 /// An RGB colour.
 pub type Rgb = [u8; 3];

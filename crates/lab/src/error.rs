@@ -48,7 +48,7 @@ pub enum Error {
     },
 
     /// An existing directory that shapelab did not write, which `--force` must not replace.
-    #[error("{} exists and was not written by shapelab (it has no {} marker); shapelab replaces only its own outputs, even with --force: choose another --out or remove it yourself", .0.display(), crate::output::MARKER)]
+    #[error("{} exists and was not written by shapelab (it has no .shapelab marker); shapelab replaces only its own outputs, even with --force: choose another --out or remove it yourself", .0.display())]
     NotOurs(PathBuf),
 
     /// An input path does not exist.

@@ -1,61 +1,44 @@
-//! shapelab's application library: file formats, outputs and the views of the data.
+//! shapelab's application library: everything a command computes, reads or writes, typed and
+//! testable, grouped by concern:
 //!
-//! - [`dataset`] and [`panelfile`]: datasets and image panels in memory and as `.npz`;
-//! - [`imagefolder`]: the ImageFolder tree layout Keras and torchvision read;
-//! - [`npz`]: the `.npz` reader and writer underneath;
-//! - [`fsio`]: atomic file and directory writes;
-//! - [`draw`] and [`contact`]: the raster canvas and contact sheets;
-//! - [`inspect`]: summaries of files, as text or JSON;
-//! - [`pruning`] and [`analysis`]: the thesis's greedy pruning tables and the analyses it left
-//!   as future work (ranking, similarity, interaction, failures), with [`plots`];
-//! - [`maps`], [`kernels`] and [`filterstats`]: activation sheets, kernel pictures and
-//!   per-filter statistics (looking inside a trained network);
-//! - [`run`] and [`training`]: trained models on disk, and training/evaluation on datasets;
-//! - [`experiment`], [`sweep`], [`store`] and [`outcome`]: experiments expanded into runs, run
-//!   in parallel into the SQLite store (the only module that knows SQL), and classified;
-//! - [`bench`]: the measurements behind `shapelab bench`.
+//! - [`files`]: atomic writes, the guard that keeps outputs off inputs, leftovers of killed
+//!   writers, the `.npz` format underneath;
+//! - [`data`]: datasets and panels in memory and on disk (`.npz`, ImageFolder), their
+//!   summaries, contact sheets and factor bins;
+//! - [`models`]: model directories, training and evaluation on datasets, predictions;
+//! - [`experiments`]: experiment files expanded into runs, the sweep, the store (the only code
+//!   that knows SQL), outcomes, stuck runs and success-rate summaries;
+//! - [`inside`]: looking inside one trained network (activation sheets, kernels, per-filter
+//!   statistics);
+//! - [`analyses`]: the thesis's greedy pruning and the analyses it left as future work;
+//! - [`study`]: the whole study as stages, and its report;
+//! - [`draw`], [`text`], [`error`], [`mod@bench`]: the raster canvas, Unicode-safe text, typed
+//!   errors, the measurements behind `shapelab bench`.
+//!
+//! Imports point one way, down this list's dependency order: `files` and `data` know nothing
+//! of models or experiments; `models` nothing of experiments; `study` sits on top.
 //!
 //! **Architecture invariant:** the command-line binary holds no logic of its own beyond
-//! parsing and printing; anything a command computes lives here, typed and testable. Every
-//! output is written through [`fsio`], so nothing half-written ever carries a final name.
+//! parsing and printing; anything a command computes lives here. Every output is written
+//! through [`files::fsio`], so nothing half-written ever carries a final name.
 
-pub mod analysis;
+pub mod analyses;
 pub mod bench;
-pub mod bins;
-pub mod contact;
-pub mod dataset;
+pub mod data;
 pub mod draw;
 pub mod error;
-pub mod experiment;
-pub mod filterstats;
-pub mod fsio;
-pub mod imagefolder;
-pub mod inspect;
-pub mod kernels;
-pub mod leftovers;
-pub mod maps;
-pub mod npz;
-pub mod outcome;
-pub mod output;
-pub mod panelfile;
-pub mod plots;
-pub mod predictions;
-pub mod pruning;
-pub mod report;
-pub mod run;
-pub mod store;
-pub mod stuck;
+pub mod experiments;
+pub mod files;
+pub mod inside;
+pub mod models;
 pub mod study;
-pub mod summary;
-pub mod sweep;
 pub mod text;
-pub mod training;
 
 use std::path::Path;
 
-pub use dataset::Dataset;
+pub use data::dataset::Dataset;
+pub use data::panelfile::PanelData;
 pub use error::{Error, Result};
-pub use panelfile::PanelData;
 
 /// The shapelab version recorded in every file it writes.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -72,12 +55,12 @@ pub fn load(path: &Path) -> Result<Loaded> {
         return Err(Error::NotFound(path.to_path_buf()));
     }
     if path.is_dir() {
-        return imagefolder::read(path).map(Loaded::Dataset);
+        return data::imagefolder::read(path).map(Loaded::Dataset);
     }
-    let f = npz::NpzFile::open(path)?;
+    let f = files::npz::NpzFile::open(path)?;
     if f.has("x_panel") {
         PanelData::read_from(&f).map(Loaded::Panel)
     } else {
-        dataset::read_from(&f).map(Loaded::Dataset)
+        data::dataset::read_from(&f).map(Loaded::Dataset)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lab::maps::{filter_sheet, image_sheet, SheetOptions};
+use lab::inside::maps::{filter_sheet, image_sheet, SheetOptions};
 use lab::PanelData;
 
 fn golden(name: &str) -> PathBuf {
@@ -57,7 +57,7 @@ fn fixture() -> (tinycnn::Model, PanelData) {
 #[test]
 fn filter_sheet_layout() {
     let (model, panel) = fixture();
-    let maps = lab::maps::capture(&model, &panel, tinycnn::Scaling::Unit);
+    let maps = lab::inside::maps::capture(&model, &panel, tinycnn::Scaling::Unit);
     let o = SheetOptions {
         cell: 16,
         ..SheetOptions::default()
@@ -71,10 +71,10 @@ fn filter_sheet_layout() {
 #[test]
 fn image_sheet_layout() {
     let (model, panel) = fixture();
-    let maps = lab::maps::capture(&model, &panel, tinycnn::Scaling::Unit);
+    let maps = lab::inside::maps::capture(&model, &panel, tinycnn::Scaling::Unit);
     let o = SheetOptions {
         cell: 16,
-        stage: lab::maps::Stage::Pre,
+        stage: lab::inside::maps::Stage::Pre,
         ..SheetOptions::default()
     };
     check(
@@ -88,6 +88,6 @@ fn kernel_sheet_layout() {
     let (model, _) = fixture();
     check(
         "kernel-sheet.png",
-        lab::kernels::kernel_sheet(&model, 1, "golden 3-2: layer 2 kernels", 18),
+        lab::inside::kernels::kernel_sheet(&model, 1, "golden 3-2: layer 2 kernels", 18),
     );
 }

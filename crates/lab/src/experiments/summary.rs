@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::draw::{viridis, Canvas, FAINT, INK, PAPER};
 use crate::error::{Error, Result};
-use crate::fsio::write_file_atomic;
-use crate::store::RunRow;
+use crate::experiments::store::RunRow;
+use crate::files::fsio::write_file_atomic;
 
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -101,12 +101,12 @@ pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
                 .map(|((_, arch), runs)| {
                     let learned = runs
                         .iter()
-                        .filter(|r| r.outcome == crate::outcome::Outcome::Learned)
+                        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
                         .count();
                     let (low, high) = wilson(learned, runs.len());
                     let mut epochs: Vec<f64> = runs
                         .iter()
-                        .filter(|r| r.outcome == crate::outcome::Outcome::Learned)
+                        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
                         .filter_map(|r| r.epochs_to_learn.map(|e| e as f64))
                         .collect();
                     let mut outcomes = BTreeMap::new();
@@ -401,7 +401,7 @@ pub fn write_thesis_table(
         };
         sheet.write(row, 3, t.3 as f64).map_err(xerr)?;
         sheet.write_with_format(row, 4, t.4, &acc).map_err(xerr)?;
-        let f = if r.outcome == crate::outcome::Outcome::Learned {
+        let f = if r.outcome == crate::experiments::outcome::Outcome::Learned {
             &learned
         } else {
             &acc

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::dataset::{Dataset, DatasetMeta, Split};
+use crate::data::dataset::{Dataset, DatasetMeta, Split};
 use crate::draw::gray_png;
 use crate::error::{Error, Result};
-use crate::fsio::write_dir_atomic;
+use crate::files::fsio::write_dir_atomic;
 
 const SPLITS: [&str; 2] = ["train", "val"];
 

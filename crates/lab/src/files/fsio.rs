@@ -44,7 +44,7 @@ pub fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
                 path.display()
             )))
         }
-        (Kind::Dir, Some(true)) => crate::output::check_ours(path)?,
+        (Kind::Dir, Some(true)) => crate::files::output::check_ours(path)?,
         _ => {}
     }
     if is_dir.is_some() && !force {
@@ -58,7 +58,7 @@ pub fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
         ));
     }
     fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    crate::leftovers::sweep(&parent);
+    crate::files::leftovers::sweep(&parent);
     Ok(())
 }
 
@@ -78,7 +78,7 @@ pub fn prepare_dir(path: &Path, force: bool) -> Result<()> {
 pub fn derived_dir(path: &Path) -> Result<()> {
     prepare_dir(path, true)?;
     fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-    crate::output::mark(path)
+    crate::files::output::mark(path)
 }
 
 /// tempfile's errors repeat the path; name the directory once with the reason.
@@ -99,7 +99,11 @@ fn cannot_create_in(dir: &Path, e: std::io::Error) -> Error {
 
 /// `.shapelab-<pid>@<host>-`: staged names say who wrote them (see `leftovers`).
 static STAGED_PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("{}{}-", crate::leftovers::PREFIX, crate::leftovers::tag())
+    format!(
+        "{}{}-",
+        crate::files::leftovers::PREFIX,
+        crate::files::leftovers::tag()
+    )
 });
 
 /// A temporary-name builder. Temporary files are private (0600) by default; outputs get the
@@ -107,7 +111,7 @@ static STAGED_PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
 fn staging(mode: u32) -> tempfile::Builder<'static, 'static> {
     let mut b = tempfile::Builder::new();
     b.prefix(STAGED_PREFIX.as_str())
-        .suffix(crate::leftovers::SUFFIX);
+        .suffix(crate::files::leftovers::SUFFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -160,7 +164,7 @@ pub fn write_dir_atomic(
         .tempdir_in(&dir)
         .map_err(|e| cannot_create_in(&dir, e))?;
     fill(tmp.path())?;
-    crate::output::mark(tmp.path())?;
+    crate::files::output::mark(tmp.path())?;
     let staged = tmp.keep();
     let placed = place_tree(&staged, path, &dir);
     if placed.is_err() {
@@ -187,8 +191,8 @@ fn place_tree(staged: &Path, path: &Path, dir: &Path) -> Result<()> {
             let old = tempfile::Builder::new()
                 .prefix(&format!(
                     "{}{}-",
-                    crate::leftovers::OLD_PREFIX,
-                    crate::leftovers::tag()
+                    crate::files::leftovers::OLD_PREFIX,
+                    crate::files::leftovers::tag()
                 ))
                 .tempdir_in(dir)
                 .map_err(|e| Error::io(dir, e))?

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use shapes::{FACTOR_NAMES, GENERATOR_VERSION};
 
 use crate::error::{Error, Result};
-use crate::fsio::write_file_atomic;
-use crate::npz::{NpzFile, NpzWriter};
+use crate::files::fsio::write_file_atomic;
+use crate::files::npz::{NpzFile, NpzWriter};
 
 pub const PANEL_FORMAT: &str = "shapelab-panel";
 
@@ -148,7 +148,7 @@ impl PanelData {
         if n == 0 {
             return Err(bad("holds no images; a panel needs at least one".into()));
         }
-        crate::dataset::check_side(f.path(), xs[2] as usize, xs[1] as usize)?;
+        crate::data::dataset::check_side(f.path(), xs[2] as usize, xs[1] as usize)?;
         let (_, labels) = f.u8("y_panel")?;
         let (fs, factors) = f.floats("factors_panel")?;
         let factor_names = f.strings("factor_names")?;

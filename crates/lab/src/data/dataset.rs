@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use shapes::{DatasetSpec, Split as Part, SplitData, FACTOR_NAMES, GENERATOR_VERSION, NUM_FACTORS};
 
 use crate::error::{Error, Result};
-use crate::fsio::write_file_atomic;
-use crate::npz::{NpzFile, NpzWriter};
+use crate::files::fsio::write_file_atomic;
+use crate::files::npz::{NpzFile, NpzWriter};
 
 /// The format tag of a dataset's `spec` JSON.
 pub const DATASET_FORMAT: &str = "shapelab-dataset";

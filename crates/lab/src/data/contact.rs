@@ -4,9 +4,9 @@
 //! by an integer factor (nearest neighbour, so pixels stay pixels) with the values of the
 //! factors that vary written under it.
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
+use crate::data::panelfile::PanelData;
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
-use crate::panelfile::PanelData;
 
 /// One labelled row of thumbnails.
 struct Row<'a> {

@@ -15,13 +15,13 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::outcome::Diagnosis;
-use crate::run::Run;
-use crate::store::{timestamp, ContinuationRow, RunRow, Store};
-use crate::summary::median;
-use crate::training::engine_data;
+use crate::experiments::outcome::Diagnosis;
+use crate::experiments::store::{timestamp, ContinuationRow, RunRow, Store};
+use crate::experiments::summary::median;
+use crate::models::run::Run;
+use crate::models::training::engine_data;
 
 /// The stuck runs of one group.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,10 +80,10 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
     }
     let mut out = Vec::new();
     for ((dataset, condition, arch), runs) in groups {
-        let filters = crate::summary::filters_of(&arch);
+        let filters = crate::experiments::summary::filters_of(&arch);
         let stuck: Vec<&&RunRow> = runs
             .iter()
-            .filter(|r| r.outcome == crate::outcome::Outcome::Stuck)
+            .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Stuck)
             .collect();
         let mut plateaus = BTreeMap::new();
         let mut collapsed = BTreeMap::new();
@@ -110,7 +110,7 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
         let mut dead_other = Vec::new();
         for r in runs
             .iter()
-            .filter(|r| r.outcome != crate::outcome::Outcome::Stuck)
+            .filter(|r| r.outcome != crate::experiments::outcome::Outcome::Stuck)
         {
             if let Some(last) = store.history(&r.key)?.last() {
                 dead_other.push(last.dead.clone());
@@ -212,7 +212,7 @@ fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
             Some(d.label.clone()),
             &|_| {},
         )),
-        None => crate::training::resolve_data(&d.source, &|_| {}).map(|x| x.0),
+        None => crate::models::training::resolve_data(&d.source, &|_| {}).map(|x| x.0),
     }
 }
 
@@ -240,7 +240,7 @@ pub fn continue_runs(
     }
     let stuck: Vec<&RunRow> = rows
         .iter()
-        .filter(|r| r.outcome == crate::outcome::Outcome::Stuck)
+        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Stuck)
         .collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
@@ -341,14 +341,15 @@ fn continue_one(
     } else {
         tinycnn::Ending::Completed
     };
-    let c = crate::outcome::classify(ending, &[], &eval, &data.class_names, id.learned);
+    let c =
+        crate::experiments::outcome::classify(ending, &[], &eval, &data.class_names, id.learned);
     Ok(ContinuationRow {
         run_key: r.key.clone(),
         extra_epochs: extra,
         lr: lr.map_or("same".into(), |v| v.to_string()),
         val_acc: eval.accuracy,
         outcome: c.outcome,
-        escaped: c.outcome == crate::outcome::Outcome::Learned,
+        escaped: c.outcome == crate::experiments::outcome::Outcome::Learned,
         escape_epoch,
         finished: timestamp(),
     })

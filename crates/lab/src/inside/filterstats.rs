@@ -14,8 +14,8 @@ use serde::Serialize;
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
-use crate::bins::Bins;
-use crate::dataset::Dataset;
+use crate::data::bins::Bins;
+use crate::data::dataset::Dataset;
 
 /// One bin of a factor.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -278,7 +278,7 @@ impl FilterReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::Split;
+    use crate::data::dataset::Split;
 
     #[test]
     fn every_number_matches_a_direct_computation() {

@@ -14,10 +14,10 @@ use serde_json::Value;
 
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
-use crate::outcome::Outcome;
-use crate::store::{RunRow, Store};
-use crate::study::{data_file, pick_case, Study};
-use crate::summary::{filters_of, summarize, wilson, Group};
+use crate::experiments::outcome::Outcome;
+use crate::experiments::store::{RunRow, Store};
+use crate::experiments::summary::{filters_of, summarize, wilson, Group};
+use crate::study::config::{data_file, pick_case, Study};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -209,7 +209,7 @@ fn accuracy_histogram(title: &str, runs: &[&RunRow]) -> Canvas {
         .enumerate()
         .map(|(i, &c)| (format!("{:.1}", i as f64 / bins as f64), c as f64 / n, c))
         .collect();
-    crate::plots::bars(title, &bars)
+    crate::analyses::plots::bars(title, &bars)
 }
 
 fn pruning_table(p: &Value) -> String {
@@ -276,7 +276,7 @@ struct StuckAgg {
 }
 
 impl StuckAgg {
-    fn add(&mut self, g: &crate::stuck::StuckGroup) {
+    fn add(&mut self, g: &crate::experiments::stuck::StuckGroup) {
         self.runs += g.runs;
         self.stuck += g.stuck;
         for (p, n) in &g.plateaus {
@@ -361,7 +361,7 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// What the case studies are, in the thesis's words when they are the thesis's four: "16-4
 /// and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset".
-fn cases_sentence(cases: &[crate::study::Case]) -> String {
+fn cases_sentence(cases: &[crate::study::config::Case]) -> String {
     let mut by_dataset: Vec<(&str, Vec<&str>)> = Vec::new();
     for c in cases {
         match by_dataset.iter_mut().find(|(d, _)| *d == c.dataset) {
@@ -385,7 +385,7 @@ fn cases_sentence(cases: &[crate::study::Case]) -> String {
 /// The findings section's paragraphs, every number computed from the runs and case analyses.
 fn findings(
     runs: &[RunRow],
-    stuck_groups: &[crate::stuck::StuckGroup],
+    stuck_groups: &[crate::experiments::stuck::StuckGroup],
     cases: &[(String, Value)],
 ) -> Result<String> {
     let mut h = String::new();
@@ -508,7 +508,7 @@ fn findings(
                 f1.join(", "),
                 agg.dead_stuck(),
                 agg.dead_other(),
-                crate::summary::median(&mut agg.starts.clone()).map_or("-".into(), |v| format!("{v}")),
+                crate::experiments::summary::median(&mut agg.starts.clone()).map_or("-".into(), |v| format!("{v}")),
                 agg.escaped,
                 agg.tried,
                 verdict
@@ -702,7 +702,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         .unwrap_or_else(|| dir.join("study.toml"));
     let study = Study::parse(&text, &source)?;
     let plan = &study.plan;
-    let runs = crate::study::plan_runs(&store, plan)?;
+    let runs = crate::study::config::plan_runs(&store, plan)?;
     if runs.is_empty() {
         return Err(Error::Usage(format!(
             "{} holds no runs of study {}; run `shapelab study` first",
@@ -801,7 +801,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         let gs: Vec<&Group> = groups.iter().filter(|g| g.dataset == d).collect();
         let _ = write!(h, "<h3>{}</h3><div class=\"row\">", esc(d));
         let owned: Vec<Group> = gs.iter().map(|g| (*g).clone()).collect();
-        h += &img_canvas(&crate::summary::heatmap(&owned), "success-rate heatmap")?;
+        h += &img_canvas(
+            &crate::experiments::summary::heatmap(&owned),
+            "success-rate heatmap",
+        )?;
         let mut curves = String::new();
         let mut dists = String::new();
         for g in &gs {
@@ -868,7 +871,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     h += "</tbody></table></section>";
 
     // 3. Stuck runs.
-    let stuck_groups = crate::stuck::report(&store, &runs)?;
+    let stuck_groups = crate::experiments::stuck::report(&store, &runs)?;
     h += "<section id=\"stuck\"><h2>3. Runs that get stuck</h2><p>The thesis saw runs stop at 0.333 or 0.667 and asked whether they were stuck in a local minimum (its future work 4). For every stuck run the store holds a diagnosis; stuck runs were then trained further to see whether they escape.</p>";
     // One line per dataset and condition, weighting each architecture by its runs.
     let mut agg: BTreeMap<(String, String), StuckAgg> = BTreeMap::new();
@@ -890,7 +893,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             a.plateaus.iter().map(|(p, n)| format!("{p} x{n}")).collect::<Vec<_>>().join(", "),
             a.dead_stuck(),
             a.dead_other(),
-            crate::summary::median(&mut a.starts.clone()).map_or("-".into(), |v| format!("{v}")),
+            crate::experiments::summary::median(&mut a.starts.clone()).map_or("-".into(), |v| format!("{v}")),
             if a.tried == 0 { "-".into() } else { format!("{}/{}", a.escaped, a.tried) }
         );
     }
@@ -949,7 +952,9 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         let analysis: Option<Value> = store
             .analyses(&row.key)?
             .into_iter()
-            .find(|(k, p, _)| *k == crate::store::AnalysisKind::StudyCase && *p == params)
+            .find(|(k, p, _)| {
+                *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
+            })
             .and_then(|(_, _, r)| serde_json::from_str(&r).ok());
         let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
             Error::bad(
@@ -1075,7 +1080,9 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     );
     let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
     let path = dir.join("report.html");
-    crate::fsio::write_file_atomic(&path, true, |w| std::io::Write::write_all(w, h.as_bytes()))?;
+    crate::files::fsio::write_file_atomic(&path, true, |w| {
+        std::io::Write::write_all(w, h.as_bytes())
+    })?;
     Ok(path)
 }
 

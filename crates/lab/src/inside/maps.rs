@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use tinycnn::train::LayerMaps;
 use tinycnn::{Model, Scaling};
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
+use crate::data::panelfile::{PanelData, PanelMeta, PANEL_FORMAT};
 use crate::draw::{Canvas, Colormap, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
-use crate::panelfile::{PanelData, PanelMeta, PANEL_FORMAT};
-use crate::run::Run;
+use crate::models::run::Run;
 
 /// Which maps to draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,7 +403,7 @@ pub fn write_sheets(
         .map(|(p, c)| c.to_png().map(|b| (p.clone(), b)))
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::io(out, e))?;
-    crate::fsio::write_dir_atomic(out, force, |dir| {
+    crate::files::fsio::write_dir_atomic(out, force, |dir| {
         std::fs::create_dir_all(dir.join("images")).map_err(|e| Error::io(dir, e))?;
         for (p, bytes) in &encoded {
             let full = dir.join(p);
@@ -431,7 +431,7 @@ pub fn panel_for(run: &Run, arg: Option<&str>, data: Option<&Dataset>) -> Result
         Some(file) => {
             let p = Path::new(file);
             let names: Vec<&str> = shapes::panel::PANELS.iter().map(|p| p.0).collect();
-            if !p.exists() && crate::training::looks_like_path(file) {
+            if !p.exists() && crate::models::training::looks_like_path(file) {
                 return Err(Error::Missing(format!(
                     "--panel {file}: no such file; check the path, or name a panel ({})",
                     names.join(", ")

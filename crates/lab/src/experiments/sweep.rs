@@ -15,13 +15,13 @@ use sha2::{Digest, Sha256};
 use shapes::Split as Part;
 use tinycnn::{Arch, TrainConfig};
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::experiment::{key_to_dir, DataSource, Plan, RunPlan};
-use crate::outcome::{classify, diagnose, Outcome};
-use crate::run::{safetensors_bytes, DataRef};
-use crate::store::{timestamp, DatasetRow, RunRow, Store};
-use crate::training::engine_data;
+use crate::experiments::experiment::{key_to_dir, DataSource, Plan, RunPlan};
+use crate::experiments::outcome::{classify, diagnose, Outcome};
+use crate::experiments::store::{timestamp, DatasetRow, RunRow, Store};
+use crate::models::run::{safetensors_bytes, DataRef};
+use crate::models::training::engine_data;
 
 /// How to run a sweep.
 pub struct SweepOptions<'a> {
@@ -125,7 +125,7 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
             (d, name.clone(), Some(spec.canonical_json()))
         }
         DataSource::File(p) => {
-            let (d, _) = crate::training::resolve_data(&p.to_string_lossy(), &|_| {})?;
+            let (d, _) = crate::models::training::resolve_data(&p.to_string_lossy(), &|_| {})?;
             (d, p.display().to_string(), None)
         }
     };
@@ -201,7 +201,13 @@ fn execute(
         cancel: opts.cancel,
         sweep: obs,
     };
-    let run = crate::training::train(&d.data, d.data_ref.clone(), &job.arch, &job.config, &mut o)?;
+    let run = crate::models::training::train(
+        &d.data,
+        d.data_ref.clone(),
+        &job.arch,
+        &job.config,
+        &mut o,
+    )?;
     if run.meta.ending == tinycnn::Ending::Cancelled || opts.cancel.load(Ordering::SeqCst) {
         return Ok(None);
     }
@@ -403,7 +409,7 @@ pub fn run(
     let store = Store::open(store_path)?;
     let keys: std::collections::HashSet<&str> = selected.iter().map(|r| r.key.as_str()).collect();
     let rows: Vec<RunRow> = store
-        .runs(&crate::store::RunFilter {
+        .runs(&crate::experiments::store::RunFilter {
             experiment: Some(plan.name.clone()),
             ..Default::default()
         })?

@@ -11,8 +11,8 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::fsio::write_file_atomic;
-use crate::npz::NpzWriter;
+use crate::files::fsio::write_file_atomic;
+use crate::files::npz::NpzWriter;
 
 /// One image's prediction: probabilities by softmax of its logits, and the most probable
 /// class (the lowest class index wins an exact tie).

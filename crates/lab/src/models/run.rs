@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tinycnn::{Arch, Ending, EpochStats, Model, TrainConfig};
 
 use crate::error::{Error, Result};
-use crate::fsio::write_dir_atomic;
+use crate::files::fsio::write_dir_atomic;
 
 pub const MODEL_FORMAT: &str = "shapelab-model";
 
@@ -199,7 +199,7 @@ impl Run {
                 ),
             ));
         }
-        crate::dataset::check_side(&json_path, meta.arch.width, meta.arch.height)?;
+        crate::data::dataset::check_side(&json_path, meta.arch.width, meta.arch.height)?;
         let st_path = dir.join("model.safetensors");
         let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
         let model =

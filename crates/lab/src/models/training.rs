@@ -8,9 +8,9 @@ use shapes::{DatasetSpec, Split as Part};
 use tinycnn::train::Observer;
 use tinycnn::{Arch, Data, TrainConfig};
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::run::{DataRef, ModelMeta, Run, MODEL_FORMAT};
+use crate::models::run::{DataRef, ModelMeta, Run, MODEL_FORMAT};
 
 /// A split of a dataset as the engine sees it.
 pub fn engine_data(d: &Dataset, part: Part) -> Data<'_> {

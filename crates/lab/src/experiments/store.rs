@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tinycnn::EpochStats;
 
 use crate::error::{Error, Result};
-use crate::outcome::Outcome;
+use crate::experiments::outcome::Outcome;
 
 /// What an analysis row of a run holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,7 +287,7 @@ impl Store {
                 "is a directory; --store takes a database file path",
             ));
         }
-        crate::fsio::prepare_file(path, true)?;
+        crate::files::fsio::prepare_file(path, true)?;
         Store::open_with(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,

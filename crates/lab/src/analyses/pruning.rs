@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tinycnn::prune::Pruning;
 
-use crate::dataset::Dataset;
+use crate::data::dataset::Dataset;
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
-use crate::fsio::write_file_atomic;
-use crate::run::{Metrics, Run};
-use crate::training::engine_data;
+use crate::files::fsio::write_file_atomic;
+use crate::models::run::{Metrics, Run};
+use crate::models::training::engine_data;
 use shapes::Split as Part;
 
 /// A filter in user-facing numbering (from 1).
@@ -319,7 +319,7 @@ pub fn write(p: &PruneJson, title: &str, out: &Path) -> Result<Vec<PathBuf>> {
         ("prune.xlsx", xlsx),
         ("accuracy.png", png),
     ];
-    crate::fsio::derived_dir(out)?;
+    crate::files::fsio::derived_dir(out)?;
     let mut written = Vec::new();
     for (name, bytes) in files {
         let path = out.join(name);

@@ -1,7 +1,7 @@
 //! The analyses the thesis left as future work, for one trained run.
 //!
 //! - **Ranking** (future work 1): per layer, the L1 norm of each filter's kernel (Li et al.
-//!   2017, "Pruning Filters for Efficient ConvNets", the thesis's reference [23]), its mean
+//!   2017, "Pruning Filters for Efficient ConvNets", the thesis's reference \[23\]), its mean
 //!   activation, and its first-order Taylor importance (Molchanov et al. 2017), each compared
 //!   with the greedy pruning order by Spearman's rho and Kendall's tau-b.
 //! - **Similarity** (future work 2): pairwise cosine similarity of kernels (and its absolute
@@ -24,9 +24,9 @@ use shapes::Split as Part;
 use tinycnn::prune::Pruning;
 use tinycnn::{Model, Scaling};
 
-use crate::dataset::Dataset;
-use crate::pruning::FilterRef;
-use crate::training::engine_data;
+use crate::analyses::pruning::FilterRef;
+use crate::data::dataset::Dataset;
+use crate::models::training::engine_data;
 
 /// Average ranks (1-based, ties share their mean rank).
 pub fn ranks(v: &[f64]) -> Vec<f64> {
@@ -127,7 +127,7 @@ pub fn ranking(
     d: &Dataset,
     scaling: Scaling,
     pruning: &Pruning,
-    stats: &crate::filterstats::FilterReport,
+    stats: &crate::inside::filterstats::FilterReport,
 ) -> Ranking {
     let val = d.split(Part::Val);
     let taylor = tinycnn::train::taylor_importance(model, &val.images, &val.labels, scaling);
@@ -559,7 +559,7 @@ pub fn failures(model: &Model, d: &Dataset, scaling: Scaling, bins: usize) -> Fa
     let mut by_factor = Vec::new();
     for j in (0..k).filter(|&j| d.factor_names[j] != "class") {
         let col: Vec<f32> = (0..val.len()).map(|i| val.factors[i * k + j]).collect();
-        let Some(edges) = crate::bins::Bins::over(col.iter().copied(), bins) else {
+        let Some(edges) = crate::data::bins::Bins::over(col.iter().copied(), bins) else {
             continue;
         };
         let mut count = vec![0usize; bins];
@@ -648,7 +648,7 @@ pub struct Report {
     pub model: String,
     pub arch: String,
     pub data: String,
-    pub pruning: crate::pruning::PruneJson,
+    pub pruning: crate::analyses::pruning::PruneJson,
     pub ranking: Ranking,
     pub similarity: Similarity,
     pub interaction: Interaction,
@@ -664,7 +664,7 @@ pub fn analyze(
     data_name: &str,
 ) -> tinycnn::Result<Report> {
     let val = engine_data(d, Part::Val);
-    let stats = crate::filterstats::filter_stats(model, d, Part::Val, scaling, 5);
+    let stats = crate::inside::filterstats::filter_stats(model, d, Part::Val, scaling, 5);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(
         model,
@@ -696,7 +696,7 @@ pub fn analyze(
         similarity: similarity(model, d, scaling, 90.0, &single_drop),
         interaction: interaction(model, &val, scaling, &p),
         failures: failures(model, d, scaling, 5),
-        pruning: crate::pruning::PruneJson::new(&p, "val", val.len(), "one", seconds),
+        pruning: crate::analyses::pruning::PruneJson::new(&p, "val", val.len(), "one", seconds),
     })
 }
 
@@ -838,7 +838,7 @@ pub fn write(
         };
         files.push((
             format!("similarity-layer-{}-activations.png", l.layer),
-            png(crate::plots::matrix(
+            png(crate::analyses::plots::matrix(
                 &format!("layer {}: activation-map similarity (cosine, %)", l.layer),
                 &labels,
                 &opt(&l.activation_cosine),
@@ -850,7 +850,7 @@ pub fn write(
         ));
         files.push((
             format!("similarity-layer-{}-kernels.png", l.layer),
-            png(crate::plots::matrix(
+            png(crate::analyses::plots::matrix(
                 &format!("layer {}: kernel similarity (cosine, %)", l.layer),
                 &labels,
                 &opt(&l.kernel_cosine),
@@ -877,7 +877,7 @@ pub fn write(
         .max(1e-6);
     files.push((
         "interaction.png".into(),
-        png(crate::plots::matrix(
+        png(crate::analyses::plots::matrix(
             "interaction: drop(i, j) - drop(i) - drop(j) (red: redundant pair)",
             &labels,
             &report.interaction.interaction,
@@ -894,7 +894,7 @@ pub fn write(
             .collect();
         files.push((
             format!("accuracy-by-{factor}.png"),
-            png(crate::plots::bars(
+            png(crate::analyses::plots::bars(
                 &format!("accuracy by {factor} (bins from)"),
                 &b,
             ))?,
@@ -915,7 +915,7 @@ pub fn write(
                 .take(1)
                 .map(|(name, _)| {
                     let v = f.factors.iter().find(|x| &x.0 == name).map_or(0.0, |x| x.1);
-                    format!("{name} {}", crate::contact::format_value(v))
+                    format!("{name} {}", crate::data::contact::format_value(v))
                 })
                 .collect();
             let mut cap = vec![format!(
@@ -929,7 +929,7 @@ pub fn write(
         .collect();
     files.push((
         "failures.png".into(),
-        png(crate::plots::image_grid(
+        png(crate::analyses::plots::image_grid(
             &format!(
                 "{} misclassified of {} (true>predicted; first 60)",
                 report.failures.failures.len(),
@@ -941,14 +941,14 @@ pub fn write(
             10,
         ))?,
     ));
-    crate::fsio::derived_dir(out)?;
+    crate::files::fsio::derived_dir(out)?;
     let mut written = Vec::new();
     for (name, bytes) in files {
         let p = out.join(&name);
-        crate::fsio::write_file_atomic(&p, true, |w| std::io::Write::write_all(w, &bytes))?;
+        crate::files::fsio::write_file_atomic(&p, true, |w| std::io::Write::write_all(w, &bytes))?;
         written.push(p);
     }
-    written.extend(crate::pruning::write(
+    written.extend(crate::analyses::pruning::write(
         &report.pruning,
         &format!("{} {} greedy pruning", report.model, report.arch),
         &out.join("prune"),

@@ -299,6 +299,10 @@ mod tests {
             check_ours(&t.path().join("photos")),
             Err(Error::NotOurs(_))
         ));
+        let e = check_ours(&t.path().join("photos"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(MARKER), "the message names the marker: {e}");
         mark(&t.path().join("photos")).unwrap();
         assert!(check_ours(&t.path().join("photos")).is_ok());
     }

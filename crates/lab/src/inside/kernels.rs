@@ -97,7 +97,7 @@ pub fn write_kernel_sheets(
             .map_err(|e| Error::io(out, e))?;
         files.push((PathBuf::from(format!("layer-{}.png", l + 1)), bytes));
     }
-    crate::fsio::write_dir_atomic(out, force, |dir| {
+    crate::files::fsio::write_dir_atomic(out, force, |dir| {
         for (p, b) in &files {
             std::fs::write(dir.join(p), b).map_err(|e| Error::io(&dir.join(p), e))?;
         }

@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::dataset::{Dataset, DatasetMeta, Split};
-use crate::panelfile::{PanelData, PanelMeta};
+use crate::data::dataset::{Dataset, DatasetMeta, Split};
+use crate::data::panelfile::{PanelData, PanelMeta};
 
 /// Statistics of one factor over one split.
 #[derive(Clone, Debug, PartialEq, Serialize)]

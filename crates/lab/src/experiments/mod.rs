@@ -1,0 +1,15 @@
+//! Experiments: many runs over grids of architectures, settings and seeds, and what they
+//! say together.
+//!
+//! Owns experiment files expanded into runs ([`experiment`]), their parallel, resumable
+//! execution ([`sweep`]), the SQLite store ([`store`], the only code that knows SQL), run
+//! outcomes and the stuck-run diagnosis ([`outcome`]), the stuck-run study ([`stuck`]) and
+//! success-rate statistics and tables ([`summary`]). Must not draw activation maps or analyse
+//! single networks.
+
+pub mod experiment;
+pub mod outcome;
+pub mod store;
+pub mod stuck;
+pub mod summary;
+pub mod sweep;

@@ -1,0 +1,11 @@
+//! Files: how shapelab reads and writes them so that nothing the user has is lost.
+//!
+//! Owns atomic writes ([`fsio`]), the guard that keeps an output off the command's inputs and
+//! off directories shapelab did not write ([`output`]), the removal of what killed writers
+//! left ([`leftovers`]), and the `.npz` container ([`npz`]). Must not know what the files
+//! mean: no datasets, models or stores here.
+
+pub mod fsio;
+pub mod leftovers;
+pub mod npz;
+pub mod output;

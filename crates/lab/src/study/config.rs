@@ -1,0 +1,239 @@
+//! A study's configuration: an experiment file with a `[study]` table naming the case
+//! studies (see `studies/default.toml`, the embedded default), and what both the stages and
+//! the report derive from it: the study's runs in the store, its data files, the run each
+//! case uses.
+//!
+//! Imports nothing from the stages or the report, which both build on it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::experiments::experiment::Plan;
+use crate::experiments::store::{RunFilter, RunRow, Store};
+
+/// The embedded studies.
+pub const DEFAULT: &str = include_str!("../../../../studies/default.toml");
+pub const THESIS: &str = include_str!("../../../../studies/thesis.toml");
+
+/// One case study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub dataset: String,
+    pub arch: String,
+}
+
+impl Case {
+    /// The directory name under `cases/`.
+    pub fn slug(&self) -> String {
+        format!("{}-{}", self.dataset, self.arch)
+    }
+}
+
+/// The `[study]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyTable {
+    pub cases: Vec<Case>,
+    #[serde(default)]
+    pub case_condition: String,
+    #[serde(default)]
+    pub continue_epochs: usize,
+}
+
+#[derive(Deserialize)]
+struct Outer {
+    study: Option<StudyTable>,
+}
+
+/// A parsed study: the experiment plan and its study table.
+pub struct Study {
+    pub plan: Plan,
+    pub table: StudyTable,
+}
+
+impl Study {
+    /// Parses a study file's text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Study> {
+        let plan = Plan::parse(text, path)?;
+        let outer: Outer = toml::from_str(text)
+            .map_err(|e| Error::Usage(format!("{}: {}", path.display(), e.message().trim())))?;
+        let table = outer.study.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: no [study] table; add one with the case studies (see studies/default.toml)",
+                path.display()
+            ))
+        })?;
+        for c in &table.cases {
+            if !plan.datasets.iter().any(|d| d.label == c.dataset) {
+                return Err(Error::Usage(format!(
+                    "{}: case {} names dataset {}, which the study does not have",
+                    path.display(),
+                    c.arch,
+                    c.dataset
+                )));
+            }
+            if !plan.runs.iter().any(|r| r.arch == c.arch) {
+                return Err(Error::Usage(format!(
+                    "{}: case architecture {} is not in [grid]",
+                    path.display(),
+                    c.arch
+                )));
+            }
+        }
+        Ok(Study { plan, table })
+    }
+}
+
+/// The runs of the study's plan found in the store (a store may hold other experiments).
+pub fn plan_runs(store: &Store, plan: &Plan) -> Result<Vec<RunRow>> {
+    let keys: std::collections::HashSet<&str> = plan.runs.iter().map(|r| r.key.as_str()).collect();
+    let mut runs = store.runs(&RunFilter {
+        experiment: Some(plan.name.clone()),
+        ..Default::default()
+    })?;
+    runs.retain(|r| keys.contains(r.key.as_str()));
+    Ok(runs)
+}
+
+/// Files of the datasets stage for a dataset label.
+pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
+    dir.join("data").join(format!("{label}{suffix}"))
+}
+
+/// The run a case study uses: the first learned seed under the case condition, else the
+/// best run. Returns the run and whether it learned.
+pub fn pick_case(runs: &[RunRow], case: &Case, condition: &str) -> Option<(RunRow, bool)> {
+    let mut cands: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
+        .filter(|r| {
+            condition.is_empty()
+                || r.condition == condition
+                || r.condition.starts_with(&format!("{condition},"))
+        })
+        .collect();
+    cands.sort_by_key(|r| r.seed_index);
+    if let Some(r) = cands
+        .iter()
+        .find(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
+    {
+        return Some(((*r).clone(), true));
+    }
+    cands
+        .into_iter()
+        .max_by(|a, b| {
+            a.val_acc
+                .total_cmp(&b.val_acc)
+                .then(b.seed_index.cmp(&a.seed_index))
+        })
+        .map(|r| (r.clone(), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(arch: &str, condition: &str, seed_index: usize, outcome: &str, val_acc: f64) -> RunRow {
+        RunRow {
+            key: format!("s/size/{arch}/{condition}/seed{seed_index}"),
+            experiment: "s".into(),
+            dataset_hash: "h".into(),
+            dataset: "size".into(),
+            arch: arch.into(),
+            condition: condition.into(),
+            seed_index,
+            seed: 0,
+            config: String::new(),
+            outcome: crate::experiments::outcome::Outcome::from_name(outcome)
+                .expect("a known outcome"),
+            plateau: None,
+            never_predicted: vec![],
+            epochs_run: 1,
+            epochs_to_learn: None,
+            train_loss: 0.0,
+            train_acc: val_acc,
+            val_loss: 0.0,
+            val_acc,
+            confusion: vec![],
+            diagnosis: None,
+            seconds: 0.0,
+            images_per_s: 0.0,
+            model_dir: String::new(),
+            weights_sha256: String::new(),
+            finished: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_case_is_the_first_learned_seed_under_its_condition() {
+        let case = Case {
+            dataset: "size".into(),
+            arch: "16-4".into(),
+        };
+        let runs = vec![
+            row("16-4", "stuck", 1, "learned", 1.0),
+            row("16-4", "modern", 3, "learned", 1.0),
+            row("16-4", "modern", 1, "stuck", 0.333),
+            row("16-4", "modern,batch=16", 2, "learned", 1.0),
+            row("8-4", "modern", 1, "learned", 1.0),
+        ];
+        let (r, learned) = pick_case(&runs, &case, "modern").unwrap();
+        assert!(learned);
+        assert_eq!((r.condition.as_str(), r.seed_index), ("modern,batch=16", 2));
+        // Without a learned run: the best one, and the caller is told.
+        let none: Vec<RunRow> = vec![
+            row("16-4", "modern", 1, "stuck", 0.333),
+            row("16-4", "modern", 2, "partial", 0.7),
+        ];
+        let (r, learned) = pick_case(&none, &case, "modern").unwrap();
+        assert!(!learned);
+        assert_eq!(r.seed_index, 2);
+        assert!(pick_case(
+            &none,
+            &Case {
+                dataset: "size".into(),
+                arch: "2-2".into()
+            },
+            "modern"
+        )
+        .is_none());
+        // An empty condition means any.
+        assert_eq!(pick_case(&runs, &case, "").unwrap().0.condition, "stuck");
+    }
+
+    #[test]
+    fn embedded_studies_parse_and_bad_ones_say_why() {
+        for (text, runs) in [(DEFAULT, 400), (THESIS, 600)] {
+            let s = Study::parse(text, Path::new("x.toml")).unwrap();
+            assert_eq!(s.plan.runs.len(), runs);
+            assert_eq!(s.table.cases.len(), 4);
+        }
+        let no_table = DEFAULT.split("\n[study]\n").next().unwrap();
+        let e = Study::parse(no_table, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no [study] table"), "{e}");
+        let bad = DEFAULT.replace(
+            "{ dataset = \"size\", arch = \"16-4\" }",
+            "{ dataset = \"sizes\", arch = \"16-4\" }",
+        );
+        let e = Study::parse(&bad, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("names dataset sizes"), "{e}");
+        let bad = DEFAULT.replace(
+            "{ dataset = \"size\", arch = \"16-4\" }",
+            "{ dataset = \"size\", arch = \"32-4\" }",
+        );
+        let e = Study::parse(&bad, Path::new("x.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("32-4 is not in [grid]"), "{e}");
+    }
+}

@@ -1,0 +1,13 @@
+//! The whole study in one command: its configuration ([`config`]), its resumable stages
+//! ([`stages`]) and its self-contained HTML report ([`report`]).
+//!
+//! The top floor: it may use everything below. Imports point one way, `stages` to `report`
+//! to `config`. The report computes nothing that needs training or a model; it reads the
+//! store and the pictures the study wrote.
+
+pub mod config;
+pub mod report;
+pub mod stages;
+
+pub use config::{Case, Study, DEFAULT, THESIS};
+pub use stages::{check_dir, run, StudyObserver};

@@ -1,0 +1,312 @@
+//! `shapelab study`: the whole thesis in one command, as resumable stages.
+//!
+//! A study is an experiment file with a `[study]` table (see `studies/default.toml`, the
+//! embedded default). Its stages, each resumable:
+//! 1. the datasets and their panels, contact sheets and factor histograms (`data/`);
+//! 2. the sweep of the filter grid under every condition, into `shapelab.db`;
+//! 3. the stuck runs trained further, recorded in the store;
+//! 4. the case studies, picked from the runs that learned (the first learned seed of the
+//!    architecture under the case condition; the best run if none learned), each analysed in
+//!    full: activation and kernel sheets, filter statistics, greedy pruning, ranking,
+//!    similarity, interaction, failures (`cases/`, results in the store);
+//! 5. `report.html`, built from the store and those files alone ([`crate::study::report`]).
+
+use std::path::{Path, PathBuf};
+
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::experiments::experiment::DataSource;
+use crate::experiments::store::{RunRow, Store};
+use crate::experiments::sweep::{SweepObserver, SweepOptions};
+
+/// The embedded studies.
+use super::config::{data_file, pick_case, plan_runs, Study};
+
+/// Progress of a study.
+pub trait StudyObserver: SweepObserver {
+    /// A stage begins.
+    fn stage(&self, _index: usize, _total: usize, _what: &str) {}
+    /// Stage 3 will continue `total` stuck runs.
+    fn continuing(&self, _total: usize) {}
+    /// One stuck run was continued.
+    fn continued(&self) {}
+    /// A case study begins (`done` of `total` done before it).
+    fn case(&self, _slug: &str, _done: usize, _total: usize) {}
+}
+
+/// Histograms of the factors that vary in a dataset's training split, as one bar chart each.
+fn factor_histograms(d: &Dataset) -> Vec<(String, crate::draw::Canvas)> {
+    let k = d.factor_names.len();
+    let mut out = Vec::new();
+    for j in (0..k).filter(|&j| d.factor_names[j] != "class") {
+        let col: Vec<f32> = d.train.factors.chunks(k).map(|r| r[j]).collect();
+        let Some(bins) = crate::data::bins::Bins::over(col.iter().copied(), 12) else {
+            continue;
+        };
+        let mut counts = vec![0usize; bins.n];
+        for &v in &col {
+            counts[bins.of(v)] += 1;
+        }
+        let top = *counts.iter().max().unwrap_or(&1) as f64;
+        let bars: Vec<(String, f64, usize)> = counts
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| {
+                (
+                    crate::data::contact::format_value(bins.edges(b).0),
+                    c as f64 / top,
+                    c,
+                )
+            })
+            .collect();
+        let name = d.factor_names[j].clone();
+        out.push((
+            name.clone(),
+            crate::analyses::plots::bars(
+                &format!("{name}: training images per bin (height relative to the largest)"),
+                &bars,
+            ),
+        ));
+    }
+    out
+}
+
+/// Checks that `dir` can hold the study `text`: new, empty, or a directory of the same study
+/// (resumed). Another study's directory, a store without a study, or a directory of other
+/// files is refused before anything is written.
+pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a file; give --out a directory for the study",
+            dir.display()
+        )));
+    }
+    let config = dir.join("study.toml");
+    // A directory holds one study: resuming with another configuration would mix the two.
+    if let Ok(old) = std::fs::read_to_string(&config) {
+        if old != text {
+            return Err(Error::Usage(format!(
+                "{} holds a study with another configuration ({}); give --out a new directory, or delete {} to start over",
+                dir.display(),
+                config.display(),
+                dir.display()
+            )));
+        }
+    } else if dir.join("shapelab.db").exists() {
+        return Err(Error::Usage(format!(
+            "{} has a store but no study.toml: it was not written by `shapelab study`; give --out a new directory",
+            dir.display()
+        )));
+    }
+    if dir.is_dir() && !crate::files::output::is_ours(dir)? {
+        return Err(Error::Usage(format!(
+            "{} is not empty and was not written by shapelab; give --out a new or empty directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) a study into `dir`.
+pub fn run(
+    text: &str,
+    source: &str,
+    dir: &Path,
+    jobs: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+    obs: &dyn StudyObserver,
+) -> Result<PathBuf> {
+    let config = dir.join("study.toml");
+    let study = Study::parse(text, Path::new(source))?;
+    check_dir(dir, text)?;
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io(dir, e))?;
+    crate::files::output::mark(dir)?;
+    crate::files::fsio::write_file_atomic(&config, true, |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+    })?;
+    let plan = &study.plan;
+    let total = 5;
+
+    obs.stage(1, total, "datasets, panels and contact sheets");
+    for d in &plan.datasets {
+        let npz = data_file(dir, &d.label, ".npz");
+        let dataset = if npz.exists() {
+            Dataset::read_npz(&npz)?
+        } else {
+            let data = match &d.source {
+                DataSource::Spec { spec, name } => {
+                    Dataset::generate(spec, Some(name.clone()), &|_| {})
+                }
+                DataSource::File(p) => {
+                    crate::models::training::resolve_data(&p.to_string_lossy(), &|_| {})?.0
+                }
+            };
+            data.write_npz(&npz, true)?;
+            data
+        };
+        let sheet = data_file(dir, &d.label, ".contact.png");
+        if !sheet.exists() {
+            crate::data::contact::dataset_sheet(&dataset, &d.label, 10).save_png(&sheet)?;
+            for (name, c) in factor_histograms(&dataset) {
+                c.save_png(&data_file(dir, &d.label, &format!("-{name}.png")))?;
+            }
+        }
+        let panel_file = data_file(dir, &d.label, "-panel.npz");
+        if !panel_file.exists() {
+            if let Some(spec) = dataset.meta.as_ref().map(|m| m.spec.to_string()) {
+                let spec = shapes::DatasetSpec::from_canonical_json(&spec)?;
+                let v = spec.varying_factors();
+                let name = if v.contains(&"rotation") && !v.contains(&"size") {
+                    "thesis-rotation"
+                } else {
+                    "thesis-size"
+                };
+                let panel = crate::PanelData::from_panel(
+                    &shapes::panel::find(name).expect("built in"),
+                    spec.image_size,
+                );
+                panel.write_npz(&panel_file, true)?;
+                crate::data::contact::panel_sheet(&panel, &format!("{} panel {name}", d.label))
+                    .save_png(&data_file(dir, &d.label, "-panel.png"))?;
+            }
+        }
+    }
+
+    obs.stage(2, total, "the sweep");
+    let store_path = dir.join("shapelab.db");
+    let opts = SweepOptions {
+        shard: None,
+        jobs,
+        cancel,
+    };
+    // The store records the file the study came from, so relative dataset paths in it keep
+    // their meaning when the report is rebuilt.
+    let source_path = match Path::new(source) {
+        p if p.is_file() => crate::files::output::resolve(p),
+        p => p.to_path_buf(),
+    };
+    let report = crate::experiments::sweep::run(plan, &source_path, &store_path, &opts, obs)?;
+    if report.cancelled {
+        return Err(Error::Interrupted(
+            "run the same command again to resume".into(),
+        ));
+    }
+    if let Some(f) = report.failures.first() {
+        return Err(Error::RunsFailed {
+            count: report.failures.len(),
+            first: f.clone(),
+        });
+    }
+
+    let store = Store::open(&store_path)?;
+    let runs = plan_runs(&store, plan)?;
+    obs.stage(3, total, "the stuck runs, trained further");
+    if study.table.continue_epochs > 0 {
+        let done: std::collections::HashSet<String> = store
+            .continuations()?
+            .into_iter()
+            .filter(|c| c.extra_epochs == study.table.continue_epochs && c.lr == "same")
+            .map(|c| c.run_key)
+            .collect();
+        let todo: Vec<RunRow> = runs
+            .iter()
+            .filter(|r| {
+                r.outcome == crate::experiments::outcome::Outcome::Stuck && !done.contains(&r.key)
+            })
+            .cloned()
+            .collect();
+        if !todo.is_empty() {
+            obs.continuing(todo.len());
+            crate::experiments::stuck::continue_runs(
+                &store_path,
+                &todo,
+                study.table.continue_epochs,
+                None,
+                jobs,
+                &|| obs.continued(),
+            )?;
+        }
+    }
+
+    obs.stage(4, total, "the case studies");
+    let ncases = study.table.cases.len();
+    for (ci, case) in study.table.cases.iter().enumerate() {
+        let Some((row, _learned)) = pick_case(&runs, case, &study.table.case_condition) else {
+            continue;
+        };
+        let out = dir.join("cases").join(case.slug());
+        let params = serde_json::json!({"case": case}).to_string();
+        let have = store.analyses(&row.key)?.iter().any(|(k, p, _)| {
+            *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
+        });
+        if have && out.join("analysis/analysis.json").exists() {
+            continue;
+        }
+        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Interrupted(
+                "run the same command again to resume".into(),
+            ));
+        }
+        obs.case(&case.slug(), ci, ncases);
+        let model_dir = store.resolve_model_dir(&row.model_dir);
+        let run = crate::models::run::Run::load(&model_dir)?;
+        let data_path = data_file(dir, &case.dataset, ".npz");
+        let data = Dataset::read_npz(&data_path)?;
+        if data
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.hash != row.dataset_hash)
+        {
+            return Err(Error::Usage(format!(
+                "{} is not the dataset run {} was trained on; delete it and run the study again to regenerate it",
+                data_path.display(),
+                row.key
+            )));
+        }
+        let scaling = run.meta.train.scaling;
+        let name = format!("{} {}", case.dataset, case.arch);
+        crate::files::fsio::derived_dir(&out)?;
+        if let Ok(panel) = crate::PanelData::read_npz(&data_file(dir, &case.dataset, "-panel.npz"))
+        {
+            crate::inside::maps::write_sheets(
+                &run.model,
+                &panel,
+                scaling,
+                &name,
+                &crate::inside::maps::SheetOptions::default(),
+                &out.join("activations"),
+                true,
+            )?;
+        }
+        crate::inside::kernels::write_kernel_sheets(
+            &run.model,
+            &name,
+            30,
+            &out.join("kernels"),
+            true,
+        )?;
+        let stats = crate::inside::filterstats::filter_stats(
+            &run.model,
+            &data,
+            shapes::Split::Val,
+            scaling,
+            5,
+        );
+        let json = serde_json::to_string_pretty(&stats).expect("json") + "\n";
+        crate::files::fsio::write_file_atomic(&out.join("filters.json"), true, |w| {
+            std::io::Write::write_all(w, json.as_bytes())
+        })?;
+        let report =
+            crate::analyses::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)?;
+        crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
+        store.put_analysis(
+            &row.key,
+            crate::experiments::store::AnalysisKind::StudyCase,
+            &params,
+            &serde_json::to_string(&report).expect("json"),
+        )?;
+    }
+
+    obs.stage(5, total, "the report");
+    crate::study::report::build(dir)
+}
