@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::prune::Pruning;
 use tinycnn::{Model, Scaling};
@@ -94,7 +94,7 @@ pub fn kendall(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 /// One filter's importance by each criterion.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Importance {
     pub filter: FilterRef,
     pub l1_norm: f64,
@@ -105,7 +105,7 @@ pub struct Importance {
 }
 
 /// Agreement of one criterion with the pruning order within one layer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Agreement {
     pub layer: usize,
     pub criterion: String,
@@ -114,7 +114,7 @@ pub struct Agreement {
 }
 
 /// Ranking of filters and its agreement with greedy pruning.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ranking {
     pub filters: Vec<Importance>,
     pub agreement: Vec<Agreement>,
@@ -186,7 +186,7 @@ pub fn ranking(
 }
 
 /// Pairwise similarities of one layer's filters, in percent.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerSimilarity {
     pub layer: usize,
     /// Cosine similarity of kernels, `[F, F]`, percent (-100..100).
@@ -200,7 +200,7 @@ pub struct LayerSimilarity {
 }
 
 /// Similarity of filters, and the twin test.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Similarity {
     /// Activation similarity (percent) at which two filters count as twins.
     pub threshold: f64,
@@ -344,7 +344,7 @@ pub fn similarity(
 }
 
 /// A notable event along the pruning path.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub step: usize,
     /// `raised` (a removal raised accuracy) or `importance` (a removal changed how much
@@ -358,7 +358,7 @@ pub struct Event {
 }
 
 /// Pairwise interaction of filters.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interaction {
     pub filters: Vec<FilterRef>,
     pub base_accuracy: f64,
@@ -498,7 +498,7 @@ pub fn interaction(
 }
 
 /// A misclassified image.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     /// Index in the validation split.
     pub index: usize,
@@ -509,7 +509,7 @@ pub struct Failure {
 }
 
 /// Accuracy in one bin of one factor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FactorBin {
     pub low: f32,
     pub high: f32,
@@ -518,7 +518,7 @@ pub struct FactorBin {
 }
 
 /// Failures by latent factor (the thesis's Table 12).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failures {
     pub images: usize,
     pub accuracy: f64,
@@ -643,7 +643,7 @@ mod tests {
 }
 
 /// Everything `shapelab analyze` computes for one run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub model: String,
     pub arch: String,

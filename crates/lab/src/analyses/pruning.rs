@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tinycnn::prune::Pruning;
 
 use crate::data::dataset::Dataset;
@@ -20,7 +20,7 @@ use crate::models::training::engine_data;
 use shapes::Split as Part;
 
 /// A filter in user-facing numbering (from 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterRef {
     pub layer: usize,
     pub filter: usize,
@@ -40,7 +40,7 @@ impl FilterRef {
 }
 
 /// One step, as the JSON shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepJson {
     pub accuracies: Vec<Option<f64>>,
     pub removed: Vec<FilterRef>,
@@ -48,7 +48,7 @@ pub struct StepJson {
 }
 
 /// The whole result, as `prune --json` prints it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneJson {
     pub filters: Vec<FilterRef>,
     pub initial_accuracy: f64,
@@ -93,7 +93,7 @@ impl PruneJson {
     }
 
     /// The step at which each filter was removed (1-based), `None` for survivors.
-    fn removed_at(&self) -> Vec<Option<usize>> {
+    pub fn removed_at(&self) -> Vec<Option<usize>> {
         self.filters
             .iter()
             .map(|f| {

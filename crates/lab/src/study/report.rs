@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::analyses::analysis::Report as Analysis;
+use crate::analyses::pruning::PruneJson;
 use base64::Engine as _;
-use serde_json::Value;
 
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
@@ -212,19 +213,9 @@ fn accuracy_histogram(title: &str, runs: &[&RunRow]) -> Canvas {
     crate::analyses::plots::bars(title, &bars)
 }
 
-fn pruning_table(p: &Value) -> String {
-    let filters = p["filters"].as_array().cloned().unwrap_or_default();
-    let steps = p["steps"].as_array().cloned().unwrap_or_default();
-    let label = |f: &Value| format!("L{} F{}", f["layer"], f["filter"]);
-    let removed_at: Vec<Option<usize>> = filters
-        .iter()
-        .map(|f| {
-            steps
-                .iter()
-                .position(|s| s["removed"].as_array().is_some_and(|r| r.contains(f)))
-                .map(|i| i + 1)
-        })
-        .collect();
+fn pruning_table(p: &PruneJson) -> String {
+    let (filters, steps) = (&p.filters, &p.steps);
+    let removed_at = p.removed_at();
     let mut s =
         String::from("<div class=\"scroll\"><table class=\"prune\"><thead><tr><th>filter</th>");
     for i in 1..=steps.len() {
@@ -237,10 +228,10 @@ fn pruning_table(p: &Value) -> String {
             s,
             "<tr><td class=\"{}\">{}</td>",
             if survivor { "survivor" } else { "" },
-            label(f)
+            f.label()
         );
         for (i, st) in steps.iter().enumerate() {
-            let a = st["accuracies"][j].as_f64();
+            let a = st.accuracies.get(j).copied().flatten();
             let cell = match (a, removed_at[j]) {
                 (_, Some(r)) if r < i + 1 => "<td class=\"gone\">-</td>".to_string(),
                 (Some(a), Some(r)) if r == i + 1 => format!("<td class=\"removed\">{a:.4}</td>"),
@@ -252,12 +243,8 @@ fn pruning_table(p: &Value) -> String {
         s += "</tr>";
     }
     s += "<tr><td><b>after</b></td>";
-    for st in &steps {
-        let _ = write!(
-            s,
-            "<td><b>{:.4}</b></td>",
-            st["accuracy_after"].as_f64().unwrap_or(0.0)
-        );
+    for st in steps {
+        let _ = write!(s, "<td><b>{:.4}</b></td>", st.accuracy_after);
     }
     s + "</tr></tbody></table></div>"
 }
@@ -317,14 +304,13 @@ impl StuckAgg {
 
 /// The thesis's reading of a pruning table: filters, initial accuracy, how many removals
 /// (in order) cost at most 0.01 of accuracy, how many keep it at or above 0.90, survivors.
-fn pruning_numbers(p: &Value) -> (usize, f64, usize, usize, Vec<String>) {
-    let filters = p["filters"].as_array().map_or(0, |v| v.len());
-    let initial = p["initial_accuracy"].as_f64().unwrap_or(0.0);
+fn pruning_numbers(p: &PruneJson) -> (usize, f64, usize, usize, Vec<String>) {
+    let initial = p.initial_accuracy;
     let (mut removed, mut keep99, mut keep90) = (0, 0, 0);
-    for st in p["steps"].as_array().cloned().unwrap_or_default() {
+    for st in &p.steps {
         let before = removed;
-        removed += st["removed"].as_array().map_or(0, |v| v.len());
-        let a = st["accuracy_after"].as_f64().unwrap_or(0.0);
+        removed += st.removed.len();
+        let a = st.accuracy_after;
         if a >= initial - 0.01 && keep99 == before {
             keep99 = removed;
         }
@@ -332,22 +318,16 @@ fn pruning_numbers(p: &Value) -> (usize, f64, usize, usize, Vec<String>) {
             keep90 = removed;
         }
     }
-    let survivors = p["survivors"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|f| format!("L{} F{}", f["layer"], f["filter"]))
-        .collect();
-    (filters, initial, keep99, keep90, survivors)
+    let survivors = p.survivors.iter().map(|f| f.label()).collect();
+    (p.filters.len(), initial, keep99, keep90, survivors)
 }
 
-fn pruning_summary(p: &Value) -> String {
+fn pruning_summary(p: &PruneJson) -> String {
     let (filters, initial, keep99, keep90, survivors) = pruning_numbers(p);
     format!(
         "Starting from {initial:.4} with {filters} filters: the first {keep99} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {keep90}; the minimal network keeps {} ({} evaluations, exact).",
         survivors.join(" and "),
-        p["evaluations"]
+        p.evaluations
     )
 }
 
@@ -386,7 +366,7 @@ fn cases_sentence(cases: &[crate::study::config::Case]) -> String {
 fn findings(
     runs: &[RunRow],
     stuck_groups: &[crate::experiments::stuck::StuckGroup],
-    cases: &[(String, Value)],
+    cases: &[(String, Analysis)],
 ) -> Result<String> {
     let mut h = String::new();
     let mut conds: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
@@ -524,48 +504,32 @@ fn findings(
     let mut removable = Vec::new();
     let mut thresholds: Vec<String> = Vec::new();
     for (slug, a) in cases {
-        let s = &a["similarity"];
-        let Some(threshold) = s["threshold"].as_f64() else {
-            return Err(Error::bad(
-                Path::new(slug),
-                "the stored analysis has no similarity threshold; run `shapelab study` again to redo it",
-            ));
-        };
-        let shown = format!("{threshold}%");
+        let s = &a.similarity;
+        let shown = format!("{}%", s.threshold);
         if !thresholds.contains(&shown) {
             thresholds.push(shown);
         }
-        let (n_with, n_without) = (
-            s["with_twin"].as_u64().unwrap_or(0) as usize,
-            s["without_twin"].as_u64().unwrap_or(0) as usize,
-        );
-        if let Some(v) = s["drop_with_twin"].as_f64() {
-            with += v * n_with as f64;
-            nw += n_with;
+        if let Some(v) = s.drop_with_twin {
+            with += v * s.with_twin as f64;
+            nw += s.with_twin;
         }
-        if let Some(v) = s["drop_without_twin"].as_f64() {
-            without += v * n_without as f64;
-            nwo += n_without;
+        if let Some(v) = s.drop_without_twin {
+            without += v * s.without_twin as f64;
+            nwo += s.without_twin;
         }
-        for l in s["layers"].as_array().cloned().unwrap_or_default() {
-            for (i, row) in l["activation_cosine"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
+        for l in &s.layers {
+            for (i, row) in l.activation_cosine.iter().enumerate() {
                 total += 1;
-                if row.as_array().is_some_and(|r| {
-                    r.iter()
-                        .enumerate()
-                        .any(|(j, v)| j != i && v.as_f64().unwrap_or(0.0) >= threshold)
-                }) {
+                if row
+                    .iter()
+                    .enumerate()
+                    .any(|(j, &v)| j != i && v >= s.threshold)
+                {
                     twins += 1;
                 }
             }
         }
-        let (n, _, k99, _, _) = pruning_numbers(&a["pruning"]);
+        let (n, _, k99, _, _) = pruning_numbers(&a.pruning);
         removable.push(format!("{slug} {k99}/{n}"));
     }
     finding(
@@ -584,35 +548,18 @@ fn findings(
     let (mut raised, mut strong, mut pairs) = (0usize, 0usize, 0usize);
     let mut best: Option<(f64, String)> = None;
     for (slug, a) in cases {
-        for e in a["interaction"]["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            if e["kind"] == "raised" {
+        for e in &a.interaction.events {
+            if e.kind == "raised" {
                 raised += 1;
-                let gain = e["after"].as_f64().unwrap_or(0.0) - e["before"].as_f64().unwrap_or(0.0);
+                let gain = e.after - e.before;
                 if best.as_ref().is_none_or(|b| gain > b.0) {
-                    best = Some((
-                        gain,
-                        format!("{slug}, {}", e["text"].as_str().unwrap_or("")),
-                    ));
+                    best = Some((gain, format!("{slug}, {}", e.text)));
                 }
             }
         }
-        let m = a["interaction"]["interaction"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for (i, row) in m.iter().enumerate() {
-            for (j, v) in row
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                if let (true, Some(v)) = (i < j, v.as_f64()) {
+        for (i, row) in a.interaction.interaction.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                if let (true, Some(v)) = (i < j, v) {
                     pairs += 1;
                     strong += usize::from(v.abs() > 0.05);
                 }
@@ -633,25 +580,18 @@ fn findings(
         ),
     );
     // (c) Agreement of the readings with pruning.
-    let mut agree: BTreeMap<(u64, String), Vec<f64>> = BTreeMap::new();
+    let mut agree: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
     for (_, a) in cases {
-        for ag in a["ranking"]["agreement"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            if let Some(v) = ag["spearman"].as_f64() {
+        for ag in &a.ranking.agreement {
+            if let Some(v) = ag.spearman {
                 agree
-                    .entry((
-                        ag["layer"].as_u64().unwrap_or(0),
-                        ag["criterion"].as_str().unwrap_or("").to_string(),
-                    ))
+                    .entry((ag.layer, ag.criterion.clone()))
                     .or_default()
                     .push(v);
             }
         }
     }
-    let mut layers: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+    let mut layers: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
     for ((l, c), v) in &agree {
         layers
             .entry(*l)
@@ -934,7 +874,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         "<section id=\"cases\"><h2>4. Case studies</h2><p>{}, each the first seed that learned.</p>",
         esc(&cases_sentence(&study.table.cases))
     );
-    let mut case_reports: Vec<(String, Value)> = Vec::new();
+    let mut case_reports: Vec<(String, Analysis)> = Vec::new();
     for case in &study.table.cases {
         let slug = case.slug();
         let _ = write!(
@@ -949,13 +889,22 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             continue;
         };
         let params = serde_json::json!({ "case": case }).to_string();
-        let analysis: Option<Value> = store
+        let analysis: Option<Analysis> = store
             .analyses(&row.key)?
             .into_iter()
             .find(|(k, p, _)| {
                 *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
             })
-            .and_then(|(_, _, r)| serde_json::from_str(&r).ok());
+            .map(|(_, _, r)| {
+                // A stored analysis that does not read back is an error, never a zero.
+                serde_json::from_str(&r).map_err(|e| {
+                    Error::bad(
+                        store.path(),
+                        format!("the case analysis of run {} does not read back ({e}); delete {} and run `shapelab study` again to redo it", row.key, dir.join("cases").join(&slug).display()),
+                    )
+                })
+            })
+            .transpose()?;
         let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
             Error::bad(
                 store.path(),
@@ -999,24 +948,20 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             continue;
         };
         h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
-        h += &pruning_table(&a["pruning"]);
-        h += &format!("<p>{}</p>", pruning_summary(&a["pruning"]));
+        h += &pruning_table(&a.pruning);
+        h += &format!("<p>{}</p>", pruning_summary(&a.pruning));
         h += "<div class=\"row\">";
         h += &img_file(&base.join("analysis/prune/accuracy.png"), "pruning curve");
         h += "<div>";
         h += "<h4>Agreement of the importance criteria with the pruning order</h4><table><thead><tr><th>layer</th><th>criterion</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>";
-        for ag in a["ranking"]["agreement"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
+        for ag in &a.ranking.agreement {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                ag["layer"],
-                esc(ag["criterion"].as_str().unwrap_or("")),
-                fmt_opt(ag["spearman"].as_f64(), 2),
-                fmt_opt(ag["kendall"].as_f64(), 2)
+                ag.layer,
+                esc(&ag.criterion),
+                fmt_opt(ag.spearman, 2),
+                fmt_opt(ag.kendall, 2)
             );
         }
         h += "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
@@ -1028,23 +973,20 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         }
         h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
         h += "</div>";
-        let events = a["interaction"]["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let events = &a.interaction.events;
         if !events.is_empty() {
             h += "<ul>";
             for e in events.iter().take(8) {
-                let _ = write!(h, "<li>{}</li>", esc(e["text"].as_str().unwrap_or("")));
+                let _ = write!(h, "<li>{}</li>", esc(&e.text));
             }
             h += "</ul>";
         }
         h += "<h4>Failures by latent factor (the thesis's Table 12)</h4>";
-        let nf = a["failures"]["failures"].as_array().map_or(0, |v| v.len());
+        let nf = a.failures.failures.len();
         let _ = write!(
             h,
             "<p>{} of {} validation images misclassified.</p>",
-            nf, a["failures"]["images"]
+            nf, a.failures.images
         );
         h += "<div class=\"row\">";
         if let Ok(rd) = std::fs::read_dir(base.join("analysis")) {
@@ -1093,7 +1035,7 @@ mod tests {
     #[test]
     fn pruning_numbers_read_the_table_like_the_thesis() {
         // 5 filters; steps remove 2 (1.0), 1 (0.995), 1 (0.93) then stop at one per layer.
-        let p = serde_json::json!({
+        let v = serde_json::json!({
             "filters": [{"layer":1,"filter":1},{"layer":1,"filter":2},{"layer":1,"filter":3},{"layer":2,"filter":1},{"layer":2,"filter":2}],
             "initial_accuracy": 1.0,
             "steps": [
@@ -1102,16 +1044,22 @@ mod tests {
                 {"accuracies": [], "removed": [], "accuracy_after": 0.93}
             ],
             "survivors": [{"layer":1,"filter":3},{"layer":2,"filter":1}],
-            "evaluations": 9
+            "evaluations": 9, "on": "val", "images": 10, "ties": "batch",
+            "rechecked_images": 0, "seconds": 0.0
         });
+        let p: PruneJson = serde_json::from_value(v).unwrap();
         let (n, initial, k99, k90, survivors) = pruning_numbers(&p);
         assert_eq!((n, initial, k99, k90), (5, 1.0, 3, 3));
         assert_eq!(survivors, vec!["L1 F3", "L2 F1"]);
         // A dip below 0.99 ends the first count even if accuracy recovers later.
         let mut q = p.clone();
-        q["steps"][0]["accuracy_after"] = 0.95.into();
+        q.steps[0].accuracy_after = 0.95;
         let (_, _, k99, k90, _) = pruning_numbers(&q);
         assert_eq!((k99, k90), (0, 3));
+        // A stored table missing a field does not read back as zeros.
+        let mut broken = serde_json::to_value(&p).unwrap();
+        broken.as_object_mut().unwrap().remove("initial_accuracy");
+        assert!(serde_json::from_value::<PruneJson>(broken).is_err());
     }
 
     #[test]
