@@ -164,7 +164,7 @@ fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> RunFilter {
     }
 }
 
-fn run_json(store: &Store, r: &RunRow) -> serde_json::Value {
+fn run_json(store: &Store, r: &RunRow) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(r).expect("json");
     let o = v.as_object_mut().expect("object");
     o.insert(
@@ -176,25 +176,31 @@ fn run_json(store: &Store, r: &RunRow) -> serde_json::Value {
             .into(),
     );
     o.insert("seed".into(), r.seed.to_string().into());
-    o.insert(
-        "config".into(),
-        serde_json::from_str(&r.config).unwrap_or(serde_json::Value::Null),
-    );
-    o.insert(
-        "diagnosis".into(),
-        r.diagnosis
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or(serde_json::Value::Null),
-    );
-    v
+    // Stored JSON that does not read back is an error naming the run, never a null.
+    let bad = |what: &str, e: serde_json::Error| {
+        lab::Error::bad(
+            store.path(),
+            format!("run {} has a {what} that does not read back: {e}", r.key),
+        )
+    };
+    let config = serde_json::from_str(&r.config).map_err(|e| bad("config", e))?;
+    o.insert("config".into(), config);
+    let diagnosis = match r.diagnosis.as_deref() {
+        Some(d) => serde_json::from_str(d).map_err(|e| bad("diagnosis", e))?,
+        None => serde_json::Value::Null,
+    };
+    o.insert("diagnosis".into(), diagnosis);
+    Ok(v)
 }
 
 pub fn runs(args: RunsArgs) -> Result<()> {
     let store = Store::open_read(&args.filter.store)?;
     let rows = store.runs(&filter_of(&args.filter, args.outcome))?;
     if args.json {
-        let v: Vec<serde_json::Value> = rows.iter().map(|r| run_json(&store, r)).collect();
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| run_json(&store, r))
+            .collect::<Result<_>>()?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }

@@ -49,6 +49,8 @@ const CASES: &[Case] = &[
     (&["train", "--data", "big.npz", "--arch", "2-2", "--out", "x"], 1, &["300x300", "8 to 256"]),
     (&["inspect", "tree-empty"], 1, &["zebra", "holds no .png images"]),
     (&["predict", "m-short", "img.png"], 1, &["class_names", "3 classes"]),
+    (&["runs", "--store", "bad.db"], 1, &["bad.db", "store error"]),
+    (&["summary", "--store", "bad.db"], 1, &["bad.db", "store error"]),
     (&["eval", "m-badjson"], 1, &["model.json", "not shapelab model metadata"]),
     // --- usage errors: exit 2 ---
     (&["generate", "--preset", "thesis-9", "--out", "x.npz"], 2, &["`thesis-9`"]),
@@ -197,6 +199,12 @@ fn setup(dir: &Path) {
     w("exp.toml", exp);
     ok(dir, &["sweep", "exp.toml", "--store", "s.db"]);
     fs::copy(dir.join("s.db"), dir.join("t.csv")).unwrap();
+    // A store whose stored JSON no longer reads back.
+    fs::copy(dir.join("s.db"), dir.join("bad.db")).unwrap();
+    rusqlite::Connection::open(dir.join("bad.db"))
+        .unwrap()
+        .execute("UPDATE runs SET confusion = 'not json'", [])
+        .unwrap();
     w(
         "exp-nodata.toml",
         "seeds = 1\n[[dataset]]\nfile = \"gone.npz\"\n[grid]\narchs = [\"2\"]\n",

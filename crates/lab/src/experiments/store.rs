@@ -17,6 +17,24 @@ use tinycnn::EpochStats;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 
+/// A text column holding JSON, read back typed: a value that does not parse is an error
+/// naming the column, never a default.
+fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(&r.get::<_, String>(i)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+/// A text column holding a number (seeds are u64, beyond SQLite's integers), read back typed.
+fn parsed<T: std::str::FromStr>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    r.get::<_, String>(i)?.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 /// What an analysis row of a run holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnalysisKind {
@@ -487,9 +505,7 @@ impl Store {
                         val: r.get::<_, i64>(5)? as usize,
                         height: r.get::<_, i64>(6)? as usize,
                         width: r.get::<_, i64>(7)? as usize,
-                        class_names: serde_json::from_str(&r.get::<_, String>(8)?).map_err(
-                            |e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, e.into()),
-                        )?,
+                        class_names: json_column(r, 8)?,
                     })
                 },
             )
@@ -602,19 +618,18 @@ impl Store {
                     arch: r.get(4)?,
                     condition: r.get(5)?,
                     seed_index: r.get::<_, i64>(6)? as usize,
-                    seed: r.get::<_, String>(7)?.parse().unwrap_or(0),
+                    seed: parsed(r, 7)?,
                     config: r.get(8)?,
                     outcome: r.get(9)?,
                     plateau: r.get(10)?,
-                    never_predicted: serde_json::from_str(&r.get::<_, String>(11)?)
-                        .unwrap_or_default(),
+                    never_predicted: json_column(r, 11)?,
                     epochs_run: r.get::<_, i64>(12)? as usize,
                     epochs_to_learn: r.get::<_, Option<i64>>(13)?.map(|v| v as usize),
                     train_loss: unreal(r.get(14)?),
                     train_acc: unreal(r.get(15)?),
                     val_loss: unreal(r.get(16)?),
                     val_acc: unreal(r.get(17)?),
-                    confusion: serde_json::from_str(&r.get::<_, String>(18)?).unwrap_or_default(),
+                    confusion: json_column(r, 18)?,
                     diagnosis: r.get(19)?,
                     seconds: r.get(20)?,
                     images_per_s: r.get(21)?,
@@ -641,7 +656,7 @@ impl Store {
                     train_acc: unreal(r.get(2)?),
                     val_loss: unreal(r.get(3)?),
                     val_acc: unreal(r.get(4)?),
-                    dead: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    dead: json_column(r, 5)?,
                 })
             })
             .map_err(self.err())?;

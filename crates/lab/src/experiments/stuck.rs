@@ -97,11 +97,18 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
             for c in &r.never_predicted {
                 *collapsed.entry(c.clone()).or_insert(0) += 1;
             }
-            if let Some(d) = r
+            let diagnosis = r
                 .diagnosis
                 .as_deref()
-                .and_then(|d| serde_json::from_str::<Diagnosis>(d).ok())
-            {
+                .map(serde_json::from_str::<Diagnosis>)
+                .transpose()
+                .map_err(|e| {
+                    Error::bad(
+                        store.path(),
+                        format!("run {} has a diagnosis that does not read back: {e}", r.key),
+                    )
+                })?;
+            if let Some(d) = diagnosis {
                 grads.push(d.grad_norm);
                 starts.push(d.plateau_start as f64);
                 dead_stuck.push(d.dead);

@@ -676,10 +676,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     // 1. Datasets.
     h += "<section id=\"datasets\"><h2>1. Datasets</h2>";
     for d in &plan.datasets {
-        let ds = runs
-            .iter()
-            .find(|r| r.dataset == d.label)
-            .and_then(|r| store.dataset(&r.dataset_hash).ok().flatten());
+        let ds = match runs.iter().find(|r| r.dataset == d.label) {
+            Some(r) => store.dataset(&r.dataset_hash)?,
+            None => None,
+        };
         let _ = write!(h, "<h3>{}</h3>", esc(&d.label));
         if let Some(ds) = &ds {
             let _ = write!(
