@@ -49,8 +49,8 @@ const CASES: &[Case] = &[
     (&["train", "--data", "big.npz", "--arch", "2-2", "--out", "x"], 1, &["300x300", "8 to 256"]),
     (&["inspect", "tree-empty"], 1, &["zebra", "holds no .png images"]),
     (&["predict", "m-short", "img.png"], 1, &["class_names", "3 classes"]),
-    (&["runs", "--store", "bad.db"], 1, &["bad.db", "store error"]),
-    (&["summary", "--store", "bad.db"], 1, &["bad.db", "store error"]),
+    (&["runs", "--store", "bad.db"], 1, &["bad.db", "column confusion does not read back"]),
+    (&["summary", "--store", "bad.db"], 1, &["bad.db", "column confusion does not read back"]),
     (&["eval", "m-badjson"], 1, &["model.json", "not shapelab model metadata"]),
     // --- usage errors: exit 2 ---
     (&["generate", "--preset", "thesis-9", "--out", "x.npz"], 2, &["`thesis-9`"]),

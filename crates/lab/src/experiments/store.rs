@@ -20,19 +20,26 @@ use crate::experiments::outcome::Outcome;
 /// A text column holding JSON, read back typed: a value that does not parse is an error
 /// naming the column, never a default.
 fn json_column<T: serde::de::DeserializeOwned>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T> {
-    serde_json::from_str(&r.get::<_, String>(i)?).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+    serde_json::from_str(&r.get::<_, String>(i)?).map_err(|e| damaged(r, i, e))
+}
+
+/// A column that does not read back, named in the message (rusqlite's own conversion error
+/// names only the column index; this variant displays just the message).
+fn damaged(r: &rusqlite::Row, i: usize, e: impl std::fmt::Display) -> rusqlite::Error {
+    let name = r.as_ref().column_name(i).unwrap_or("?");
+    rusqlite::Error::ToSqlConversionFailure(
+        format!("column {name} does not read back ({e}); the store is damaged").into(),
+    )
 }
 
 /// A text column holding a number (seeds are u64, beyond SQLite's integers), read back typed.
 fn parsed<T: std::str::FromStr>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T>
 where
-    T::Err: std::error::Error + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
 {
-    r.get::<_, String>(i)?.parse().map_err(|e: T::Err| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+    r.get::<_, String>(i)?
+        .parse()
+        .map_err(|e: T::Err| damaged(r, i, e))
 }
 
 /// What an analysis row of a run holds.
