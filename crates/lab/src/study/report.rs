@@ -63,39 +63,12 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
 }
 
-const STYLE: &str = "
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1b;background:#f7f7f4}
-main{max-width:1180px;margin:0 auto;padding:24px 28px 80px}
-h1{font-size:30px;margin:0 0 4px}h2{font-size:23px;margin:44px 0 10px;border-bottom:2px solid #ddd;padding-bottom:4px}
-h3{font-size:18px;margin:28px 0 8px}h4{margin:18px 0 6px}
-.sub{color:#666;margin:0 0 18px}
-nav{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 16px;margin:16px 0}
-nav a{margin-right:16px}
-img{max-width:100%;height:auto;image-rendering:pixelated;border:1px solid #ddd;background:#fff;margin:6px 0}
-table{border-collapse:collapse;margin:8px 0 14px;background:#fff;font-size:13.5px}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#efefea;cursor:pointer}td:first-child,th:first-child{text-align:left}
-td.removed{background:#f4b183;font-weight:600}td.survivor{background:#c6efce;font-weight:600}td.gone{color:#aaa}
-.finding{background:#fff;border-left:4px solid #21669c;padding:8px 14px;margin:10px 0}
-.finding b{color:#21669c}
-.note{color:#666;font-size:13.5px}.missing{color:#b2182b}
-.grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
-.row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.row>*{max-width:100%}
-.row>div{display:flex;flex-direction:column;align-items:flex-start}
-details{margin:8px 0}summary{cursor:pointer;color:#21669c}
-.scroll{overflow-x:auto}
-table.prune{font-size:12px}table.prune td,table.prune th{padding:2px 4px}
-";
+/// The report's style sheet (`report.css` beside this file, built in: no CDN, no network).
+const STYLE: &str = include_str!("report.css");
 
-const SCRIPT: &str = "
-document.querySelectorAll('table.sortable th').forEach(function(th,i){th.addEventListener('click',function(){
- var t=th.closest('table'),b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
- rows.sort(function(a,c){var x=a.cells[i].dataset.v||a.cells[i].textContent,y=c.cells[i].dataset.v||c.cells[i].textContent,
- nx=parseFloat(x),ny=parseFloat(y),r=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?r:-r});
- rows.forEach(function(r){b.appendChild(r)})})});
-window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);
- var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0}).length;document.body.setAttribute('data-images',ok+'/'+im.length)});
-";
+/// The report's script: sortable tables and the image check the browser test reads
+/// (`report.js` beside this file, built in).
+const SCRIPT: &str = include_str!("report.js");
 
 /// Validation accuracy against epoch for every run of a group, coloured by outcome.
 fn learning_curves(title: &str, runs: &[(&RunRow, Vec<tinycnn::EpochStats>)]) -> Canvas {
