@@ -597,56 +597,22 @@ fn findings(
     Ok(h)
 }
 
-/// Builds `DIR/report.html` from the study directory; returns its path.
-pub fn build(dir: &Path) -> Result<PathBuf> {
-    let store_path = dir.join("shapelab.db");
-    let store = Store::open_read(&store_path)?;
-    let text = std::fs::read_to_string(dir.join("study.toml"))
-        .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
-    // Relative dataset paths in a custom study are relative to the file it was run from,
-    // which the store records; the copy in DIR is the fallback (embedded studies, a moved
-    // source).
-    let source = store
-        .experiments()?
-        .into_iter()
-        .find(|(_, _, t)| *t == text)
-        .map(|(_, p, _)| PathBuf::from(p))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| dir.join("study.toml"));
-    let study = Study::parse(&text, &source)?;
-    let plan = &study.plan;
-    let runs = crate::study::config::plan_runs(&store, plan)?;
-    if runs.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} holds no runs of study {}; run `shapelab study` first",
-            store_path.display(),
-            plan.name
-        )));
-    }
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>shapelab study: {name}</title><style>{STYLE}</style></head><body data-images=\"pending\"><main>",
-        name = esc(&plan.name)
-    );
-    let learned_all = runs
-        .iter()
-        .filter(|r| r.outcome == Outcome::Learned)
-        .count();
-    let _ = write!(
-        h,
-        "<h1>How do tiny CNNs learn? A shapelab study</h1><p class=\"sub\">Study <b>{}</b>: {} runs over {} datasets, {} learned. Built by shapelab {} from <code>{}</code>.</p>",
-        esc(&plan.name),
-        runs.len(),
-        plan.datasets.len(),
-        learned_all,
-        crate::VERSION,
-        esc(&store_path.display().to_string())
-    );
-    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
-    h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
+/// What every section of the report reads: the study directory, its store, configuration and
+/// runs.
+struct Ctx<'a> {
+    dir: &'a Path,
+    store: &'a Store,
+    study: &'a Study,
+    runs: &'a [RunRow],
+}
 
-    // 1. Datasets.
+/// Section 1: each dataset with its contact sheet, factor histograms and panel.
+fn datasets_section(c: &Ctx) -> Result<String> {
+    let dir = c.dir;
+    let store = c.store;
+    let runs = c.runs;
+    let plan = &c.study.plan;
+    let mut h = String::new();
     h += "<section id=\"datasets\"><h2>1. Datasets</h2>";
     for d in &plan.datasets {
         let ds = match runs.iter().find(|r| r.dataset == d.label) {
@@ -699,8 +665,17 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     }
     h += "</section>";
 
-    // 2. Sweep.
-    let groups = summarize(&runs);
+    Ok(h)
+}
+
+/// Section 2: the sweep, as success-rate heatmaps, learning curves, accuracy histograms and
+/// outcome counts per dataset and condition.
+fn sweep_section(c: &Ctx) -> Result<String> {
+    let store = c.store;
+    let runs = c.runs;
+    let plan = &c.study.plan;
+    let mut h = String::new();
+    let groups = summarize(runs);
     h += "<section id=\"sweep\"><h2>2. The sweep</h2>";
     let _ = write!(
         h,
@@ -759,7 +734,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         h += &sweep_table(&gs);
     }
     let mut outcome_rows: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
-    for r in &runs {
+    for r in runs {
         *outcome_rows
             .entry((r.dataset.clone(), r.condition.clone()))
             .or_default()
@@ -783,12 +758,16 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     }
     h += "</tbody></table></section>";
 
-    // 3. Stuck runs.
-    let stuck_groups = crate::experiments::stuck::report(&store, &runs)?;
+    Ok(h)
+}
+
+/// Section 3: the runs that get stuck, their diagnosis and whether they escape.
+fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> String {
+    let mut h = String::new();
     h += "<section id=\"stuck\"><h2>3. Runs that get stuck</h2><p>The thesis saw runs stop at 0.333 or 0.667 and asked whether they were stuck in a local minimum (its future work 4). For every stuck run the store holds a diagnosis; stuck runs were then trained further to see whether they escape.</p>";
     // One line per dataset and condition, weighting each architecture by its runs.
     let mut agg: BTreeMap<(String, String), StuckAgg> = BTreeMap::new();
-    for g in &stuck_groups {
+    for g in stuck_groups {
         let a = agg
             .entry((g.dataset.clone(), g.condition.clone()))
             .or_default();
@@ -841,7 +820,17 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     }
     h += "</tbody></table></div></details></section>";
 
-    // 4. Case studies.
+    h
+}
+
+/// Section 4: every case study opened up; returns the section and the case analyses the
+/// findings read.
+fn cases_section(c: &Ctx) -> Result<(String, Vec<(String, Analysis)>)> {
+    let dir = c.dir;
+    let store = c.store;
+    let study = c.study;
+    let runs = c.runs;
+    let mut h = String::new();
     let _ = write!(
         h,
         "<section id=\"cases\"><h2>4. Case studies</h2><p>{}, each the first seed that learned.</p>",
@@ -857,7 +846,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             esc(&case.arch),
             esc(&case.dataset)
         );
-        let Some((row, learned)) = pick_case(&runs, case, &study.table.case_condition) else {
+        let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
             h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
             continue;
         };
@@ -980,6 +969,71 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         case_reports.push((slug, a));
     }
     h += "</section>";
+
+    Ok((h, case_reports))
+}
+
+/// Builds `DIR/report.html` from the study directory; returns its path.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    let store_path = dir.join("shapelab.db");
+    let store = Store::open_read(&store_path)?;
+    let text = std::fs::read_to_string(dir.join("study.toml"))
+        .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
+    // Relative dataset paths in a custom study are relative to the file it was run from,
+    // which the store records; the copy in DIR is the fallback (embedded studies, a moved
+    // source).
+    let source = store
+        .experiments()?
+        .into_iter()
+        .find(|(_, _, t)| *t == text)
+        .map(|(_, p, _)| PathBuf::from(p))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("study.toml"));
+    let study = Study::parse(&text, &source)?;
+    let plan = &study.plan;
+    let runs = crate::study::config::plan_runs(&store, plan)?;
+    if runs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no runs of study {}; run `shapelab study` first",
+            store_path.display(),
+            plan.name
+        )));
+    }
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>shapelab study: {name}</title><style>{STYLE}</style></head><body data-images=\"pending\"><main>",
+        name = esc(&plan.name)
+    );
+    let learned_all = runs
+        .iter()
+        .filter(|r| r.outcome == Outcome::Learned)
+        .count();
+    let _ = write!(
+        h,
+        "<h1>How do tiny CNNs learn? A shapelab study</h1><p class=\"sub\">Study <b>{}</b>: {} runs over {} datasets, {} learned. Built by shapelab {} from <code>{}</code>.</p>",
+        esc(&plan.name),
+        runs.len(),
+        plan.datasets.len(),
+        learned_all,
+        crate::VERSION,
+        esc(&store_path.display().to_string())
+    );
+    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
+    h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
+
+    let c = Ctx {
+        dir,
+        store: &store,
+        study: &study,
+        runs: &runs,
+    };
+    h += &datasets_section(&c)?;
+    h += &sweep_section(&c)?;
+    let stuck_groups = crate::experiments::stuck::report(&store, &runs)?;
+    h += &stuck_section(&stuck_groups);
+    let (cases, case_reports) = cases_section(&c)?;
+    h += &cases;
 
     // 5. Findings.
     h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
