@@ -107,7 +107,7 @@ pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs (or resumes) a study into `dir`.
+/// Runs (or resumes) a study into `dir`: five stages, each skipping what is done.
 pub fn run(
     text: &str,
     source: &str,
@@ -124,10 +124,25 @@ pub fn run(
     crate::files::fsio::write_file_atomic(&config, true, |w| {
         std::io::Write::write_all(w, text.as_bytes())
     })?;
-    let plan = &study.plan;
     let total = 5;
-
     obs.stage(1, total, "datasets, panels and contact sheets");
+    datasets_stage(dir, &study)?;
+    obs.stage(2, total, "the sweep");
+    let store_path = sweep_stage(dir, &study, source, jobs, cancel, obs)?;
+    let store = Store::open(&store_path)?;
+    let runs = plan_runs(&store, &study.plan)?;
+    obs.stage(3, total, "the stuck runs, trained further");
+    stuck_stage(&store, &study, &runs, jobs, obs)?;
+    obs.stage(4, total, "the case studies");
+    cases_stage(dir, &store, &study, &runs, cancel, obs)?;
+    obs.stage(5, total, "the report");
+    crate::study::report::build(dir)
+}
+
+/// Stage 1: every dataset as `data/LABEL.npz` with its contact sheet, factor histograms and
+/// panel (each written once).
+fn datasets_stage(dir: &Path, study: &Study) -> Result<()> {
+    let plan = &study.plan;
     for d in &plan.datasets {
         let npz = data_file(dir, &d.label, ".npz");
         let dataset = if npz.exists() {
@@ -172,7 +187,19 @@ pub fn run(
         }
     }
 
-    obs.stage(2, total, "the sweep");
+    Ok(())
+}
+
+/// Stage 2: the sweep into `DIR/shapelab.db`; returns the store's path.
+fn sweep_stage(
+    dir: &Path,
+    study: &Study,
+    source: &str,
+    jobs: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+    obs: &dyn StudyObserver,
+) -> Result<PathBuf> {
+    let plan = &study.plan;
     let store_path = dir.join("shapelab.db");
     let opts = SweepOptions {
         shard: None,
@@ -198,9 +225,18 @@ pub fn run(
         });
     }
 
-    let store = Store::open(&store_path)?;
-    let runs = plan_runs(&store, plan)?;
-    obs.stage(3, total, "the stuck runs, trained further");
+    Ok(store_path)
+}
+
+/// Stage 3: every stuck run trained `continue_epochs` more epochs (once each).
+fn stuck_stage(
+    store: &Store,
+    study: &Study,
+    runs: &[RunRow],
+    jobs: usize,
+    obs: &dyn StudyObserver,
+) -> Result<()> {
+    let store_path = store.path();
     if study.table.continue_epochs > 0 {
         let done: std::collections::HashSet<String> = store
             .continuations()?
@@ -218,7 +254,7 @@ pub fn run(
         if !todo.is_empty() {
             obs.continuing(todo.len());
             crate::experiments::stuck::continue_runs(
-                &store_path,
+                store_path,
                 &todo,
                 study.table.continue_epochs,
                 None,
@@ -228,10 +264,22 @@ pub fn run(
         }
     }
 
-    obs.stage(4, total, "the case studies");
+    Ok(())
+}
+
+/// Stage 4: every case study picked and analysed in full into `cases/SLUG/`, its analysis
+/// recorded in the store (a case done before is skipped).
+fn cases_stage(
+    dir: &Path,
+    store: &Store,
+    study: &Study,
+    runs: &[RunRow],
+    cancel: &std::sync::atomic::AtomicBool,
+    obs: &dyn StudyObserver,
+) -> Result<()> {
     let ncases = study.table.cases.len();
     for (ci, case) in study.table.cases.iter().enumerate() {
-        let Some((row, _learned)) = pick_case(&runs, case, &study.table.case_condition) else {
+        let Some((row, _learned)) = pick_case(runs, case, &study.table.case_condition) else {
             continue;
         };
         let out = dir.join("cases").join(case.slug());
@@ -307,6 +355,5 @@ pub fn run(
         )?;
     }
 
-    obs.stage(5, total, "the report");
-    crate::study::report::build(dir)
+    Ok(())
 }
