@@ -291,9 +291,48 @@ pub fn run(
         Some((i, n)) => plan.shard(i, n),
         None => plan.runs.iter().collect(),
     };
-    // Load every dataset the selection needs (small; generation is parallel and exact).
+    let loaded = load_selected(plan, &selected, obs)?;
+    // Build and check every run before training any.
+    let done = store.finished(&plan.name)?;
+    let changed = previous
+        .as_deref()
+        .and_then(|t| change_note(plan, t, &done, store_path));
+    let (jobs, already) = build_jobs(plan, &selected, &loaded, &done, store_path)?;
+    if let Some(n) = changed {
+        obs.note(&n);
+    }
+    // Recorded only once the experiment is known not to conflict with what is stored.
+    store.put_experiment(
+        &plan.name,
+        &plan_path.display().to_string(),
+        plan.seed,
+        &plan.text,
+    )?;
+    for d in loaded.values() {
+        store.put_dataset(&d.row)?;
+    }
+    drop(store);
+    obs.start(selected.len(), already);
+    let (stored, failures) = train_jobs(&jobs, &loaded, plan, store_path, opts, obs)?;
+    Ok(SweepReport {
+        total: selected.len(),
+        already,
+        stored,
+        outcomes: outcome_counts(store_path, plan, &selected)?,
+        cancelled: opts.cancel.load(Ordering::SeqCst),
+        failures,
+    })
+}
+
+/// Loads every dataset the selected runs need (small; generation is parallel and exact), and
+/// tells the observer which files a dataset read skipped.
+fn load_selected(
+    plan: &Plan,
+    selected: &[&RunPlan],
+    obs: &dyn SweepObserver,
+) -> Result<HashMap<usize, Loaded>> {
     let mut loaded: HashMap<usize, Loaded> = HashMap::new();
-    for r in &selected {
+    for r in selected {
         if let std::collections::hash_map::Entry::Vacant(e) = loaded.entry(r.dataset) {
             let d = &plan.datasets[r.dataset];
             e.insert(load_dataset(&d.label, &d.source)?);
@@ -306,14 +345,21 @@ pub fn run(
             obs.note(&n);
         }
     }
-    // Build and check every run before training any.
-    let done = store.finished(&plan.name)?;
-    let changed = previous
-        .as_deref()
-        .and_then(|t| change_note(plan, t, &done, store_path));
+    Ok(loaded)
+}
+
+/// The runs still to train, each built and checked, and how many are stored already; a
+/// stored run whose settings differ is an error (the experiment changed).
+fn build_jobs<'a>(
+    plan: &Plan,
+    selected: &[&'a RunPlan],
+    loaded: &HashMap<usize, Loaded>,
+    done: &HashMap<String, String>,
+    store_path: &Path,
+) -> Result<(Vec<Job<'a>>, usize)> {
     let mut jobs = Vec::new();
     let mut already = 0;
-    for r in &selected {
+    for r in selected {
         let d = &loaded[&r.dataset];
         let (arch, config) = r
             .settings
@@ -350,21 +396,20 @@ pub fn run(
             }),
         }
     }
-    if let Some(n) = changed {
-        obs.note(&n);
-    }
-    // Recorded only once the experiment is known not to conflict with what is stored.
-    store.put_experiment(
-        &plan.name,
-        &plan_path.display().to_string(),
-        plan.seed,
-        &plan.text,
-    )?;
-    for d in loaded.values() {
-        store.put_dataset(&d.row)?;
-    }
-    drop(store);
-    obs.start(selected.len(), already);
+    Ok((jobs, already))
+}
+
+/// Trains `jobs` on `opts.jobs` workers, one thread each, each committing its runs to its own
+/// store connection; returns how many were stored and the failures (a run that could not be
+/// stored, with the reason), which do not stop the others.
+fn train_jobs(
+    jobs: &[Job],
+    loaded: &HashMap<usize, Loaded>,
+    plan: &Plan,
+    store_path: &Path,
+    opts: &SweepOptions,
+    obs: &dyn SweepObserver,
+) -> Result<(usize, Vec<String>)> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let stored = AtomicUsize::new(0);
@@ -406,6 +451,18 @@ pub fn run(
         }
         Ok(())
     })?;
+    Ok((
+        stored.load(Ordering::SeqCst),
+        failures.into_inner().expect("no panics hold it"),
+    ))
+}
+
+/// Outcome counts over every stored run of the selection (stored now or before).
+fn outcome_counts(
+    store_path: &Path,
+    plan: &Plan,
+    selected: &[&RunPlan],
+) -> Result<Vec<(String, usize)>> {
     let store = Store::open(store_path)?;
     let keys: std::collections::HashSet<&str> = selected.iter().map(|r| r.key.as_str()).collect();
     let rows: Vec<RunRow> = store
@@ -416,20 +473,13 @@ pub fn run(
         .into_iter()
         .filter(|r| keys.contains(r.key.as_str()))
         .collect();
-    Ok(SweepReport {
-        total: selected.len(),
-        already,
-        stored: stored.load(Ordering::SeqCst),
-        outcomes: Outcome::ALL
-            .iter()
-            .map(|o| {
-                (
-                    o.name().to_string(),
-                    rows.iter().filter(|r| r.outcome == *o).count(),
-                )
-            })
-            .collect(),
-        cancelled: opts.cancel.load(Ordering::SeqCst),
-        failures: failures.into_inner().expect("no panics hold it"),
-    })
+    Ok(Outcome::ALL
+        .iter()
+        .map(|o| {
+            (
+                o.name().to_string(),
+                rows.iter().filter(|r| r.outcome == *o).count(),
+            )
+        })
+        .collect())
 }
