@@ -785,9 +785,35 @@ pub fn write(
     d: &Dataset,
     out: &std::path::Path,
 ) -> crate::Result<Vec<std::path::PathBuf>> {
-    use crate::draw::Colormap;
-    use crate::error::Error;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let png = |c: crate::draw::Canvas| c.to_png().map_err(|e| crate::error::Error::io(out, e));
+    let mut files = tables(report, d);
+    files.extend(similarity_pictures(report, &png)?);
+    files.extend(interaction_pictures(report, &png)?);
+    files.push(failures_sheet(report, d, &png)?);
+    crate::files::fsio::derived_dir(out)?;
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let p = out.join(&name);
+        crate::files::fsio::write_file_atomic(&p, true, |w| std::io::Write::write_all(w, &bytes))?;
+        written.push(p);
+    }
+    written.extend(crate::analyses::pruning::write(
+        &report.pruning,
+        &format!("{} {} greedy pruning", report.model, report.arch),
+        &out.join("prune"),
+    )?);
+    Ok(written)
+}
+
+/// A named file's bytes.
+type File = (String, Vec<u8>);
+
+/// Encodes a drawn picture as PNG (an error names the output directory).
+type Png<'a> = dyn Fn(crate::draw::Canvas) -> crate::Result<Vec<u8>> + 'a;
+
+/// `analysis.json`, `ranking.csv` and `failures.csv`.
+fn tables(report: &Report, d: &Dataset) -> Vec<File> {
+    let mut files: Vec<File> = Vec::new();
     files.push((
         "analysis.json".into(),
         (serde_json::to_string_pretty(report).expect("json") + "\n").into_bytes(),
@@ -826,7 +852,13 @@ pub fn write(
         w.write_record(&row).expect("csv");
     }
     files.push(("failures.csv".into(), w.into_inner().expect("csv")));
-    let png = |c: crate::draw::Canvas| c.to_png().map_err(|e| Error::io(out, e));
+    files
+}
+
+/// Per layer, the activation-map and kernel similarity matrices.
+fn similarity_pictures(report: &Report, png: &Png) -> crate::Result<Vec<File>> {
+    use crate::draw::Colormap;
+    let mut files: Vec<File> = Vec::new();
     for l in &report.similarity.layers {
         let labels: Vec<String> = (1..=l.activation_cosine.len())
             .map(|f| format!("L{} F{f}", l.layer))
@@ -861,6 +893,13 @@ pub fn write(
             ))?,
         ));
     }
+    Ok(files)
+}
+
+/// The interaction matrix and accuracy by factor bin.
+fn interaction_pictures(report: &Report, png: &Png) -> crate::Result<Vec<File>> {
+    use crate::draw::Colormap;
+    let mut files: Vec<File> = Vec::new();
     let labels: Vec<String> = report
         .interaction
         .filters
@@ -900,6 +939,11 @@ pub fn write(
             ))?,
         ));
     }
+    Ok(files)
+}
+
+/// The sheet of misclassified validation images (the first 60), captioned true>predicted.
+fn failures_sheet(report: &Report, d: &Dataset, png: &Png) -> crate::Result<File> {
     let px = d.pixels();
     let val = d.split(Part::Val);
     let shown: Vec<(&[u8], Vec<String>)> = report
@@ -927,7 +971,7 @@ pub fn write(
             (&val.images[f.index * px..(f.index + 1) * px], cap)
         })
         .collect();
-    files.push((
+    Ok((
         "failures.png".into(),
         png(crate::analyses::plots::image_grid(
             &format!(
@@ -940,18 +984,5 @@ pub fn write(
             d.height,
             10,
         ))?,
-    ));
-    crate::files::fsio::derived_dir(out)?;
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let p = out.join(&name);
-        crate::files::fsio::write_file_atomic(&p, true, |w| std::io::Write::write_all(w, &bytes))?;
-        written.push(p);
-    }
-    written.extend(crate::analyses::pruning::write(
-        &report.pruning,
-        &format!("{} {} greedy pruning", report.model, report.arch),
-        &out.join("prune"),
-    )?);
-    Ok(written)
+    ))
 }
