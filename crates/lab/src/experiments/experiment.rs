@@ -422,6 +422,247 @@ fn apply_data_condition(
     Ok(())
 }
 
+/// A usage error about the experiment file at `path`.
+fn usage_in(path: &Path, m: String) -> Error {
+    Error::Usage(format!("{}: {m}", path.display()))
+}
+
+/// The architecture labels of `[grid]`: an explicit `archs` list, or every combination of
+/// `filters` over `layers` conv layers.
+fn archs_of(grid: Option<&GridSpec>, path: &Path) -> Result<Vec<String>> {
+    let usage = |m: String| usage_in(path, m);
+    let grid = grid.ok_or_else(|| {
+        usage("no [grid]; add e.g. [grid] layers = 2, filters = [2, 4, 8]".into())
+    })?;
+    let archs: Vec<String> = match (&grid.archs, &grid.filters) {
+        (Some(a), None) if grid.layers.is_none() => a.clone(),
+        (None, Some(filters)) => {
+            let layers = grid.layers.unwrap_or(2);
+            if filters.is_empty() || layers == 0 || layers > tinycnn::arch::MAX_LAYERS {
+                return Err(usage(format!(
+                    "[grid] filters {filters:?} over {layers} layers is empty; give filters and 1 to {} layers",
+                    tinycnn::arch::MAX_LAYERS
+                )));
+            }
+            let mut out: Vec<Vec<usize>> = vec![Vec::new()];
+            for _ in 0..layers {
+                out = out
+                    .into_iter()
+                    .flat_map(|p| filters.iter().map(move |&f| [p.clone(), vec![f]].concat()))
+                    .collect();
+            }
+            out.iter()
+                .map(|a| {
+                    a.iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                })
+                .collect()
+        }
+        _ => {
+            return Err(usage(
+                "[grid] takes either layers and filters, or archs".into(),
+            ))
+        }
+    };
+    if archs.is_empty() {
+        return Err(usage(
+            "[grid] archs is empty; list at least one, e.g. archs = [\"16-4\"]".into(),
+        ));
+    }
+    for a in &archs {
+        Arch::parse(a, 28, 28, 3).map_err(|e| usage(format!("[grid] {e}")))?;
+    }
+    Ok(archs)
+}
+
+/// The training conditions: each named `[condition.NAME]` (or one unnamed) over `[train]`,
+/// crossed with the `[sweep]` axes, as (label, settings).
+fn conditions_of(
+    f: &ExperimentFile,
+    base_train: &toml::Table,
+    train_axes: &BTreeMap<String, Vec<toml::Value>>,
+    path: &Path,
+) -> Result<Vec<(String, TrainSettings)>> {
+    let usage = |m: String| usage_in(path, m);
+    let named: Vec<(String, toml::Table)> = if f.condition.is_empty() {
+        vec![(String::new(), toml::Table::new())]
+    } else {
+        for n in f.condition.keys() {
+            if n.is_empty() || n.contains(['/', ',', '=']) {
+                return Err(usage(format!(
+                    "condition name {n:?} must be non-empty, without '/', ',' or '='"
+                )));
+            }
+        }
+        f.condition
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut conditions: Vec<(String, TrainSettings)> = Vec::new();
+    for (cname, ctable) in &named {
+        for c in combinations(train_axes) {
+            let mut t = base_train.clone();
+            for (k, v) in ctable {
+                t.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &c {
+                t.insert(k.clone(), v.clone());
+            }
+            let label = [cname.clone(), condition_label(&c)]
+                .into_iter()
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
+            let settings: TrainSettings =
+                toml::Value::Table(t)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        let what = if label.is_empty() {
+                            "[train]".to_string()
+                        } else {
+                            format!("[train] with {label}")
+                        };
+                        usage(format!("{what}: {}", e.message().trim().replace('\n', " ")))
+                    })?;
+            conditions.push((label, settings));
+        }
+    }
+    Ok(conditions)
+}
+
+/// A `[[dataset]]` read from a file or ImageFolder tree (relative to the experiment file).
+fn file_dataset(
+    d: &DatasetEntry,
+    base: &Path,
+    path: &Path,
+    data_axes: &BTreeMap<String, Vec<toml::Value>>,
+) -> Result<DataPlan> {
+    let usage = |m: String| usage_in(path, m);
+    let file = d.file.as_ref().expect("a file dataset");
+    if !data_axes.is_empty() || d.train.is_some() || d.val.is_some() || d.seed.is_some() {
+        return Err(usage(format!(
+            "dataset file {file} cannot take train, val, seed or [sweep.data]; those need a preset or spec"
+        )));
+    }
+    let p = base.join(file);
+    if !p.exists() {
+        return Err(Error::Missing(format!(
+            "{}: dataset file {} does not exist; check the path (relative to the experiment file)",
+            path.display(),
+            p.display()
+        )));
+    }
+    let label = d.name.clone().unwrap_or_else(|| {
+        Path::new(file)
+            .file_stem()
+            .map_or("data".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok(DataPlan {
+        label,
+        source: DataSource::File(p),
+    })
+}
+
+/// A `[[dataset]]` generated from a preset or spec file, once per `[sweep.data]` combination.
+fn spec_datasets(
+    d: &DatasetEntry,
+    base: &Path,
+    path: &Path,
+    data_axes: &BTreeMap<String, Vec<toml::Value>>,
+) -> Result<Vec<DataPlan>> {
+    let usage = |m: String| usage_in(path, m);
+    let mut datasets = Vec::new();
+    let (mut spec_file, default_label) = if let Some(p) = &d.preset {
+        let preset = shapes::presets::find(p).ok_or_else(|| {
+            usage(format!(
+                "unknown preset `{p}`; choose one of {}",
+                shapes::presets::names().join(", ")
+            ))
+        })?;
+        (preset.spec_file(), preset.name.to_string())
+    } else {
+        let sp = base.join(d.spec.as_ref().expect("one source"));
+        let src = std::fs::read_to_string(&sp).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Missing(format!(
+                "{}: dataset spec {} does not exist; check the path (relative to the experiment file)",
+                path.display(),
+                sp.display()
+            )),
+            _ => Error::io(&sp, e),
+        })?;
+        let sf = SpecFile::from_toml(&src).map_err(|e| usage(format!("{}: {e}", sp.display())))?;
+        let label = sf.name.clone().unwrap_or_else(|| {
+            sp.file_stem()
+                .map_or("spec".into(), |s| s.to_string_lossy().into_owned())
+        });
+        (sf, label)
+    };
+    spec_file.override_counts(d.train, d.val);
+    if d.seed.is_some() {
+        spec_file.seed = d.seed;
+    }
+    let label = d.name.clone().unwrap_or(default_label);
+    for c in combinations(data_axes) {
+        let mut sf = spec_file.clone();
+        apply_data_condition(&mut sf, &c, path)?;
+        let spec = sf
+            .resolve()
+            .map_err(|e| usage(format!("dataset {label}: {e}")))?;
+        let full = if c.is_empty() {
+            label.clone()
+        } else {
+            format!("{label}[{}]", condition_label(&c))
+        };
+        datasets.push(DataPlan {
+            label: full,
+            source: DataSource::Spec {
+                spec: Box::new(spec),
+                name: sf.name.clone().unwrap_or_else(|| label.clone()),
+            },
+        });
+    }
+    Ok(datasets)
+}
+
+/// Every run: dataset x architecture x condition x seed, each with its key and its seed
+/// derived from the experiment seed and the key.
+fn runs_of(
+    name: &str,
+    seed: u64,
+    seeds: usize,
+    datasets: &[DataPlan],
+    archs: &[String],
+    conditions: &[(String, TrainSettings)],
+) -> Vec<RunPlan> {
+    let mut runs = Vec::new();
+    for (di, d) in datasets.iter().enumerate() {
+        for arch in archs {
+            for (cond, settings) in conditions {
+                for s in 1..=seeds {
+                    let mut key = format!("{name}/{}/{arch}", d.label);
+                    if !cond.is_empty() {
+                        key += &format!("/{cond}");
+                    }
+                    key += &format!("/seed{s}");
+                    runs.push(RunPlan {
+                        seed: run_seed(seed, &key),
+                        key,
+                        dataset: di,
+                        arch: arch.clone(),
+                        condition: cond.clone(),
+                        seed_index: s,
+                        settings: settings.clone(),
+                    });
+                }
+            }
+        }
+    }
+    runs
+}
+
 impl Plan {
     /// Reads and expands an experiment file; every error names the line or value.
     pub fn from_file(path: &Path) -> Result<Plan> {
@@ -437,7 +678,7 @@ impl Plan {
     pub fn parse(text: &str, path: &Path) -> Result<Plan> {
         let f: ExperimentFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let usage = |m: String| Error::Usage(format!("{}: {m}", path.display()));
+        let usage = |m: String| usage_in(path, m);
         let name = f
             .name
             .clone()
@@ -465,50 +706,7 @@ impl Plan {
                 "no [[dataset]]; add one, e.g. [[dataset]] preset = \"thesis-1.3\"".into(),
             ));
         }
-        // Architectures.
-        let grid = f.grid.ok_or_else(|| {
-            usage("no [grid]; add e.g. [grid] layers = 2, filters = [2, 4, 8]".into())
-        })?;
-        let archs: Vec<String> = match (&grid.archs, &grid.filters) {
-            (Some(a), None) if grid.layers.is_none() => a.clone(),
-            (None, Some(filters)) => {
-                let layers = grid.layers.unwrap_or(2);
-                if filters.is_empty() || layers == 0 || layers > tinycnn::arch::MAX_LAYERS {
-                    return Err(usage(format!(
-                        "[grid] filters {filters:?} over {layers} layers is empty; give filters and 1 to {} layers",
-                        tinycnn::arch::MAX_LAYERS
-                    )));
-                }
-                let mut out: Vec<Vec<usize>> = vec![Vec::new()];
-                for _ in 0..layers {
-                    out = out
-                        .into_iter()
-                        .flat_map(|p| filters.iter().map(move |&f| [p.clone(), vec![f]].concat()))
-                        .collect();
-                }
-                out.iter()
-                    .map(|a| {
-                        a.iter()
-                            .map(|f| f.to_string())
-                            .collect::<Vec<_>>()
-                            .join("-")
-                    })
-                    .collect()
-            }
-            _ => {
-                return Err(usage(
-                    "[grid] takes either layers and filters, or archs".into(),
-                ))
-            }
-        };
-        if archs.is_empty() {
-            return Err(usage(
-                "[grid] archs is empty; list at least one, e.g. archs = [\"16-4\"]".into(),
-            ));
-        }
-        for a in &archs {
-            Arch::parse(a, 28, 28, 3).map_err(|e| usage(format!("[grid] {e}")))?;
-        }
+        let archs = archs_of(f.grid.as_ref(), path)?;
         // Training settings and their sweep.
         let mut base_train = f.train.clone();
         if let Some(e) = f.epochs {
@@ -521,50 +719,7 @@ impl Plan {
             None => BTreeMap::new(),
         };
         // Named conditions (or one unnamed), each crossed with the sweep's axes.
-        let named: Vec<(String, toml::Table)> = if f.condition.is_empty() {
-            vec![(String::new(), toml::Table::new())]
-        } else {
-            for n in f.condition.keys() {
-                if n.is_empty() || n.contains(['/', ',', '=']) {
-                    return Err(usage(format!(
-                        "condition name {n:?} must be non-empty, without '/', ',' or '='"
-                    )));
-                }
-            }
-            f.condition
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        let mut conditions: Vec<(String, TrainSettings)> = Vec::new();
-        for (cname, ctable) in &named {
-            for c in combinations(&train_axes) {
-                let mut t = base_train.clone();
-                for (k, v) in ctable {
-                    t.insert(k.clone(), v.clone());
-                }
-                for (k, v) in &c {
-                    t.insert(k.clone(), v.clone());
-                }
-                let label = [cname.clone(), condition_label(&c)]
-                    .into_iter()
-                    .filter(|x| !x.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let settings: TrainSettings =
-                    toml::Value::Table(t)
-                        .try_into()
-                        .map_err(|e: toml::de::Error| {
-                            let what = if label.is_empty() {
-                                "[train]".to_string()
-                            } else {
-                                format!("[train] with {label}")
-                            };
-                            usage(format!("{what}: {}", e.message().trim().replace('\n', " ")))
-                        })?;
-                conditions.push((label, settings));
-            }
-        }
+        let conditions = conditions_of(&f, &base_train, &train_axes, path)?;
         // Datasets and their data conditions.
         let mut datasets = Vec::new();
         for d in &f.dataset {
@@ -577,81 +732,10 @@ impl Plan {
                     "each [[dataset]] needs exactly one of preset, spec or file".into(),
                 ));
             }
-            if let Some(file) = &d.file {
-                if !data_axes.is_empty() || d.train.is_some() || d.val.is_some() || d.seed.is_some()
-                {
-                    return Err(usage(format!(
-                        "dataset file {file} cannot take train, val, seed or [sweep.data]; those need a preset or spec"
-                    )));
-                }
-                let p = base.join(file);
-                if !p.exists() {
-                    return Err(Error::Missing(format!(
-                        "{}: dataset file {} does not exist; check the path (relative to the experiment file)",
-                        path.display(),
-                        p.display()
-                    )));
-                }
-                let label = d.name.clone().unwrap_or_else(|| {
-                    Path::new(file)
-                        .file_stem()
-                        .map_or("data".into(), |s| s.to_string_lossy().into_owned())
-                });
-                datasets.push(DataPlan {
-                    label,
-                    source: DataSource::File(p),
-                });
-                continue;
-            }
-            let (mut spec_file, default_label) = if let Some(p) = &d.preset {
-                let preset = shapes::presets::find(p).ok_or_else(|| {
-                    usage(format!(
-                        "unknown preset `{p}`; choose one of {}",
-                        shapes::presets::names().join(", ")
-                    ))
-                })?;
-                (preset.spec_file(), preset.name.to_string())
+            if d.file.is_some() {
+                datasets.push(file_dataset(d, base, path, &data_axes)?);
             } else {
-                let sp = base.join(d.spec.as_ref().expect("one source"));
-                let src = std::fs::read_to_string(&sp).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Error::Missing(format!(
-                        "{}: dataset spec {} does not exist; check the path (relative to the experiment file)",
-                        path.display(),
-                        sp.display()
-                    )),
-                    _ => Error::io(&sp, e),
-                })?;
-                let sf = SpecFile::from_toml(&src)
-                    .map_err(|e| usage(format!("{}: {e}", sp.display())))?;
-                let label = sf.name.clone().unwrap_or_else(|| {
-                    sp.file_stem()
-                        .map_or("spec".into(), |s| s.to_string_lossy().into_owned())
-                });
-                (sf, label)
-            };
-            spec_file.override_counts(d.train, d.val);
-            if d.seed.is_some() {
-                spec_file.seed = d.seed;
-            }
-            let label = d.name.clone().unwrap_or(default_label);
-            for c in combinations(&data_axes) {
-                let mut sf = spec_file.clone();
-                apply_data_condition(&mut sf, &c, path)?;
-                let spec = sf
-                    .resolve()
-                    .map_err(|e| usage(format!("dataset {label}: {e}")))?;
-                let full = if c.is_empty() {
-                    label.clone()
-                } else {
-                    format!("{label}[{}]", condition_label(&c))
-                };
-                datasets.push(DataPlan {
-                    label: full,
-                    source: DataSource::Spec {
-                        spec: Box::new(spec),
-                        name: sf.name.clone().unwrap_or_else(|| label.clone()),
-                    },
-                });
+                datasets.extend(spec_datasets(d, base, path, &data_axes)?);
             }
         }
         let mut labels: Vec<&str> = datasets.iter().map(|d| d.label.as_str()).collect();
@@ -663,29 +747,7 @@ impl Plan {
             )));
         }
         let seed = f.seed.unwrap_or(0);
-        let mut runs = Vec::new();
-        for (di, d) in datasets.iter().enumerate() {
-            for arch in &archs {
-                for (cond, settings) in &conditions {
-                    for s in 1..=seeds {
-                        let mut key = format!("{name}/{}/{arch}", d.label);
-                        if !cond.is_empty() {
-                            key += &format!("/{cond}");
-                        }
-                        key += &format!("/seed{s}");
-                        runs.push(RunPlan {
-                            seed: run_seed(seed, &key),
-                            key,
-                            dataset: di,
-                            arch: arch.clone(),
-                            condition: cond.clone(),
-                            seed_index: s,
-                            settings: settings.clone(),
-                        });
-                    }
-                }
-            }
-        }
+        let runs = runs_of(&name, seed, seeds, &datasets, &archs, &conditions);
         Ok(Plan {
             name,
             seed,
