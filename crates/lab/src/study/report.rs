@@ -826,10 +826,7 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
 /// Section 4: every case study opened up; returns the section and the case analyses the
 /// findings read.
 fn cases_section(c: &Ctx) -> Result<(String, Vec<(String, Analysis)>)> {
-    let dir = c.dir;
-    let store = c.store;
     let study = c.study;
-    let runs = c.runs;
     let mut h = String::new();
     let _ = write!(
         h,
@@ -838,139 +835,157 @@ fn cases_section(c: &Ctx) -> Result<(String, Vec<(String, Analysis)>)> {
     );
     let mut case_reports: Vec<(String, Analysis)> = Vec::new();
     for case in &study.table.cases {
-        let slug = case.slug();
-        let _ = write!(
-            h,
-            "<article id=\"case-{}\"><h3>{} on {}</h3>",
-            esc(&slug),
-            esc(&case.arch),
-            esc(&case.dataset)
-        );
-        let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
-            h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
-            continue;
-        };
-        let params = serde_json::json!({ "case": case }).to_string();
-        let analysis: Option<Analysis> = store
-            .analyses(&row.key)?
-            .into_iter()
-            .find(|(k, p, _)| {
-                *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
-            })
-            .map(|(_, _, r)| {
-                // A stored analysis that does not read back is an error, never a zero.
-                serde_json::from_str(&r).map_err(|e| {
-                    Error::bad(
-                        store.path(),
-                        format!("the case analysis of run {} does not read back ({e}); delete {} and run `shapelab study` again to redo it", row.key, dir.join("cases").join(&slug).display()),
-                    )
-                })
-            })
-            .transpose()?;
-        let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
-            Error::bad(
-                store.path(),
-                format!(
-                    "has run {} but not its dataset; the store is damaged",
-                    row.key
-                ),
-            )
-        })?;
-        let arch = tinycnn::Arch::parse(&case.arch, ds.height, ds.width, ds.class_names.len())?;
-        let _ = write!(
-            h,
-            "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
-            esc(&row.key),
-            esc(&case.arch),
-            arch.param_count(),
-            ds.width,
-            ds.height,
-            row.val_acc,
-            row.epochs_run,
-            if learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
-        );
-        let base = dir.join("cases").join(&slug);
-        h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
-        for l in 1..=filters_of(&row.arch).len() {
-            h += &img_file(
-                &base.join(format!("activations/layer-{l}.png")),
-                &format!("{slug} layer {l} activations"),
-            );
-        }
-        h += "</div><h4>Kernels</h4><div class=\"row\">";
-        for l in 1..=filters_of(&row.arch).len() {
-            h += &img_file(
-                &base.join(format!("kernels/layer-{l}.png")),
-                &format!("{slug} layer {l} kernels"),
-            );
-        }
-        h += "</div>";
-        let Some(a) = analysis else {
-            h += "<p class=\"missing\">The case analysis is not in the store yet; run <code>shapelab study</code> again.</p></article>";
-            continue;
-        };
-        h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
-        h += &pruning_table(&a.pruning);
-        h += &format!("<p>{}</p>", pruning_summary(&a.pruning));
-        h += "<div class=\"row\">";
-        h += &img_file(&base.join("analysis/prune/accuracy.png"), "pruning curve");
-        h += "<div>";
-        h += "<h4>Agreement of the importance criteria with the pruning order</h4><table><thead><tr><th>layer</th><th>criterion</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>";
-        for ag in &a.ranking.agreement {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                ag.layer,
-                esc(&ag.criterion),
-                fmt_opt(ag.spearman, 2),
-                fmt_opt(ag.kendall, 2)
-            );
-        }
-        h += "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
-        for l in 1..=filters_of(&row.arch).len() {
-            h += &img_file(
-                &base.join(format!("analysis/similarity-layer-{l}-activations.png")),
-                "activation similarity",
-            );
-        }
-        h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
-        h += "</div>";
-        let events = &a.interaction.events;
-        if !events.is_empty() {
-            h += "<ul>";
-            for e in events.iter().take(8) {
-                let _ = write!(h, "<li>{}</li>", esc(&e.text));
-            }
-            h += "</ul>";
-        }
-        h += "<h4>Failures by latent factor (the thesis's Table 12)</h4>";
-        let nf = a.failures.failures.len();
-        let _ = write!(
-            h,
-            "<p>{} of {} validation images misclassified.</p>",
-            nf, a.failures.images
-        );
-        h += "<div class=\"row\">";
-        if let Ok(rd) = std::fs::read_dir(base.join("analysis")) {
-            let mut pngs: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().contains("accuracy-by-"))
-                .collect();
-            pngs.sort();
-            for p in pngs {
-                h += &img_file(&p, "accuracy by factor");
-            }
-        }
-        if nf > 0 {
-            h += &img_file(&base.join("analysis/failures.png"), "misclassified images");
-        }
-        h += "</div>";
-        h += "</article>";
-        case_reports.push((slug, a));
+        let (article, analysis) = case_article(c, case)?;
+        h += &article;
+        case_reports.extend(analysis);
     }
     h += "</section>";
 
     Ok((h, case_reports))
+}
+
+/// One case study's article: its run, activation maps and kernels, pruning table, agreement of
+/// the importance criteria, similarity, interaction and failures; with its analysis when the
+/// store holds it.
+fn case_article(
+    c: &Ctx,
+    case: &crate::study::config::Case,
+) -> Result<(String, Option<(String, Analysis)>)> {
+    let dir = c.dir;
+    let store = c.store;
+    let study = c.study;
+    let runs = c.runs;
+    let mut h = String::new();
+    let slug = case.slug();
+    let _ = write!(
+        h,
+        "<article id=\"case-{}\"><h3>{} on {}</h3>",
+        esc(&slug),
+        esc(&case.arch),
+        esc(&case.dataset)
+    );
+    let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
+        h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
+        return Ok((h, None));
+    };
+    let params = serde_json::json!({ "case": case }).to_string();
+    let analysis: Option<Analysis> = store
+        .analyses(&row.key)?
+        .into_iter()
+        .find(|(k, p, _)| {
+            *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
+        })
+        .map(|(_, _, r)| {
+            // A stored analysis that does not read back is an error, never a zero.
+            serde_json::from_str(&r).map_err(|e| {
+                Error::bad(
+                    store.path(),
+                    format!("the case analysis of run {} does not read back ({e}); delete {} and run `shapelab study` again to redo it", row.key, dir.join("cases").join(&slug).display()),
+                )
+            })
+        })
+        .transpose()?;
+    let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
+        Error::bad(
+            store.path(),
+            format!(
+                "has run {} but not its dataset; the store is damaged",
+                row.key
+            ),
+        )
+    })?;
+    let arch = tinycnn::Arch::parse(&case.arch, ds.height, ds.width, ds.class_names.len())?;
+    let _ = write!(
+        h,
+        "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
+        esc(&row.key),
+        esc(&case.arch),
+        arch.param_count(),
+        ds.width,
+        ds.height,
+        row.val_acc,
+        row.epochs_run,
+        if learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
+    );
+    let base = dir.join("cases").join(&slug);
+    h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
+    for l in 1..=filters_of(&row.arch).len() {
+        h += &img_file(
+            &base.join(format!("activations/layer-{l}.png")),
+            &format!("{slug} layer {l} activations"),
+        );
+    }
+    h += "</div><h4>Kernels</h4><div class=\"row\">";
+    for l in 1..=filters_of(&row.arch).len() {
+        h += &img_file(
+            &base.join(format!("kernels/layer-{l}.png")),
+            &format!("{slug} layer {l} kernels"),
+        );
+    }
+    h += "</div>";
+    let Some(a) = analysis else {
+        h += "<p class=\"missing\">The case analysis is not in the store yet; run <code>shapelab study</code> again.</p></article>";
+        return Ok((h, None));
+    };
+    h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
+    h += &pruning_table(&a.pruning);
+    h += &format!("<p>{}</p>", pruning_summary(&a.pruning));
+    h += "<div class=\"row\">";
+    h += &img_file(&base.join("analysis/prune/accuracy.png"), "pruning curve");
+    h += "<div>";
+    h += "<h4>Agreement of the importance criteria with the pruning order</h4><table><thead><tr><th>layer</th><th>criterion</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>";
+    for ag in &a.ranking.agreement {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ag.layer,
+            esc(&ag.criterion),
+            fmt_opt(ag.spearman, 2),
+            fmt_opt(ag.kendall, 2)
+        );
+    }
+    h +=
+        "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
+    for l in 1..=filters_of(&row.arch).len() {
+        h += &img_file(
+            &base.join(format!("analysis/similarity-layer-{l}-activations.png")),
+            "activation similarity",
+        );
+    }
+    h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
+    h += "</div>";
+    let events = &a.interaction.events;
+    if !events.is_empty() {
+        h += "<ul>";
+        for e in events.iter().take(8) {
+            let _ = write!(h, "<li>{}</li>", esc(&e.text));
+        }
+        h += "</ul>";
+    }
+    h += "<h4>Failures by latent factor (the thesis's Table 12)</h4>";
+    let nf = a.failures.failures.len();
+    let _ = write!(
+        h,
+        "<p>{} of {} validation images misclassified.</p>",
+        nf, a.failures.images
+    );
+    h += "<div class=\"row\">";
+    if let Ok(rd) = std::fs::read_dir(base.join("analysis")) {
+        let mut pngs: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().contains("accuracy-by-"))
+            .collect();
+        pngs.sort();
+        for p in pngs {
+            h += &img_file(&p, "accuracy by factor");
+        }
+    }
+    if nf > 0 {
+        h += &img_file(&base.join("analysis/failures.png"), "misclassified images");
+    }
+    h += "</div>";
+    h += "</article>";
+    Ok((h, Some((slug, a))))
 }
 
 /// Builds `DIR/report.html` from the study directory; returns its path.
