@@ -134,6 +134,58 @@ pub fn decode_gray(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     Ok((w, h, buf))
 }
 
+/// The PNG files of split `s` as (file name, label, path relative to `dir`), class by class;
+/// other visible files go to `skipped`. A class folder without a PNG, a class missing from
+/// `train/`, or a split without images is refused.
+fn list_split(
+    dir: &Path,
+    s: &str,
+    class_names: &[String],
+    skipped: &mut Vec<PathBuf>,
+) -> Result<Vec<(String, u8, String)>> {
+    let mut files: Vec<(String, u8, String)> = Vec::new();
+    for (label, class) in class_names.iter().enumerate() {
+        let p = dir.join(s).join(class);
+        if !p.is_dir() {
+            if s == "train" {
+                return Err(Error::bad(
+                    dir,
+                    format!("class {class} has a val/{class}/ folder but no train/{class}/ images; every class needs training images"),
+                ));
+            }
+            continue;
+        }
+        let before = files.len();
+        for entry in fs::read_dir(&p).map_err(|e| Error::io(&p, e))? {
+            let entry = entry.map_err(|e| Error::io(&p, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if hidden(&name) {
+                continue;
+            }
+            if name.to_ascii_lowercase().ends_with(".png") {
+                files.push((name.clone(), label as u8, format!("{s}/{class}/{name}")));
+            } else {
+                skipped.push(PathBuf::from(s).join(class).join(name));
+            }
+        }
+        if files.len() == before {
+            return Err(Error::bad(
+                &p,
+                "holds no .png images; remove the empty class folder or add images to it",
+            ));
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::bad(
+            dir,
+            format!(
+                "the {s} split holds no images; a dataset needs at least one image in each split"
+            ),
+        ));
+    }
+    Ok(files)
+}
+
 /// Reads an ImageFolder tree (see the module docs). Hidden entries are ignored; a class
 /// folder without images, or a class with no training image, is refused; other files in the
 /// class folders (`.jpg`, notes) are listed in [`Dataset::skipped`].
@@ -165,45 +217,7 @@ pub fn read(dir: &Path) -> Result<Dataset> {
     let mut splits = Vec::new();
     let mut skipped = Vec::new();
     for s in SPLITS {
-        // (file name, label, relative path)
-        let mut files: Vec<(String, u8, String)> = Vec::new();
-        for (label, class) in class_names.iter().enumerate() {
-            let p = dir.join(s).join(class);
-            if !p.is_dir() {
-                if s == "train" {
-                    return Err(Error::bad(
-                        dir,
-                        format!("class {class} has a val/{class}/ folder but no train/{class}/ images; every class needs training images"),
-                    ));
-                }
-                continue;
-            }
-            let before = files.len();
-            for entry in fs::read_dir(&p).map_err(|e| Error::io(&p, e))? {
-                let entry = entry.map_err(|e| Error::io(&p, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if hidden(&name) {
-                    continue;
-                }
-                if name.to_ascii_lowercase().ends_with(".png") {
-                    files.push((name.clone(), label as u8, format!("{s}/{class}/{name}")));
-                } else {
-                    skipped.push(PathBuf::from(s).join(class).join(name));
-                }
-            }
-            if files.len() == before {
-                return Err(Error::bad(
-                    &p,
-                    "holds no .png images; remove the empty class folder or add images to it",
-                ));
-            }
-        }
-        if files.is_empty() {
-            return Err(Error::bad(
-                dir,
-                format!("the {s} split holds no images; a dataset needs at least one image in each split"),
-            ));
-        }
+        let mut files = list_split(dir, s, &class_names, &mut skipped)?;
         files.sort();
         let decoded: Vec<(usize, usize, Vec<u8>)> = files
             .par_iter()
