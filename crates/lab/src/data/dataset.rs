@@ -228,6 +228,44 @@ pub fn check_side(source: &Path, width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
+/// The labels `[n]` (checked to fit in u8) and the factors `[n, k]` (checked against
+/// `factor_names`) of split `part` of a dataset npz holding `n` images in it.
+fn labels_and_factors(
+    f: &NpzFile,
+    part: &str,
+    n: u64,
+    factor_names: &[String],
+) -> Result<(Vec<u8>, Vec<f32>)> {
+    let bad = |reason: String| Error::bad(f.path(), reason);
+    let (ys, labels) = f.ints(&format!("y_{part}"))?;
+    if ys != [n] {
+        return Err(bad(format!(
+            "array `y_{part}` has shape {ys:?}, expected ({n},) to match x_{part}"
+        )));
+    }
+    if let Some(bad_label) = labels.iter().find(|&&l| !(0..=255).contains(&l)) {
+        return Err(bad(format!(
+            "y_{part} holds label {bad_label}; labels must be 0..=255"
+        )));
+    }
+    let labels: Vec<u8> = labels.into_iter().map(|l| l as u8).collect();
+    let factors = if f.has(&format!("factors_{part}")) {
+        let (fs, v) = f.floats(&format!("factors_{part}"))?;
+        let k = factor_names.len() as u64;
+        if fs != [n, k] {
+            return Err(bad(format!(
+                "array `factors_{part}` has shape {fs:?}, expected ({n}, {k}) for {k} factor_names"
+            )));
+        }
+        v
+    } else if factor_names.is_empty() {
+        Vec::new()
+    } else {
+        return Err(bad(format!("has factor_names but no factors_{part}")));
+    };
+    Ok((labels, factors))
+}
+
 pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
     let bad = |reason: String| Error::bad(f.path(), reason);
     if !f.has("x_train") && f.has("x_panel") {
@@ -278,34 +316,8 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
             }
             _ => {}
         }
-        let n = xs[0];
-        let (ys, labels) = f.ints(&format!("y_{part}"))?;
-        if ys != [n] {
-            return Err(bad(format!(
-                "array `y_{part}` has shape {ys:?}, expected ({n},) to match x_{part}"
-            )));
-        }
-        if let Some(bad_label) = labels.iter().find(|&&l| !(0..=255).contains(&l)) {
-            return Err(bad(format!(
-                "y_{part} holds label {bad_label}; labels must be 0..=255"
-            )));
-        }
-        max_label = labels.iter().copied().fold(max_label, i64::max);
-        let labels: Vec<u8> = labels.into_iter().map(|l| l as u8).collect();
-        let factors = if f.has(&format!("factors_{part}")) {
-            let (fs, v) = f.floats(&format!("factors_{part}"))?;
-            let k = factor_names.len() as u64;
-            if fs != [n, k] {
-                return Err(bad(format!(
-                    "array `factors_{part}` has shape {fs:?}, expected ({n}, {k}) for {k} factor_names"
-                )));
-            }
-            v
-        } else if factor_names.is_empty() {
-            Vec::new()
-        } else {
-            return Err(bad(format!("has factor_names but no factors_{part}")));
-        };
+        let (labels, factors) = labels_and_factors(f, part, xs[0], &factor_names)?;
+        max_label = labels.iter().map(|&l| l as i64).fold(max_label, i64::max);
         splits.push(Split {
             images,
             labels,
