@@ -92,8 +92,7 @@ impl Input<'_> {
     fn protected(&self) -> (Vec<PathBuf>, bool) {
         let p = resolve(self.path());
         match self {
-            Input::File(_) => (vec![p], false),
-            Input::Tree(_) => (vec![p], false),
+            Input::File(_) | Input::Tree(_) => (vec![p], false),
             Input::Model(_) => {
                 let mut v = vec![p.clone()];
                 v.extend(MODEL_FILES.iter().map(|f| p.join(f)));
