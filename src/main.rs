@@ -52,11 +52,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return 2;
         }
         if let Some(e) = cause.downcast_ref::<tinycnn::Error>() {
-            return if matches!(e, tinycnn::Error::Params(_)) {
-                1
-            } else {
-                2
-            };
+            return if e.is_usage() { 2 } else { 1 };
         }
     }
     1
@@ -317,12 +313,10 @@ fn inspect(args: InspectArgs) -> Result<()> {
         )
     };
     if let Some(p) = &sheet_path {
-        let input = if args.path.is_dir() {
-            lab::files::output::Input::Tree(&args.path)
-        } else {
-            lab::files::output::Input::File(&args.path)
-        };
-        lab::files::output::check_disjoint(p, "--sheet", &[input])?;
+        let input: Vec<lab::files::output::Input> = lab::files::output::Input::at(&args.path)
+            .into_iter()
+            .collect();
+        lab::files::output::check_disjoint(p, "--sheet", &input)?;
         // The default sheet is derived data, refreshed; a file the user named needs --force.
         lab::files::fsio::prepare_file(p, args.force || args.sheet.is_none())?;
     }

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// True when a bar would be drawn: stderr is a terminal and not `--quiet`.
-pub fn shown(quiet: bool) -> bool {
+fn shown(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 

@@ -151,14 +151,6 @@ fn unwritable_and_unreadable_paths() {
     ok(dir.path(), &["inspect", "f.npz", "--no-sheet"]);
 }
 
-/// A `.shapelab-*.partial` staging name in `dir`, if a writer has one open.
-fn partial_in(dir: &std::path::Path) -> Option<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with(".shapelab-") && n.ends_with(".partial"))
-}
-
 #[test]
 fn killed_generation_never_leaves_a_half_file() {
     let dir = workdir();
@@ -188,7 +180,7 @@ fn killed_generation_never_leaves_a_half_file() {
             .spawn()
             .unwrap();
         let started = std::time::Instant::now();
-        while mid_write && partial_in(dir.path()).is_none() {
+        while mid_write && crate::leftovers(dir.path()).is_empty() {
             assert!(started.elapsed() < Duration::from_secs(120), "never wrote");
             assert!(
                 child.try_wait().unwrap().is_none(),
@@ -204,7 +196,7 @@ fn killed_generation_never_leaves_a_half_file() {
         assert_eq!(fs::read(dir.path().join("d.npz")).unwrap(), before);
     }
     assert!(
-        partial_in(dir.path()).is_some(),
+        !crate::leftovers(dir.path()).is_empty(),
         "the killed writer left its staged file"
     );
     // The next write in the same place removes what the killed writer left (issue 11).

@@ -73,7 +73,7 @@ impl Error {
     /// True for mistakes in what was asked (exit 2), false for failures (exit 1).
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Engine(e) => !matches!(e, tinycnn::Error::Params(_)),
+            Error::Engine(e) => e.is_usage(),
             e => matches!(
                 e,
                 Error::Spec(_)

@@ -18,5 +18,13 @@ pub enum Error {
     Params(String),
 }
 
+impl Error {
+    /// True when the caller asked for something impossible (an architecture, data or setting
+    /// the engine refuses), false for parameters that do not match (a damaged file).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, Error::Params(_))
+    }
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -70,42 +70,36 @@ impl AnalysisKind {
     }
 }
 
-impl rusqlite::types::ToSql for AnalysisKind {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.name().into())
-    }
+/// Enums stored by name: written with `name()`, read back through `ALL`; a name this
+/// shapelab does not know is an error, never a default.
+macro_rules! stored_by_name {
+    ($t:ty, $what:literal) => {
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.name().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let name = v.as_str()?;
+                <$t>::ALL
+                    .into_iter()
+                    .find(|x| x.name() == name)
+                    .ok_or_else(|| {
+                        rusqlite::types::FromSqlError::Other(
+                            format!(concat!("unknown ", $what, " {:?}"), name).into(),
+                        )
+                    })
+            }
+        }
+    };
 }
 
-impl rusqlite::types::FromSql for AnalysisKind {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let name = v.as_str()?;
-        AnalysisKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| {
-                rusqlite::types::FromSqlError::Other(
-                    format!("unknown analysis kind {name:?}").into(),
-                )
-            })
-    }
-}
-
-/// Outcomes are stored by name; a name this shapelab does not know is an error, never a
-/// default.
-impl rusqlite::types::ToSql for Outcome {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.name().into())
-    }
-}
-
-impl rusqlite::types::FromSql for Outcome {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let name = v.as_str()?;
-        Outcome::from_name(name).ok_or_else(|| {
-            rusqlite::types::FromSqlError::Other(format!("unknown run outcome {name:?}").into())
-        })
-    }
-}
+stored_by_name!(AnalysisKind, "analysis kind");
+stored_by_name!(Outcome, "run outcome");
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 1;

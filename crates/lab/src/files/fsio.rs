@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 /// What an output path should hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     File,
     Dir,
 }
@@ -23,7 +23,7 @@ pub enum Kind {
 /// Checks an output path before any work: not empty, of the right kind if it exists,
 /// replaced only with `force` and (for a directory) only if shapelab wrote it; then creates
 /// its parent directories and clears stale leftovers of killed writers there.
-pub fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
+fn prepare(path: &Path, force: bool, kind: Kind) -> Result<()> {
     if path.as_os_str().is_empty() {
         return Err(Error::Usage(
             "the output path is empty; pass --out PATH".into(),
