@@ -77,7 +77,9 @@ fn plan(
         .build(&args.arch, height, width, classes, args.seed)
         .map_err(|e| match e {
             lab::Error::Usage(m) if m.starts_with("momentum") => usage(format!("--{m}")),
-            lab::Error::Usage(m) => usage(m.replacen("architecture ", "--arch ", 1)),
+            lab::Error::Usage(m) => {
+                usage(m.replacen("architecture ", &format!("--arch {}: ", args.arch), 1))
+            }
             other => other.into(),
         })?;
     Ok((arch, config))

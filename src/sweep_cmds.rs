@@ -230,7 +230,7 @@ pub fn runs(args: RunsArgs) -> Result<()> {
                 r.key.clone(),
                 r.experiment.clone(),
                 r.dataset.clone(),
-                r.arch.clone(),
+                r.arch.to_string(),
                 r.condition.clone(),
                 r.seed_index.to_string(),
                 r.seed.to_string(),

@@ -80,6 +80,62 @@ pub struct Arch {
     pub classes: usize,
 }
 
+/// An architecture as the thesis writes it: the filters of each conv layer joined by `-`
+/// (`16-4`, `8`, `8-16-32`), without the input size and classes that complete it into an
+/// [`Arch`]. Parsed once where it is read; compared and ordered by its filters, so `2-16`
+/// sorts before `16-4`. Stored and shown as its text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArchLabel(Vec<usize>);
+
+impl ArchLabel {
+    /// Filters per conv layer, e.g. `[16, 4]`.
+    pub fn filters(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// Conv layers.
+    pub fn layers(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::str::FromStr for ArchLabel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ArchLabel> {
+        s.split('-')
+            .map(|t| t.trim().parse::<usize>().ok().filter(|&f| (1..=MAX_FILTERS).contains(&f)))
+            .collect::<Option<Vec<usize>>>()
+            .filter(|f| !f.is_empty() && f.len() <= MAX_LAYERS)
+            .map(ArchLabel)
+            .ok_or_else(|| {
+                Error::Arch(format!(
+                    "`{s}` is not an architecture; write filters per conv layer joined by '-', e.g. 16-4 or 8-16-32 (1 to {MAX_FILTERS} filters, at most {MAX_LAYERS} layers)"
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for ArchLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let text: Vec<String> = self.0.iter().map(|x| x.to_string()).collect();
+        f.pad(&text.join("-"))
+    }
+}
+
+impl Serialize for ArchLabel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ArchLabel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Most filters in one layer, and most conv layers, accepted.
 pub const MAX_FILTERS: usize = 1024;
 pub const MAX_LAYERS: usize = 8;
@@ -88,16 +144,18 @@ impl Arch {
     /// The architecture written as the thesis does (`16-4`, `8`, `8-16-32`), with 3x3 kernels,
     /// ReLU and pooling after every block.
     pub fn parse(s: &str, height: usize, width: usize, classes: usize) -> Result<Arch> {
-        let filters = s
-            .split('-')
-            .map(|t| t.trim().parse::<usize>().ok().filter(|&f| (1..=MAX_FILTERS).contains(&f)))
-            .collect::<Option<Vec<usize>>>()
-            .filter(|f| !f.is_empty() && f.len() <= MAX_LAYERS)
-            .ok_or_else(|| {
-                Error::Arch(format!(
-                    "`{s}` is not an architecture; write filters per conv layer joined by '-', e.g. 16-4 or 8-16-32 (1 to {MAX_FILTERS} filters, at most {MAX_LAYERS} layers)"
-                ))
-            })?;
+        Arch::from_label(&s.parse()?, height, width, classes)
+    }
+
+    /// The architecture `label` on `height x width` inputs of `classes` classes, with 3x3
+    /// kernels, ReLU and pooling after every block.
+    pub fn from_label(
+        label: &ArchLabel,
+        height: usize,
+        width: usize,
+        classes: usize,
+    ) -> Result<Arch> {
+        let filters = label.filters().to_vec();
         let arch = Arch {
             height,
             width,
@@ -188,6 +246,11 @@ impl Arch {
         conv + self.classes * self.features() + self.classes
     }
 
+    /// The filters per layer in the thesis's notation, as a value.
+    pub fn arch_label(&self) -> ArchLabel {
+        ArchLabel(self.filters.clone())
+    }
+
     /// The thesis's notation: `16-4`.
     pub fn label(&self) -> String {
         self.filters
@@ -241,6 +304,32 @@ pub(crate) fn check_keep(arch: &Arch, keep: &[Vec<bool>]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_parse_print_and_sort_by_their_filters() {
+        let l: ArchLabel = "8-16-32".parse().unwrap();
+        assert_eq!(l.filters(), &[8, 16, 32]);
+        assert_eq!(l.layers(), 3);
+        assert_eq!(l.to_string(), "8-16-32");
+        let mut v: Vec<ArchLabel> = ["16-4", "2-16", "8", "2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        v.sort();
+        let shown: Vec<String> = v.iter().map(|l| l.to_string()).collect();
+        assert_eq!(shown, ["2", "2-16", "8", "16-4"]);
+        for bad in ["", "16-", "0-4", "a", "1-2-3-4-5-6-7-8-9", "2000"] {
+            assert!(bad.parse::<ArchLabel>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&l).unwrap();
+        assert_eq!(json, "\"8-16-32\"");
+        assert_eq!(serde_json::from_str::<ArchLabel>(&json).unwrap(), l);
+        assert!(serde_json::from_str::<ArchLabel>("\"16-x\"").is_err());
+        assert_eq!(
+            Arch::parse("16-4", 28, 28, 3).unwrap().arch_label(),
+            "16-4".parse().unwrap()
+        );
+    }
 
     #[test]
     fn thesis_parameter_count() {

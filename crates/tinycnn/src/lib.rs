@@ -32,7 +32,7 @@ pub mod optim;
 pub mod prune;
 pub mod train;
 
-pub use arch::{Activation, Arch};
+pub use arch::{Activation, Arch, ArchLabel};
 pub use error::{Error, Result};
 pub use fused::use_portable_kernels;
 pub use model::{Init, Model};

@@ -1,10 +1,17 @@
-//! The thesis's greedy pruning tables ([`pruning`]) and the analyses it left as future work
-//! ([`analysis`]: L1 and Taylor ranking, similarity, interaction, failures), with their plots
-//! ([`plots`]).
+//! The thesis's greedy pruning tables ([`pruning`]) and the analyses it left as future work,
+//! one concept per file: [`ranking`] (L1, activation and Taylor ranking), [`similarity`],
+//! [`interaction`], [`failures`] by latent factor, the rank correlations they share
+//! ([`stats`]); [`analysis`] runs them all on one run and writes their files, with their
+//! plots ([`plots`]).
 //!
 //! Pure functions of a model and a dataset, plus the files they write; must not know
 //! experiments, stores or studies.
 
 pub mod analysis;
+pub mod failures;
+pub mod interaction;
 pub mod plots;
 pub mod pruning;
+pub mod ranking;
+pub mod similarity;
+pub mod stats;

@@ -121,13 +121,13 @@ impl TrainSettings {
     /// classes, with `seed`. Every value is checked.
     pub fn build(
         &self,
-        arch: &str,
+        arch: &tinycnn::ArchLabel,
         h: usize,
         w: usize,
         classes: usize,
         seed: u64,
     ) -> Result<(Arch, TrainConfig)> {
-        let mut a = Arch::parse(arch, h, w, classes)
+        let mut a = Arch::from_label(arch, h, w, classes)
             .map_err(|e| Error::Usage(format!("architecture {e}")))?;
         a.kernel = self.kernel;
         a.activation = self.activation;
@@ -189,7 +189,7 @@ pub struct RunPlan {
     pub key: String,
     /// Index into [`Plan::datasets`].
     pub dataset: usize,
-    pub arch: String,
+    pub arch: tinycnn::ArchLabel,
     /// The swept training fields, `name=value` joined by commas (empty without sweep axes).
     pub condition: String,
     /// 1-based index among the cell's seeds.
@@ -429,7 +429,7 @@ fn usage_in(path: &Path, m: String) -> Error {
 
 /// The architecture labels of `[grid]`: an explicit `archs` list, or every combination of
 /// `filters` over `layers` conv layers.
-fn archs_of(grid: Option<&GridSpec>, path: &Path) -> Result<Vec<String>> {
+fn archs_of(grid: Option<&GridSpec>, path: &Path) -> Result<Vec<tinycnn::ArchLabel>> {
     let usage = |m: String| usage_in(path, m);
     let grid = grid.ok_or_else(|| {
         usage("no [grid]; add e.g. [grid] layers = 2, filters = [2, 4, 8]".into())
@@ -471,10 +471,10 @@ fn archs_of(grid: Option<&GridSpec>, path: &Path) -> Result<Vec<String>> {
             "[grid] archs is empty; list at least one, e.g. archs = [\"16-4\"]".into(),
         ));
     }
-    for a in &archs {
-        Arch::parse(a, 28, 28, 3).map_err(|e| usage(format!("[grid] {e}")))?;
-    }
-    Ok(archs)
+    archs
+        .iter()
+        .map(|a| a.parse().map_err(|e| usage(format!("[grid] {e}"))))
+        .collect()
 }
 
 /// The training conditions: each named `[condition.NAME]` (or one unnamed) over `[train]`,
@@ -634,7 +634,7 @@ fn runs_of(
     seed: u64,
     seeds: usize,
     datasets: &[DataPlan],
-    archs: &[String],
+    archs: &[tinycnn::ArchLabel],
     conditions: &[(String, TrainSettings)],
 ) -> Vec<RunPlan> {
     let mut runs = Vec::new();
@@ -809,7 +809,7 @@ mod tests {
             "exp/thesis-1.3/2-2/lr=0.01,optimizer=adam/seed1"
         );
         assert_eq!(p.runs[0].settings.epochs, 3);
-        assert_eq!(p.runs.last().unwrap().arch, "4-4");
+        assert_eq!(p.runs.last().unwrap().arch, "4-4".parse().unwrap());
         let keys: std::collections::BTreeSet<&str> =
             p.runs.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys.len(), p.runs.len(), "keys are unique");

@@ -203,7 +203,7 @@ pub struct RunRow {
     pub experiment: String,
     pub dataset_hash: String,
     pub dataset: String,
-    pub arch: String,
+    pub arch: tinycnn::ArchLabel,
     pub condition: String,
     pub seed_index: usize,
     pub seed: u64,
@@ -250,7 +250,7 @@ pub struct ContinuationRow {
 pub struct RunFilter {
     pub experiment: Option<String>,
     pub dataset: Option<String>,
-    pub arch: Option<String>,
+    pub arch: Option<tinycnn::ArchLabel>,
     pub outcome: Option<Outcome>,
 }
 
@@ -549,7 +549,7 @@ impl Store {
                     r.experiment,
                     r.dataset_hash,
                     r.dataset,
-                    r.arch,
+                    r.arch.to_string(),
                     r.condition,
                     r.seed_index as i64,
                     r.seed.to_string(),
@@ -610,35 +610,43 @@ impl Store {
             )
             .map_err(self.err())?;
         let rows = st
-            .query_map(params![f.experiment, f.dataset, f.arch, f.outcome], |r| {
-                Ok(RunRow {
-                    key: r.get(0)?,
-                    experiment: r.get(1)?,
-                    dataset_hash: r.get(2)?,
-                    dataset: r.get(3)?,
-                    arch: r.get(4)?,
-                    condition: r.get(5)?,
-                    seed_index: r.get::<_, i64>(6)? as usize,
-                    seed: parsed(r, 7)?,
-                    config: r.get(8)?,
-                    outcome: r.get(9)?,
-                    plateau: r.get(10)?,
-                    never_predicted: json_column(r, 11)?,
-                    epochs_run: r.get::<_, i64>(12)? as usize,
-                    epochs_to_learn: r.get::<_, Option<i64>>(13)?.map(|v| v as usize),
-                    train_loss: unreal(r.get(14)?),
-                    train_acc: unreal(r.get(15)?),
-                    val_loss: unreal(r.get(16)?),
-                    val_acc: unreal(r.get(17)?),
-                    confusion: json_column(r, 18)?,
-                    diagnosis: r.get(19)?,
-                    seconds: r.get(20)?,
-                    images_per_s: r.get(21)?,
-                    model_dir: r.get(22)?,
-                    weights_sha256: r.get(23)?,
-                    finished: r.get(24)?,
-                })
-            })
+            .query_map(
+                params![
+                    f.experiment,
+                    f.dataset,
+                    f.arch.as_ref().map(|a| a.to_string()),
+                    f.outcome
+                ],
+                |r| {
+                    Ok(RunRow {
+                        key: r.get(0)?,
+                        experiment: r.get(1)?,
+                        dataset_hash: r.get(2)?,
+                        dataset: r.get(3)?,
+                        arch: parsed(r, 4)?,
+                        condition: r.get(5)?,
+                        seed_index: r.get::<_, i64>(6)? as usize,
+                        seed: parsed(r, 7)?,
+                        config: r.get(8)?,
+                        outcome: r.get(9)?,
+                        plateau: r.get(10)?,
+                        never_predicted: json_column(r, 11)?,
+                        epochs_run: r.get::<_, i64>(12)? as usize,
+                        epochs_to_learn: r.get::<_, Option<i64>>(13)?.map(|v| v as usize),
+                        train_loss: unreal(r.get(14)?),
+                        train_acc: unreal(r.get(15)?),
+                        val_loss: unreal(r.get(16)?),
+                        val_acc: unreal(r.get(17)?),
+                        confusion: json_column(r, 18)?,
+                        diagnosis: r.get(19)?,
+                        seconds: r.get(20)?,
+                        images_per_s: r.get(21)?,
+                        model_dir: r.get(22)?,
+                        weights_sha256: r.get(23)?,
+                        finished: r.get(24)?,
+                    })
+                },
+            )
             .map_err(self.err())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
@@ -794,7 +802,7 @@ mod tests {
             experiment: "e".into(),
             dataset_hash: "h".into(),
             dataset: "d".into(),
-            arch: "2-2".into(),
+            arch: "2-2".parse().unwrap(),
             condition: String::new(),
             seed_index: 1,
             seed: u64::MAX,

@@ -28,7 +28,7 @@ use crate::models::training::engine_data;
 pub struct StuckGroup {
     pub dataset: String,
     pub condition: String,
-    pub arch: String,
+    pub arch: tinycnn::ArchLabel,
     pub runs: usize,
     pub stuck: usize,
     /// Plateau (rounded to 3 decimals) to count.
@@ -71,16 +71,18 @@ fn mean_fraction(dead: &[Vec<usize>], filters: &[usize]) -> Vec<f64> {
 /// The stuck-run report over `rows` (with each run's last-epoch dead filters from `store`).
 pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
     let continuations = store.continuations()?;
+    // Keyed by the label's text, so groups keep the order `shapelab stuck` has always printed.
     let mut groups: BTreeMap<(String, String, String), Vec<&RunRow>> = BTreeMap::new();
     for r in rows {
         groups
-            .entry((r.dataset.clone(), r.condition.clone(), r.arch.clone()))
+            .entry((r.dataset.clone(), r.condition.clone(), r.arch.to_string()))
             .or_default()
             .push(r);
     }
     let mut out = Vec::new();
-    for ((dataset, condition, arch), runs) in groups {
-        let filters = crate::experiments::summary::filters_of(&arch);
+    for ((dataset, condition, _), runs) in groups {
+        let arch = runs[0].arch.clone();
+        let filters = arch.filters().to_vec();
         let stuck: Vec<&&RunRow> = runs
             .iter()
             .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Stuck)

@@ -50,7 +50,7 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
 /// One architecture's runs under one dataset and condition.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Cell {
-    pub arch: String,
+    pub arch: tinycnn::ArchLabel,
     pub runs: usize,
     pub learned: usize,
     pub rate: f64,
@@ -71,14 +71,8 @@ pub struct Group {
     pub cells: Vec<Cell>,
 }
 
-/// The filters per conv layer of an architecture label as the thesis writes it (`16-4` is
-/// `[16, 4]`, `8-16-32` three layers): the one place a label is split.
-pub fn filters_of(arch: &str) -> Vec<usize> {
-    arch.split('-').filter_map(|f| f.parse().ok()).collect()
-}
-
-/// Runs of one (dataset, condition), by (filters, architecture) so grids sort numerically.
-type ByArch<'a> = BTreeMap<(Vec<usize>, String), Vec<&'a RunRow>>;
+/// Runs of one (dataset, condition), by architecture (ordered by filters, so grids sort numerically).
+type ByArch<'a> = BTreeMap<tinycnn::ArchLabel, Vec<&'a RunRow>>;
 
 /// Groups runs by (dataset, condition) and architecture.
 pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
@@ -87,7 +81,7 @@ pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
         groups
             .entry((r.dataset.clone(), r.condition.clone()))
             .or_default()
-            .entry((filters_of(&r.arch), r.arch.clone()))
+            .entry(r.arch.clone())
             .or_default()
             .push(r);
     }
@@ -98,7 +92,7 @@ pub fn summarize(rows: &[RunRow]) -> Vec<Group> {
             condition,
             cells: archs
                 .into_iter()
-                .map(|((_, arch), runs)| {
+                .map(|(arch, runs)| {
                     let learned = runs
                         .iter()
                         .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
@@ -134,7 +128,7 @@ fn grid_axes(g: &Group) -> (Vec<usize>, Vec<usize>) {
     let mut rows = Vec::new();
     let mut cols = Vec::new();
     for c in &g.cells {
-        let f = filters_of(&c.arch);
+        let f = c.arch.filters();
         if f.len() == 2 {
             rows.push(f[0]);
             cols.push(f[1]);
@@ -172,7 +166,7 @@ pub fn to_text(groups: &[Group]) -> String {
             g.dataset
         );
         let (rows, cols) = grid_axes(g);
-        let find = |a: usize, b: usize| g.cells.iter().find(|c| filters_of(&c.arch) == [a, b]);
+        let find = |a: usize, b: usize| g.cells.iter().find(|c| c.arch.filters() == [a, b]);
         if !rows.is_empty() {
             let w = g
                 .cells
@@ -194,7 +188,7 @@ pub fn to_text(groups: &[Group]) -> String {
                 out += "\n";
             }
         }
-        for c in g.cells.iter().filter(|c| filters_of(&c.arch).len() != 2) {
+        for c in g.cells.iter().filter(|c| c.arch.layers() != 2) {
             out += &format!("  {:>8}  {}\n", c.arch, cell_text(c));
         }
         let total: usize = g.cells.iter().map(|c| c.runs).sum();
@@ -223,11 +217,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
     let mut panels = Vec::new();
     for g in groups {
         let (rows, cols) = grid_axes(g);
-        let others: Vec<&Cell> = g
-            .cells
-            .iter()
-            .filter(|c| filters_of(&c.arch).len() != 2)
-            .collect();
+        let others: Vec<&Cell> = g.cells.iter().filter(|c| c.arch.layers() != 2).collect();
         let grid_w = 60 + cols.len().max(others.len()) * CW;
         let grid_h = 40 + 20 + rows.len() * CH + if others.is_empty() { 0 } else { CH + 24 };
         panels.push((g, rows, cols, others, grid_w, grid_h));
@@ -286,7 +276,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
             for (i, row) in rows.iter().enumerate() {
                 c.text(M + 20, top + i * CH + CH / 2 - 6, &row.to_string(), 1, INK);
                 for (j, col) in cols.iter().enumerate() {
-                    if let Some(x) = g.cells.iter().find(|x| filters_of(&x.arch) == [*row, *col]) {
+                    if let Some(x) = g.cells.iter().find(|x| x.arch.filters() == [*row, *col]) {
                         cell(&mut c, M + 60 + j * CW, top + i * CH, x);
                     }
                 }
@@ -296,7 +286,7 @@ pub fn heatmap(groups: &[Group]) -> Canvas {
             let oy = top + rows.len() * CH + 4;
             c.text(M, oy + 14 + CH / 2 - 6, "1 layer", 1, FAINT);
             for (j, x) in others.iter().enumerate() {
-                c.text(M + 60 + j * CW, oy, &x.arch, 1, INK);
+                c.text(M + 60 + j * CW, oy, &x.arch.to_string(), 1, INK);
                 cell(&mut c, M + 60 + j * CW, oy + 14, x);
             }
         }
@@ -317,7 +307,7 @@ pub const THESIS_COLUMNS: [&str; 7] = [
 ];
 
 fn thesis_row(r: &RunRow) -> (String, String, String, usize, f64, f64, String) {
-    let f = filters_of(&r.arch);
+    let f = r.arch.filters();
     let (f1, f2) = (
         f.first().map_or(String::new(), |v| v.to_string()),
         if f.len() >= 2 {

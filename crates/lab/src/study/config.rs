@@ -22,7 +22,7 @@ pub const THESIS: &str = include_str!("../../../../studies/thesis.toml");
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub dataset: String,
-    pub arch: String,
+    pub arch: tinycnn::ArchLabel,
 }
 
 impl Case {
@@ -142,7 +142,7 @@ mod tests {
             experiment: "s".into(),
             dataset_hash: "h".into(),
             dataset: "size".into(),
-            arch: arch.into(),
+            arch: arch.parse().unwrap(),
             condition: condition.into(),
             seed_index,
             seed: 0,
@@ -171,7 +171,7 @@ mod tests {
     fn the_case_is_the_first_learned_seed_under_its_condition() {
         let case = Case {
             dataset: "size".into(),
-            arch: "16-4".into(),
+            arch: "16-4".parse().unwrap(),
         };
         let runs = vec![
             row("16-4", "stuck", 1, "learned", 1.0),
@@ -195,7 +195,7 @@ mod tests {
             &none,
             &Case {
                 dataset: "size".into(),
-                arch: "2-2".into()
+                arch: "2-2".parse().unwrap()
             },
             "modern"
         )

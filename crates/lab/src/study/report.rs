@@ -17,8 +17,9 @@ use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::{RunRow, Store};
-use crate::experiments::summary::{filters_of, summarize, wilson, Group};
+use crate::experiments::summary::{summarize, wilson, Group};
 use crate::study::config::{data_file, pick_case, Study};
+use tinycnn::ArchLabel;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -135,19 +136,17 @@ fn sweep_table(groups: &[&Group]) -> String {
         );
     }
     s += "</tr></thead><tbody>";
-    let mut archs: Vec<&str> = groups
+    let mut archs: Vec<&ArchLabel> = groups
         .iter()
-        .flat_map(|g| g.cells.iter().map(|c| c.arch.as_str()))
+        .flat_map(|g| g.cells.iter().map(|c| &c.arch))
         .collect();
-    archs.sort_by_key(|a| {
-        let f = filters_of(a);
-        (f.len(), f)
-    });
+    archs.sort_by_key(|a| (a.layers(), *a));
     archs.dedup();
     for a in archs {
-        let _ = write!(s, "<tr><td data-v=\"{}\">{}</td>", esc(a), esc(a));
+        let shown = esc(&a.to_string());
+        let _ = write!(s, "<tr><td data-v=\"{shown}\">{shown}</td>");
         for g in groups {
-            match g.cells.iter().find(|c| c.arch == a) {
+            match g.cells.iter().find(|c| c.arch == *a) {
                 Some(c) => {
                     let _ = write!(
                         s,
@@ -315,11 +314,11 @@ fn mean(v: &[f64]) -> Option<f64> {
 /// What the case studies are, in the thesis's words when they are the thesis's four: "16-4
 /// and 2-16 on the size dataset, 16-16 and 8-4 on the rotation dataset".
 fn cases_sentence(cases: &[crate::study::config::Case]) -> String {
-    let mut by_dataset: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut by_dataset: Vec<(&str, Vec<String>)> = Vec::new();
     for c in cases {
         match by_dataset.iter_mut().find(|(d, _)| *d == c.dataset) {
-            Some((_, archs)) => archs.push(&c.arch),
-            None => by_dataset.push((&c.dataset, vec![&c.arch])),
+            Some((_, archs)) => archs.push(c.arch.to_string()),
+            None => by_dataset.push((&c.dataset, vec![c.arch.to_string()])),
         }
     }
     let parts: Vec<String> = by_dataset
@@ -353,9 +352,9 @@ fn findings(
         };
         let all = |_: &RunRow| true;
         // By layer count: a three-layer net is neither (it used to count as two-layer).
-        let two = |r: &RunRow| filters_of(&r.arch).len() == 2;
-        let one = |r: &RunRow| filters_of(&r.arch).len() == 1;
-        let deeper = |r: &RunRow| filters_of(&r.arch).len() > 2;
+        let two = |r: &RunRow| r.arch.layers() == 2;
+        let one = |r: &RunRow| r.arch.layers() == 1;
+        let deeper = |r: &RunRow| r.arch.layers() > 2;
         let n_deeper = rs.iter().filter(|r| deeper(r)).count();
         let deeper_text = if n_deeper == 0 {
             String::new()
@@ -368,11 +367,9 @@ fn findings(
         let k = count(&all, Outcome::Learned);
         let (lo, hi) = wilson(k, rs.len());
         let mixed = {
-            let mut cells: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+            let mut cells: BTreeMap<(&str, &ArchLabel), (usize, usize)> = BTreeMap::new();
             for r in &rs {
-                let e = cells
-                    .entry((r.dataset.as_str(), r.arch.as_str()))
-                    .or_default();
+                let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
                 e.0 += 1;
                 e.1 += usize::from(r.outcome == Outcome::Learned);
             }
@@ -424,8 +421,8 @@ fn findings(
             .collect();
         // Stuck share by the first layer's width, over two-layer runs.
         let mut by_f1: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-        for r in runs.iter().filter(|r| filters_of(&r.arch).len() == 2) {
-            let f1 = filters_of(&r.arch)[0];
+        for r in runs.iter().filter(|r| r.arch.layers() == 2) {
+            let f1 = r.arch.filters()[0];
             let e = by_f1.entry(f1).or_default();
             e.0 += 1;
             e.1 += usize::from(r.outcome == Outcome::Stuck);
@@ -522,7 +519,7 @@ fn findings(
     let mut best: Option<(f64, String)> = None;
     for (slug, a) in cases {
         for e in &a.interaction.events {
-            if e.kind == "raised" {
+            if e.kind == crate::analyses::interaction::EventKind::Raised {
                 raised += 1;
                 let gain = e.after - e.before;
                 if best.as_ref().is_none_or(|b| gain > b.0) {
@@ -553,23 +550,22 @@ fn findings(
         ),
     );
     // (c) Agreement of the readings with pruning.
-    let mut agree: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut agree: BTreeMap<(usize, crate::analyses::ranking::Criterion), Vec<f64>> =
+        BTreeMap::new();
     for (_, a) in cases {
         for ag in &a.ranking.agreement {
             if let Some(v) = ag.spearman {
-                agree
-                    .entry((ag.layer, ag.criterion.clone()))
-                    .or_default()
-                    .push(v);
+                agree.entry((ag.layer, ag.criterion)).or_default().push(v);
             }
         }
     }
-    let mut layers: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
+    let mut layers: BTreeMap<usize, Vec<(crate::analyses::ranking::Criterion, f64)>> =
+        BTreeMap::new();
     for ((l, c), v) in &agree {
         layers
             .entry(*l)
             .or_default()
-            .push((c.clone(), mean(v).unwrap_or(0.0)));
+            .push((*c, mean(v).unwrap_or(0.0)));
     }
     let verdicts: Vec<String> = layers
         .iter()
@@ -807,7 +803,7 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&g.dataset),
             esc(&g.condition),
-            esc(&g.arch),
+            esc(&g.arch.to_string()),
             g.stuck,
             g.runs,
             pl.join(", "),
@@ -861,7 +857,7 @@ fn case_article(
         h,
         "<article id=\"case-{}\"><h3>{} on {}</h3>",
         esc(&slug),
-        esc(&case.arch),
+        esc(&case.arch.to_string()),
         esc(&case.dataset)
     );
     let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
@@ -894,12 +890,12 @@ fn case_article(
             ),
         )
     })?;
-    let arch = tinycnn::Arch::parse(&case.arch, ds.height, ds.width, ds.class_names.len())?;
+    let arch = tinycnn::Arch::from_label(&case.arch, ds.height, ds.width, ds.class_names.len())?;
     let _ = write!(
         h,
         "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
         esc(&row.key),
-        esc(&case.arch),
+        esc(&case.arch.to_string()),
         arch.param_count(),
         ds.width,
         ds.height,
@@ -909,14 +905,14 @@ fn case_article(
     );
     let base = dir.join("cases").join(&slug);
     h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
-    for l in 1..=filters_of(&row.arch).len() {
+    for l in 1..=row.arch.layers() {
         h += &img_file(
             &base.join(format!("activations/layer-{l}.png")),
             &format!("{slug} layer {l} activations"),
         );
     }
     h += "</div><h4>Kernels</h4><div class=\"row\">";
-    for l in 1..=filters_of(&row.arch).len() {
+    for l in 1..=row.arch.layers() {
         h += &img_file(
             &base.join(format!("kernels/layer-{l}.png")),
             &format!("{slug} layer {l} kernels"),
@@ -939,14 +935,14 @@ fn case_article(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ag.layer,
-            esc(&ag.criterion),
+            esc(ag.criterion.name()),
             fmt_opt(ag.spearman, 2),
             fmt_opt(ag.kendall, 2)
         );
     }
     h +=
         "</tbody></table></div></div><h4>Filter similarity and interaction</h4><div class=\"row\">";
-    for l in 1..=filters_of(&row.arch).len() {
+    for l in 1..=row.arch.layers() {
         h += &img_file(
             &base.join(format!("analysis/similarity-layer-{l}-activations.png")),
             "activation similarity",

@@ -1,0 +1,213 @@
+//! Interaction of filters (thesis future work 3): accuracy with every pair of filters removed
+//! against each removed alone, `interaction = drop(i, j) - drop(i) - drop(j)` (positive:
+//! redundant, they stand in for each other; negative: removing both costs less than the sum);
+//! and the events along the pruning path where a removal raised accuracy or sharply changed
+//! another filter's importance.
+//!
+//! A pure function of a model, data and a pruning; must not write files.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tinycnn::prune::Pruning;
+use tinycnn::{Model, Scaling};
+
+use crate::analyses::pruning::FilterRef;
+
+/// A notable event along the pruning path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub step: usize,
+    pub kind: EventKind,
+    pub removed: Vec<FilterRef>,
+    pub other: Option<FilterRef>,
+    pub before: f64,
+    pub after: f64,
+    pub text: String,
+}
+
+/// What happened at an [`Event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A removal raised accuracy.
+    Raised,
+    /// A removal changed how much another filter matters by more than 0.1 of accuracy.
+    Importance,
+}
+
+/// Pairwise interaction of filters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub filters: Vec<FilterRef>,
+    pub base_accuracy: f64,
+    /// Accuracy with filter i removed alone (diagonal) or with i and j removed; `None` when
+    /// that would empty a layer.
+    pub accuracy: Vec<Vec<Option<f64>>>,
+    /// `drop(i, j) - drop(i) - drop(j)`.
+    pub interaction: Vec<Vec<Option<f64>>>,
+    /// The most redundant and most antagonistic pairs.
+    pub most_redundant: Vec<(FilterRef, FilterRef, f64)>,
+    pub most_antagonistic: Vec<(FilterRef, FilterRef, f64)>,
+    pub events: Vec<Event>,
+}
+
+/// Computes [`Interaction`] exactly (every pair evaluated on the smaller network).
+///
+/// `data`: the images the pruning was measured on, `[N, 1, H, W]`; `pruning`: the greedy
+/// pruning of `model` on them. Cost: one evaluation per pair of filters, `F (F + 1) / 2`.
+pub fn interaction(
+    model: &Model,
+    data: &tinycnn::Data,
+    scaling: Scaling,
+    pruning: &Pruning,
+) -> Interaction {
+    let filters = &pruning.filters;
+    let base = pruning.initial_accuracy;
+    let accuracy = pair_accuracies(model, data, scaling, filters);
+    let (inter, mut scored) = interactions(&accuracy, base, filters);
+    scored.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let most_redundant: Vec<_> = scored
+        .iter()
+        .filter(|s| s.2 > 0.0)
+        .take(5)
+        .cloned()
+        .collect();
+    let most_antagonistic: Vec<_> = scored
+        .iter()
+        .rev()
+        .filter(|s| s.2 < 0.0)
+        .take(5)
+        .cloned()
+        .collect();
+    Interaction {
+        filters: filters.iter().map(|&f| FilterRef::of(f)).collect(),
+        base_accuracy: base,
+        accuracy,
+        interaction: inter,
+        most_redundant,
+        most_antagonistic,
+        events: events(pruning),
+    }
+}
+
+/// Accuracy `[F, F]` with filters i and j removed (i alone on the diagonal), `None` where that
+/// would empty a layer; symmetric.
+fn pair_accuracies(
+    model: &Model,
+    data: &tinycnn::Data,
+    scaling: Scaling,
+    filters: &[(usize, usize)],
+) -> Vec<Vec<Option<f64>>> {
+    let n = filters.len();
+    let full: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|i| (i..n).map(move |j| (i, j))).collect();
+    let accs: Vec<Option<f64>> = pairs
+        .par_iter()
+        .map(|&(i, j)| {
+            let mut k = full.clone();
+            k[filters[i].0][filters[i].1] = false;
+            k[filters[j].0][filters[j].1] = false;
+            model
+                .pruned(&k)
+                .ok()
+                .map(|m| tinycnn::train::evaluate(&m, data, scaling).accuracy)
+        })
+        .collect();
+    let mut accuracy = vec![vec![None; n]; n];
+    for (&(i, j), a) in pairs.iter().zip(&accs) {
+        accuracy[i][j] = *a;
+        accuracy[j][i] = *a;
+    }
+    accuracy
+}
+
+/// A scored pair of filters.
+type Pair = (FilterRef, FilterRef, f64);
+
+/// `drop(i, j) - drop(i) - drop(j)` as a `[F, F]` matrix (`None` on the diagonal and where a
+/// pair is undefined), and the defined pairs with `i < j`.
+// Index loops over a square matrix read more plainly than iterator chains here.
+#[allow(clippy::needless_range_loop)]
+fn interactions(
+    accuracy: &[Vec<Option<f64>>],
+    base: f64,
+    filters: &[(usize, usize)],
+) -> (Vec<Vec<Option<f64>>>, Vec<Pair>) {
+    let n = filters.len();
+    let mut inter = vec![vec![None; n]; n];
+    let mut scored = Vec::new();
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            if let (Some(ij), Some(ii), Some(jj)) = (accuracy[i][j], accuracy[i][i], accuracy[j][j])
+            {
+                let v = (base - ij) - (base - ii) - (base - jj);
+                inter[i][j] = Some(v);
+                if i < j {
+                    scored.push((FilterRef::of(filters[i]), FilterRef::of(filters[j]), v));
+                }
+            }
+        }
+    }
+    (inter, scored)
+}
+
+/// The events along the pruning path: removals that raised accuracy, and removals that changed
+/// another filter's single-removal drop by more than 0.1.
+fn events(pruning: &Pruning) -> Vec<Event> {
+    let filters = &pruning.filters;
+    let mut events = Vec::new();
+    let mut prev = pruning.initial_accuracy;
+    for (t, step) in pruning.steps.iter().enumerate() {
+        let removed: Vec<FilterRef> = step.removed.iter().map(|&f| FilterRef::of(f)).collect();
+        let names: Vec<String> = removed.iter().map(|f| f.label()).collect();
+        if step.accuracy_after > prev {
+            events.push(Event {
+                step: t + 1,
+                kind: EventKind::Raised,
+                removed: removed.clone(),
+                other: None,
+                before: prev,
+                after: step.accuracy_after,
+                text: format!(
+                    "step {}: removing {} raised accuracy from {:.4} to {:.4}",
+                    t + 1,
+                    names.join(", "),
+                    prev,
+                    step.accuracy_after
+                ),
+            });
+        }
+        if let Some(next) = pruning.steps.get(t + 1) {
+            for (i, (a, b)) in step.accuracies.iter().zip(&next.accuracies).enumerate() {
+                if let (Some(a), Some(b)) = (a, b) {
+                    // Importance of filter i: the drop its removal causes at that point.
+                    let (da, db) = (prev - a, step.accuracy_after - b);
+                    if (db - da).abs() > 0.1 {
+                        let other = FilterRef::of(filters[i]);
+                        events.push(Event {
+                            step: t + 1,
+                            kind: EventKind::Importance,
+                            removed: removed.clone(),
+                            other: Some(other),
+                            before: da,
+                            after: db,
+                            text: format!(
+                                "step {}: removing {} changed what {} costs from {:.4} to {:.4} of accuracy",
+                                t + 1,
+                                names.join(", "),
+                                other.label(),
+                                da,
+                                db
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        prev = step.accuracy_after;
+    }
+    events
+}
