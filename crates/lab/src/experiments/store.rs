@@ -230,6 +230,47 @@ pub struct RunRow {
     pub finished: String,
 }
 
+#[cfg(test)]
+impl RunRow {
+    /// A run of dataset `size` for tests: `arch`, `condition`, seed, outcome by name, accuracy.
+    pub(crate) fn example(
+        arch: &str,
+        condition: &str,
+        seed_index: usize,
+        outcome: &str,
+        val_acc: f64,
+    ) -> RunRow {
+        RunRow {
+            key: format!("s/size/{arch}/{condition}/seed{seed_index}"),
+            experiment: "s".into(),
+            dataset_hash: "h".into(),
+            dataset: "size".into(),
+            arch: arch.parse().unwrap(),
+            condition: condition.into(),
+            seed_index,
+            seed: 0,
+            config: String::new(),
+            outcome: crate::experiments::outcome::Outcome::from_name(outcome)
+                .expect("a known outcome"),
+            plateau: None,
+            never_predicted: vec![],
+            epochs_run: 1,
+            epochs_to_learn: None,
+            train_loss: 0.0,
+            train_acc: val_acc,
+            val_loss: 0.0,
+            val_acc,
+            confusion: vec![],
+            diagnosis: None,
+            seconds: 0.0,
+            images_per_s: 0.0,
+            model_dir: String::new(),
+            weights_sha256: String::new(),
+            finished: String::new(),
+        }
+    }
+}
+
 /// A stuck run trained further.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ContinuationRow {

@@ -17,8 +17,12 @@ use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::{RunRow, Store};
-use crate::experiments::summary::{summarize, wilson, Group};
+use crate::experiments::summary::{summarize, Group};
 use crate::study::config::{data_file, pick_case, Study};
+use crate::study::findings::{
+    findings, pruning_reading, Accord, Agreement, Finding, Interplay, Learning, Redundancy, Stuck,
+    StuckTally, StuckVerdict,
+};
 use tinycnn::ArchLabel;
 
 fn esc(s: &str) -> String {
@@ -221,84 +225,15 @@ fn pruning_table(p: &PruneJson) -> String {
     s + "</tr></tbody></table></div>"
 }
 
-/// Stuck-run statistics of one dataset and condition, summed over architectures.
-#[derive(Default)]
-struct StuckAgg {
-    runs: usize,
-    stuck: usize,
-    plateaus: BTreeMap<String, usize>,
-    /// Dead fraction of the last layer, times runs, and the runs counted.
-    dead: (f64, f64, f64, f64),
-    starts: Vec<f64>,
-    escaped: usize,
-    tried: usize,
-}
-
-impl StuckAgg {
-    fn add(&mut self, g: &crate::experiments::stuck::StuckGroup) {
-        self.runs += g.runs;
-        self.stuck += g.stuck;
-        for (p, n) in &g.plateaus {
-            *self.plateaus.entry(p.clone()).or_default() += n;
-        }
-        if let Some(v) = g.dead_fraction_stuck.last() {
-            self.dead.0 += v * g.stuck as f64;
-            self.dead.1 += g.stuck as f64;
-        }
-        let others = g.runs - g.stuck;
-        if let Some(v) = g.dead_fraction_other.last() {
-            self.dead.2 += v * others as f64;
-            self.dead.3 += others as f64;
-        }
-        if let Some(v) = g.median_plateau_start {
-            self.starts.push(v);
-        }
-        for (_, _, k, n) in &g.continued {
-            self.escaped += k;
-            self.tried += n;
-        }
-    }
-    fn dead_stuck(&self) -> String {
-        if self.dead.1 > 0.0 {
-            pct(self.dead.0 / self.dead.1)
-        } else {
-            "-".into()
-        }
-    }
-    fn dead_other(&self) -> String {
-        if self.dead.3 > 0.0 {
-            pct(self.dead.2 / self.dead.3)
-        } else {
-            "-".into()
-        }
-    }
-}
-
-/// The thesis's reading of a pruning table: filters, initial accuracy, how many removals
-/// (in order) cost at most 0.01 of accuracy, how many keep it at or above 0.90, survivors.
-fn pruning_numbers(p: &PruneJson) -> (usize, f64, usize, usize, Vec<String>) {
-    let initial = p.initial_accuracy;
-    let (mut removed, mut keep99, mut keep90) = (0, 0, 0);
-    for st in &p.steps {
-        let before = removed;
-        removed += st.removed.len();
-        let a = st.accuracy_after;
-        if a >= initial - 0.01 && keep99 == before {
-            keep99 = removed;
-        }
-        if a >= 0.9 && keep90 == before {
-            keep90 = removed;
-        }
-    }
-    let survivors = p.survivors.iter().map(|f| f.label()).collect();
-    (p.filters.len(), initial, keep99, keep90, survivors)
-}
-
 fn pruning_summary(p: &PruneJson) -> String {
-    let (filters, initial, keep99, keep90, survivors) = pruning_numbers(p);
+    let r = pruning_reading(p);
     format!(
-        "Starting from {initial:.4} with {filters} filters: the first {keep99} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {keep90}; the minimal network keeps {} ({} evaluations, exact).",
-        survivors.join(" and "),
+        "Starting from {:.4} with {} filters: the first {} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {}; the minimal network keeps {} ({} evaluations, exact).",
+        r.initial,
+        r.filters,
+        r.keep99,
+        r.keep90,
+        r.survivors.join(" and "),
         p.evaluations
     )
 }
@@ -307,8 +242,9 @@ fn finding(h: &mut String, title: &str, body: &str) {
     let _ = write!(h, "<div class=\"finding\"><b>{title}</b> {body}</div>");
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+/// A share as a whole percent, `-` when nothing was counted.
+fn pct_or_dash(v: Option<f64>) -> String {
+    v.map_or("-".into(), pct)
 }
 
 /// What the case studies are, in the thesis's words when they are the thesis's four: "16-4
@@ -334,263 +270,176 @@ fn cases_sentence(cases: &[crate::study::config::Case]) -> String {
     }
 }
 
-/// The findings section's paragraphs, every number computed from the runs and case analyses.
-fn findings(
-    runs: &[RunRow],
-    stuck_groups: &[crate::experiments::stuck::StuckGroup],
-    cases: &[(String, Analysis)],
-) -> Result<String> {
+/// The findings section's paragraphs: each [`Finding`] in words.
+fn findings_html(findings: &[Finding]) -> String {
     let mut h = String::new();
-    let mut conds: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
-    conds.sort();
-    conds.dedup();
-    // How often the same architecture learns, per condition.
-    for cond in &conds {
-        let rs: Vec<&RunRow> = runs.iter().filter(|r| r.condition == *cond).collect();
-        let count = |f: &dyn Fn(&RunRow) -> bool, o: Outcome| {
-            rs.iter().filter(|r| f(r) && r.outcome == o).count()
-        };
-        let all = |_: &RunRow| true;
-        // By layer count: a three-layer net is neither (it used to count as two-layer).
-        let two = |r: &RunRow| r.arch.layers() == 2;
-        let one = |r: &RunRow| r.arch.layers() == 1;
-        let deeper = |r: &RunRow| r.arch.layers() > 2;
-        let n_deeper = rs.iter().filter(|r| deeper(r)).count();
-        let deeper_text = if n_deeper == 0 {
-            String::new()
-        } else {
-            format!(
-                "; three or more: {}/{n_deeper}",
-                count(&deeper, Outcome::Learned)
-            )
-        };
-        let k = count(&all, Outcome::Learned);
-        let (lo, hi) = wilson(k, rs.len());
-        let mixed = {
-            let mut cells: BTreeMap<(&str, &ArchLabel), (usize, usize)> = BTreeMap::new();
-            for r in &rs {
-                let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
-                e.0 += 1;
-                e.1 += usize::from(r.outcome == Outcome::Learned);
-            }
-            let m = cells.values().filter(|(n, l)| *l > 0 && l < n).count();
-            if m == 0 {
-                format!("No architecture both learned and failed with different seeds ({} dataset-architecture cells).", cells.len())
-            } else {
-                format!(
-                    "The same architecture both learned and failed with different seeds in {m} of {} dataset-architecture cells: whether a tiny net learns depends on its initialisation as well as its size, as the thesis saw.",
-                    cells.len()
-                )
-            }
-        };
-        finding(
-            &mut h,
-            &format!("Learning under {}.", esc(if cond.is_empty() { "the default settings" } else { cond })),
-            &format!(
-                "{k} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}{deeper_text}. {mixed}",
-                rs.len(),
-                pct(k as f64 / rs.len().max(1) as f64),
-                pct(lo),
-                pct(hi),
-                count(&all, Outcome::Stuck),
-                count(&all, Outcome::Partial),
-                count(&two, Outcome::Learned),
-                rs.iter().filter(|r| two(r)).count(),
-                count(&one, Outcome::Learned),
-                rs.iter().filter(|r| one(r)).count(),
-            ),
-        );
+    for f in findings {
+        match f {
+            Finding::Learning(l) => learning_html(&mut h, l),
+            Finding::Stuck(s) => stuck_html(&mut h, s),
+            Finding::Redundancy(r) => redundancy_html(&mut h, r),
+            Finding::Interplay(i) => interplay_html(&mut h, i),
+            Finding::Agreement(a) => agreement_html(&mut h, a),
+        }
     }
-    // When runs get stuck.
-    let stuck_total: usize = stuck_groups.iter().map(|g| g.stuck).sum();
-    if stuck_total > 0 {
-        let mut agg = StuckAgg::default();
-        for g in stuck_groups {
-            agg.add(g);
-        }
-        let by_cond: Vec<String> = conds
-            .iter()
-            .map(|c| {
-                let n = runs.iter().filter(|r| r.condition == *c).count();
-                let k = runs
-                    .iter()
-                    .filter(|r| r.condition == *c && r.outcome == Outcome::Stuck)
-                    .count();
-                format!("{} {k}/{n}", if c.is_empty() { "default" } else { c })
-            })
-            .collect();
-        // Stuck share by the first layer's width, over two-layer runs.
-        let mut by_f1: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-        for r in runs.iter().filter(|r| r.arch.layers() == 2) {
-            let f1 = r.arch.filters()[0];
-            let e = by_f1.entry(f1).or_default();
-            e.0 += 1;
-            e.1 += usize::from(r.outcome == Outcome::Stuck);
-        }
-        let f1: Vec<String> = by_f1
-            .iter()
-            .map(|(f, (n, k))| format!("{f}: {}", pct(*k as f64 / (*n).max(1) as f64)))
-            .collect();
-        let plateaus: Vec<String> = agg
-            .plateaus
-            .iter()
-            .map(|(p, n)| format!("{n} at {p}"))
-            .collect();
-        let dead = if agg.dead.1 > 0.0 {
-            agg.dead.0 / agg.dead.1
-        } else {
-            0.0
-        };
-        let verdict = if agg.tried > 0 && agg.escaped * 10 < agg.tried && dead >= 0.5 {
-            "So a stuck run is not a slow learner in a shallow minimum: its last layer's ReLUs are dead, no gradient reaches those filters, and more epochs do not help."
-        } else if agg.tried > 0 && agg.escaped * 10 >= agg.tried {
-            "A good share escape: many plateaus are slow stretches rather than dead ends."
-        } else {
-            "The evidence is mixed: see the table above."
-        };
-        finding(
-            &mut h,
-            "When runs get stuck, and whether it is a local minimum (thesis future work 4).",
-            &format!(
-                "{stuck_total} runs got stuck ({}); by condition: {}. Share of two-layer runs stuck by first-layer filters: {}. In stuck runs, on average {} of the last conv layer's filters are dead (zero on every training image), against {} in the other runs; the plateau begins by epoch {} (median over architectures). Trained further, {} of {} escaped. {}",
-                plateaus.join(", "),
-                by_cond.join("; "),
-                f1.join(", "),
-                agg.dead_stuck(),
-                agg.dead_other(),
-                crate::experiments::summary::median(&mut agg.starts.clone()).map_or("-".into(), |v| format!("{v}")),
-                agg.escaped,
-                agg.tried,
-                verdict
-            ),
-        );
-    }
-    if cases.is_empty() {
-        return Ok(h);
-    }
-    // (a) Similar filters, hence redundant.
-    let (mut with, mut without, mut nw, mut nwo, mut twins, mut total) =
-        (0.0, 0.0, 0usize, 0usize, 0usize, 0usize);
-    let mut removable = Vec::new();
-    let mut thresholds: Vec<String> = Vec::new();
-    for (slug, a) in cases {
-        let s = &a.similarity;
-        let shown = format!("{}%", s.threshold);
-        if !thresholds.contains(&shown) {
-            thresholds.push(shown);
-        }
-        if let Some(v) = s.drop_with_twin {
-            with += v * s.with_twin as f64;
-            nw += s.with_twin;
-        }
-        if let Some(v) = s.drop_without_twin {
-            without += v * s.without_twin as f64;
-            nwo += s.without_twin;
-        }
-        for l in &s.layers {
-            for (i, row) in l.activation_cosine.iter().enumerate() {
-                total += 1;
-                if row
-                    .iter()
-                    .enumerate()
-                    .any(|(j, &v)| j != i && v >= s.threshold)
-                {
-                    twins += 1;
-                }
-            }
-        }
-        let (n, _, k99, _, _) = pruning_numbers(&a.pruning);
-        removable.push(format!("{slug} {k99}/{n}"));
-    }
+    h
+}
+
+fn learning_html(h: &mut String, l: &Learning) {
+    let deeper = if l.deeper.n == 0 {
+        String::new()
+    } else {
+        format!("; three or more: {}/{}", l.deeper.k, l.deeper.n)
+    };
+    let mixed = if l.mixed_cells.k == 0 {
+        format!("No architecture both learned and failed with different seeds ({} dataset-architecture cells).", l.mixed_cells.n)
+    } else {
+        format!(
+            "The same architecture both learned and failed with different seeds in {} of {} dataset-architecture cells: whether a tiny net learns depends on its initialisation as well as its size, as the thesis saw.",
+            l.mixed_cells.k, l.mixed_cells.n
+        )
+    };
+    let cond = if l.condition.is_empty() {
+        "the default settings"
+    } else {
+        &l.condition
+    };
     finding(
-        &mut h,
+        h,
+        &format!("Learning under {}.", esc(cond)),
+        &format!(
+            "{} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}{deeper}. {mixed}",
+            l.learned.k,
+            l.learned.n,
+            pct(l.learned.k as f64 / l.learned.n.max(1) as f64),
+            pct(l.interval.0),
+            pct(l.interval.1),
+            l.stuck,
+            l.partial,
+            l.two_layers.k,
+            l.two_layers.n,
+            l.one_layer.k,
+            l.one_layer.n,
+        ),
+    );
+}
+
+fn stuck_html(h: &mut String, s: &Stuck) {
+    let t = &s.tally;
+    let by_cond: Vec<String> = s
+        .by_condition
+        .iter()
+        .map(|(c, x)| {
+            format!(
+                "{} {}/{}",
+                if c.is_empty() { "default" } else { c },
+                x.k,
+                x.n
+            )
+        })
+        .collect();
+    let f1: Vec<String> = s
+        .by_first_layer
+        .iter()
+        .map(|(f, x)| format!("{f}: {}", pct(x.k as f64 / x.n.max(1) as f64)))
+        .collect();
+    let plateaus: Vec<String> = t
+        .plateaus
+        .iter()
+        .map(|(p, n)| format!("{n} at {p}"))
+        .collect();
+    let verdict = match s.verdict {
+        StuckVerdict::DeadEnds => "So a stuck run is not a slow learner in a shallow minimum: its last layer's ReLUs are dead, no gradient reaches those filters, and more epochs do not help.",
+        StuckVerdict::SlowStretches => "A good share escape: many plateaus are slow stretches rather than dead ends.",
+        StuckVerdict::Mixed => "The evidence is mixed: see the table above.",
+    };
+    finding(
+        h,
+        "When runs get stuck, and whether it is a local minimum (thesis future work 4).",
+        &format!(
+            "{} runs got stuck ({}); by condition: {}. Share of two-layer runs stuck by first-layer filters: {}. In stuck runs, on average {} of the last conv layer's filters are dead (zero on every training image), against {} in the other runs; the plateau begins by epoch {} (median over architectures). Trained further, {} of {} escaped. {}",
+            t.stuck,
+            plateaus.join(", "),
+            by_cond.join("; "),
+            f1.join(", "),
+            pct_or_dash(t.dead_in_stuck()),
+            pct_or_dash(t.dead_in_others()),
+            t.median_start().map_or("-".into(), |v| format!("{v}")),
+            t.escaped,
+            t.tried,
+            verdict
+        ),
+    );
+}
+
+fn redundancy_html(h: &mut String, r: &Redundancy) {
+    let thresholds: Vec<String> = r.thresholds.iter().map(|t| format!("{t}%")).collect();
+    let removable: Vec<String> = r
+        .removable
+        .iter()
+        .map(|(slug, t)| format!("{slug} {}/{}", t.k, t.n))
+        .collect();
+    finding(
+        h,
         "Filters are often alike, hence redundant (thesis conclusion a).",
         &format!(
-            "Over the {} case studies, {twins} of {total} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({nw} filters), against {} when it has none ({nwo}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
-            cases.len(),
+            "Over the {} case studies, {} of {} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            r.cases,
+            r.twins.k,
+            r.twins.n,
             thresholds.join(" or "),
-            fmt_opt((nw > 0).then(|| with / nw as f64), 4),
-            fmt_opt((nwo > 0).then(|| without / nwo as f64), 4),
+            fmt_opt(r.drop_with_twin, 4),
+            r.with_twin,
+            fmt_opt(r.drop_without_twin, 4),
+            r.without_twin,
             removable.join(", ")
         ),
     );
-    // (b) Interaction.
-    let (mut raised, mut strong, mut pairs) = (0usize, 0usize, 0usize);
-    let mut best: Option<(f64, String)> = None;
-    for (slug, a) in cases {
-        for e in &a.interaction.events {
-            if e.kind == crate::analyses::interaction::EventKind::Raised {
-                raised += 1;
-                let gain = e.after - e.before;
-                if best.as_ref().is_none_or(|b| gain > b.0) {
-                    best = Some((gain, format!("{slug}, {}", e.text)));
-                }
-            }
-        }
-        for (i, row) in a.interaction.interaction.iter().enumerate() {
-            for (j, v) in row.iter().enumerate() {
-                if let (true, Some(v)) = (i < j, v) {
-                    pairs += 1;
-                    strong += usize::from(v.abs() > 0.05);
-                }
-            }
-        }
-    }
+}
+
+fn interplay_html(h: &mut String, i: &Interplay) {
     finding(
-        &mut h,
+        h,
         "Filters interact (thesis conclusion b).",
         &format!(
-            "Of the {pairs} pairs of filters in the case studies, {strong} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {raised} removals raised accuracy{}. {}",
-            best.map_or(String::new(), |(_, t)| format!(" (the largest: {})", esc(&t))),
-            if strong + raised > 0 {
+            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{}. {}",
+            i.strong.n,
+            i.strong.k,
+            i.raised,
+            i.largest_raise
+                .as_ref()
+                .map_or(String::new(), |(_, t)| format!(" (the largest: {})", esc(t))),
+            if i.strong.k + i.raised > 0 {
                 "One-at-a-time scores therefore do not add up, as the thesis found when accuracy rose from 66.7% to 87.1% after one deletion."
             } else {
                 "Here the filters act nearly independently: one-at-a-time scores add up."
             }
         ),
     );
-    // (c) Agreement of the readings with pruning.
-    let mut agree: BTreeMap<(usize, crate::analyses::ranking::Criterion), Vec<f64>> =
-        BTreeMap::new();
-    for (_, a) in cases {
-        for ag in &a.ranking.agreement {
-            if let Some(v) = ag.spearman {
-                agree.entry((ag.layer, ag.criterion)).or_default().push(v);
-            }
-        }
-    }
-    let mut layers: BTreeMap<usize, Vec<(crate::analyses::ranking::Criterion, f64)>> =
-        BTreeMap::new();
-    for ((l, c), v) in &agree {
-        layers
-            .entry(*l)
-            .or_default()
-            .push((*c, mean(v).unwrap_or(0.0)));
-    }
-    let verdicts: Vec<String> = layers
+}
+
+fn agreement_html(h: &mut String, a: &Agreement) {
+    let verdicts: Vec<String> = a
+        .layers
         .iter()
         .map(|(l, v)| {
             let parts: Vec<String> = v.iter().map(|(c, m)| format!("{c} {m:+.2}")).collect();
-            let top = v.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
-            let word = if top >= 0.5 {
-                "agree"
-            } else if top >= 0.2 {
-                "agree weakly"
-            } else {
-                "do not agree"
+            let word = match Agreement::accord(v) {
+                Accord::Agree => "agree",
+                Accord::Weak => "agree weakly",
+                Accord::None => "do not agree",
             };
             format!("layer {l}: {} &mdash; they {word}", parts.join(", "))
         })
         .collect();
     finding(
-        &mut h,
+        h,
         "Do simple readings of the filters agree with pruning? (thesis conclusion c)",
         &format!(
             "Mean Spearman correlation between each criterion and the greedy pruning order (1: the criterion ranks filters exactly as pruning keeps them), over the case studies: {}. The thesis read activation maps by eye (here: mean activation, and its future-work L1 norm) and found agreement clear for layer 1 and hardly readable for layer 2.",
             verdicts.join("; ")
         ),
     );
-    Ok(h)
 }
 
 /// What every section of the report reads: the study directory, its store, configuration and
@@ -762,7 +611,7 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
     let mut h = String::new();
     h += "<section id=\"stuck\"><h2>3. Runs that get stuck</h2><p>The thesis saw runs stop at 0.333 or 0.667 and asked whether they were stuck in a local minimum (its future work 4). For every stuck run the store holds a diagnosis; stuck runs were then trained further to see whether they escape.</p>";
     // One line per dataset and condition, weighting each architecture by its runs.
-    let mut agg: BTreeMap<(String, String), StuckAgg> = BTreeMap::new();
+    let mut agg: BTreeMap<(String, String), StuckTally> = BTreeMap::new();
     for g in stuck_groups {
         let a = agg
             .entry((g.dataset.clone(), g.condition.clone()))
@@ -779,9 +628,9 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
             a.stuck,
             a.runs,
             a.plateaus.iter().map(|(p, n)| format!("{p} x{n}")).collect::<Vec<_>>().join(", "),
-            a.dead_stuck(),
-            a.dead_other(),
-            crate::experiments::summary::median(&mut a.starts.clone()).map_or("-".into(), |v| format!("{v}")),
+            pct_or_dash(a.dead_in_stuck()),
+            pct_or_dash(a.dead_in_others()),
+            a.median_start().map_or("-".into(), |v| format!("{v}")),
             if a.tried == 0 { "-".into() } else { format!("{}/{}", a.escaped, a.tried) }
         );
     }
@@ -1048,7 +897,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
 
     // 5. Findings.
     h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
-    h += &findings(&runs, &stuck_groups, &case_reports)?;
+    h += &findings_html(&findings(&runs, &stuck_groups, &case_reports));
     h += "</section>";
 
     // 6. Reproduce.
@@ -1069,36 +918,6 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pruning_numbers_read_the_table_like_the_thesis() {
-        // 5 filters; steps remove 2 (1.0), 1 (0.995), 1 (0.93) then stop at one per layer.
-        let v = serde_json::json!({
-            "filters": [{"layer":1,"filter":1},{"layer":1,"filter":2},{"layer":1,"filter":3},{"layer":2,"filter":1},{"layer":2,"filter":2}],
-            "initial_accuracy": 1.0,
-            "steps": [
-                {"accuracies": [], "removed": [{"layer":1,"filter":1},{"layer":1,"filter":2}], "accuracy_after": 1.0},
-                {"accuracies": [], "removed": [{"layer":2,"filter":2}], "accuracy_after": 0.995},
-                {"accuracies": [], "removed": [], "accuracy_after": 0.93}
-            ],
-            "survivors": [{"layer":1,"filter":3},{"layer":2,"filter":1}],
-            "evaluations": 9, "on": "val", "images": 10, "ties": "batch",
-            "rechecked_images": 0, "seconds": 0.0
-        });
-        let p: PruneJson = serde_json::from_value(v).unwrap();
-        let (n, initial, k99, k90, survivors) = pruning_numbers(&p);
-        assert_eq!((n, initial, k99, k90), (5, 1.0, 3, 3));
-        assert_eq!(survivors, vec!["L1 F3", "L2 F1"]);
-        // A dip below 0.99 ends the first count even if accuracy recovers later.
-        let mut q = p.clone();
-        q.steps[0].accuracy_after = 0.95;
-        let (_, _, k99, k90, _) = pruning_numbers(&q);
-        assert_eq!((k99, k90), (0, 3));
-        // A stored table missing a field does not read back as zeros.
-        let mut broken = serde_json::to_value(&p).unwrap();
-        broken.as_object_mut().unwrap().remove("initial_accuracy");
-        assert!(serde_json::from_value::<PruneJson>(broken).is_err());
-    }
 
     #[test]
     fn html_is_escaped() {
