@@ -186,7 +186,7 @@ pub struct TrainArgs {
 
     /// Filters per conv layer, as the thesis writes them: 16-4, 8, 8-16-32.
     #[arg(long, value_name = "A")]
-    pub arch: tinycnn::ArchLabel,
+    pub arch: String,
 
     /// Training epochs.
     #[arg(long, value_name = "N", default_value_t = 40)]
@@ -347,7 +347,7 @@ pub struct StoreFilter {
 
     /// Only this architecture, e.g. 16-4.
     #[arg(long, value_name = "A")]
-    pub arch: Option<tinycnn::ArchLabel>,
+    pub arch: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -73,12 +73,16 @@ fn plan(
         pool,
         epochs: args.epochs,
     };
+    let label: tinycnn::ArchLabel = args
+        .arch
+        .parse()
+        .map_err(|e| usage(format!("--arch {e}")))?;
     let (arch, config) = settings
-        .build(&args.arch, height, width, classes, args.seed)
+        .build(&label, height, width, classes, args.seed)
         .map_err(|e| match e {
             lab::Error::Usage(m) if m.starts_with("momentum") => usage(format!("--{m}")),
             lab::Error::Usage(m) => {
-                usage(m.replacen("architecture ", &format!("--arch {}: ", args.arch), 1))
+                usage(m.replacen("architecture ", &format!("--arch {label}: "), 1))
             }
             other => other.into(),
         })?;
@@ -450,12 +454,8 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
         run.meta.train.scaling,
         args.bins as usize,
     );
-    // Kept beside the model, so later tools (and the report) find it without recomputing.
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    let saved = args.model.join(format!("filters-{}.json", split.name()));
-    lab::files::fsio::write_file_atomic(&saved, true, |w| {
-        std::io::Write::write_all(w, json.as_bytes())
-    })?;
+    // Kept beside the model, so later tools find it without recomputing.
+    let (saved, json) = report.save(&args.model, split)?;
     if let Some(p) = &args.npz {
         lab::models::predictions::write_activations(
             p,
@@ -524,13 +524,13 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let e = tinycnn::train::evaluate(&minimal.model, &data, run.meta.train.scaling);
     minimal.save(&out.join("minimal"), true)?;
     if let Some((s, row)) = &store {
-        let params = serde_json::json!({"on": split.name(), "ties": ties_name, "stop": args.stop, "data": data_name}).to_string();
-        s.put_analysis(
-            &row.key,
-            lab::experiments::store::AnalysisKind::Prune,
-            &params,
-            &serde_json::to_string(&json)?,
-        )?;
+        let params = lab::experiments::recorded::PruneParams {
+            data: &data_name,
+            on: split.name(),
+            stop: &args.stop,
+            ties: ties_name,
+        };
+        s.put_pruning(&row.key, &params, &json)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -608,13 +608,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
             .map_err(lab::Error::from)?;
     let files = lab::analyses::analysis::write(&report, &d, &args.out)?;
     if let Some((s, row)) = &store {
-        let params = serde_json::json!({"data": data_name}).to_string();
-        s.put_analysis(
-            &row.key,
-            lab::experiments::store::AnalysisKind::Analysis,
-            &params,
-            &serde_json::to_string(&report)?,
-        )?;
+        s.put_run_analysis(&row.key, &data_name, &report)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -150,18 +150,24 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> RunFilter {
-    RunFilter {
+fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> Result<RunFilter> {
+    let arch = f
+        .arch
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| usage(format!("--arch {e}")))?;
+    Ok(RunFilter {
         experiment: f.experiment.clone(),
         dataset: f.dataset.clone(),
-        arch: f.arch.clone(),
+        arch,
         outcome: outcome.map(|o| match o {
             OutcomeChoice::Learned => Outcome::Learned,
             OutcomeChoice::Stuck => Outcome::Stuck,
             OutcomeChoice::Partial => Outcome::Partial,
             OutcomeChoice::Diverged => Outcome::Diverged,
         }),
-    }
+    })
 }
 
 fn run_json(store: &Store, r: &RunRow) -> Result<serde_json::Value> {
@@ -195,7 +201,7 @@ fn run_json(store: &Store, r: &RunRow) -> Result<serde_json::Value> {
 
 pub fn runs(args: RunsArgs) -> Result<()> {
     let store = Store::open_read(&args.filter.store)?;
-    let rows = store.runs(&filter_of(&args.filter, args.outcome))?;
+    let rows = store.runs(&filter_of(&args.filter, args.outcome)?)?;
     if args.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
@@ -285,7 +291,7 @@ fn beside_store(store: &Path, suffix: &str) -> PathBuf {
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let store = Store::open_read(&args.filter.store)?;
-    let rows = store.runs(&filter_of(&args.filter, None))?;
+    let rows = store.runs(&filter_of(&args.filter, None)?)?;
     if rows.is_empty() {
         return Err(usage(format!(
             "{} holds no runs matching the filter; run `shapelab sweep` first",
@@ -329,7 +335,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 
 pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
     let store = Store::open_read(&args.filter.store)?;
-    let rows = store.runs(&filter_of(&args.filter, None))?;
+    let rows = store.runs(&filter_of(&args.filter, None)?)?;
     if rows.is_empty() {
         return Err(usage(format!(
             "{} holds no runs matching the filter; run `shapelab sweep` first",

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 /// Everything `shapelab analyze` computes for one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub model: String,
     pub arch: String,
     pub data: String,
@@ -64,6 +67,7 @@ pub fn analyze(
         })
         .collect();
     Ok(Report {
+        schema: crate::files::schema::Schema::CURRENT,
         model: name.into(),
         arch: model.arch.label(),
         data: data_name.into(),
@@ -360,4 +364,56 @@ fn failures_sheet(report: &Report, d: &Dataset, png: &Png) -> crate::Result<File
             10,
         ))?,
     ))
+}
+
+#[cfg(test)]
+impl Report {
+    /// A report for tests: three filters (two in layer 1), one pruning step that removes
+    /// L1 F1 at no cost, every analysis empty.
+    pub(crate) fn example() -> Report {
+        let pruning = serde_json::from_value(serde_json::json!({
+            "filters": [{"layer":1,"filter":1},{"layer":1,"filter":2},{"layer":2,"filter":1}],
+            "initial_accuracy": 1.0,
+            "steps": [{"accuracies": [], "removed": [{"layer":1,"filter":1}], "accuracy_after": 1.0}],
+            "survivors": [{"layer":1,"filter":2},{"layer":2,"filter":1}],
+            "evaluations": 3, "on": "val", "images": 10, "ties": "one",
+            "rechecked_images": 0, "seconds": 0.0
+        }))
+        .expect("a pruning table");
+        Report {
+            schema: crate::files::schema::Schema::CURRENT,
+            model: "m".into(),
+            arch: "2-1".into(),
+            data: "d".into(),
+            pruning,
+            ranking: Ranking {
+                filters: vec![],
+                agreement: vec![],
+            },
+            similarity: Similarity {
+                threshold: 90.0,
+                layers: vec![],
+                drop_with_twin: None,
+                with_twin: 0,
+                drop_without_twin: None,
+                without_twin: 0,
+            },
+            interaction: Interaction {
+                filters: vec![],
+                base_accuracy: 1.0,
+                accuracy: vec![],
+                interaction: vec![],
+                most_redundant: vec![],
+                most_antagonistic: vec![],
+                events: vec![],
+            },
+            failures: Failures {
+                images: 10,
+                accuracy: 1.0,
+                failures: vec![],
+                by_factor: vec![],
+                by_class: vec![],
+            },
+        }
+    }
 }

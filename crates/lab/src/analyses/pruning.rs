@@ -50,6 +50,9 @@ pub struct StepJson {
 /// The whole result, as `prune --json` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneJson {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub filters: Vec<FilterRef>,
     pub initial_accuracy: f64,
     pub steps: Vec<StepJson>,
@@ -66,6 +69,7 @@ pub struct PruneJson {
 impl PruneJson {
     pub fn new(p: &Pruning, on: &str, images: usize, ties: &str, seconds: f64) -> PruneJson {
         PruneJson {
+            schema: crate::files::schema::Schema::CURRENT,
             filters: p.filters.iter().map(|&f| FilterRef::of(f)).collect(),
             initial_accuracy: p.initial_accuracy,
             steps: p

@@ -62,6 +62,9 @@ impl From<SplitData> for Split {
 /// What a shapelab-made dataset records about itself (the `spec` array).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetMeta {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub format: String,
     pub generator: String,
     pub shapelab_version: String,
@@ -77,6 +80,7 @@ impl DatasetMeta {
     /// The metadata of a freshly generated dataset.
     pub fn new(spec: &DatasetSpec, name: Option<String>) -> DatasetMeta {
         DatasetMeta {
+            schema: crate::files::schema::Schema::CURRENT,
             format: DATASET_FORMAT.into(),
             generator: GENERATOR_VERSION.into(),
             shapelab_version: crate::VERSION.into(),
@@ -275,7 +279,9 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
         ));
     }
     let meta = if f.has("spec") {
-        let json = f.strings("spec")?.into_iter().next().unwrap_or_default();
+        let json = f.strings("spec")?.into_iter().next().ok_or_else(|| {
+            bad("array `spec` is empty; it should hold the dataset's metadata".into())
+        })?;
         let meta: DatasetMeta = serde_json::from_str(&json).map_err(|e| {
             bad(format!(
                 "array `spec` is not shapelab dataset metadata: {e}"

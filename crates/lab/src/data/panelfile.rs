@@ -23,6 +23,9 @@ pub const PANEL_FORMAT: &str = "shapelab-panel";
 /// The `spec` JSON of a panel file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PanelMeta {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub format: String,
     pub name: String,
     pub generator: String,
@@ -56,6 +59,7 @@ impl PanelData {
     pub fn from_panel(panel: &shapes::panel::Panel, side: u32) -> PanelData {
         PanelData {
             meta: PanelMeta {
+                schema: crate::files::schema::Schema::CURRENT,
                 format: PANEL_FORMAT.into(),
                 name: panel.name.into(),
                 generator: GENERATOR_VERSION.into(),
@@ -129,7 +133,9 @@ impl PanelData {
 
     pub(crate) fn read_from(f: &NpzFile) -> Result<PanelData> {
         let bad = |r: String| Error::bad(f.path(), r);
-        let json = f.strings("spec")?.into_iter().next().unwrap_or_default();
+        let json = f.strings("spec")?.into_iter().next().ok_or_else(|| {
+            bad("array `spec` is empty; it should hold the panel's metadata".into())
+        })?;
         let meta: PanelMeta = serde_json::from_str(&json)
             .map_err(|e| bad(format!("array `spec` is not panel metadata: {e}")))?;
         if meta.format != PANEL_FORMAT {

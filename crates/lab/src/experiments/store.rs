@@ -49,7 +49,8 @@ pub enum AnalysisKind {
     Prune,
     /// `shapelab analyze --store`: the future-work analyses (`AnalysisReport`).
     Analysis,
-    /// A study's case analysis (`AnalysisReport`), keyed by the case.
+    /// A study's case analysis as stores before the one-pipeline change kept it, keyed by
+    /// the case: read as an `Analysis` (see `recorded`), never written.
     StudyCase,
 }
 
@@ -766,8 +767,9 @@ impl Store {
         }))
     }
 
-    /// Records an analysis of a run (replacing one of the same kind and parameters).
-    pub fn put_analysis(
+    /// Records an analysis of a run (replacing one of the same kind and parameters); the
+    /// typed front is `recorded`.
+    pub(crate) fn put_analysis(
         &self,
         run_key: &str,
         kind: AnalysisKind,
@@ -784,7 +786,7 @@ impl Store {
     }
 
     /// The analyses of a run: `(kind, params, result)`.
-    pub fn analyses(&self, run_key: &str) -> Result<Vec<(AnalysisKind, String, String)>> {
+    pub(crate) fn analyses(&self, run_key: &str) -> Result<Vec<(AnalysisKind, String, String)>> {
         let mut st = self
             .conn
             .prepare("SELECT kind, params, result FROM analyses WHERE run_key = ?1 ORDER BY kind, params")
@@ -834,7 +836,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn row(key: &str) -> RunRow {
@@ -867,7 +869,7 @@ mod tests {
         }
     }
 
-    fn dataset(s: &Store) {
+    pub(crate) fn dataset(s: &Store) {
         s.put_dataset(&DatasetRow {
             hash: "h".into(),
             label: "d".into(),

@@ -54,6 +54,22 @@ struct Identity {
     learned: f64,
 }
 
+/// A run's dead-filter counts read back from the store: one per conv layer, or the store is
+/// damaged (never a silent zero for a missing layer).
+fn dead_counts(store: &Store, key: &str, dead: &[usize], filters: &[usize]) -> Result<Vec<usize>> {
+    if dead.len() != filters.len() {
+        return Err(Error::bad(
+            store.path(),
+            format!(
+                "run {key} records dead filters for {} layers, but its architecture has {}; the store is damaged",
+                dead.len(),
+                filters.len()
+            ),
+        ));
+    }
+    Ok(dead.to_vec())
+}
+
 fn mean_fraction(dead: &[Vec<usize>], filters: &[usize]) -> Vec<f64> {
     (0..filters.len())
         .map(|l| {
@@ -61,7 +77,7 @@ fn mean_fraction(dead: &[Vec<usize>], filters: &[usize]) -> Vec<f64> {
                 return 0.0;
             }
             dead.iter()
-                .map(|d| d.get(l).copied().unwrap_or(0) as f64 / filters[l] as f64)
+                .map(|d| d[l] as f64 / filters[l] as f64)
                 .sum::<f64>()
                 / dead.len() as f64
         })
@@ -113,7 +129,7 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
             if let Some(d) = diagnosis {
                 grads.push(d.grad_norm);
                 starts.push(d.plateau_start as f64);
-                dead_stuck.push(d.dead);
+                dead_stuck.push(dead_counts(store, &r.key, &d.dead, &filters)?);
             }
         }
         let mut dead_other = Vec::new();
@@ -122,7 +138,7 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
             .filter(|r| r.outcome != crate::experiments::outcome::Outcome::Stuck)
         {
             if let Some(last) = store.history(&r.key)?.last() {
-                dead_other.push(last.dead.clone());
+                dead_other.push(dead_counts(store, &r.key, &last.dead, &filters)?);
             }
         }
         let keys: std::collections::HashSet<&str> = stuck.iter().map(|r| r.key.as_str()).collect();
@@ -362,4 +378,21 @@ fn continue_one(
         escape_epoch,
         finished: timestamp(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_counts_must_cover_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(dead_counts(&s, "k", &[1, 0], &[2, 2]).unwrap(), vec![1, 0]);
+        let e = dead_counts(&s, "k", &[1], &[2, 2]).unwrap_err().to_string();
+        assert!(
+            e.contains("run k") && e.contains("1 layers") && e.contains("damaged"),
+            "{e}"
+        );
+    }
 }

@@ -51,6 +51,9 @@ pub struct FilterStats {
 /// Statistics of every filter of a model over a split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FilterReport {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub split: String,
     pub images: usize,
     pub class_names: Vec<String>,
@@ -174,6 +177,7 @@ pub fn filter_stats(
         }
     }
     FilterReport {
+        schema: crate::files::schema::Schema::CURRENT,
         split: part.name().into(),
         images: n,
         class_names: d.class_names.clone(),
@@ -182,6 +186,27 @@ pub fn filter_stats(
 }
 
 impl FilterReport {
+    /// The file the report is kept in: `filters-<split>.json`, the one name `shapelab
+    /// filters` (beside the model) and the study (in each case's directory) both use.
+    pub fn file_name(split: Part) -> String {
+        format!("filters-{}.json", split.name())
+    }
+
+    /// Writes the report as pretty JSON to `dir/filters-<split>.json` (replacing an older
+    /// one); returns the path and the text written.
+    pub fn save(
+        &self,
+        dir: &std::path::Path,
+        split: Part,
+    ) -> crate::Result<(std::path::PathBuf, String)> {
+        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
+        let path = dir.join(FilterReport::file_name(split));
+        crate::files::fsio::write_file_atomic(&path, true, |w| {
+            std::io::Write::write_all(w, json.as_bytes())
+        })?;
+        Ok((path, json))
+    }
+
     /// The text table: one row per filter.
     pub fn to_text(&self) -> String {
         let mut out = format!(

@@ -482,6 +482,7 @@ pub fn first_of_each_class(d: &Dataset, k: usize) -> PanelData {
     let kf = d.factor_names.len();
     let mut p = PanelData {
         meta: PanelMeta {
+            schema: crate::files::schema::Schema::CURRENT,
             format: PANEL_FORMAT.into(),
             name: format!("first {k} of each class"),
             generator: "-".into(),

@@ -51,6 +51,9 @@ pub struct Metrics {
 /// `model.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    #[serde(default)]
+    pub schema: crate::files::schema::Schema<1>,
     pub format: String,
     pub shapelab_version: String,
     pub engine: String,
@@ -283,6 +286,7 @@ mod tests {
         }];
         Run {
             meta: ModelMeta {
+                schema: crate::files::schema::Schema::CURRENT,
                 format: MODEL_FORMAT.into(),
                 shapelab_version: crate::VERSION.into(),
                 engine: tinycnn::ENGINE_VERSION.into(),
@@ -317,6 +321,26 @@ mod tests {
         r.save(&p, false).unwrap();
         assert_eq!(Run::load(&p).unwrap(), r);
         assert!(r.save(&p, false).is_err(), "refuses to overwrite");
+    }
+
+    #[test]
+    fn model_json_without_a_schema_is_version_1_and_a_newer_one_is_refused() {
+        let r = sample();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run");
+        r.save(&p, false).unwrap();
+        let path = p.join("model.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"schema\": 1"), "{text}");
+        // As shapelab wrote it before versioning.
+        std::fs::write(&path, text.replace("\"schema\": 1,", "")).unwrap();
+        assert_eq!(Run::load(&p).unwrap().meta.schema.version(), 1);
+        std::fs::write(&path, text.replace("\"schema\": 1,", "\"schema\": 7,")).unwrap();
+        let e = Run::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("model.json") && e.contains("newer shapelab"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn train(
     let images = trained.history.len() * dataset.train.len();
     Ok(Run {
         meta: ModelMeta {
+            schema: crate::files::schema::Schema::CURRENT,
             format: MODEL_FORMAT.into(),
             shapelab_version: crate::VERSION.into(),
             engine: tinycnn::ENGINE_VERSION.into(),

@@ -591,75 +591,45 @@ mod tests {
         raised: &[(f64, f64)],
         rho: &[(usize, Criterion, Option<f64>)],
     ) -> Analysis {
-        use crate::analyses::{failures, interaction as ia, ranking, similarity};
-        let pruning: PruneJson = serde_json::from_value(serde_json::json!({
-            "filters": [{"layer":1,"filter":1},{"layer":1,"filter":2},{"layer":2,"filter":1}],
-            "initial_accuracy": 1.0,
-            "steps": [{"accuracies": [], "removed": [{"layer":1,"filter":1}], "accuracy_after": 1.0}],
-            "survivors": [{"layer":1,"filter":2},{"layer":2,"filter":1}],
-            "evaluations": 3, "on": "val", "images": 10, "ties": "one",
-            "rechecked_images": 0, "seconds": 0.0
-        }))
-        .unwrap();
-        Analysis {
-            model: "m".into(),
-            arch: "2-1".into(),
-            data: "d".into(),
-            pruning,
-            ranking: ranking::Ranking {
-                filters: vec![],
-                agreement: rho
-                    .iter()
-                    .map(|&(layer, criterion, spearman)| ranking::Agreement {
-                        layer,
-                        criterion,
-                        spearman,
-                        kendall: None,
-                    })
-                    .collect(),
-            },
-            similarity: similarity::Similarity {
-                threshold,
-                layers: vec![similarity::LayerSimilarity {
-                    layer: 1,
-                    kernel_cosine: vec![],
-                    kernel_abs_cosine: vec![],
-                    activation_cosine,
-                    clusters: vec![],
-                }],
-                drop_with_twin: drops.0,
-                with_twin: drops.1,
-                drop_without_twin: drops.2,
-                without_twin: drops.3,
-            },
-            interaction: ia::Interaction {
-                filters: vec![],
-                base_accuracy: 1.0,
-                accuracy: vec![],
-                interaction,
-                most_redundant: vec![],
-                most_antagonistic: vec![],
-                events: raised
-                    .iter()
-                    .map(|&(before, after)| ia::Event {
-                        step: 1,
-                        kind: ia::EventKind::Raised,
-                        removed: vec![],
-                        other: None,
-                        before,
-                        after,
-                        text: format!("{before}->{after}"),
-                    })
-                    .collect(),
-            },
-            failures: failures::Failures {
-                images: 10,
-                accuracy: 1.0,
-                failures: vec![],
-                by_factor: vec![],
-                by_class: vec![],
-            },
-        }
+        use crate::analyses::{interaction as ia, ranking, similarity};
+        let mut a = Analysis::example();
+        a.ranking.agreement = rho
+            .iter()
+            .map(|&(layer, criterion, spearman)| ranking::Agreement {
+                layer,
+                criterion,
+                spearman,
+                kendall: None,
+            })
+            .collect();
+        a.similarity = similarity::Similarity {
+            threshold,
+            layers: vec![similarity::LayerSimilarity {
+                layer: 1,
+                kernel_cosine: vec![],
+                kernel_abs_cosine: vec![],
+                activation_cosine,
+                clusters: vec![],
+            }],
+            drop_with_twin: drops.0,
+            with_twin: drops.1,
+            drop_without_twin: drops.2,
+            without_twin: drops.3,
+        };
+        a.interaction.interaction = interaction;
+        a.interaction.events = raised
+            .iter()
+            .map(|&(before, after)| ia::Event {
+                step: 1,
+                kind: ia::EventKind::Raised,
+                removed: vec![],
+                other: None,
+                before,
+                after,
+                text: format!("{before}->{after}"),
+            })
+            .collect();
+        a
     }
 
     #[test]

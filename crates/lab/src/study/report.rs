@@ -713,23 +713,8 @@ fn case_article(
         h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
         return Ok((h, None));
     };
-    let params = serde_json::json!({ "case": case }).to_string();
-    let analysis: Option<Analysis> = store
-        .analyses(&row.key)?
-        .into_iter()
-        .find(|(k, p, _)| {
-            *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
-        })
-        .map(|(_, _, r)| {
-            // A stored analysis that does not read back is an error, never a zero.
-            serde_json::from_str(&r).map_err(|e| {
-                Error::bad(
-                    store.path(),
-                    format!("the case analysis of run {} does not read back ({e}); delete {} and run `shapelab study` again to redo it", row.key, dir.join("cases").join(&slug).display()),
-                )
-            })
-        })
-        .transpose()?;
+    // A stored analysis that does not read back is an error, never a zero.
+    let analysis = store.run_analysis(&row.key, &case.dataset)?;
     let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
         Error::bad(
             store.path(),

@@ -283,10 +283,7 @@ fn cases_stage(
             continue;
         };
         let out = dir.join("cases").join(case.slug());
-        let params = serde_json::json!({"case": case}).to_string();
-        let have = store.analyses(&row.key)?.iter().any(|(k, p, _)| {
-            *k == crate::experiments::store::AnalysisKind::StudyCase && *p == params
-        });
+        let have = store.run_analysis(&row.key, &case.dataset)?.is_some();
         if have && out.join("analysis/analysis.json").exists() {
             continue;
         }
@@ -340,19 +337,11 @@ fn cases_stage(
             scaling,
             5,
         );
-        let json = serde_json::to_string_pretty(&stats).expect("json") + "\n";
-        crate::files::fsio::write_file_atomic(&out.join("filters.json"), true, |w| {
-            std::io::Write::write_all(w, json.as_bytes())
-        })?;
+        stats.save(&out, shapes::Split::Val)?;
         let report =
             crate::analyses::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)?;
         crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
-        store.put_analysis(
-            &row.key,
-            crate::experiments::store::AnalysisKind::StudyCase,
-            &params,
-            &serde_json::to_string(&report).expect("json"),
-        )?;
+        store.put_run_analysis(&row.key, &case.dataset, &report)?;
     }
 
     Ok(())
