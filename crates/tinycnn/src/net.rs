@@ -209,6 +209,8 @@ impl Workspace {
     ///
     /// # Shapes
     /// `x [b, H, W]` to `logits [b, K]`.
+    // A numeric kernel, long on purpose: one pass over the layers in which each layer's
+    // workspace buffers are borrowed once; split, every piece would take a dozen of them.
     pub fn forward(&mut self, model: &Model, track: bool) {
         debug_assert_eq!(model.arch, self.arch);
         let b = self.b;
@@ -380,6 +382,7 @@ impl Workspace {
     /// Back-propagates `dlogits [b, K]` (already scaled by the caller) and overwrites `grad`
     /// (laid out like the parameters) with the gradient of the chunk's share of the loss.
     /// Needs the state of the last [`Workspace::forward`].
+    // A numeric kernel, long on purpose, for the reason `forward` gives.
     pub fn backward(&mut self, model: &Model, grad: &mut [f32]) {
         let b = self.b;
         let k = self.arch.kernel;

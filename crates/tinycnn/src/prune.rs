@@ -372,43 +372,24 @@ fn decide(logits: &[f32]) -> (usize, bool) {
     (best, logits[best] - second <= 1e-4 * scale)
 }
 
-/// Greedy pruning of `model` on `data`.
-pub fn greedy(
-    model: &Model,
-    data: &Data,
-    scaling: Scaling,
-    ties: Ties,
-    stop: Stop,
-) -> Result<Pruning> {
-    data.check(&model.arch, "pruning")?;
-    if data.is_empty() {
-        return Err(Error::Data("no images to measure accuracy on".into()));
-    }
-    if model.arch.filters.iter().all(|&f| f == 1) {
-        return Err(Error::Arch(format!(
-            "{} is already minimal: every layer has one filter",
-            model.arch.label()
-        )));
-    }
-    let net = Net {
-        model,
-        shapes: model.arch.layers(),
-        k: model.arch.kernel,
-        classes: model.arch.classes,
-        act: model.arch.activation,
-    };
+/// The search's starting state and the full network's logits `[n, K]`: one engine forward
+/// pass per chunk of CHUNK images, as a full evaluation computes it (the same chunks, so the
+/// same sums), each thread over a contiguous run of chunks, writing in place what the search
+/// reads: the pooled outputs below the last layer, the deeper pre-activations (in the fused
+/// kernel's even-odd layout when `eo`), the dense partial sums and the logits.
+// A numeric kernel: one pass that scatters each chunk's buffers into the state's layouts;
+// split further, the per-layer loops would pass a dozen slices around.
+fn initial_state(net: &Net, data: &Data, scaling: Scaling, eo: bool) -> (State, Vec<f32>) {
+    let model = net.model;
     let layers = net.shapes.len();
     let n = data.len();
     let kk = net.classes;
-    let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
-
     let px = data.height * data.width;
-    let fused = Fused::new(&net);
     let mut st = State {
         out: Vec::new(),
         z: Vec::new(),
         dp: vec![0.0; n * net.shapes[layers - 1].cout * kk],
-        eo: fused.is_some(),
+        eo,
         pending: Vec::new(),
     };
     let out_len: Vec<usize> = (0..layers)
@@ -420,14 +401,10 @@ pub fn greedy(
             }
         })
         .collect();
-    let z_len: Vec<usize> = (0..layers).map(|l| st.z_len(&net, l)).collect();
+    let z_len: Vec<usize> = (0..layers).map(|l| st.z_len(net, l)).collect();
     st.out = out_len.iter().map(|&u| vec![0.0; n * u]).collect();
     st.z = z_len.iter().map(|&u| vec![0.0; n * u]).collect();
     let mut initial_logits = vec![0.0f32; n * kk];
-    // One engine forward pass per chunk of CHUNK images, as a full evaluation computes it (the
-    // same chunks, so the same sums), each thread over a contiguous run of chunks, writing in
-    // place what the search reads: the pooled outputs below the last layer, the deeper
-    // pre-activations, the dense partial sums and the logits.
     let chunks = n.div_ceil(CHUNK);
     let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1) * CHUNK;
     let runs = n.div_ceil(per);
@@ -479,8 +456,7 @@ pub fn greedy(
             logits,
         })
         .collect();
-    let keep_all = keep[layers - 1].clone();
-    let eo = st.eo;
+    let keep_all = vec![true; net.shapes[layers - 1].cout];
     work.into_par_iter().for_each(|mut run| {
         let mut ws = crate::net::Workspace::new(&model.arch, CHUNK);
         let s_last = net.shapes[layers - 1];
@@ -534,6 +510,111 @@ pub fn greedy(
             run.logits[base * kk..(base + b) * kk].copy_from_slice(&ws.logits[..b * kk]);
         }
     });
+    (st, initial_logits)
+}
+
+/// Predictions `(class, near tie)` of every image by the network `keep` without `cand`, by
+/// the incremental path.
+fn predictions(
+    net: &Net,
+    st: &State,
+    keep: &[Vec<bool>],
+    cand: &[FilterId],
+    n: usize,
+) -> Vec<(usize, bool)> {
+    let mut k2 = keep.to_vec();
+    for &(l, f) in cand {
+        k2[l][f] = false;
+    }
+    let first = cand.iter().map(|c| c.0).min().expect("a candidate");
+    (0..n)
+        .into_par_iter()
+        .map_init(Scratch::default, |sc, i| {
+            predict_one(net, st, &k2, first, cand, i, sc);
+            decide(&sc.logits)
+        })
+        .collect()
+}
+
+/// Accuracy from predictions, re-checking the near ties with the engine on the physically
+/// smaller network (`keep` without `cand`), chunk for chunk as a full evaluation computes
+/// them; counts the images re-checked in `rechecked`.
+fn certify(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    keep: &[Vec<bool>],
+    cand: &[FilterId],
+    preds: &[(usize, bool)],
+    rechecked: &std::sync::atomic::AtomicUsize,
+) -> Result<f64> {
+    let (n, kk, px) = (data.len(), model.arch.classes, data.height * data.width);
+    let mut correct: Vec<bool> = (0..n)
+        .map(|i| preds[i].0 == data.labels[i] as usize)
+        .collect();
+    let uncertain: Vec<usize> = (0..n).filter(|&i| preds[i].1).collect();
+    if !uncertain.is_empty() {
+        rechecked.fetch_add(uncertain.len(), std::sync::atomic::Ordering::Relaxed);
+        let mut k2 = keep.to_vec();
+        for &(l, f) in cand {
+            k2[l][f] = false;
+        }
+        let small = model.pruned(&k2)?;
+        let mut chunks: Vec<usize> = uncertain.iter().map(|&i| i / CHUNK).collect();
+        chunks.dedup();
+        for c in chunks {
+            // The whole chunk, as a full evaluation computes it.
+            let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let sub = Data {
+                images: &data.images[a * px..b * px],
+                labels: &data.labels[a..b],
+                height: data.height,
+                width: data.width,
+            };
+            let l = crate::train::logits(&small, &sub, scaling);
+            for (j, row) in l.chunks(kk).enumerate() {
+                correct[a + j] =
+                    crate::train::Evaluation::of_logits(row, &data.labels[a + j..a + j + 1], kk)
+                        .correct
+                        == 1;
+            }
+        }
+    }
+    Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
+}
+
+/// Greedy pruning of `model` on `data`.
+pub fn greedy(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    ties: Ties,
+    stop: Stop,
+) -> Result<Pruning> {
+    data.check(&model.arch, "pruning")?;
+    if data.is_empty() {
+        return Err(Error::Data("no images to measure accuracy on".into()));
+    }
+    if model.arch.filters.iter().all(|&f| f == 1) {
+        return Err(Error::Arch(format!(
+            "{} is already minimal: every layer has one filter",
+            model.arch.label()
+        )));
+    }
+    let net = Net {
+        model,
+        shapes: model.arch.layers(),
+        k: model.arch.kernel,
+        classes: model.arch.classes,
+        act: model.arch.activation,
+    };
+    let layers = net.shapes.len();
+    let n = data.len();
+    let kk = net.classes;
+    let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+
+    let fused = Fused::new(&net);
+    let (mut st, initial_logits) = initial_state(&net, data, scaling, fused.is_some());
 
     let filters: Vec<FilterId> = (0..layers)
         .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
@@ -546,58 +627,10 @@ pub fn greedy(
     let mut evaluations = 0;
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
 
-    // Predictions of the current network without `cand`, by the incremental path.
-    let predictions = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Vec<(usize, bool)> {
-        let mut k2 = keep.to_vec();
-        for &(l, f) in cand {
-            k2[l][f] = false;
-        }
-        let first = cand.iter().map(|c| c.0).min().expect("a candidate");
-        (0..n)
-            .into_par_iter()
-            .map_init(Scratch::default, |sc, i| {
-                predict_one(&net, st, &k2, first, cand, i, sc);
-                decide(&sc.logits)
-            })
-            .collect()
-    };
-    // Accuracy from predictions, re-checking near ties with the engine on the smaller network.
-    let certify = |keep: &[Vec<bool>], cand: &[FilterId], preds: &[(usize, bool)]| -> Result<f64> {
-        let mut correct: Vec<bool> = (0..n)
-            .map(|i| preds[i].0 == data.labels[i] as usize)
-            .collect();
-        let uncertain: Vec<usize> = (0..n).filter(|&i| preds[i].1).collect();
-        if !uncertain.is_empty() {
-            rechecked.fetch_add(uncertain.len(), std::sync::atomic::Ordering::Relaxed);
-            let mut k2 = keep.to_vec();
-            for &(l, f) in cand {
-                k2[l][f] = false;
-            }
-            let small = model.pruned(&k2)?;
-            let mut chunks: Vec<usize> = uncertain.iter().map(|&i| i / CHUNK).collect();
-            chunks.dedup();
-            for c in chunks {
-                // The whole chunk, as a full evaluation computes it.
-                let (a, b) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                let sub = Data {
-                    images: &data.images[a * px..b * px],
-                    labels: &data.labels[a..b],
-                    height: data.height,
-                    width: data.width,
-                };
-                let l = crate::train::logits(&small, &sub, scaling);
-                for (j, row) in l.chunks(kk).enumerate() {
-                    correct[a + j] = crate::train::Evaluation::of_logits(
-                        row,
-                        &data.labels[a + j..a + j + 1],
-                        kk,
-                    )
-                    .correct
-                        == 1;
-                }
-            }
-        }
-        Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
+    let predictions =
+        |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| predictions(&net, st, keep, cand, n);
+    let certify = |keep: &[Vec<bool>], cand: &[FilterId], preds: &[(usize, bool)]| {
+        certify(model, data, scaling, keep, cand, preds, &rechecked)
     };
     let accuracy_without = |st: &State, keep: &[Vec<bool>], cand: &[FilterId]| -> Result<f64> {
         certify(keep, cand, &predictions(st, keep, cand))
@@ -1118,6 +1151,8 @@ fn predict_one(
 }
 
 /// Removes filter `f` of layer `l` for good, updating every image's cached state.
+// A numeric kernel, long on purpose: the subtraction of the filter's contribution from each
+// cached layout (plain, even-odd, dense partials) in one pass per image.
 fn apply_removal(
     net: &Net,
     st: &mut State,

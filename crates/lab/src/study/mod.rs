@@ -6,6 +6,7 @@
 //! store and the pictures the study wrote.
 
 pub mod config;
+pub mod data;
 pub mod findings;
 pub mod report;
 pub mod stages;

@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::analyses::analysis::Report as Analysis;
 use crate::analyses::pruning::PruneJson;
 use base64::Engine as _;
 
 use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
-use crate::experiments::store::{RunRow, Store};
+use crate::experiments::store::RunRow;
 use crate::experiments::summary::{summarize, Group};
-use crate::study::config::{data_file, pick_case, Study};
+use crate::study::config::data_file;
+use crate::study::data::{CaseData, ReportData};
 use crate::study::findings::{
     findings, pruning_reading, Accord, Agreement, Finding, Interplay, Learning, Redundancy, Stuck,
     StuckTally, StuckVerdict,
@@ -76,7 +76,7 @@ const STYLE: &str = include_str!("report.css");
 const SCRIPT: &str = include_str!("report.js");
 
 /// Validation accuracy against epoch for every run of a group, coloured by outcome.
-fn learning_curves(title: &str, runs: &[(&RunRow, Vec<tinycnn::EpochStats>)]) -> Canvas {
+fn learning_curves(title: &str, runs: &[(&RunRow, &[tinycnn::EpochStats])]) -> Canvas {
     let (w, h) = (520usize, 270usize);
     let (l, t, pw, ph) = (50usize, 34usize, 450usize, 190usize);
     let mut c = Canvas::new(w, h, PAPER);
@@ -442,29 +442,13 @@ fn agreement_html(h: &mut String, a: &Agreement) {
     );
 }
 
-/// What every section of the report reads: the study directory, its store, configuration and
-/// runs.
-struct Ctx<'a> {
-    dir: &'a Path,
-    store: &'a Store,
-    study: &'a Study,
-    runs: &'a [RunRow],
-}
-
 /// Section 1: each dataset with its contact sheet, factor histograms and panel.
-fn datasets_section(c: &Ctx) -> Result<String> {
-    let dir = c.dir;
-    let store = c.store;
-    let runs = c.runs;
-    let plan = &c.study.plan;
+fn datasets_section(c: &ReportData) -> Result<String> {
+    let dir = c.dir.as_path();
     let mut h = String::new();
     h += "<section id=\"datasets\"><h2>1. Datasets</h2>";
-    for d in &plan.datasets {
-        let ds = match runs.iter().find(|r| r.dataset == d.label) {
-            Some(r) => store.dataset(&r.dataset_hash)?,
-            None => None,
-        };
-        let _ = write!(h, "<h3>{}</h3>", esc(&d.label));
+    for (label, ds) in &c.datasets {
+        let _ = write!(h, "<h3>{}</h3>", esc(label));
         if let Some(ds) = &ds {
             let _ = write!(
                 h,
@@ -478,8 +462,8 @@ fn datasets_section(c: &Ctx) -> Result<String> {
             );
         }
         h += &img_file(
-            &data_file(dir, &d.label, ".contact.png"),
-            &format!("{} contact sheet", d.label),
+            &data_file(dir, label, ".contact.png"),
+            &format!("{} contact sheet", label),
         );
         let mut hists: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
             .map(|rd| {
@@ -489,7 +473,7 @@ fn datasets_section(c: &Ctx) -> Result<String> {
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        n.starts_with(&format!("{}-", d.label))
+                        n.starts_with(&format!("{}-", label))
                             && n.ends_with(".png")
                             && !n.contains("panel")
                     })
@@ -503,8 +487,8 @@ fn datasets_section(c: &Ctx) -> Result<String> {
         }
         h += "</div><div><h4>Panel for looking inside the networks</h4>";
         h += &img_file(
-            &data_file(dir, &d.label, "-panel.png"),
-            &format!("{} panel", d.label),
+            &data_file(dir, label, "-panel.png"),
+            &format!("{} panel", label),
         );
         h += "</div></div>";
     }
@@ -515,9 +499,8 @@ fn datasets_section(c: &Ctx) -> Result<String> {
 
 /// Section 2: the sweep, as success-rate heatmaps, learning curves, accuracy histograms and
 /// outcome counts per dataset and condition.
-fn sweep_section(c: &Ctx) -> Result<String> {
-    let store = c.store;
-    let runs = c.runs;
+fn sweep_section(c: &ReportData) -> Result<String> {
+    let runs = &c.runs;
     let plan = &c.study.plan;
     let mut h = String::new();
     let groups = summarize(runs);
@@ -550,10 +533,10 @@ fn sweep_section(c: &Ctx) -> Result<String> {
                 .iter()
                 .filter(|r| r.dataset == g.dataset && r.condition == g.condition)
                 .collect();
-            let hist: Vec<(&RunRow, Vec<tinycnn::EpochStats>)> = members
+            let hist: Vec<(&RunRow, &[tinycnn::EpochStats])> = members
                 .iter()
-                .map(|r| Ok((*r, store.history(&r.key)?)))
-                .collect::<Result<_>>()?;
+                .map(|r| (*r, c.histories[&r.key].as_slice()))
+                .collect();
             curves += &img_canvas(
                 &learning_curves(
                     &format!("{cond}: validation accuracy per epoch, {} runs", hist.len()),
@@ -668,38 +651,27 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
     h
 }
 
-/// Section 4: every case study opened up; returns the section and the case analyses the
-/// findings read.
-fn cases_section(c: &Ctx) -> Result<(String, Vec<(String, Analysis)>)> {
-    let study = c.study;
+/// Section 4: every case study opened up.
+fn cases_section(c: &ReportData) -> String {
+    let study = &c.study;
     let mut h = String::new();
     let _ = write!(
         h,
         "<section id=\"cases\"><h2>4. Case studies</h2><p>{}, each the first seed that learned.</p>",
         esc(&cases_sentence(&study.table.cases))
     );
-    let mut case_reports: Vec<(String, Analysis)> = Vec::new();
-    for case in &study.table.cases {
-        let (article, analysis) = case_article(c, case)?;
-        h += &article;
-        case_reports.extend(analysis);
+    for case in &c.cases {
+        h += &case_article(&c.dir, case);
     }
     h += "</section>";
-
-    Ok((h, case_reports))
+    h
 }
 
 /// One case study's article: its run, activation maps and kernels, pruning table, agreement of
-/// the importance criteria, similarity, interaction and failures; with its analysis when the
-/// store holds it.
-fn case_article(
-    c: &Ctx,
-    case: &crate::study::config::Case,
-) -> Result<(String, Option<(String, Analysis)>)> {
-    let dir = c.dir;
-    let store = c.store;
-    let study = c.study;
-    let runs = c.runs;
+/// the importance criteria, similarity, interaction and failures, once its analysis is
+/// recorded.
+fn case_article(dir: &Path, c: &CaseData) -> String {
+    let case = &c.case;
     let mut h = String::new();
     let slug = case.slug();
     let _ = write!(
@@ -709,33 +681,22 @@ fn case_article(
         esc(&case.arch.to_string()),
         esc(&case.dataset)
     );
-    let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
+    let Some(p) = &c.picked else {
         h += "<p class=\"missing\">No run of this architecture in the study.</p></article>";
-        return Ok((h, None));
+        return h;
     };
-    // A stored analysis that does not read back is an error, never a zero.
-    let analysis = store.run_analysis(&row.key, &case.dataset)?;
-    let ds = store.dataset(&row.dataset_hash)?.ok_or_else(|| {
-        Error::bad(
-            store.path(),
-            format!(
-                "has run {} but not its dataset; the store is damaged",
-                row.key
-            ),
-        )
-    })?;
-    let arch = tinycnn::Arch::from_label(&case.arch, ds.height, ds.width, ds.class_names.len())?;
+    let (row, ds) = (&p.row, &p.dataset);
     let _ = write!(
         h,
         "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
         esc(&row.key),
         esc(&case.arch.to_string()),
-        arch.param_count(),
+        p.arch.param_count(),
         ds.width,
         ds.height,
         row.val_acc,
         row.epochs_run,
-        if learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
+        if p.learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
     );
     let base = dir.join("cases").join(&slug);
     h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
@@ -753,9 +714,9 @@ fn case_article(
         );
     }
     h += "</div>";
-    let Some(a) = analysis else {
+    let Some(a) = &p.analysis else {
         h += "<p class=\"missing\">The case analysis is not in the store yet; run <code>shapelab study</code> again.</p></article>";
-        return Ok((h, None));
+        return h;
     };
     h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
     h += &pruning_table(&a.pruning);
@@ -815,35 +776,23 @@ fn case_article(
     }
     h += "</div>";
     h += "</article>";
-    Ok((h, Some((slug, a))))
+    h
 }
 
 /// Builds `DIR/report.html` from the study directory; returns its path.
 pub fn build(dir: &Path) -> Result<PathBuf> {
-    let store_path = dir.join("shapelab.db");
-    let store = Store::open_read(&store_path)?;
-    let text = std::fs::read_to_string(dir.join("study.toml"))
-        .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
-    // Relative dataset paths in a custom study are relative to the file it was run from,
-    // which the store records; the copy in DIR is the fallback (embedded studies, a moved
-    // source).
-    let source = store
-        .experiments()?
-        .into_iter()
-        .find(|(_, _, t)| *t == text)
-        .map(|(_, p, _)| PathBuf::from(p))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| dir.join("study.toml"));
-    let study = Study::parse(&text, &source)?;
-    let plan = &study.plan;
-    let runs = crate::study::config::plan_runs(&store, plan)?;
-    if runs.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} holds no runs of study {}; run `shapelab study` first",
-            store_path.display(),
-            plan.name
-        )));
-    }
+    let data = crate::study::data::gather(dir)?;
+    let html = render(&data)?;
+    let path = dir.join("report.html");
+    crate::files::fsio::write_file_atomic(&path, true, |w| {
+        std::io::Write::write_all(w, html.as_bytes())
+    })?;
+    Ok(path)
+}
+
+/// The report's HTML from its data.
+fn render(c: &ReportData) -> Result<String> {
+    let (dir, plan, runs) = (&c.dir, &c.study.plan, &c.runs);
     let mut h = String::new();
     let _ = write!(
         h,
@@ -862,27 +811,19 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         plan.datasets.len(),
         learned_all,
         crate::VERSION,
-        esc(&store_path.display().to_string())
+        esc(&c.store_path.display().to_string())
     );
     h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
     h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
 
-    let c = Ctx {
-        dir,
-        store: &store,
-        study: &study,
-        runs: &runs,
-    };
-    h += &datasets_section(&c)?;
-    h += &sweep_section(&c)?;
-    let stuck_groups = crate::experiments::stuck::report(&store, &runs)?;
-    h += &stuck_section(&stuck_groups);
-    let (cases, case_reports) = cases_section(&c)?;
-    h += &cases;
+    h += &datasets_section(c)?;
+    h += &sweep_section(c)?;
+    h += &stuck_section(&c.stuck);
+    h += &cases_section(c);
 
     // 5. Findings.
     h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
-    h += &findings_html(&findings(&runs, &stuck_groups, &case_reports));
+    h += &findings_html(&findings(runs, &c.stuck, &c.case_analyses()));
     h += "</section>";
 
     // 6. Reproduce.
@@ -890,14 +831,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         h,
         "<section id=\"reproduce\"><h2>6. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
         esc(&dir.display().to_string()),
-        esc(&text)
+        esc(&c.text)
     );
     let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
-    let path = dir.join("report.html");
-    crate::files::fsio::write_file_atomic(&path, true, |w| {
-        std::io::Write::write_all(w, h.as_bytes())
-    })?;
-    Ok(path)
+    Ok(h)
 }
 
 #[cfg(test)]

@@ -1,0 +1,165 @@
+//! Everything the report states, gathered typed from a study directory before anything is
+//! drawn: the configuration, the runs and their histories, the datasets, the stuck groups and
+//! each case study's run and analysis.
+//!
+//! Reading is strict: a store that lacks a run's dataset, or a stored analysis that does not
+//! read back, is an error naming the file and the fix, never a silent zero. Must not format
+//! HTML; the pictures the study drew are embedded by the renderer (`report`), which notes any
+//! that is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::analyses::analysis::Report as Analysis;
+use crate::error::{Error, Result};
+use crate::experiments::store::{DatasetRow, RunRow, Store};
+use crate::experiments::stuck::StuckGroup;
+use crate::study::config::{pick_case, plan_runs, Case, Study};
+
+/// The report's data.
+pub struct ReportData {
+    /// The study directory, as the user named it.
+    pub dir: PathBuf,
+    pub store_path: PathBuf,
+    /// `study.toml`, as run.
+    pub text: String,
+    pub study: Study,
+    /// The study's runs, by key.
+    pub runs: Vec<RunRow>,
+    /// Each dataset of the plan by label, with its stored description once a run used it.
+    pub datasets: Vec<(String, Option<DatasetRow>)>,
+    /// Every run's per-epoch history, by run key.
+    pub histories: BTreeMap<String, Vec<tinycnn::EpochStats>>,
+    pub stuck: Vec<StuckGroup>,
+    pub cases: Vec<CaseData>,
+}
+
+/// One case study of the configuration.
+pub struct CaseData {
+    pub case: Case,
+    /// Its run, when the study has one of its architecture.
+    pub picked: Option<Picked>,
+}
+
+/// The run a case study opens up.
+pub struct Picked {
+    pub row: RunRow,
+    /// False when no seed learned and this is the best run.
+    pub learned: bool,
+    pub dataset: DatasetRow,
+    /// The full architecture on the dataset's images.
+    pub arch: tinycnn::Arch,
+    /// Its analysis, once the study's case stage recorded it.
+    pub analysis: Option<Analysis>,
+}
+
+impl ReportData {
+    /// The case analyses recorded so far, by case slug.
+    pub fn case_analyses(&self) -> Vec<(String, Analysis)> {
+        self.cases
+            .iter()
+            .filter_map(|c| {
+                let a = c.picked.as_ref()?.analysis.clone()?;
+                Some((c.case.slug(), a))
+            })
+            .collect()
+    }
+}
+
+/// Reads the study in `dir` (its `study.toml` and `shapelab.db`) without changing anything.
+pub fn gather(dir: &Path) -> Result<ReportData> {
+    let store_path = dir.join("shapelab.db");
+    let store = Store::open_read(&store_path)?;
+    let text = std::fs::read_to_string(dir.join("study.toml"))
+        .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
+    // Relative dataset paths in a custom study are relative to the file it was run from,
+    // which the store records; the copy in DIR is the fallback (embedded studies, a moved
+    // source).
+    let source = store
+        .experiments()?
+        .into_iter()
+        .find(|(_, _, t)| *t == text)
+        .map(|(_, p, _)| PathBuf::from(p))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("study.toml"));
+    let study = Study::parse(&text, &source)?;
+    let runs = plan_runs(&store, &study.plan)?;
+    if runs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no runs of study {}; run `shapelab study` first",
+            store_path.display(),
+            study.plan.name
+        )));
+    }
+    let mut datasets = Vec::new();
+    for d in &study.plan.datasets {
+        let row = match runs.iter().find(|r| r.dataset == d.label) {
+            Some(r) => Some(dataset_of(&store, r)?),
+            None => None,
+        };
+        datasets.push((d.label.clone(), row));
+    }
+    let mut histories = BTreeMap::new();
+    for r in &runs {
+        histories.insert(r.key.clone(), store.history(&r.key)?);
+    }
+    let stuck = crate::experiments::stuck::report(&store, &runs)?;
+    let cases = study
+        .table
+        .cases
+        .iter()
+        .map(|case| case_data(&store, &study, &runs, case))
+        .collect::<Result<_>>()?;
+    Ok(ReportData {
+        dir: dir.to_path_buf(),
+        store_path,
+        text,
+        study,
+        runs,
+        datasets,
+        histories,
+        stuck,
+        cases,
+    })
+}
+
+/// The stored description of the dataset run `r` was trained on.
+fn dataset_of(store: &Store, r: &RunRow) -> Result<DatasetRow> {
+    store.dataset(&r.dataset_hash)?.ok_or_else(|| {
+        Error::bad(
+            store.path(),
+            format!(
+                "has run {} but not its dataset; the store is damaged",
+                r.key
+            ),
+        )
+    })
+}
+
+/// A case study's run, dataset, full architecture and recorded analysis.
+fn case_data(store: &Store, study: &Study, runs: &[RunRow], case: &Case) -> Result<CaseData> {
+    let Some((row, learned)) = pick_case(runs, case, &study.table.case_condition) else {
+        return Ok(CaseData {
+            case: case.clone(),
+            picked: None,
+        });
+    };
+    let dataset = dataset_of(store, &row)?;
+    let arch = tinycnn::Arch::from_label(
+        &case.arch,
+        dataset.height,
+        dataset.width,
+        dataset.class_names.len(),
+    )?;
+    let analysis = store.run_analysis(&row.key, &case.dataset)?;
+    Ok(CaseData {
+        case: case.clone(),
+        picked: Some(Picked {
+            row,
+            learned,
+            dataset,
+            arch,
+            analysis,
+        }),
+    })
+}
