@@ -525,7 +525,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     minimal.save(&out.join("minimal"), true)?;
     if let Some((s, row)) = &store {
         let params = lab::experiments::recorded::PruneParams {
-            data: &data_name,
+            data: &recorded_data(&args.data, row, &data_name),
             on: split.name(),
             stop: &args.stop,
             ties: ties_name,
@@ -562,6 +562,19 @@ fn check_derived_out(
     check_disjoint(out, "--out", &inputs)?;
     lab::files::fsio::prepare_dir(out, true)?;
     Ok(())
+}
+
+/// The name an analysis is recorded under: the run's dataset label in the store when it was
+/// measured on the run's own data (as the study records its cases), else the `--data` given.
+fn recorded_data(
+    data: &Option<String>,
+    row: &lab::experiments::store::RunRow,
+    name: &str,
+) -> String {
+    match data {
+        None => row.dataset.clone(),
+        Some(_) => name.to_string(),
+    }
 }
 
 /// With `--store`, the store and the row of the run whose model directory is `model`.
@@ -608,7 +621,11 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
             .map_err(lab::Error::from)?;
     let files = lab::analyses::analysis::write(&report, &d, &args.out)?;
     if let Some((s, row)) = &store {
-        s.put_run_analysis(&row.key, &data_name, &report)?;
+        s.put_run_analysis(
+            &row.key,
+            &recorded_data(&args.data, row, &data_name),
+            &report,
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
