@@ -21,9 +21,9 @@
 //! filters = [2, 4]
 //! # archs = ["2-2", "16-4", "8"]   # ...or an explicit list (one-layer nets included)
 //!
-//! [condition.modern]        # optional named conditions (settings over [train]), crossed
+//! [condition.adam-unit]     # optional named conditions (settings over [train]), crossed
 //! optimizer = "adam"        # with the sweep's axes; the name leads the run key's condition
-//! [condition.stuck]
+//! [condition.sgd-raw]
 //! optimizer = "sgd"
 //! scaling = "raw"
 //!
@@ -117,6 +117,40 @@ impl Default for TrainSettings {
 }
 
 impl TrainSettings {
+    /// The settings in words, for a reader who has not seen the experiment file: optimiser and
+    /// learning rate, input scale, batch, initialisation, epochs and stopping rule.
+    pub fn describe(&self) -> String {
+        let opt = match self.optimizer {
+            OptimizerKind::Adam => format!("Adam at learning rate {}", self.lr.unwrap_or(1e-3)),
+            OptimizerKind::Sgd => {
+                let m = self.momentum.unwrap_or(0.0);
+                let momentum = if m == 0.0 {
+                    "plain SGD".to_string()
+                } else {
+                    format!("SGD with momentum {m}")
+                };
+                format!("{momentum} at learning rate {}", self.lr.unwrap_or(0.01))
+            }
+        };
+        let inputs = match self.scaling {
+            Scaling::Unit => "pixels scaled to [0, 1]",
+            Scaling::Raw => "raw pixels (0 to 255)",
+        };
+        let init = match self.init {
+            Init::Glorot => "Glorot-uniform",
+            Init::He => "He-uniform",
+        };
+        let stop = if self.early_stop {
+            ", stopping at the first epoch that learns"
+        } else {
+            ""
+        };
+        format!(
+            "{opt} on {inputs}, batches of {}, {init} initialisation, up to {} epochs{stop}",
+            self.batch, self.epochs
+        )
+    }
+
     /// The architecture and engine config for `arch` (`16-4`) on `h x w` images of `classes`
     /// classes, with `seed`. Every value is checked.
     pub fn build(
@@ -789,6 +823,19 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_described_in_words() {
+        let adam: TrainSettings = toml::from_str("early_stop = true\nepochs = 15").unwrap();
+        assert_eq!(
+            adam.describe(),
+            "Adam at learning rate 0.001 on pixels scaled to [0, 1], batches of 32, Glorot-uniform initialisation, up to 15 epochs, stopping at the first epoch that learns"
+        );
+        let sgd: TrainSettings = toml::from_str("optimizer = \"sgd\"\nscaling = \"raw\"").unwrap();
+        assert!(sgd
+            .describe()
+            .starts_with("plain SGD at learning rate 0.01 on raw pixels (0 to 255)"));
+    }
 
     fn plan(src: &str) -> Result<Plan> {
         Plan::parse(src, Path::new("exp.toml"))

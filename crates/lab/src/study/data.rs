@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::analyses::analysis::Report as Analysis;
 use crate::error::{Error, Result};
+use crate::experiments::outcome::Diagnosis;
 use crate::experiments::store::{DatasetRow, RunRow, Store};
 use crate::experiments::stuck::StuckGroup;
 use crate::study::config::{pick_case, plan_runs, Case, Study};
@@ -31,6 +32,8 @@ pub struct ReportData {
     /// Every run's per-epoch history, by run key.
     pub histories: BTreeMap<String, Vec<tinycnn::EpochStats>>,
     pub stuck: Vec<StuckGroup>,
+    /// Stuck runs' diagnoses, by run key.
+    pub diagnoses: BTreeMap<String, Diagnosis>,
     pub cases: Vec<CaseData>,
 }
 
@@ -54,6 +57,14 @@ pub struct Picked {
 }
 
 impl ReportData {
+    /// Dataset label to the preset (or file) it came from.
+    pub fn sources(&self) -> BTreeMap<String, String> {
+        self.datasets
+            .iter()
+            .filter_map(|(l, d)| Some((l.clone(), d.as_ref()?.source.clone())))
+            .collect()
+    }
+
     /// The case analyses recorded so far, by case slug.
     pub fn case_analyses(&self) -> Vec<(String, Analysis)> {
         self.cases
@@ -104,6 +115,18 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         histories.insert(r.key.clone(), store.history(&r.key)?);
     }
     let stuck = crate::experiments::stuck::report(&store, &runs)?;
+    let mut diagnoses = BTreeMap::new();
+    for r in &runs {
+        if let Some(text) = &r.diagnosis {
+            let d: Diagnosis = serde_json::from_str(text).map_err(|e| {
+                Error::bad(
+                    &store_path,
+                    format!("run {} has a diagnosis that does not read back ({e}); the store is damaged", r.key),
+                )
+            })?;
+            diagnoses.insert(r.key.clone(), d);
+        }
+    }
     let cases = study
         .table
         .cases
@@ -119,6 +142,7 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         datasets,
         histories,
         stuck,
+        diagnoses,
         cases,
     })
 }

@@ -11,10 +11,11 @@ use crate::analyses::analysis::Report as Analysis;
 use crate::analyses::interaction::EventKind;
 use crate::analyses::pruning::PruneJson;
 use crate::analyses::ranking::Criterion;
+use crate::experiments::outcome::Diagnosis;
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::RunRow;
 use crate::experiments::stuck::StuckGroup;
-use crate::experiments::summary::{median, wilson};
+use crate::experiments::summary::{median, newcombe, wilson};
 
 /// `k` of `n` runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,16 +49,74 @@ pub struct Learning {
     pub deeper: Tally,
     /// Dataset-architecture cells whose seeds both learned and failed, of all cells.
     pub mixed_cells: Tally,
+    /// One-layer minus two-layer learned share, with Newcombe's 95% interval, when the
+    /// condition has both.
+    pub one_minus_two: Option<(f64, f64, f64)>,
+}
+
+/// A condition's name, learned runs, Wilson 95% interval and median epochs to learn.
+pub type ConditionRate = (String, Tally, (f64, f64), Option<f64>);
+
+/// The study's headline: how often runs learned under each condition, and whether the
+/// condition decides it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Headline {
+    /// Per condition: learned of runs, Wilson 95% interval, median epochs to learn.
+    pub conditions: Vec<ConditionRate>,
+    /// The best and worst condition, when their intervals do not overlap.
+    pub decided: Option<(String, String)>,
+}
+
+/// How a thesis claim fares in this study.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The study's number agrees with the thesis's (within its interval).
+    Reproduced,
+    /// The study's number points the other way, beyond its interval.
+    Contradicted,
+    /// The interval is too wide to say either way.
+    NoEvidence,
+    /// The study has nothing to compare (no such runs or dataset).
+    NotComparable,
+}
+
+/// What the study measured for a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Evidence {
+    /// A share with its Wilson 95% interval.
+    Rate(Tally, (f64, f64)),
+    /// Two shares and their difference `(d, low, high)` (Newcombe 95%).
+    Contrast(Tally, Tally, (f64, f64, f64)),
+    /// Dataset-architecture cells whose seeds both learned and failed, of all cells.
+    MixedCells(Tally),
+    None,
+}
+
+/// One claim of the thesis set against one condition of the study.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    pub claim: &'static str,
+    /// The thesis's own number, as it reports it.
+    pub thesis: &'static str,
+    pub condition: String,
+    pub evidence: Evidence,
+    pub verdict: Verdict,
 }
 
 /// Whether a stuck run is a dead end (thesis future work 4), as the continuations show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StuckVerdict {
+    /// Every stuck run's last conv layer is entirely dead and they were continued with their
+    /// own settings: its weight gradients are exactly zero, so none can escape. Guaranteed,
+    /// not measured.
+    DeadByConstruction,
     /// Fewer than one in ten escaped and at least half the last layer is dead.
     DeadEnds,
     /// At least one in ten escaped when trained further.
     SlowStretches,
     Mixed,
+    /// No stuck run was trained further.
+    NotTried,
 }
 
 /// Stuck-run statistics summed over groups, each architecture weighted by its runs.
@@ -122,12 +181,28 @@ impl StuckTally {
 /// When runs get stuck, and whether they escape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stuck {
+    /// The one condition these runs share (never pooled across conditions).
+    pub condition: String,
     pub tally: StuckTally,
-    /// Stuck runs per condition, in condition order.
-    pub by_condition: Vec<(String, Tally)>,
-    /// Stuck two-layer runs by the first layer's filters.
-    pub by_first_layer: Vec<(usize, Tally)>,
+    /// Stuck two-layer runs by the first layer's filters, with Wilson 95% intervals.
+    pub by_first_layer: Vec<(usize, Tally, (f64, f64))>,
+    /// Stuck runs whose last conv layer is entirely dead, of the stuck runs diagnosed.
+    pub fully_dead: Tally,
+    /// Whether every continuation reused the run's own settings.
+    pub same_settings: bool,
     pub verdict: StuckVerdict,
+}
+
+/// What the findings are computed from.
+pub struct Inputs<'a> {
+    pub runs: &'a [RunRow],
+    /// Dataset label to the preset it was generated from.
+    pub sources: &'a BTreeMap<String, String>,
+    /// Stuck runs' diagnoses, by run key.
+    pub diagnoses: &'a BTreeMap<String, Diagnosis>,
+    pub stuck: &'a [StuckGroup],
+    /// Case analyses by case slug.
+    pub cases: &'a [(String, Analysis)],
 }
 
 /// The thesis's reading of a pruning table.
@@ -185,6 +260,14 @@ pub struct Redundancy {
     pub removable: Vec<(String, Tally)>,
 }
 
+impl Redundancy {
+    /// Whether a filter with a twin costs more to remove than one without: the thesis's
+    /// conclusion (a) predicts less. `None` when either group is empty.
+    pub fn twins_cost_more(&self) -> Option<bool> {
+        Some(self.drop_with_twin? > self.drop_without_twin?)
+    }
+}
+
 /// Thesis conclusion b: filters interact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interplay {
@@ -194,14 +277,34 @@ pub struct Interplay {
     pub raised: usize,
     /// The largest raise: its gain and `slug, event text`.
     pub largest_raise: Option<(f64, String)>,
+    /// The largest raise in images: gained, of the images measured.
+    pub largest_raise_images: Option<(usize, usize)>,
 }
 
 /// Thesis conclusion c: do simple readings of the filters agree with pruning?
 #[derive(Clone, Debug, PartialEq)]
 pub struct Agreement {
     /// Per layer, each criterion's mean Spearman correlation with the pruning order over the
-    /// cases where it is defined.
+    /// cases where it is defined and the layer has at least 3 filters.
     pub layers: Vec<(usize, Vec<(Criterion, f64)>)>,
+    /// The control, per layer: the mean Spearman correlation of the filters' index with the
+    /// pruning order (what a criterion that ranked filters by number would score).
+    pub index_control: Vec<(usize, f64)>,
+    /// `(case, layer)` left out: fewer than 3 filters, where a rank correlation is ±1 by
+    /// construction.
+    pub excluded: Vec<(String, usize)>,
+    /// Pruning steps decided by a tie (several removals left the same best accuracy; the
+    /// lowest index won), of all steps, over the cases.
+    pub tied_steps: Tally,
+}
+
+/// Filters per layer of a case, from its ranking.
+fn layer_sizes(a: &Analysis) -> BTreeMap<usize, usize> {
+    let mut sizes = BTreeMap::new();
+    for f in &a.ranking.filters {
+        *sizes.entry(f.filter.layer).or_default() += 1;
+    }
+    sizes
 }
 
 /// How well the best criterion of a layer agrees with pruning.
@@ -234,6 +337,8 @@ impl Agreement {
 /// One finding of the report.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finding {
+    Headline(Headline),
+    Thesis(Vec<Claim>),
     Learning(Learning),
     Stuck(Stuck),
     Redundancy(Redundancy),
@@ -241,25 +346,25 @@ pub enum Finding {
     Agreement(Agreement),
 }
 
-/// Every finding of a study, in the report's order: learning per condition, stuck runs (when
-/// any), then the three conclusions over the case analyses (when any).
-pub fn findings(
-    runs: &[RunRow],
-    stuck_groups: &[StuckGroup],
-    cases: &[(String, Analysis)],
-) -> Vec<Finding> {
-    let conds = conditions(runs);
-    let mut out: Vec<Finding> = conds
-        .iter()
-        .map(|c| Finding::Learning(learning(runs, c)))
-        .collect();
-    if let Some(s) = stuck(runs, &conds, stuck_groups) {
-        out.push(Finding::Stuck(s));
+/// Every finding of a study, in the report's order: the headline, the thesis's claims, then
+/// per condition how runs learned and when they got stuck, then the three conclusions over the
+/// case analyses (when any).
+pub fn findings(inp: &Inputs) -> Vec<Finding> {
+    let conds = conditions(inp.runs);
+    let mut out = vec![
+        Finding::Headline(headline(inp.runs, &conds)),
+        Finding::Thesis(thesis_claims(inp.runs, inp.sources, &conds)),
+    ];
+    for c in &conds {
+        out.push(Finding::Learning(learning(inp.runs, c)));
     }
-    if !cases.is_empty() {
-        out.push(Finding::Redundancy(redundancy(cases)));
-        out.push(Finding::Interplay(interplay(cases)));
-        out.push(Finding::Agreement(agreement(cases)));
+    for c in &conds {
+        out.extend(stuck(inp, c).map(Finding::Stuck));
+    }
+    if !inp.cases.is_empty() {
+        out.push(Finding::Redundancy(redundancy(inp.cases)));
+        out.push(Finding::Interplay(interplay(inp.cases)));
+        out.push(Finding::Agreement(agreement(inp.cases)));
     }
     out
 }
@@ -302,45 +407,259 @@ pub fn learning(runs: &[RunRow], condition: &str) -> Learning {
             k: cells.values().filter(|t| t.k > 0 && t.k < t.n).count(),
             n: cells.len(),
         },
+        one_minus_two: {
+            let (one, two) = (depth(|l| l == 1), depth(|l| l == 2));
+            (one.n > 0 && two.n > 0).then(|| newcombe(one.k, one.n, two.k, two.n))
+        },
     }
 }
 
-/// When runs get stuck; `None` when none did.
-pub fn stuck(runs: &[RunRow], conds: &[&str], groups: &[StuckGroup]) -> Option<Stuck> {
+/// Learned share per condition, and whether the condition decides it.
+pub fn headline(runs: &[RunRow], conds: &[&str]) -> Headline {
+    let conditions: Vec<ConditionRate> = conds
+        .iter()
+        .map(|c| {
+            let rs = runs.iter().filter(|r| r.condition == *c);
+            let t = Tally::of(rs, |r| r.outcome == Outcome::Learned);
+            let mut epochs: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.condition == *c && r.outcome == Outcome::Learned)
+                .filter_map(|r| r.epochs_to_learn.map(|e| e as f64))
+                .collect();
+            (c.to_string(), t, wilson(t.k, t.n), median(&mut epochs))
+        })
+        .collect();
+    let rate = |t: &Tally| t.k as f64 / t.n.max(1) as f64;
+    let best = conditions
+        .iter()
+        .max_by(|a, b| rate(&a.1).total_cmp(&rate(&b.1)));
+    let worst = conditions
+        .iter()
+        .min_by(|a, b| rate(&a.1).total_cmp(&rate(&b.1)));
+    let decided = match (best, worst) {
+        (Some(b), Some(w)) if b.2 .0 > w.2 .1 => Some((b.0.clone(), w.0.clone())),
+        _ => None,
+    };
+    Headline {
+        conditions,
+        decided,
+    }
+}
+
+/// The thesis's claims about learning, set against every condition of the study. `sources`
+/// maps a dataset label to the preset it was generated from (`thesis-1.3`, `thesis-2.1`).
+pub fn thesis_claims(
+    runs: &[RunRow],
+    sources: &BTreeMap<String, String>,
+    conds: &[&str],
+) -> Vec<Claim> {
+    let label_of = |preset: &str| {
+        sources
+            .iter()
+            .find(|(_, s)| s.as_str() == preset)
+            .map(|(l, _)| l.clone())
+    };
+    let (size, rotation) = (label_of("thesis-1.3"), label_of("thesis-2.1"));
+    let mut out = Vec::new();
+    for c in conds {
+        let rs: Vec<&RunRow> = runs.iter().filter(|r| r.condition == *c).collect();
+        let learned = |r: &RunRow| r.outcome == Outcome::Learned;
+        let claim = |claim, thesis, evidence, verdict| Claim {
+            claim,
+            thesis,
+            condition: c.to_string(),
+            evidence,
+            verdict,
+        };
+        // One conv layer never learns.
+        let one = Tally::of(rs.iter().copied().filter(|r| r.arch.layers() == 1), learned);
+        out.push(claim(
+            "One conv layer never learns, so two are needed.",
+            "0 learned (Table 1: 2 to 32 filters, 70 epochs, dataset 1.2)",
+            Evidence::Rate(one, wilson(one.k, one.n)),
+            match (one.n, one.k) {
+                (0, _) => Verdict::NotComparable,
+                (_, 0) => Verdict::Reproduced,
+                _ => Verdict::Contradicted,
+            },
+        ));
+        // Rotation is harder than size.
+        let on = |label: &Option<String>| {
+            let label = label.as_deref();
+            Tally::of(
+                rs.iter()
+                    .copied()
+                    .filter(|r| r.arch.layers() == 2 && Some(r.dataset.as_str()) == label),
+                learned,
+            )
+        };
+        let (rot, siz) = (on(&rotation), on(&size));
+        out.push(if rot.n == 0 || siz.n == 0 {
+            claim(
+                "Rotation (2.1) is harder to learn than size (1.3).",
+                "8 of 69 runs learned on 2.1 (Table 8), 20 of 58 on 1.3 (Table 5)",
+                Evidence::None,
+                Verdict::NotComparable,
+            )
+        } else {
+            let d = newcombe(rot.k, rot.n, siz.k, siz.n);
+            claim(
+                "Rotation (2.1) is harder to learn than size (1.3).",
+                "8 of 69 runs learned on 2.1 (Table 8), 20 of 58 on 1.3 (Table 5)",
+                Evidence::Contrast(rot, siz, d),
+                direction(d, true),
+            )
+        });
+        out.extend(cell_claims(&rs, &size, c));
+    }
+    out
+}
+
+/// The verdict on a claimed sign of a difference `(d, low, high)`: `negative` claims d < 0.
+fn direction(d: (f64, f64, f64), negative: bool) -> Verdict {
+    let (below, above) = (d.2 < 0.0, d.1 > 0.0);
+    match (negative, below, above) {
+        (true, true, _) | (false, _, true) => Verdict::Reproduced,
+        (true, _, true) | (false, true, _) => Verdict::Contradicted,
+        _ => Verdict::NoEvidence,
+    }
+}
+
+/// The thesis's Table 5 cells on 1.3 that the study's grid holds: 2-2 learned 3 of 6, 2-8
+/// never of 5; and its claim that the same architecture both learns and fails.
+fn cell_claims(rs: &[&RunRow], size: &Option<String>, c: &str) -> Vec<Claim> {
+    let learned = |r: &RunRow| r.outcome == Outcome::Learned;
+    let cell = |arch: &str| {
+        Tally::of(
+            rs.iter().copied().filter(|r| {
+                Some(r.dataset.as_str()) == size.as_deref() && r.arch.to_string() == arch
+            }),
+            learned,
+        )
+    };
+    let mut cells: BTreeMap<(&str, &tinycnn::ArchLabel), Tally> = BTreeMap::new();
+    for r in rs {
+        let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
+        e.n += 1;
+        e.k += usize::from(learned(r));
+    }
+    let mixed = Tally {
+        k: cells.values().filter(|t| t.k > 0 && t.k < t.n).count(),
+        n: cells.len(),
+    };
+    let (c22, c28) = (cell("2-2"), cell("2-8"));
+    let make = |claim, thesis, evidence, verdict| Claim {
+        claim,
+        thesis,
+        condition: c.to_string(),
+        evidence,
+        verdict,
+    };
+    vec![
+        make(
+            "The same architecture learns with some seeds and fails with others.",
+            "2-2 learned 3 of 6, 2-32 4 of 5, 32-2 3 of 5 on 1.3 (Table 5)",
+            Evidence::MixedCells(mixed),
+            if mixed.n == 0 {
+                Verdict::NotComparable
+            } else if mixed.k > 0 {
+                Verdict::Reproduced
+            } else {
+                Verdict::Contradicted
+            },
+        ),
+        if c22.n == 0 {
+            make(
+                "2-2 learns about half the time on 1.3.",
+                "3 of 6 (Table 5)",
+                Evidence::None,
+                Verdict::NotComparable,
+            )
+        } else {
+            // Contradicted when the difference's interval excludes 0; reproduced when it
+            // does not and this study's own interval holds the thesis's 50%; otherwise the
+            // samples are too small to say.
+            let d = newcombe(c22.k, c22.n, 3, 6);
+            let (lo, hi) = wilson(c22.k, c22.n);
+            let v = if d.1 > 0.0 || d.2 < 0.0 {
+                Verdict::Contradicted
+            } else if lo <= 0.5 && 0.5 <= hi {
+                Verdict::Reproduced
+            } else {
+                Verdict::NoEvidence
+            };
+            make(
+                "2-2 learns about half the time on 1.3.",
+                "3 of 6 (Table 5)",
+                Evidence::Contrast(c22, Tally { k: 3, n: 6 }, d),
+                v,
+            )
+        },
+        make(
+            "2-8 never learns on 1.3.",
+            "0 of 5 (Table 5)",
+            Evidence::Rate(c28, wilson(c28.k, c28.n)),
+            match (c28.n, c28.k) {
+                (0, _) => Verdict::NotComparable,
+                (_, 0) => Verdict::Reproduced,
+                _ => Verdict::Contradicted,
+            },
+        ),
+    ]
+}
+
+/// When runs of `condition` get stuck; `None` when none did.
+pub fn stuck(inp: &Inputs, condition: &str) -> Option<Stuck> {
     let mut tally = StuckTally::default();
-    for g in groups {
+    let mut same_settings = true;
+    for g in inp.stuck.iter().filter(|g| g.condition == condition) {
         tally.add(g);
+        same_settings &= g.continued.iter().all(|(_, lr, _, _)| lr == "same");
     }
     if tally.stuck == 0 {
         return None;
     }
-    let is_stuck = |r: &RunRow| r.outcome == Outcome::Stuck;
-    let by_condition = conds
+    let rs: Vec<&RunRow> = inp
+        .runs
         .iter()
-        .map(|c| {
-            let t = Tally::of(runs.iter().filter(|r| r.condition == *c), is_stuck);
-            (c.to_string(), t)
-        })
+        .filter(|r| r.condition == condition)
         .collect();
+    let is_stuck = |r: &RunRow| r.outcome == Outcome::Stuck;
     let mut by_f1: BTreeMap<usize, Tally> = BTreeMap::new();
-    for r in runs.iter().filter(|r| r.arch.layers() == 2) {
+    for r in rs.iter().filter(|r| r.arch.layers() == 2) {
         let e = by_f1.entry(r.arch.filters()[0]).or_default();
         e.n += 1;
         e.k += usize::from(is_stuck(r));
     }
-    let escapes = tally.tried > 0 && tally.escaped * 10 >= tally.tried;
+    let fully_dead = Tally::of(
+        rs.iter()
+            .copied()
+            .filter(|r| is_stuck(r) && inp.diagnoses.contains_key(&r.key)),
+        |r| {
+            let d = &inp.diagnoses[&r.key];
+            d.dead.last().is_some_and(|&k| Some(&k) == d.filters.last())
+        },
+    );
+    let escapes = tally.escaped * 10 >= tally.tried;
     let dead = tally.dead_in_stuck().is_some_and(|d| d >= 0.5);
-    let verdict = if tally.tried > 0 && !escapes && dead {
-        StuckVerdict::DeadEnds
-    } else if escapes {
-        StuckVerdict::SlowStretches
-    } else {
-        StuckVerdict::Mixed
+    let verdict = match () {
+        _ if tally.tried == 0 => StuckVerdict::NotTried,
+        _ if escapes => StuckVerdict::SlowStretches,
+        _ if same_settings && fully_dead.n > 0 && fully_dead.k == fully_dead.n => {
+            StuckVerdict::DeadByConstruction
+        }
+        _ if dead => StuckVerdict::DeadEnds,
+        _ => StuckVerdict::Mixed,
     };
     Some(Stuck {
+        condition: condition.to_string(),
         tally,
-        by_condition,
-        by_first_layer: by_f1.into_iter().collect(),
+        by_first_layer: by_f1
+            .into_iter()
+            .map(|(f, t)| (f, t, wilson(t.k, t.n)))
+            .collect(),
+        fully_dead,
+        same_settings,
         verdict,
     })
 }
@@ -399,6 +718,7 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
         strong: Tally::default(),
         raised: 0,
         largest_raise: None,
+        largest_raise_images: None,
     };
     for (slug, a) in cases {
         for e in &a.interaction.events {
@@ -407,6 +727,9 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
                 let gain = e.after - e.before;
                 if out.largest_raise.as_ref().is_none_or(|b| gain > b.0) {
                     out.largest_raise = Some((gain, format!("{slug}, {}", e.text)));
+                    let images = a.pruning.images;
+                    out.largest_raise_images =
+                        Some(((gain * images as f64).round() as usize, images));
                 }
             }
         }
@@ -420,23 +743,68 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
     out
 }
 
-/// Each criterion's mean Spearman correlation with the pruning order, per layer.
+/// Each criterion's mean Spearman correlation with the pruning order, per layer, against the
+/// index-order control, leaving out layers too small to rank.
 pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
     let mut agree: BTreeMap<(usize, Criterion), Vec<f64>> = BTreeMap::new();
-    for (_, a) in cases {
+    let mut control: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut excluded = Vec::new();
+    let mut tied_steps = Tally::default();
+    for (slug, a) in cases {
+        let sizes = layer_sizes(a);
+        for (&l, &n) in &sizes {
+            if n < 3 {
+                excluded.push((slug.clone(), l));
+                continue;
+            }
+            let fs: Vec<_> = a
+                .ranking
+                .filters
+                .iter()
+                .filter(|f| f.filter.layer == l)
+                .collect();
+            let last = a.pruning.steps.len() + 1;
+            let index: Vec<f64> = fs.iter().map(|f| f.filter.filter as f64).collect();
+            let order: Vec<f64> = fs
+                .iter()
+                .map(|f| f.pruned_at.unwrap_or(last) as f64)
+                .collect();
+            if let Some(v) = crate::analyses::stats::spearman(&index, &order) {
+                control.entry(l).or_default().push(v);
+            }
+        }
         for ag in &a.ranking.agreement {
-            if let Some(v) = ag.spearman {
+            let big = sizes.get(&ag.layer).is_some_and(|&n| n >= 3);
+            if let (true, Some(v)) = (big, ag.spearman) {
                 agree.entry((ag.layer, ag.criterion)).or_default().push(v);
             }
         }
+        for st in &a.pruning.steps {
+            let best = st
+                .accuracies
+                .iter()
+                .flatten()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            let at_best = st
+                .accuracies
+                .iter()
+                .flatten()
+                .filter(|&&v| v == best)
+                .count();
+            tied_steps.n += 1;
+            tied_steps.k += usize::from(at_best > 1);
+        }
     }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut layers: BTreeMap<usize, Vec<(Criterion, f64)>> = BTreeMap::new();
     for ((l, c), v) in &agree {
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        layers.entry(*l).or_default().push((*c, mean));
+        layers.entry(*l).or_default().push((*c, mean(v)));
     }
     Agreement {
         layers: layers.into_iter().collect(),
+        index_control: control.iter().map(|(l, v)| (*l, mean(v))).collect(),
+        excluded,
+        tied_steps,
     }
 }
 
@@ -484,6 +852,21 @@ mod tests {
         out
     }
 
+    fn inputs<'a>(
+        runs: &'a [RunRow],
+        sources: &'a BTreeMap<String, String>,
+        diagnoses: &'a BTreeMap<String, Diagnosis>,
+        stuck: &'a [StuckGroup],
+    ) -> Inputs<'a> {
+        Inputs {
+            runs,
+            sources,
+            diagnoses,
+            stuck,
+            cases: &[],
+        }
+    }
+
     #[test]
     fn learning_counts_each_depth_apart_and_never_pools_conditions() {
         let rs = runs(&[
@@ -494,15 +877,17 @@ mod tests {
             ("8-16-32", "adam", "partial", 1),
             ("16-4", "sgd", "stuck", 5),
         ]);
-        let f = findings(&rs, &[], &[]);
-        assert_eq!(
-            f.len(),
-            2,
-            "one learning finding per condition, no stuck groups"
-        );
-        let Finding::Learning(adam) = &f[0] else {
-            panic!("{f:?}")
-        };
+        let none = BTreeMap::new();
+        let f = findings(&inputs(&rs, &none, &BTreeMap::new(), &[]));
+        let learning: Vec<&Learning> = f
+            .iter()
+            .filter_map(|f| match f {
+                Finding::Learning(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(learning.len(), 2, "one learning finding per condition");
+        let adam = learning[0];
         assert_eq!(adam.condition, "adam");
         assert_eq!(adam.learned, Tally { k: 6, n: 8 });
         assert_eq!((adam.stuck, adam.partial), (1, 1));
@@ -512,17 +897,114 @@ mod tests {
         assert_eq!(adam.deeper, Tally { k: 1, n: 2 });
         // 16-4 and 8-16-32 both learned and failed; 8 always learned.
         assert_eq!(adam.mixed_cells, Tally { k: 2, n: 3 });
-        let (lo, hi) = adam.interval;
         // Wilson's interval for 6 of 8 (z = 1.959964): 0.4093 to 0.9285.
+        let (lo, hi) = adam.interval;
         assert!(
             (lo - 0.4093).abs() < 1e-4 && (hi - 0.9285).abs() < 1e-4,
             "{lo} {hi}"
         );
-        let Finding::Learning(sgd) = &f[1] else {
+        // One layer 2/2 against two layers 3/4: +25 points, the interval spans 0.
+        let (d, lo, hi) = adam.one_minus_two.unwrap();
+        assert!((d - 0.25).abs() < 1e-12 && lo < 0.0 && hi > 0.0);
+        let sgd = learning[1];
+        assert_eq!((sgd.learned, sgd.stuck), (Tally { k: 0, n: 5 }, 5));
+        assert_eq!(sgd.one_minus_two, None);
+        // The headline: 6/8 (41-93%) against 0/5 (0-43%): the intervals overlap, so the
+        // condition is not said to decide; with 0/20 (0-16%) it is.
+        let Finding::Headline(h) = &f[0] else {
             panic!("{f:?}")
         };
-        assert_eq!((sgd.learned, sgd.stuck), (Tally { k: 0, n: 5 }, 5));
-        assert_eq!(sgd.mixed_cells, Tally { k: 0, n: 1 });
+        assert_eq!(h.conditions[0].1, Tally { k: 6, n: 8 });
+        assert_eq!(h.decided, None);
+        let mut more = rs.clone();
+        more.extend(runs(&[("16-4", "sgd", "stuck", 15)]));
+        let h = headline(&more, &["adam", "sgd"]);
+        assert_eq!(h.decided, Some(("adam".to_string(), "sgd".to_string())));
+    }
+
+    fn on(dataset: &str, spec: &[(&str, &str, &str, usize)]) -> Vec<RunRow> {
+        let mut rs = runs(spec);
+        for r in &mut rs {
+            r.dataset = dataset.into();
+            r.key = format!("{dataset}/{}", r.key);
+        }
+        rs
+    }
+
+    fn claim<'a>(claims: &'a [Claim], start: &str, cond: &str) -> &'a Claim {
+        claims
+            .iter()
+            .find(|c| c.claim.starts_with(start) && c.condition == cond)
+            .unwrap_or_else(|| panic!("{start} {cond}: {claims:?}"))
+    }
+
+    #[test]
+    fn thesis_claims_get_the_verdict_the_data_gives() {
+        let mut rs = on(
+            "size",
+            &[
+                ("8", "a", "learned", 4),
+                ("2-2", "a", "learned", 20),
+                ("2-8", "a", "learned", 1),
+                ("2-8", "a", "stuck", 4),
+                ("8", "b", "stuck", 10),
+                ("2-2", "b", "learned", 2),
+                ("2-2", "b", "stuck", 2),
+            ],
+        );
+        rs.extend(on(
+            "rotation",
+            &[
+                ("2-2", "a", "learned", 20),
+                ("2-2", "b", "learned", 1),
+                ("2-2", "b", "stuck", 3),
+            ],
+        ));
+        let sources: BTreeMap<String, String> = [
+            ("size".to_string(), "thesis-1.3".to_string()),
+            ("rotation".to_string(), "thesis-2.1".to_string()),
+        ]
+        .into();
+        rs.extend(on("size", &[("2-2", "c", "learned", 5)]));
+        let c = thesis_claims(&rs, &sources, &["a", "b", "c"]);
+        // 5 of 5 against 3 of 6: the difference's interval holds 0, this study's own (57-100%)
+        // does not hold 50%: too few runs to say.
+        assert_eq!(claim(&c, "2-2 learns", "c").verdict, Verdict::NoEvidence);
+        // One-layer nets learned 4 of 4 under a: "never learns" is contradicted; under b,
+        // 0 of 10: reproduced.
+        assert_eq!(
+            claim(&c, "One conv layer", "a").verdict,
+            Verdict::Contradicted
+        );
+        assert_eq!(
+            claim(&c, "One conv layer", "b").verdict,
+            Verdict::Reproduced
+        );
+        // Rotation against size, two-layer nets: a 20/20 vs 21/25, b 1/4 vs 2/4: neither
+        // interval excludes 0.
+        let rot = claim(&c, "Rotation", "a");
+        let Evidence::Contrast(r, s, _) = &rot.evidence else {
+            panic!()
+        };
+        assert_eq!((*r, *s), (Tally { k: 20, n: 20 }, Tally { k: 21, n: 25 }));
+        assert_eq!(rot.verdict, Verdict::NoEvidence);
+        // 2-2 learned 20 of 20 under a against the thesis's 3 of 6: beyond the interval.
+        assert_eq!(claim(&c, "2-2 learns", "a").verdict, Verdict::Contradicted);
+        assert_eq!(claim(&c, "2-2 learns", "b").verdict, Verdict::Reproduced);
+        assert_eq!(claim(&c, "2-8 never", "a").verdict, Verdict::Contradicted);
+        assert_eq!(claim(&c, "2-8 never", "b").verdict, Verdict::NotComparable);
+        assert_eq!(
+            claim(&c, "The same architecture", "a").verdict,
+            Verdict::Reproduced
+        );
+        // Without the thesis's datasets, the dataset claims are not comparable.
+        let c = thesis_claims(&rs, &BTreeMap::new(), &["a"]);
+        assert_eq!(claim(&c, "Rotation", "a").verdict, Verdict::NotComparable);
+        assert_eq!(claim(&c, "2-2 learns", "a").verdict, Verdict::NotComparable);
+        // The sign test itself: harder (below 0) reproduces, easier (above 0) contradicts.
+        assert_eq!(direction((-0.3, -0.5, -0.1), true), Verdict::Reproduced);
+        assert_eq!(direction((0.3, 0.1, 0.5), true), Verdict::Contradicted);
+        assert_eq!(direction((0.0, -0.1, 0.1), true), Verdict::NoEvidence);
     }
 
     fn group(arch: &str, runs: usize, stuck: usize, dead: f64, other: f64) -> StuckGroup {
@@ -542,44 +1024,70 @@ mod tests {
         }
     }
 
+    fn diagnosis(dead_last: usize, filters_last: usize) -> Diagnosis {
+        Diagnosis {
+            dead: vec![0, dead_last],
+            filters: vec![2, filters_last],
+            grad_norm: 0.0,
+            grad_norms: vec![],
+            loss: 1.1,
+            collapsed: vec![],
+            plateau: 1.0 / 3.0,
+            plateau_start: 3,
+        }
+    }
+
     #[test]
-    fn stuck_runs_weigh_each_group_by_its_runs() {
+    fn stuck_runs_are_counted_within_their_condition() {
         let rs = runs(&[
             ("2-4", "sgd", "stuck", 3),
             ("2-4", "sgd", "learned", 1),
             ("16-4", "sgd", "stuck", 1),
             ("16-4", "sgd", "learned", 3),
             ("8-16-32", "sgd", "stuck", 2),
+            ("16-4", "adam", "learned", 4),
         ]);
-        let groups = [group("2-4", 4, 3, 1.0, 0.0), group("16-4", 4, 1, 0.5, 0.25)];
-        let f = findings(&rs, &groups, &[]);
-        let Some(Finding::Stuck(s)) = f.get(1) else {
-            panic!("{f:?}")
-        };
+        let mut groups = vec![group("2-4", 4, 3, 1.0, 0.0), group("16-4", 4, 1, 0.5, 0.25)];
+        let mut adam = group("16-4", 4, 0, 0.0, 0.9);
+        adam.condition = "adam".into();
+        groups.push(adam);
+        // Every stuck run's last layer entirely dead.
+        let diagnoses: BTreeMap<String, Diagnosis> = rs
+            .iter()
+            .filter(|r| r.outcome == Outcome::Stuck)
+            .map(|r| (r.key.clone(), diagnosis(4, 4)))
+            .collect();
+        let none = BTreeMap::new();
+        let inp = inputs(&rs, &none, &diagnoses, &groups);
+        let s = stuck(&inp, "sgd").unwrap();
         assert_eq!(s.tally.stuck, 4);
-        // (3 x 1.0 + 1 x 0.5) / 4 and (1 x 0.0 + 3 x 0.25) / 4.
+        // (3 x 1.0 + 1 x 0.5) / 4 and (1 x 0.0 + 3 x 0.25) / 4: the adam group's 0.9 is not
+        // pooled in.
         assert_eq!(s.tally.dead_in_stuck(), Some(0.875));
         assert_eq!(s.tally.dead_in_others(), Some(0.1875));
+        // Only two-layer nets enter the first-layer breakdown, each with its interval.
+        let f1: Vec<(usize, Tally)> = s.by_first_layer.iter().map(|x| (x.0, x.1)).collect();
         assert_eq!(
-            s.by_condition,
-            vec![("sgd".to_string(), Tally { k: 6, n: 10 })]
-        );
-        // Only two-layer nets enter the first-layer breakdown.
-        assert_eq!(
-            s.by_first_layer,
+            f1,
             vec![(2, Tally { k: 3, n: 4 }), (16, Tally { k: 1, n: 4 })]
         );
-        assert_eq!((s.tally.escaped, s.tally.tried), (0, 4));
+        assert_eq!(s.by_first_layer[0].2, wilson(3, 4));
+        assert_eq!(s.fully_dead, Tally { k: 6, n: 6 });
+        assert!(s.same_settings);
+        // All dead, continued the same way: the 0 escapes are guaranteed, and said so.
+        assert_eq!(s.verdict, StuckVerdict::DeadByConstruction);
+        assert!(stuck(&inp, "adam").is_none(), "no stuck run under adam");
+        // One run still alive: a real (if weak) test, no longer by construction.
+        let mut some_alive = diagnoses.clone();
+        let key = some_alive.keys().next().unwrap().clone();
+        some_alive.insert(key, diagnosis(1, 4));
+        let s = stuck(&inputs(&rs, &none, &some_alive, &groups), "sgd").unwrap();
+        assert_eq!(s.fully_dead, Tally { k: 5, n: 6 });
         assert_eq!(s.verdict, StuckVerdict::DeadEnds);
-        let mut escaping = groups.clone();
-        escaping[0].continued = vec![(20, "same".into(), 1, 3)];
-        let Some(Finding::Stuck(s)) = findings(&rs, &escaping, &[]).get(1).cloned() else {
-            panic!()
-        };
+        groups[0].continued = vec![(20, "0.001".into(), 1, 3)];
+        let s = stuck(&inputs(&rs, &none, &diagnoses, &groups), "sgd").unwrap();
         assert_eq!(s.verdict, StuckVerdict::SlowStretches);
-        assert!(findings(&rs, &[group("2-4", 4, 0, 0.0, 0.0)], &[])
-            .iter()
-            .all(|f| !matches!(f, Finding::Stuck(_))));
+        assert!(!s.same_settings);
     }
 
     /// A case analysis with the given similarity, interaction and agreement; the rest empty.
@@ -591,8 +1099,25 @@ mod tests {
         raised: &[(f64, f64)],
         rho: &[(usize, Criterion, Option<f64>)],
     ) -> Analysis {
-        use crate::analyses::{interaction as ia, ranking, similarity};
+        use crate::analyses::{interaction as ia, pruning::FilterRef, ranking, similarity};
         let mut a = Analysis::example();
+        // Layer 1: three filters, pruned in index order (1, 2, then 3 survives); layer 2: two.
+        a.ranking.filters = [
+            (1, 1, Some(1)),
+            (1, 2, Some(2)),
+            (1, 3, None),
+            (2, 1, None),
+            (2, 2, Some(3)),
+        ]
+        .iter()
+        .map(|&(layer, filter, pruned_at)| ranking::Importance {
+            filter: FilterRef { layer, filter },
+            l1_norm: 0.0,
+            mean_activation: 0.0,
+            taylor: 0.0,
+            pruned_at,
+        })
+        .collect();
         a.ranking.agreement = rho
             .iter()
             .map(|&(layer, criterion, spearman)| ranking::Agreement {
@@ -679,24 +1204,51 @@ mod tests {
         let (gain, text) = i.largest_raise.unwrap();
         assert!((gain - 0.3).abs() < 1e-12);
         assert_eq!(text, "size-8-16-32, 0.6->0.9");
+        // 0.3 of the example's 10 images.
+        assert_eq!(i.largest_raise_images, Some((3, 10)));
+        assert_eq!(r.twins_cost_more(), Some(false));
+        let mut both = r.clone();
+        both.drop_without_twin = Some(0.001);
+        assert_eq!(both.twins_cost_more(), Some(true));
         let g = agreement(&cases);
+        // Layer 2 has two filters in both cases: left out, and said so.
         assert_eq!(
             g.layers,
+            vec![(1, vec![(Criterion::L1Norm, 0.5), (Criterion::Taylor, 0.1)])]
+        );
+        assert_eq!(
+            g.excluded,
             vec![
-                (1, vec![(Criterion::L1Norm, 0.5), (Criterion::Taylor, 0.1)]),
-                (2, vec![(Criterion::Taylor, 0.3)]),
+                ("size-8-16-32".to_string(), 2),
+                ("rotation-2-1".to_string(), 2)
             ]
         );
+        // Removal order 1, 2, then survivors last (the example table has one step, so filter
+        // 3's "last" ties filter 2's step 2): index ranks 1, 2, 3 against 1, 2.5, 2.5 give
+        // rho = sqrt(3) / 2.
+        assert_eq!(g.index_control.len(), 1);
+        assert!((g.index_control[0].1 - 3f64.sqrt() / 2.0).abs() < 1e-12);
+        // Each example table has one step whose accuracies are empty: no tie.
+        assert_eq!(g.tied_steps, Tally { k: 0, n: 2 });
         assert_eq!(Agreement::accord(&g.layers[0].1), Accord::Agree);
-        assert_eq!(Agreement::accord(&g.layers[1].1), Accord::Weak);
+        assert_eq!(Agreement::accord(&[(Criterion::L1Norm, 0.3)]), Accord::Weak);
         assert_eq!(
             Agreement::accord(&[(Criterion::Taylor, -0.4)]),
             Accord::None
         );
-        let all = findings(&[], &[], &cases);
+        let none = BTreeMap::new();
+        let all = findings(&Inputs {
+            runs: &[],
+            sources: &none,
+            diagnoses: &BTreeMap::new(),
+            stuck: &[],
+            cases: &cases,
+        });
         assert!(matches!(
             all.as_slice(),
             [
+                Finding::Headline(_),
+                Finding::Thesis(_),
                 Finding::Redundancy(_),
                 Finding::Interplay(_),
                 Finding::Agreement(_)

@@ -16,12 +16,13 @@ use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::RunRow;
+use crate::experiments::summary::wilson;
 use crate::experiments::summary::{summarize, Group};
 use crate::study::config::data_file;
 use crate::study::data::{CaseData, ReportData};
 use crate::study::findings::{
-    findings, pruning_reading, Accord, Agreement, Finding, Interplay, Learning, Redundancy, Stuck,
-    StuckTally, StuckVerdict,
+    findings, pruning_reading, Agreement, Claim, Evidence, Finding, Headline, Inputs, Interplay,
+    Learning, Redundancy, Stuck, StuckTally, StuckVerdict, Tally, Verdict,
 };
 use tinycnn::ArchLabel;
 
@@ -275,6 +276,8 @@ fn findings_html(findings: &[Finding]) -> String {
     let mut h = String::new();
     for f in findings {
         match f {
+            Finding::Headline(x) => headline_html(&mut h, x),
+            Finding::Thesis(x) => thesis_html(&mut h, x),
             Finding::Learning(l) => learning_html(&mut h, l),
             Finding::Stuck(s) => stuck_html(&mut h, s),
             Finding::Redundancy(r) => redundancy_html(&mut h, r),
@@ -285,63 +288,170 @@ fn findings_html(findings: &[Finding]) -> String {
     h
 }
 
+/// `k/n (p%, 95% interval lo-hi%)`.
+fn rate(t: &Tally) -> String {
+    let (lo, hi) = wilson(t.k, t.n);
+    format!(
+        "{}/{} ({}, 95% interval {}-{})",
+        t.k,
+        t.n,
+        pct(t.k as f64 / t.n.max(1) as f64),
+        pct(lo),
+        pct(hi)
+    )
+}
+
+/// A difference of shares in percentage points with its interval.
+fn points(d: (f64, f64, f64)) -> String {
+    format!(
+        "{:+.0} points (95% interval {:+.0} to {:+.0})",
+        100.0 * d.0,
+        100.0 * d.1,
+        100.0 * d.2
+    )
+}
+
+fn headline_html(h: &mut String, x: &Headline) {
+    let parts: Vec<String> = x
+        .conditions
+        .iter()
+        .map(|(c, t, _, epochs)| {
+            let e = epochs.map_or(String::new(), |e| format!(", in a median {e} epochs"));
+            format!(
+                "under <b>{}</b> {} of the runs learned{e}",
+                esc(cond_name(c)),
+                rate(t)
+            )
+        })
+        .collect();
+    let verdict = match &x.decided {
+        Some((best, worst)) => format!(
+            " The training condition decides whether a tiny net learns, beyond the seed and the architecture: the failures the thesis studied are a property of <b>{}</b>, and they nearly vanish under <b>{}</b>.",
+            esc(cond_name(worst)),
+            esc(cond_name(best))
+        ),
+        None if x.conditions.len() > 1 => {
+            " The conditions do not differ beyond their intervals.".to_string()
+        }
+        None => String::new(),
+    };
+    finding(
+        h,
+        "The headline.",
+        &format!("{}.{verdict}", capitalise(&parts.join("; "))),
+    );
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| {
+        f.to_uppercase().collect::<String>() + c.as_str()
+    })
+}
+
+fn cond_name(c: &str) -> &str {
+    if c.is_empty() {
+        "the default settings"
+    } else {
+        c
+    }
+}
+
+fn thesis_html(h: &mut String, claims: &[Claim]) {
+    let _ = write!(
+        h,
+        "<div class=\"finding\"><b>The thesis's claims, one by one.</b> Each claim set against each condition of this study (never pooled); the verdict is <i>reproduced</i> when this study agrees within its 95% interval, <i>contradicted</i> when it points the other way beyond it, <i>no evidence</i> when the interval allows both.</div><table><thead><tr><th>claim</th><th>thesis</th><th>condition</th><th>this study</th><th>verdict</th></tr></thead><tbody>"
+    );
+    for c in claims {
+        let ours = match &c.evidence {
+            Evidence::Rate(t, _) if t.n == 0 => "no such runs".to_string(),
+            Evidence::Rate(t, _) => rate(t),
+            Evidence::Contrast(a, b, d) => {
+                format!("{} against {}: {}", rate(a), rate(b), points(*d))
+            }
+            Evidence::MixedCells(t) => format!(
+                "{} of {} dataset-architecture cells both learned and failed",
+                t.k, t.n
+            ),
+            Evidence::None => "not in this study".to_string(),
+        };
+        let verdict = match c.verdict {
+            Verdict::Reproduced => "reproduced",
+            Verdict::Contradicted => "<b>contradicted</b>",
+            Verdict::NoEvidence => "no evidence either way",
+            Verdict::NotComparable => "not comparable",
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(c.claim),
+            esc(c.thesis),
+            esc(cond_name(&c.condition)),
+            ours,
+            verdict
+        );
+    }
+    h.push_str("</tbody></table>");
+    let contradicted: Vec<String> = claims
+        .iter()
+        .filter(|c| c.verdict == Verdict::Contradicted)
+        .map(|c| {
+            format!(
+                "&ldquo;{}&rdquo; under {}",
+                esc(c.claim),
+                esc(cond_name(&c.condition))
+            )
+        })
+        .collect();
+    if !contradicted.is_empty() {
+        finding(
+            h,
+            "Where this study contradicts the thesis.",
+            &format!("{}.", contradicted.join("; ")),
+        );
+    }
+}
+
 fn learning_html(h: &mut String, l: &Learning) {
     let deeper = if l.deeper.n == 0 {
         String::new()
     } else {
-        format!("; three or more: {}/{}", l.deeper.k, l.deeper.n)
+        format!("; three or more: {}", rate(&l.deeper))
     };
     let mixed = if l.mixed_cells.k == 0 {
         format!("No architecture both learned and failed with different seeds ({} dataset-architecture cells).", l.mixed_cells.n)
     } else {
         format!(
-            "The same architecture both learned and failed with different seeds in {} of {} dataset-architecture cells: whether a tiny net learns depends on its initialisation as well as its size, as the thesis saw.",
+            "The same architecture both learned and failed with different seeds in {} of {} dataset-architecture cells: whether a tiny net learns depends on its initialisation as well as its size.",
             l.mixed_cells.k, l.mixed_cells.n
         )
     };
-    let cond = if l.condition.is_empty() {
-        "the default settings"
-    } else {
-        &l.condition
+    let depth = match l.one_minus_two {
+        Some(d) if d.1 > 0.0 => format!(" One-layer nets learned more often than two-layer nets, {}, the opposite of the thesis's Table 1.", points(d)),
+        Some(d) if d.2 < 0.0 => format!(" One-layer nets learned less often than two-layer nets, {}.", points(d)),
+        Some(d) => format!(" One- and two-layer nets do not differ beyond their interval, {}.", points(d)),
+        None => String::new(),
     };
     finding(
         h,
-        &format!("Learning under {}.", esc(cond)),
+        &format!("Learning under {}.", esc(cond_name(&l.condition))),
         &format!(
-            "{} of {} runs learned ({}, 95% interval {}-{}); {} got stuck and {} stopped part-way. Two conv layers: {}/{} learned; one layer: {}/{}{deeper}. {mixed}",
-            l.learned.k,
-            l.learned.n,
-            pct(l.learned.k as f64 / l.learned.n.max(1) as f64),
-            pct(l.interval.0),
-            pct(l.interval.1),
+            "{} runs learned; {} got stuck and {} stopped part-way. Two conv layers: {} learned; one layer: {}{deeper}.{depth} {mixed}",
+            rate(&l.learned),
             l.stuck,
             l.partial,
-            l.two_layers.k,
-            l.two_layers.n,
-            l.one_layer.k,
-            l.one_layer.n,
+            rate(&l.two_layers),
+            rate(&l.one_layer),
         ),
     );
 }
 
 fn stuck_html(h: &mut String, s: &Stuck) {
     let t = &s.tally;
-    let by_cond: Vec<String> = s
-        .by_condition
-        .iter()
-        .map(|(c, x)| {
-            format!(
-                "{} {}/{}",
-                if c.is_empty() { "default" } else { c },
-                x.k,
-                x.n
-            )
-        })
-        .collect();
     let f1: Vec<String> = s
         .by_first_layer
         .iter()
-        .map(|(f, x)| format!("{f}: {}", pct(x.k as f64 / x.n.max(1) as f64)))
+        .map(|(f, x, (lo, hi))| format!("{f}: {}/{} ({}-{})", x.k, x.n, pct(*lo), pct(*hi)))
         .collect();
     let plateaus: Vec<String> = t
         .plateaus
@@ -349,22 +459,25 @@ fn stuck_html(h: &mut String, s: &Stuck) {
         .map(|(p, n)| format!("{n} at {p}"))
         .collect();
     let verdict = match s.verdict {
-        StuckVerdict::DeadEnds => "So a stuck run is not a slow learner in a shallow minimum: its last layer's ReLUs are dead, no gradient reaches those filters, and more epochs do not help.",
-        StuckVerdict::SlowStretches => "A good share escape: many plateaus are slow stretches rather than dead ends.",
-        StuckVerdict::Mixed => "The evidence is mixed: see the table above.",
+        StuckVerdict::DeadByConstruction => format!("In all {} diagnosed stuck runs the last conv layer is entirely dead: its ReLUs output zero on every training image, so its weight gradients are exactly zero, and training on with the same settings cannot change that. That none escaped is therefore guaranteed by construction, not a test of a local minimum; only a change of settings could test it.", s.fully_dead.n),
+        StuckVerdict::DeadEnds => format!("In {} of {} diagnosed stuck runs the last conv layer is entirely dead; few escaped.", s.fully_dead.k, s.fully_dead.n),
+        StuckVerdict::SlowStretches => "A good share escape: many plateaus are slow stretches rather than dead ends.".to_string(),
+        StuckVerdict::Mixed => "The evidence is mixed: see the table above.".to_string(),
+        StuckVerdict::NotTried => "No stuck run was trained further.".to_string(),
     };
     finding(
         h,
-        "When runs get stuck, and whether it is a local minimum (thesis future work 4).",
+        &format!("When runs get stuck under {} (thesis future work 4).", esc(cond_name(&s.condition))),
         &format!(
-            "{} runs got stuck ({}); by condition: {}. Share of two-layer runs stuck by first-layer filters: {}. In stuck runs, on average {} of the last conv layer's filters are dead (zero on every training image), against {} in the other runs; the plateau begins by epoch {} (median over architectures). Trained further, {} of {} escaped. {}",
+            "{} of {} runs got stuck ({}). Stuck two-layer runs by first-layer filters, with 95% intervals: {}. On average {} of the last conv layer's filters are dead (zero on every training image) in stuck runs, against {} in this condition's other runs; the plateau begins by epoch {} (median over architectures). Trained further ({}), {} of {} escaped. {}",
             t.stuck,
+            t.runs,
             plateaus.join(", "),
-            by_cond.join("; "),
             f1.join(", "),
             pct_or_dash(t.dead_in_stuck()),
             pct_or_dash(t.dead_in_others()),
             t.median_start().map_or("-".into(), |v| format!("{v}")),
+            if s.same_settings { "with their own settings" } else { "with changed settings" },
             t.escaped,
             t.tried,
             verdict
@@ -379,11 +492,16 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         .iter()
         .map(|(slug, t)| format!("{slug} {}/{}", t.k, t.n))
         .collect();
+    let direction = match r.twins_cost_more() {
+        Some(true) => " This is the <b>opposite</b> of the thesis's conclusion (a): a filter with a twin costs more to remove than one without, so a twin by this measure is not a stand-in. The measure is weak: ReLU maps are never negative, so the cosine of two maps is high for most pairs, and the filters without a twin are mostly near-silent ones.",
+        Some(false) => " As the thesis's conclusion (a) predicts, a filter with a twin costs less to remove than one without.",
+        None => "",
+    };
     finding(
         h,
-        "Filters are often alike, hence redundant (thesis conclusion a).",
+        "Are alike filters redundant? (thesis conclusion a)",
         &format!(
-            "Over the {} case studies, {} of {} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}). Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            "Over the {} case studies, {} of {} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}).{direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
             r.cases,
             r.twins.k,
             r.twins.n,
@@ -398,19 +516,20 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
 }
 
 fn interplay_html(h: &mut String, i: &Interplay) {
+    let largest = match (&i.largest_raise, i.largest_raise_images) {
+        (Some((_, t)), Some((k, n))) => format!(" (the largest: {}, {k} of {n} images)", esc(t)),
+        _ => String::new(),
+    };
     finding(
         h,
         "Filters interact (thesis conclusion b).",
         &format!(
-            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{}. {}",
+            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{largest}. {}",
             i.strong.n,
             i.strong.k,
             i.raised,
-            i.largest_raise
-                .as_ref()
-                .map_or(String::new(), |(_, t)| format!(" (the largest: {})", esc(t))),
-            if i.strong.k + i.raised > 0 {
-                "One-at-a-time scores therefore do not add up, as the thesis found when accuracy rose from 66.7% to 87.1% after one deletion."
+            if i.strong.k > 0 {
+                "One-at-a-time scores therefore do not add up for those pairs."
             } else {
                 "Here the filters act nearly independently: one-at-a-time scores add up."
             }
@@ -424,20 +543,34 @@ fn agreement_html(h: &mut String, a: &Agreement) {
         .iter()
         .map(|(l, v)| {
             let parts: Vec<String> = v.iter().map(|(c, m)| format!("{c} {m:+.2}")).collect();
-            let word = match Agreement::accord(v) {
-                Accord::Agree => "agree",
-                Accord::Weak => "agree weakly",
-                Accord::None => "do not agree",
-            };
-            format!("layer {l}: {} &mdash; they {word}", parts.join(", "))
+            let control = a
+                .index_control
+                .iter()
+                .find(|(x, _)| x == l)
+                .map_or(String::new(), |(_, m)| {
+                    format!(", filter index (control) {m:+.2}")
+                });
+            format!("layer {l}: {}{control}", parts.join(", "))
         })
         .collect();
+    let excluded = if a.excluded.is_empty() {
+        String::new()
+    } else {
+        let e: Vec<String> = a
+            .excluded
+            .iter()
+            .map(|(c, l)| format!("{c} layer {l}"))
+            .collect();
+        format!(" Left out, with fewer than 3 filters (a rank correlation there is ±1 by construction): {}.", e.join(", "))
+    };
     finding(
         h,
         "Do simple readings of the filters agree with pruning? (thesis conclusion c)",
         &format!(
-            "Mean Spearman correlation between each criterion and the greedy pruning order (1: the criterion ranks filters exactly as pruning keeps them), over the case studies: {}. The thesis read activation maps by eye (here: mean activation, and its future-work L1 norm) and found agreement clear for layer 1 and hardly readable for layer 2.",
-            verdicts.join("; ")
+            "Mean Spearman correlation between each criterion and the greedy pruning order over the case studies, beside the same correlation for the filters' index: {}.{excluded} {} of {} pruning steps were ties, where several removals left the same best accuracy and the lowest-numbered filter was removed, so the pruning order partly follows filter numbers; a criterion scores well only where it beats the index control.",
+            if verdicts.is_empty() { "none measurable".to_string() } else { verdicts.join("; ") },
+            a.tied_steps.k,
+            a.tied_steps.n
         ),
     );
 }
@@ -511,6 +644,7 @@ fn sweep_section(c: &ReportData) -> Result<String> {
         runs.iter().map(|r| r.seed_index).max().unwrap_or(0),
         plan.learned
     );
+    h += &conditions_table(plan);
     let mut datasets: Vec<&str> = groups.iter().map(|g| g.dataset.as_str()).collect();
     datasets.dedup();
     for d in datasets {
@@ -587,6 +721,32 @@ fn sweep_section(c: &ReportData) -> Result<String> {
     h += "</tbody></table></section>";
 
     Ok(h)
+}
+
+/// The training conditions, each with its settings in words, in the plan's order.
+fn conditions_table(plan: &crate::experiments::experiment::Plan) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut h = String::from(
+        "<table><thead><tr><th>condition</th><th>training settings</th></tr></thead><tbody>",
+    );
+    for r in &plan.runs {
+        if seen.contains(&r.condition.as_str()) {
+            continue;
+        }
+        seen.push(&r.condition);
+        let name = if r.condition.is_empty() {
+            "(default)"
+        } else {
+            &r.condition
+        };
+        let _ = write!(
+            h,
+            "<tr><td><b>{}</b></td><td>{}</td></tr>",
+            esc(name),
+            esc(&r.settings.describe())
+        );
+    }
+    h + "</tbody></table>"
 }
 
 /// Section 3: the runs that get stuck, their diagnosis and whether they escape.
@@ -823,7 +983,15 @@ fn render(c: &ReportData) -> Result<String> {
 
     // 5. Findings.
     h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
-    h += &findings_html(&findings(runs, &c.stuck, &c.case_analyses()));
+    let sources = c.sources();
+    let cases = c.case_analyses();
+    h += &findings_html(&findings(&Inputs {
+        runs,
+        sources: &sources,
+        diagnoses: &c.diagnoses,
+        stuck: &c.stuck,
+        cases: &cases,
+    }));
     h += "</section>";
 
     // 6. Reproduce.
