@@ -404,6 +404,17 @@ pub struct StuckArgs {
     #[arg(long, value_name = "LR", requires = "continue_epochs")]
     pub lr: Option<f64>,
 
+    /// Continue with one change instead of the run's own settings: adam (Adam at 0.001 from
+    /// the stuck weights), unit (inputs rescaled to [0, 1]) or reinit (dead last-layer
+    /// filters drawn afresh).
+    #[arg(
+        long,
+        value_name = "R",
+        requires = "continue_epochs",
+        conflicts_with = "lr"
+    )]
+    pub rescue: Option<String>,
+
     /// Runs continued at once (default: all cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,

@@ -350,11 +350,18 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
             quiet,
         );
         let jobs = args.jobs.map_or_else(cores, |j| j as usize);
+        let rescue = match (&args.rescue, args.lr) {
+            (Some(r), _) => r
+                .parse::<lab::experiments::rescue::Rescue>()
+                .map_err(|e| usage(format!("--{e}")))?,
+            (None, Some(lr)) => lab::experiments::rescue::Rescue::Lr(lr),
+            (None, None) => lab::experiments::rescue::Rescue::Same,
+        };
         let done = lab::experiments::stuck::continue_runs(
             &args.filter.store,
             &rows,
             extra,
-            args.lr,
+            rescue,
             jobs,
             &|| bar.inc(1),
         )?;

@@ -11,6 +11,7 @@
 pub mod experiment;
 pub mod outcome;
 pub mod recorded;
+pub mod rescue;
 pub mod store;
 pub mod stuck;
 pub mod summary;

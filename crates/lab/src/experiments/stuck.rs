@@ -18,6 +18,7 @@ use shapes::Split as Part;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Diagnosis;
+use crate::experiments::rescue::Rescue;
 use crate::experiments::store::{timestamp, ContinuationRow, RunRow, Store};
 use crate::experiments::summary::median;
 use crate::models::run::Run;
@@ -241,13 +242,13 @@ fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
     }
 }
 
-/// Trains every run of `rows` that is stuck `extra` more epochs (at `lr` if given) on `jobs`
+/// Trains every run of `rows` that is stuck `extra` more epochs with `rescue` on `jobs`
 /// threads, and records each result. Returns the continuation rows.
 pub fn continue_runs(
     store_path: &std::path::Path,
     rows: &[RunRow],
     extra: usize,
-    lr: Option<f64>,
+    rescue: Rescue,
     jobs: usize,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Vec<ContinuationRow>> {
@@ -256,7 +257,7 @@ pub fn continue_runs(
             "--continue 0: give the number of extra epochs, e.g. --continue 20".into(),
         ));
     }
-    if let Some(lr) = lr {
+    if let Rescue::Lr(lr) = rescue {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(Error::Usage(format!(
                 "--lr {lr}: give a learning rate above 0"
@@ -287,7 +288,7 @@ pub fn continue_runs(
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(r) = stuck.get(i) else { return };
-                    match pool.install(|| continue_one(&mut store, r, extra, lr)) {
+                    match pool.install(|| continue_one(&mut store, r, extra, rescue)) {
                         Ok(c) => {
                             if let Err(e) = store.put_continuation(&c) {
                                 errors.lock().expect("lock").push(e.to_string());
@@ -313,7 +314,7 @@ fn continue_one(
     store: &mut Store,
     r: &RunRow,
     extra: usize,
-    lr: Option<f64>,
+    rescue: Rescue,
 ) -> Result<ContinuationRow> {
     let id: Identity = serde_json::from_str(&r.config).map_err(|e| {
         Error::bad(
@@ -326,20 +327,11 @@ fn continue_one(
     let mut config = id.train.clone();
     config.epochs = extra;
     config.early_stop = false;
-    if let Some(lr) = lr {
-        config.optimizer = match config.optimizer {
-            tinycnn::Optimizer::Adam {
-                beta1, beta2, eps, ..
-            } => tinycnn::Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            },
-            tinycnn::Optimizer::Sgd { momentum, .. } => tinycnn::Optimizer::Sgd { lr, momentum },
-        };
-    }
-    let mut t = tinycnn::train::Trainer::from_model(run.model, config)?;
+    let mut model = run.model;
+    let px = data.height * data.width;
+    let sample = &data.train.images[..data.train.len().min(1000) * px];
+    rescue.apply(&mut model, &mut config, sample, r.seed.wrapping_add(1));
+    let mut t = tinycnn::train::Trainer::from_model(model, config)?;
     t.epoch = r.epochs_run;
     let (train, val) = (
         engine_data(&data, Part::Train),
@@ -371,7 +363,7 @@ fn continue_one(
     Ok(ContinuationRow {
         run_key: r.key.clone(),
         extra_epochs: extra,
-        lr: lr.map_or("same".into(), |v| v.to_string()),
+        lr: rescue.label(),
         val_acc: eval.accuracy,
         outcome: c.outcome,
         escaped: c.outcome == crate::experiments::outcome::Outcome::Learned,

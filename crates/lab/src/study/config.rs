@@ -41,6 +41,17 @@ pub struct StudyTable {
     pub case_condition: String,
     #[serde(default)]
     pub continue_epochs: usize,
+    /// What stuck runs are continued with (default: their own settings only).
+    #[serde(default = "own_settings")]
+    pub rescues: Vec<crate::experiments::rescue::Rescue>,
+    /// At most this many stuck runs per condition and rescue, picked by run seed (a fixed
+    /// pseudo-random sample); all when absent.
+    #[serde(default)]
+    pub rescue_runs: Option<usize>,
+}
+
+fn own_settings() -> Vec<crate::experiments::rescue::Rescue> {
+    vec![crate::experiments::rescue::Rescue::Same]
 }
 
 #[derive(Deserialize)]

@@ -110,7 +110,10 @@ pub enum StuckVerdict {
     /// own settings: its weight gradients are exactly zero, so none can escape. Guaranteed,
     /// not measured.
     DeadByConstruction,
-    /// Fewer than one in ten escaped and at least half the last layer is dead.
+    /// A change of settings revived stuck runs: they sat on dead units, not in a minimum
+    /// that training cannot leave.
+    Rescued,
+    /// Changes of settings were tried and none revived a stuck run.
     DeadEnds,
     /// At least one in ten escaped when trained further.
     SlowStretches,
@@ -135,6 +138,8 @@ pub struct StuckTally {
     /// Continued stuck runs that escaped, of those tried.
     pub escaped: usize,
     pub tried: usize,
+    /// The same per rescue label (`same`, `adam`, `unit`, `reinit`, a learning rate).
+    pub rescues: BTreeMap<String, Tally>,
 }
 
 impl StuckTally {
@@ -156,9 +161,12 @@ impl StuckTally {
         if let Some(v) = g.median_plateau_start {
             self.starts.push(v);
         }
-        for (_, _, k, n) in &g.continued {
+        for (_, label, k, n) in &g.continued {
             self.escaped += k;
             self.tried += n;
+            let t = self.rescues.entry(label.clone()).or_default();
+            t.k += k;
+            t.n += n;
         }
     }
 
@@ -190,6 +198,8 @@ pub struct Stuck {
     pub fully_dead: Tally,
     /// Whether every continuation reused the run's own settings.
     pub same_settings: bool,
+    /// Per rescue: escaped of tried, with the Wilson 95% interval.
+    pub rescues: Vec<(String, Tally, (f64, f64))>,
     pub verdict: StuckVerdict,
 }
 
@@ -640,17 +650,26 @@ pub fn stuck(inp: &Inputs, condition: &str) -> Option<Stuck> {
             d.dead.last().is_some_and(|&k| Some(&k) == d.filters.last())
         },
     );
-    let escapes = tally.escaped * 10 >= tally.tried;
-    let dead = tally.dead_in_stuck().is_some_and(|d| d >= 0.5);
+    let own = tally.rescues.get("same").copied().unwrap_or_default();
+    let changed: Vec<Tally> = tally
+        .rescues
+        .iter()
+        .filter(|(l, _)| l.as_str() != "same")
+        .map(|(_, t)| *t)
+        .collect();
     let verdict = match () {
         _ if tally.tried == 0 => StuckVerdict::NotTried,
-        _ if escapes => StuckVerdict::SlowStretches,
-        _ if same_settings && fully_dead.n > 0 && fully_dead.k == fully_dead.n => {
-            StuckVerdict::DeadByConstruction
-        }
-        _ if dead => StuckVerdict::DeadEnds,
+        _ if changed.iter().any(|t| t.k > 0) => StuckVerdict::Rescued,
+        _ if own.n > 0 && own.k * 10 >= own.n => StuckVerdict::SlowStretches,
+        _ if !changed.is_empty() => StuckVerdict::DeadEnds,
+        _ if fully_dead.n > 0 && fully_dead.k == fully_dead.n => StuckVerdict::DeadByConstruction,
         _ => StuckVerdict::Mixed,
     };
+    let rescues = tally
+        .rescues
+        .iter()
+        .map(|(l, t)| (l.clone(), *t, wilson(t.k, t.n)))
+        .collect();
     Some(Stuck {
         condition: condition.to_string(),
         tally,
@@ -660,6 +679,7 @@ pub fn stuck(inp: &Inputs, condition: &str) -> Option<Stuck> {
             .collect(),
         fully_dead,
         same_settings,
+        rescues,
         verdict,
     })
 }
@@ -1083,11 +1103,19 @@ mod tests {
         some_alive.insert(key, diagnosis(1, 4));
         let s = stuck(&inputs(&rs, &none, &some_alive, &groups), "sgd").unwrap();
         assert_eq!(s.fully_dead, Tally { k: 5, n: 6 });
-        assert_eq!(s.verdict, StuckVerdict::DeadEnds);
-        groups[0].continued = vec![(20, "0.001".into(), 1, 3)];
+        assert_eq!(s.verdict, StuckVerdict::Mixed);
+        // A rescue that revives one run of three.
+        groups[0].continued = vec![(20, "same".into(), 0, 3), (20, "adam".into(), 1, 3)];
         let s = stuck(&inputs(&rs, &none, &diagnoses, &groups), "sgd").unwrap();
-        assert_eq!(s.verdict, StuckVerdict::SlowStretches);
+        assert_eq!(s.verdict, StuckVerdict::Rescued);
         assert!(!s.same_settings);
+        assert_eq!(s.rescues[0].0, "adam");
+        assert_eq!(s.rescues[0].1, Tally { k: 1, n: 3 });
+        assert_eq!(s.rescues[1].1, Tally { k: 0, n: 4 });
+        // Rescues tried, none worked.
+        groups[0].continued = vec![(20, "unit".into(), 0, 3)];
+        let s = stuck(&inputs(&rs, &none, &diagnoses, &groups), "sgd").unwrap();
+        assert_eq!(s.verdict, StuckVerdict::DeadEnds);
     }
 
     /// A case analysis with the given similarity, interaction and agreement; the rest empty.

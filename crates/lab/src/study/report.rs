@@ -460,7 +460,8 @@ fn stuck_html(h: &mut String, s: &Stuck) {
         .collect();
     let verdict = match s.verdict {
         StuckVerdict::DeadByConstruction => format!("In all {} diagnosed stuck runs the last conv layer is entirely dead: its ReLUs output zero on every training image, so its weight gradients are exactly zero, and training on with the same settings cannot change that. That none escaped is therefore guaranteed by construction, not a test of a local minimum; only a change of settings could test it.", s.fully_dead.n),
-        StuckVerdict::DeadEnds => format!("In {} of {} diagnosed stuck runs the last conv layer is entirely dead; few escaped.", s.fully_dead.k, s.fully_dead.n),
+        StuckVerdict::Rescued => format!("A change of settings revives stuck runs, so they were not in a minimum training cannot leave: in {} of {} diagnosed stuck runs the last conv layer is entirely dead, and what stops them is dead units under these settings.", s.fully_dead.k, s.fully_dead.n),
+        StuckVerdict::DeadEnds => format!("No rescue revived a stuck run: in {} of {} diagnosed stuck runs the last conv layer is entirely dead, and none of the changes tried brought it back.", s.fully_dead.k, s.fully_dead.n),
         StuckVerdict::SlowStretches => "A good share escape: many plateaus are slow stretches rather than dead ends.".to_string(),
         StuckVerdict::Mixed => "The evidence is mixed: see the table above.".to_string(),
         StuckVerdict::NotTried => "No stuck run was trained further.".to_string(),
@@ -469,7 +470,7 @@ fn stuck_html(h: &mut String, s: &Stuck) {
         h,
         &format!("When runs get stuck under {} (thesis future work 4).", esc(cond_name(&s.condition))),
         &format!(
-            "{} of {} runs got stuck ({}). Stuck two-layer runs by first-layer filters, with 95% intervals: {}. On average {} of the last conv layer's filters are dead (zero on every training image) in stuck runs, against {} in this condition's other runs; the plateau begins by epoch {} (median over architectures). Trained further ({}), {} of {} escaped. {}",
+            "{} of {} runs got stuck ({}). Stuck two-layer runs by first-layer filters, with 95% intervals: {}. On average {} of the last conv layer's filters are dead (zero on every training image) in stuck runs, against {} in this condition's other runs; the plateau begins by epoch {} (median over architectures). Trained further, runs escaped {}. {}",
             t.stuck,
             t.runs,
             plateaus.join(", "),
@@ -477,12 +478,27 @@ fn stuck_html(h: &mut String, s: &Stuck) {
             pct_or_dash(t.dead_in_stuck()),
             pct_or_dash(t.dead_in_others()),
             t.median_start().map_or("-".into(), |v| format!("{v}")),
-            if s.same_settings { "with their own settings" } else { "with changed settings" },
-            t.escaped,
-            t.tried,
+            rescues_text(&s.rescues),
             verdict
         ),
     );
+}
+
+/// Each rescue's escapes in words: `with its own settings 0 of 103 (0%-4%)`.
+fn rescues_text(rescues: &[(String, Tally, (f64, f64))]) -> String {
+    if rescues.is_empty() {
+        return "(none was tried)".into();
+    }
+    let parts: Vec<String> = rescues
+        .iter()
+        .map(|(label, t, (lo, hi))| {
+            let what = label
+                .parse::<crate::experiments::rescue::Rescue>()
+                .map_or(label.clone(), |r| r.describe());
+            format!("with {what} {} of {} ({}-{})", t.k, t.n, pct(*lo), pct(*hi))
+        })
+        .collect();
+    parts.join("; ")
 }
 
 fn redundancy_html(h: &mut String, r: &Redundancy) {
@@ -774,7 +790,7 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
             pct_or_dash(a.dead_in_stuck()),
             pct_or_dash(a.dead_in_others()),
             a.median_start().map_or("-".into(), |v| format!("{v}")),
-            if a.tried == 0 { "-".into() } else { format!("{}/{}", a.escaped, a.tried) }
+            if a.tried == 0 { "-".into() } else { a.rescues.iter().map(|(l, t)| format!("{l} {}/{}", t.k, t.n)).collect::<Vec<_>>().join(", ") }
         );
     }
     h += "</tbody></table></div><details><summary>By architecture</summary><div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>architecture</th><th>stuck/runs</th><th>plateaus</th><th>dead filters per layer (stuck)</th><th>(others)</th><th>median gradient norm</th><th>plateau from epoch</th><th>escaped</th></tr></thead><tbody>";

@@ -228,7 +228,8 @@ fn sweep_stage(
     Ok(store_path)
 }
 
-/// Stage 3: every stuck run trained `continue_epochs` more epochs (once each).
+/// Stage 3: stuck runs trained `continue_epochs` more epochs with each rescue (once each; at
+/// most `rescue_runs` per condition, picked by run seed).
 fn stuck_stage(
     store: &Store,
     study: &Study,
@@ -236,35 +237,54 @@ fn stuck_stage(
     jobs: usize,
     obs: &dyn StudyObserver,
 ) -> Result<()> {
-    let store_path = store.path();
-    if study.table.continue_epochs > 0 {
+    let extra = study.table.continue_epochs;
+    if extra == 0 {
+        return Ok(());
+    }
+    for &rescue in &study.table.rescues {
         let done: std::collections::HashSet<String> = store
             .continuations()?
             .into_iter()
-            .filter(|c| c.extra_epochs == study.table.continue_epochs && c.lr == "same")
+            .filter(|c| c.extra_epochs == extra && c.lr == rescue.label())
             .map(|c| c.run_key)
             .collect();
-        let todo: Vec<RunRow> = runs
-            .iter()
-            .filter(|r| {
-                r.outcome == crate::experiments::outcome::Outcome::Stuck && !done.contains(&r.key)
-            })
-            .cloned()
+        let todo: Vec<RunRow> = rescue_sample(runs, study.table.rescue_runs)
+            .into_iter()
+            .filter(|r| !done.contains(&r.key))
             .collect();
         if !todo.is_empty() {
             obs.continuing(todo.len());
             crate::experiments::stuck::continue_runs(
-                store_path,
+                store.path(),
                 &todo,
-                study.table.continue_epochs,
-                None,
+                extra,
+                rescue,
                 jobs,
                 &|| obs.continued(),
             )?;
         }
     }
-
     Ok(())
+}
+
+/// The stuck runs a rescue is tried on: per condition, the first `limit` by run seed (seeds
+/// are hashes of the keys, so this is a fixed pseudo-random sample), or all.
+fn rescue_sample(runs: &[RunRow], limit: Option<usize>) -> Vec<RunRow> {
+    let mut stuck: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Stuck)
+        .collect();
+    stuck.sort_by_key(|r| (r.condition.clone(), r.seed));
+    let mut taken: std::collections::BTreeMap<&str, usize> = Default::default();
+    stuck
+        .into_iter()
+        .filter(|r| {
+            let n = taken.entry(r.condition.as_str()).or_default();
+            *n += 1;
+            limit.is_none_or(|l| *n <= l)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Stage 4: every case study picked and analysed in full into `cases/SLUG/`, its analysis
