@@ -9,6 +9,7 @@
 //! them.
 
 pub mod experiment;
+pub mod logistic;
 pub mod outcome;
 pub mod recorded;
 pub mod rescue;

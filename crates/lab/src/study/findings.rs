@@ -215,6 +215,82 @@ pub struct Inputs<'a> {
     pub cases: &'a [(String, Analysis)],
 }
 
+/// One model of success within a condition: logistic regression of learned against the two
+/// layers' widths (log2 filters) and the dataset, over the condition's two-layer runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuccessModel {
+    pub condition: String,
+    /// Two-layer runs modelled.
+    pub runs: usize,
+    /// Per term: its name, coefficient (log-odds) and Wald 95% interval.
+    pub terms: Vec<(String, f64, (f64, f64))>,
+    /// Why no model could be fitted, if so.
+    pub unfit: Option<&'static str>,
+}
+
+/// Fits [`SuccessModel`] for `condition`.
+pub fn success_model(runs: &[RunRow], condition: &str) -> SuccessModel {
+    let rs: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| r.condition == condition && r.arch.layers() == 2)
+        .collect();
+    let mut datasets: Vec<&str> = rs.iter().map(|r| r.dataset.as_str()).collect();
+    datasets.sort();
+    datasets.dedup();
+    let mut names = vec![
+        "intercept".to_string(),
+        "layer-1 filters (per doubling)".to_string(),
+        "layer-2 filters (per doubling)".to_string(),
+    ];
+    names.extend(
+        datasets
+            .iter()
+            .skip(1)
+            .map(|d| format!("dataset {d} (vs {})", datasets[0])),
+    );
+    let x: Vec<Vec<f64>> = rs
+        .iter()
+        .map(|r| {
+            let f = r.arch.filters();
+            let mut row = vec![1.0, (f[0] as f64).log2(), (f[1] as f64).log2()];
+            row.extend(
+                datasets
+                    .iter()
+                    .skip(1)
+                    .map(|d| f64::from(u8::from(r.dataset == *d))),
+            );
+            row
+        })
+        .collect();
+    let y: Vec<bool> = rs.iter().map(|r| r.outcome == Outcome::Learned).collect();
+    let mut model = SuccessModel {
+        condition: condition.to_string(),
+        runs: rs.len(),
+        terms: Vec::new(),
+        unfit: None,
+    };
+    model.unfit = if rs.len() < 10 {
+        Some("fewer than 10 two-layer runs")
+    } else if y.iter().all(|&v| v) {
+        Some("every two-layer run learned: nothing to explain")
+    } else if y.iter().all(|&v| !v) {
+        Some("no two-layer run learned: nothing to explain")
+    } else {
+        match crate::experiments::logistic::fit(&x, &y) {
+            Some(f) => {
+                model.terms = names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, n)| (n, f.coef[j], f.interval(j)))
+                    .collect();
+                None
+            }
+            None => Some("a term separates the outcomes perfectly (or terms are collinear): no finite estimate"),
+        }
+    };
+    model
+}
+
 /// The thesis's reading of a pruning table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PruningReading {
@@ -350,6 +426,7 @@ pub enum Finding {
     Headline(Headline),
     Thesis(Vec<Claim>),
     Learning(Learning),
+    Model(SuccessModel),
     Stuck(Stuck),
     Redundancy(Redundancy),
     Interplay(Interplay),
@@ -367,6 +444,7 @@ pub fn findings(inp: &Inputs) -> Vec<Finding> {
     ];
     for c in &conds {
         out.push(Finding::Learning(learning(inp.runs, c)));
+        out.push(Finding::Model(success_model(inp.runs, c)));
     }
     for c in &conds {
         out.extend(stuck(inp, c).map(Finding::Stuck));
@@ -940,6 +1018,50 @@ mod tests {
         more.extend(runs(&[("16-4", "sgd", "stuck", 15)]));
         let h = headline(&more, &["adam", "sgd"]);
         assert_eq!(h.decided, Some(("adam".to_string(), "sgd".to_string())));
+    }
+
+    #[test]
+    fn success_is_modelled_within_a_condition() {
+        // Wider first layers learn more often; the second layer and the dataset do not matter.
+        let mut rs = Vec::new();
+        for (f1, k) in [(2, 2), (4, 4), (8, 6), (16, 8)] {
+            for f2 in [2, 8] {
+                for d in ["rotation", "size"] {
+                    let arch = format!("{f1}-{f2}");
+                    let mut cell = on(
+                        d,
+                        &[
+                            (&arch, "sgd", "learned", k / 2),
+                            (&arch, "sgd", "stuck", 5 - k / 2),
+                        ],
+                    );
+                    rs.append(&mut cell);
+                }
+            }
+        }
+        rs.extend(runs(&[("16-4", "adam", "learned", 12)]));
+        let m = success_model(&rs, "sgd");
+        assert_eq!((m.runs, m.unfit), (80, None));
+        let names: Vec<&str> = m.terms.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "intercept",
+                "layer-1 filters (per doubling)",
+                "layer-2 filters (per doubling)",
+                "dataset size (vs rotation)"
+            ]
+        );
+        let (_, b1, (lo1, _)) = m.terms[1];
+        assert!(b1 > 0.0 && lo1 > 0.0, "{m:?}");
+        let (_, b2, (lo2, hi2)) = m.terms[2];
+        assert!(b2.abs() < 1e-9 && lo2 < 0.0 && hi2 > 0.0, "{m:?}");
+        // Under adam every run learned: nothing to fit, and it says so.
+        let a = success_model(&rs, "adam");
+        assert!(
+            a.terms.is_empty() && a.unfit.unwrap().contains("every"),
+            "{a:?}"
+        );
     }
 
     fn on(dataset: &str, spec: &[(&str, &str, &str, usize)]) -> Vec<RunRow> {

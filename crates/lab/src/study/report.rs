@@ -22,7 +22,7 @@ use crate::study::config::data_file;
 use crate::study::data::{CaseData, ReportData};
 use crate::study::findings::{
     findings, pruning_reading, Agreement, Claim, Evidence, Finding, Headline, Inputs, Interplay,
-    Learning, Redundancy, Stuck, StuckTally, StuckVerdict, Tally, Verdict,
+    Learning, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel, Tally, Verdict,
 };
 use tinycnn::ArchLabel;
 
@@ -279,6 +279,7 @@ fn findings_html(findings: &[Finding]) -> String {
             Finding::Headline(x) => headline_html(&mut h, x),
             Finding::Thesis(x) => thesis_html(&mut h, x),
             Finding::Learning(l) => learning_html(&mut h, l),
+            Finding::Model(m) => model_html(&mut h, m),
             Finding::Stuck(s) => stuck_html(&mut h, s),
             Finding::Redundancy(r) => redundancy_html(&mut h, r),
             Finding::Interplay(i) => interplay_html(&mut h, i),
@@ -442,6 +443,54 @@ fn learning_html(h: &mut String, l: &Learning) {
             l.partial,
             rate(&l.two_layers),
             rate(&l.one_layer),
+        ),
+    );
+}
+
+fn model_html(h: &mut String, m: &SuccessModel) {
+    let title = format!(
+        "What predicts learning under {}?",
+        esc(cond_name(&m.condition))
+    );
+    if let Some(why) = m.unfit {
+        finding(
+            h,
+            &title,
+            &format!(
+                "No logistic model over its {} two-layer runs: {why}.",
+                m.runs
+            ),
+        );
+        return;
+    }
+    let terms: Vec<String> = m
+        .terms
+        .iter()
+        .skip(1)
+        .map(|(name, b, (lo, hi))| {
+            let clear = if *lo > 0.0 {
+                "raises the odds"
+            } else if *hi < 0.0 {
+                "lowers the odds"
+            } else {
+                "no clear effect"
+            };
+            format!(
+                "{} &times;{:.2} (95% interval {:.2}-{:.2}, {clear})",
+                esc(name),
+                b.exp(),
+                lo.exp(),
+                hi.exp()
+            )
+        })
+        .collect();
+    finding(
+        h,
+        &title,
+        &format!(
+            "Logistic regression of learned against both widths and the dataset over this condition's {} two-layer runs (odds ratios with Wald 95% intervals): {}.",
+            m.runs,
+            terms.join("; ")
         ),
     );
 }
