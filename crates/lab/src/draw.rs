@@ -132,6 +132,27 @@ impl Canvas {
         }
     }
 
+    /// Draws `s` turned a quarter turn anticlockwise, read from bottom to top, its first
+    /// character's lower-left corner at `(x, bottom)`: column labels that fit above narrow
+    /// columns.
+    pub fn text_up(&mut self, x: usize, bottom: usize, s: &str, c: Rgb) {
+        for (i, ch) in s.chars().enumerate() {
+            let glyph = font8x8::BASIC_FONTS
+                .get(ch)
+                .or_else(|| font8x8::LATIN_FONTS.get(ch))
+                .or_else(|| font8x8::BASIC_FONTS.get('?'))
+                .expect("'?' has a glyph");
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..GLYPH {
+                    let up = i * GLYPH + col + 1;
+                    if bits & (1 << col) != 0 && up <= bottom {
+                        self.fill(x + row, bottom - up, 1, 1, c);
+                    }
+                }
+            }
+        }
+    }
+
     /// Width in pixels of `s` drawn at `scale`.
     pub fn text_width(s: &str, scale: usize) -> usize {
         s.chars().count() * GLYPH * scale
@@ -307,6 +328,23 @@ mod tests {
         assert!(c.pixels.chunks(3).any(|p| p == INK));
         c.text(15, 5, "WWW", 2, INK); // runs off the canvas without panicking
         assert_eq!(Canvas::text_width("abc", 2), 48);
+    }
+
+    #[test]
+    fn text_up_is_text_turned_a_quarter_turn() {
+        let mut flat = Canvas::new(16, 8, WHITE);
+        flat.text(0, 0, "L1", 1, INK);
+        let mut up = Canvas::new(8, 16, WHITE);
+        up.text_up(0, 16, "L1", INK);
+        // Pixel (x, y) of the flat text is pixel (y, 15 - x) of the turned one.
+        for y in 0..8 {
+            for x in 0..16 {
+                let a = &flat.pixels[(y * 16 + x) * 3..][..3];
+                let b = &up.pixels[((15 - x) * 8 + y) * 3..][..3];
+                assert_eq!(a, b, "({x}, {y})");
+            }
+        }
+        up.text_up(0, 3, "LONG", INK); // runs off the top without panicking
     }
 
     #[test]

@@ -38,16 +38,8 @@ pub fn matrix(
     let (x0, y0) = (m + lw, top + lw);
     for (i, l) in labels.iter().enumerate() {
         c.text(m, y0 + i * cell + cell / 2 - 4, l, 1, INK);
-        // Column labels written vertically, one character per line.
-        for (k, ch) in l.chars().filter(|c| !c.is_whitespace()).enumerate() {
-            c.text(
-                x0 + i * cell + cell / 2 - 4,
-                top + k * 8,
-                &ch.to_string(),
-                1,
-                FAINT,
-            );
-        }
+        // Column labels turned a quarter turn, read upwards, ending just above the matrix.
+        c.text_up(x0 + i * cell + cell / 2 - 4, y0 - 4, l, FAINT);
     }
     for (i, row) in values.iter().enumerate() {
         for (j, v) in row.iter().enumerate() {

@@ -347,18 +347,21 @@ pub fn image_sheet(
     c
 }
 
-/// A file-name-safe version of a caption.
+/// A file-name-safe version of a caption. A minus sign that starts a number becomes `m`, so
+/// `rectangle 0 (-3)` and `rectangle 0 (3)` get different names.
 fn slug(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let starts_number = c == '-'
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit())
+            && (i == 0 || !chars[i - 1].is_ascii_alphanumeric());
+        out.push(match c {
+            _ if starts_number => 'm',
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '-' => c,
+            _ => '-',
+        });
+    }
     while out.contains("--") {
         out = out.replace("--", "-");
     }
@@ -553,5 +556,8 @@ mod tests {
     fn slugs_are_file_names() {
         assert_eq!(slug("triangle 30 (32)"), "triangle-30-32");
         assert_eq!(slug("ellipse large 0.90"), "ellipse-large-0.90");
+        assert_eq!(slug("rectangle 0 (-3)"), "rectangle-0-m3");
+        assert_eq!(slug("rectangle 0 (3)"), "rectangle-0-3");
+        assert_eq!(slug("a-b"), "a-b");
     }
 }

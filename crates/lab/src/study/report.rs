@@ -509,8 +509,8 @@ fn stuck_html(h: &mut String, s: &Stuck) {
         .collect();
     let verdict = match s.verdict {
         StuckVerdict::DeadByConstruction => format!("In all {} diagnosed stuck runs the last conv layer is entirely dead: its ReLUs output zero on every training image, so its weight gradients are exactly zero, and training on with the same settings cannot change that. That none escaped is therefore guaranteed by construction, not a test of a local minimum; only a change of settings could test it.", s.fully_dead.n),
-        StuckVerdict::Rescued => format!("A change of settings revives stuck runs, so they were not in a minimum training cannot leave: in {} of {} diagnosed stuck runs the last conv layer is entirely dead, and what stops them is dead units under these settings.", s.fully_dead.k, s.fully_dead.n),
-        StuckVerdict::DeadEnds => format!("No rescue revived a stuck run: in {} of {} diagnosed stuck runs the last conv layer is entirely dead, and none of the changes tried brought it back.", s.fully_dead.k, s.fully_dead.n),
+        StuckVerdict::Rescued => rescued_text(s),
+        StuckVerdict::DeadEnds => format!("No change revived a stuck run: in {} of {} diagnosed stuck runs the last conv layer is entirely dead, and none of the changes tried brought it back.", s.fully_dead.k, s.fully_dead.n),
         StuckVerdict::SlowStretches => "A good share escape: many plateaus are slow stretches rather than dead ends.".to_string(),
         StuckVerdict::Mixed => "The evidence is mixed: see the table above.".to_string(),
         StuckVerdict::NotTried => "No stuck run was trained further.".to_string(),
@@ -531,6 +531,41 @@ fn stuck_html(h: &mut String, s: &Stuck) {
             verdict
         ),
     );
+}
+
+/// The verdict when some change revived stuck runs: which, how many, and what that says.
+fn rescued_text(s: &Stuck) -> String {
+    let rate = |t: &Tally| t.k as f64 / t.n.max(1) as f64;
+    let changed: Vec<&(String, Tally, (f64, f64))> =
+        s.rescues.iter().filter(|r| r.0 != "same").collect();
+    let Some(best) = changed
+        .iter()
+        .max_by(|a, b| rate(&a.1).total_cmp(&rate(&b.1)))
+    else {
+        return String::new();
+    };
+    let what = best
+        .0
+        .parse::<crate::experiments::rescue::Rescue>()
+        .map_or(best.0.clone(), |r| r.describe());
+    let others: Tally = changed
+        .iter()
+        .filter(|r| r.0 != best.0)
+        .fold(Tally::default(), |t, r| Tally {
+            k: t.k + r.1.k,
+            n: t.n + r.1.n,
+        });
+    format!(
+        "The change that revived most was {what}: {} of {} ({}-{}); the other changes revived {} of {}. In {} of {} diagnosed stuck runs the last conv layer is entirely dead, and a dead filter's weight gradients are exactly zero: what stops these runs is dead units, which only a change that reaches them can undo, not a shallow minimum that more training escapes.",
+        best.1.k,
+        best.1.n,
+        pct(best.2 .0),
+        pct(best.2 .1),
+        others.k,
+        others.n,
+        s.fully_dead.k,
+        s.fully_dead.n
+    )
 }
 
 /// Each rescue's escapes in words: `with its own settings 0 of 103 (0%-4%)`.
@@ -911,16 +946,20 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
         return h;
     };
     let (row, ds) = (&p.row, &p.dataset);
-    let _ = write!(
+    let _ =
+        write!(
         h,
-        "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} after {} epochs{}.</p>",
+        "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} {}{}.</p>",
         esc(&row.key),
         esc(&case.arch.to_string()),
         p.arch.param_count(),
         ds.width,
         ds.height,
         row.val_acc,
-        row.epochs_run,
+        match row.epochs_to_learn {
+            Some(e) => format!("(learned at epoch {e}; training ran {} epochs)", row.epochs_run),
+            None => format!("after {} epochs", row.epochs_run),
+        },
         if p.learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
     );
     let base = dir.join("cases").join(&slug);

@@ -358,8 +358,15 @@ fn cases_stage(
             5,
         );
         stats.save(&out, shapes::Split::Val)?;
-        let report =
-            crate::analyses::analysis::analyze(&run.model, &data, scaling, &name, &case.dataset)?;
+        // The run's name in titles: its dataset and seed (the analysis adds the architecture).
+        let run_name = format!("{} seed {}", case.dataset, row.seed_index);
+        let report = crate::analyses::analysis::analyze(
+            &run.model,
+            &data,
+            scaling,
+            &run_name,
+            &case.dataset,
+        )?;
         crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
         store.put_run_analysis(&row.key, &case.dataset, &report)?;
     }
