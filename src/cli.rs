@@ -327,6 +327,7 @@ pub struct SweepArgs {
 pub enum OutcomeChoice {
     Learned,
     Stuck,
+    Collapsed,
     Partial,
     Diverged,
 }

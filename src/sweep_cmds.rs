@@ -164,6 +164,7 @@ fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> Result<RunFilte
         outcome: outcome.map(|o| match o {
             OutcomeChoice::Learned => Outcome::Learned,
             OutcomeChoice::Stuck => Outcome::Stuck,
+            OutcomeChoice::Collapsed => Outcome::Collapsed,
             OutcomeChoice::Partial => Outcome::Partial,
             OutcomeChoice::Diverged => Outcome::Diverged,
         }),
@@ -357,9 +358,14 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
             (None, Some(lr)) => lab::experiments::rescue::Rescue::Lr(lr),
             (None, None) => lab::experiments::rescue::Rescue::Same,
         };
+        let stuck: Vec<RunRow> = rows
+            .iter()
+            .filter(|r| r.outcome == Outcome::Stuck)
+            .cloned()
+            .collect();
         let done = lab::experiments::stuck::continue_runs(
             &args.filter.store,
-            &rows,
+            &stuck,
             extra,
             rescue,
             jobs,

@@ -72,9 +72,8 @@ fn sweep_stores_every_run_and_resumes() {
         ] {
             assert!(!r[field].is_null(), "{field} missing in {r}");
         }
-        assert!(
-            ["learned", "stuck", "partial", "diverged"].contains(&r["outcome"].as_str().unwrap())
-        );
+        assert!(["learned", "stuck", "collapsed", "partial", "diverged"]
+            .contains(&r["outcome"].as_str().unwrap()));
     }
     assert_eq!(
         runs[0]["key"],

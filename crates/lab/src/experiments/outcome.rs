@@ -4,9 +4,13 @@
 //! predicted, and asked whether those were local minima (its future work 4). Classification:
 //! - `diverged`: the loss became NaN or infinite;
 //! - `learned`: final validation accuracy at least the threshold (0.99 by default);
-//! - `stuck`: below it, and some class is never predicted on the validation split (the
-//!   plateau is then the accuracy, 1/3 or 2/3 for three balanced classes);
-//! - `partial`: below it, with every class predicted sometimes.
+//! - `collapsed`: below it at the end after being at least `COLLAPSE` higher at some epoch,
+//!   with some class starved: it learned (or nearly), then fell to a plateau;
+//! - `stuck`: below it, and some class is starved: predicted on fewer than 1% of the
+//!   validation images (never, or on a handful, as in the thesis's 0.667 stall where one class
+//!   is almost never predicted); the plateau is then the accuracy, about 1/3 or 2/3 for three
+//!   balanced classes;
+//! - `partial`: below it, with every class predicted more often than that.
 //!
 //! A stuck run's diagnosis records the dead filters per layer (ReLU output zero on every
 //! training image in the last epoch), the gradient norm at the plateau (per tensor and in all,
@@ -17,11 +21,12 @@ use serde::{Deserialize, Serialize};
 use tinycnn::{Ending, EpochStats, Evaluation, Model, Scaling};
 
 /// A run's outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Learned,
     Stuck,
+    Collapsed,
     Partial,
     Diverged,
 }
@@ -37,6 +42,7 @@ impl Outcome {
         match self {
             Outcome::Learned => "learned",
             Outcome::Stuck => "stuck",
+            Outcome::Collapsed => "collapsed",
             Outcome::Partial => "partial",
             Outcome::Diverged => "diverged",
         }
@@ -48,9 +54,10 @@ impl Outcome {
     }
 
     /// All outcomes, in report order.
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Learned,
         Outcome::Stuck,
+        Outcome::Collapsed,
         Outcome::Partial,
         Outcome::Diverged,
     ];
@@ -62,11 +69,18 @@ pub struct Classified {
     pub outcome: Outcome,
     /// Validation accuracy of a stuck run.
     pub plateau: Option<f64>,
-    /// Classes never predicted on the validation split.
+    /// Classes starved on the validation split: predicted on fewer than 1% of its images.
     pub never_predicted: Vec<String>,
     /// First epoch (1-based) whose validation accuracy reached the threshold.
     pub epochs_to_learn: Option<usize>,
 }
+
+/// A class predicted on fewer than this share of the validation images counts as starved.
+pub const STARVED: f64 = 0.01;
+
+/// A run whose best epoch's validation accuracy was at least this much above its final one,
+/// and ends starved, collapsed.
+pub const COLLAPSE: f64 = 0.25;
 
 /// Classifies a run from how it ended, its history and its final validation evaluation.
 pub fn classify(
@@ -77,8 +91,9 @@ pub fn classify(
     threshold: f64,
 ) -> Classified {
     let classes = eval.confusion.len();
+    let predicted = |c: usize| eval.confusion.iter().map(|row| row[c]).sum::<usize>();
     let never_predicted: Vec<String> = (0..classes)
-        .filter(|&c| eval.total > 0 && eval.confusion.iter().all(|row| row[c] == 0))
+        .filter(|&c| eval.total > 0 && (predicted(c) as f64) < STARVED * eval.total as f64)
         .map(|c| {
             class_names
                 .get(c)
@@ -95,12 +110,20 @@ pub fn classify(
     } else if eval.accuracy >= threshold {
         Outcome::Learned
     } else if !never_predicted.is_empty() {
-        Outcome::Stuck
+        let best = history
+            .iter()
+            .map(|e| e.val_acc)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if best >= eval.accuracy + COLLAPSE {
+            Outcome::Collapsed
+        } else {
+            Outcome::Stuck
+        }
     } else {
         Outcome::Partial
     };
     Classified {
-        plateau: (outcome == Outcome::Stuck).then_some(eval.accuracy),
+        plateau: matches!(outcome, Outcome::Stuck | Outcome::Collapsed).then_some(eval.accuracy),
         never_predicted,
         epochs_to_learn,
         outcome,
@@ -207,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn the_four_outcomes() {
+    fn the_five_outcomes() {
         let c = classify(
             Ending::Completed,
             &epochs(&[0.5, 1.0]),
@@ -247,6 +270,36 @@ mod tests {
             0.99,
         );
         assert_eq!(c.outcome, Outcome::Partial);
+        // The thesis's 0.667: the third class predicted on 1 image of 300 (0.3%, starved).
+        let c = classify(
+            Ending::Completed,
+            &epochs(&[0.66]),
+            &eval(vec![vec![100, 0, 0], vec![0, 100, 0], vec![0, 99, 1]]),
+            &names(),
+            0.99,
+        );
+        assert_eq!(c.outcome, Outcome::Stuck);
+        assert!((c.plateau.unwrap() - 201.0 / 300.0).abs() < 1e-12);
+        assert_eq!(c.never_predicted, vec!["triangle"]);
+        // 3 of 300 (1%) is predicted often enough: partial.
+        let c = classify(
+            Ending::Completed,
+            &epochs(&[0.67]),
+            &eval(vec![vec![100, 0, 0], vec![0, 100, 0], vec![0, 97, 3]]),
+            &names(),
+            0.99,
+        );
+        assert_eq!(c.outcome, Outcome::Partial);
+        // 0.963 at epoch 2, then everything a rectangle: learned, then collapsed.
+        let c = classify(
+            Ending::Completed,
+            &epochs(&[0.5, 0.963, 0.333]),
+            &eval(vec![vec![0, 10, 0], vec![0, 10, 0], vec![0, 10, 0]]),
+            &names(),
+            0.99,
+        );
+        assert_eq!((c.outcome, c.epochs_to_learn), (Outcome::Collapsed, None));
+        assert!(c.plateau.is_some());
         let c = classify(
             Ending::Diverged,
             &epochs(&[0.9]),

@@ -242,8 +242,9 @@ fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
     }
 }
 
-/// Trains every run of `rows` that is stuck `extra` more epochs with `rescue` on `jobs`
-/// threads, and records each result. Returns the continuation rows.
+/// Trains every run of `rows` (the caller picks them: stuck runs, or partial runs still
+/// rising) `extra` more epochs with `rescue` on `jobs` threads, and records each result.
+/// Returns the continuation rows.
 pub fn continue_runs(
     store_path: &std::path::Path,
     rows: &[RunRow],
@@ -264,10 +265,7 @@ pub fn continue_runs(
             )));
         }
     }
-    let stuck: Vec<&RunRow> = rows
-        .iter()
-        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Stuck)
-        .collect();
+    let stuck: Vec<&RunRow> = rows.iter().collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());

@@ -220,7 +220,7 @@ fn execute(
         &d.data.class_names,
         plan.learned,
     );
-    let diagnosis = (c.outcome == Outcome::Stuck).then(|| {
+    let diagnosis = matches!(c.outcome, Outcome::Stuck | Outcome::Collapsed).then(|| {
         let t = &d.data.train;
         serde_json::to_string(&diagnose(
             &run.model,

@@ -34,6 +34,8 @@ pub struct ReportData {
     pub stuck: Vec<StuckGroup>,
     /// Stuck runs' diagnoses, by run key.
     pub diagnoses: BTreeMap<String, Diagnosis>,
+    /// Every continuation the store holds.
+    pub continuations: Vec<crate::experiments::store::ContinuationRow>,
     pub cases: Vec<CaseData>,
 }
 
@@ -143,6 +145,7 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         histories,
         stuck,
         diagnoses,
+        continuations: store.continuations()?,
         cases,
     })
 }

@@ -42,7 +42,12 @@ pub struct Learning {
     /// Wilson 95% interval of the learned share.
     pub interval: (f64, f64),
     pub stuck: usize,
+    /// Learned (or nearly), then fell to a plateau.
+    pub collapsed: usize,
     pub partial: usize,
+    /// Partial runs still rising at the epoch cap, trained further with their own settings:
+    /// how many then learned.
+    pub partial_continued: Tally,
     /// Learned among the nets with two, one, and three or more conv layers.
     pub two_layers: Tally,
     pub one_layer: Tally,
@@ -213,6 +218,8 @@ pub struct Inputs<'a> {
     pub stuck: &'a [StuckGroup],
     /// Case analyses by case slug.
     pub cases: &'a [(String, Analysis)],
+    /// Every continuation of a run the store holds.
+    pub continuations: &'a [crate::experiments::store::ContinuationRow],
 }
 
 /// One model of success within a condition: logistic regression of learned against the two
@@ -443,7 +450,7 @@ pub fn findings(inp: &Inputs) -> Vec<Finding> {
         Finding::Thesis(thesis_claims(inp.runs, inp.sources, &conds)),
     ];
     for c in &conds {
-        out.push(Finding::Learning(learning(inp.runs, c)));
+        out.push(Finding::Learning(learning(inp.runs, c, inp.continuations)));
         out.push(Finding::Model(success_model(inp.runs, c)));
     }
     for c in &conds {
@@ -465,8 +472,13 @@ fn conditions(runs: &[RunRow]) -> Vec<&str> {
     conds
 }
 
-/// How the runs of `condition` ended, overall and by depth.
-pub fn learning(runs: &[RunRow], condition: &str) -> Learning {
+/// How the runs of `condition` ended, overall and by depth; `continued` are the store's
+/// continuations.
+pub fn learning(
+    runs: &[RunRow],
+    condition: &str,
+    continued: &[crate::experiments::store::ContinuationRow],
+) -> Learning {
     let rs: Vec<&RunRow> = runs.iter().filter(|r| r.condition == condition).collect();
     let learned = |r: &RunRow| r.outcome == Outcome::Learned;
     let depth = |keep: fn(usize) -> bool| {
@@ -487,7 +499,23 @@ pub fn learning(runs: &[RunRow], condition: &str) -> Learning {
         interval: wilson(all.k, all.n),
         learned: all,
         stuck: rs.iter().filter(|r| r.outcome == Outcome::Stuck).count(),
+        collapsed: rs
+            .iter()
+            .filter(|r| r.outcome == Outcome::Collapsed)
+            .count(),
         partial: rs.iter().filter(|r| r.outcome == Outcome::Partial).count(),
+        partial_continued: continued
+            .iter()
+            .filter(|c| {
+                c.lr == "same"
+                    && rs
+                        .iter()
+                        .any(|r| r.key == c.run_key && r.outcome == Outcome::Partial)
+            })
+            .fold(Tally::default(), |t, c| Tally {
+                k: t.k + usize::from(c.escaped),
+                n: t.n + 1,
+            }),
         two_layers: depth(|l| l == 2),
         one_layer: depth(|l| l == 1),
         deeper: depth(|l| l > 2),
@@ -962,6 +990,7 @@ mod tests {
             diagnoses,
             stuck,
             cases: &[],
+            continuations: &[],
         }
     }
 
@@ -1061,6 +1090,39 @@ mod tests {
         assert!(
             a.terms.is_empty() && a.unfit.unwrap().contains("every"),
             "{a:?}"
+        );
+    }
+
+    #[test]
+    fn partial_runs_trained_further_are_counted_within_their_condition() {
+        let rs = runs(&[
+            ("16-4", "adam", "partial", 2),
+            ("16-4", "adam", "collapsed", 1),
+            ("16-4", "sgd", "partial", 1),
+        ]);
+        let cont =
+            |r: &RunRow, lr: &str, escaped: bool| crate::experiments::store::ContinuationRow {
+                run_key: r.key.clone(),
+                extra_epochs: 10,
+                lr: lr.into(),
+                val_acc: 1.0,
+                outcome: Outcome::Learned,
+                escaped,
+                escape_epoch: None,
+                finished: String::new(),
+            };
+        let c = [
+            cont(&rs[0], "same", true),
+            cont(&rs[1], "same", false),
+            cont(&rs[1], "adam", true),
+            cont(&rs[3], "same", true),
+        ];
+        let l = learning(&rs, "adam", &c);
+        assert_eq!(l.partial_continued, Tally { k: 1, n: 2 });
+        assert_eq!((l.partial, l.collapsed), (2, 1));
+        assert_eq!(
+            learning(&rs, "sgd", &c).partial_continued,
+            Tally { k: 1, n: 1 }
         );
     }
 
@@ -1393,6 +1455,7 @@ mod tests {
             diagnoses: &BTreeMap::new(),
             stuck: &[],
             cases: &cases,
+            continuations: &[],
         });
         assert!(matches!(
             all.as_slice(),

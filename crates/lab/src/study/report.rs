@@ -92,6 +92,7 @@ fn learning_curves(title: &str, runs: &[(&RunRow, &[tinycnn::EpochStats])]) -> C
     let color = |o: &Outcome| match o {
         Outcome::Learned => [26, 152, 80],
         Outcome::Stuck => [178, 24, 43],
+        Outcome::Collapsed => [230, 120, 30],
         Outcome::Partial => [230, 145, 56],
         Outcome::Diverged => [120, 120, 120],
     };
@@ -437,10 +438,19 @@ fn learning_html(h: &mut String, l: &Learning) {
         h,
         &format!("Learning under {}.", esc(cond_name(&l.condition))),
         &format!(
-            "{} runs learned; {} got stuck and {} stopped part-way. Two conv layers: {} learned; one layer: {}{deeper}.{depth} {mixed}",
+            "{} runs learned; {} got stuck, {} learned (or nearly) and then collapsed to a plateau, and {} stopped part-way{}. Two conv layers: {} learned; one layer: {}{deeper}.{depth} {mixed}",
             rate(&l.learned),
             l.stuck,
+            l.collapsed,
             l.partial,
+            if l.partial_continued.n == 0 {
+                String::new()
+            } else {
+                format!(
+                    " ({} still rising at the epoch cap were trained further with their own settings, and {} then learned)",
+                    l.partial_continued.n, l.partial_continued.k
+                )
+            },
             rate(&l.two_layers),
             rate(&l.one_layer),
         ),
@@ -795,28 +805,31 @@ fn sweep_section(c: &ReportData) -> Result<String> {
         );
         h += &sweep_table(&gs);
     }
-    let mut outcome_rows: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
+    let mut outcome_rows: BTreeMap<(String, String), BTreeMap<Outcome, usize>> = BTreeMap::new();
     for r in runs {
         *outcome_rows
             .entry((r.dataset.clone(), r.condition.clone()))
             .or_default()
-            .entry(r.outcome.name().to_string())
+            .entry(r.outcome)
             .or_insert(0) += 1;
     }
-    h += "<h3>Outcomes</h3><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>runs</th><th>learned</th><th>stuck</th><th>partial</th><th>diverged</th></tr></thead><tbody>";
-    for ((d, c), o) in &outcome_rows {
-        let g = |k: &str| o.get(k).copied().unwrap_or(0);
+    h += "<h3>Outcomes</h3><table class=\"sortable\"><thead><tr><th>dataset</th><th>condition</th><th>runs</th>";
+    for o in Outcome::ALL {
+        let _ = write!(h, "<th>{o}</th>");
+    }
+    h += "</tr></thead><tbody>";
+    for ((d, c), counts) in &outcome_rows {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
             esc(d),
             esc(c),
-            o.values().sum::<usize>(),
-            g("learned"),
-            g("stuck"),
-            g("partial"),
-            g("diverged")
+            counts.values().sum::<usize>()
         );
+        for o in Outcome::ALL {
+            let _ = write!(h, "<td>{}</td>", counts.get(&o).map_or(0, |n| *n));
+        }
+        h += "</tr>";
     }
     h += "</tbody></table></section>";
 
@@ -1095,6 +1108,7 @@ fn render(c: &ReportData) -> Result<String> {
         diagnoses: &c.diagnoses,
         stuck: &c.stuck,
         cases: &cases,
+        continuations: &c.continuations,
     }));
     h += "</section>";
 

@@ -264,6 +264,35 @@ fn stuck_stage(
             )?;
         }
     }
+    // Partial runs cut off by the epoch cap while still rising: do they learn given time?
+    let done: std::collections::HashSet<String> = store
+        .continuations()?
+        .into_iter()
+        .filter(|c| c.extra_epochs == extra && c.lr == "same")
+        .map(|c| c.run_key)
+        .collect();
+    let mut rising = Vec::new();
+    for r in runs.iter().filter(|r| {
+        r.outcome == crate::experiments::outcome::Outcome::Partial && !done.contains(&r.key)
+    }) {
+        let h = store.history(&r.key)?;
+        if let [.., a, b] = h.as_slice() {
+            if b.val_acc > a.val_acc {
+                rising.push(r.clone());
+            }
+        }
+    }
+    if !rising.is_empty() {
+        obs.continuing(rising.len());
+        crate::experiments::stuck::continue_runs(
+            store.path(),
+            &rising,
+            extra,
+            crate::experiments::rescue::Rescue::Same,
+            jobs,
+            &|| obs.continued(),
+        )?;
+    }
     Ok(())
 }
 
