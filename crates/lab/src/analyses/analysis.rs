@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 /// Everything `shapelab analyze` computes for one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)): 2 added
+    /// the activation correlation and its null level to the similarity.
     #[serde(default)]
-    pub schema: crate::files::schema::Schema<1>,
+    pub schema: crate::files::schema::Schema<2>,
     pub model: String,
     pub arch: String,
     pub data: String,
@@ -247,9 +248,17 @@ fn similarity_pictures(report: &Report, png: &Png) -> crate::Result<Vec<File>> {
                 .map(|r| r.iter().map(|&v| Some(v)).collect())
                 .collect::<Vec<Vec<Option<f64>>>>()
         };
-        files.push((
-            format!("similarity-layer-{}-activations.png", l.layer),
-            png(crate::analyses::plots::matrix(
+        let activations = match &l.activation_correlation {
+            Some(c) => crate::analyses::plots::matrix(
+                &format!("layer {}: activation-map correlation (%)", l.layer),
+                &labels,
+                &opt(c),
+                -100.0,
+                100.0,
+                Colormap::Diverging,
+                "%",
+            ),
+            None => crate::analyses::plots::matrix(
                 &format!("layer {}: activation-map similarity (cosine, %)", l.layer),
                 &labels,
                 &opt(&l.activation_cosine),
@@ -257,7 +266,11 @@ fn similarity_pictures(report: &Report, png: &Png) -> crate::Result<Vec<File>> {
                 100.0,
                 Colormap::Viridis,
                 "%",
-            ))?,
+            ),
+        };
+        files.push((
+            format!("similarity-layer-{}-activations.png", l.layer),
+            png(activations)?,
         ));
         files.push((
             format!("similarity-layer-{}-kernels.png", l.layer),
@@ -397,6 +410,7 @@ impl Report {
                 with_twin: 0,
                 drop_without_twin: None,
                 without_twin: 0,
+                null: None,
             },
             interaction: Interaction {
                 filters: vec![],

@@ -351,6 +351,15 @@ pub struct Redundancy {
     pub without_twin: usize,
     /// Per case: its slug and the removals costing at most 0.01, of its filters.
     pub removable: Vec<(String, Tally)>,
+    /// Whether twins were judged by the correlation of the maps (every case measured it), or
+    /// by their cosine (analyses from before the correlation existed).
+    pub by_correlation: bool,
+    /// The null level: filters with a twin at Glorot initialisation, of all, over the cases
+    /// that measured it.
+    pub null_twins: Option<Tally>,
+    /// Mean over cases and layers of the median absolute pairwise correlation, `(trained,
+    /// initial)`, percent.
+    pub median_correlation: Option<(f64, f64)>,
 }
 
 impl Redundancy {
@@ -802,7 +811,16 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
         drop_without_twin: None,
         without_twin: 0,
         removable: Vec::new(),
+        by_correlation: cases.iter().all(|(_, a)| {
+            a.similarity
+                .layers
+                .iter()
+                .all(|l| l.activation_correlation.is_some())
+        }),
+        null_twins: None,
+        median_correlation: None,
     };
+    let mut medians = Vec::new();
     for (slug, a) in cases {
         let s = &a.similarity;
         if !r.thresholds.contains(&s.threshold) {
@@ -816,8 +834,19 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
             without += v * s.without_twin as f64;
             r.without_twin += s.without_twin;
         }
+        if let Some(null) = &s.null {
+            let t = r.null_twins.get_or_insert_with(Tally::default);
+            t.k += null.twins.0;
+            t.n += null.twins.1;
+            medians.extend(null.median_correlation.iter().copied());
+        }
         for l in &s.layers {
-            for (i, row) in l.activation_cosine.iter().enumerate() {
+            let m = if r.by_correlation {
+                l.twin_measure()
+            } else {
+                &l.activation_cosine
+            };
+            for (i, row) in m.iter().enumerate() {
                 r.twins.n += 1;
                 let twin = row
                     .iter()
@@ -832,6 +861,13 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
             n: p.filters,
         };
         r.removable.push((slug.clone(), t));
+    }
+    if !medians.is_empty() {
+        let n = medians.len() as f64;
+        r.median_correlation = Some((
+            medians.iter().map(|m| m.0).sum::<f64>() / n,
+            medians.iter().map(|m| m.1).sum::<f64>() / n,
+        ));
     }
     r.drop_with_twin = (r.with_twin > 0).then(|| with / r.with_twin as f64);
     r.drop_without_twin = (r.without_twin > 0).then(|| without / r.without_twin as f64);
@@ -1345,6 +1381,7 @@ mod tests {
                 layer: 1,
                 kernel_cosine: vec![],
                 kernel_abs_cosine: vec![],
+                activation_correlation: Some(activation_cosine.clone()),
                 activation_cosine,
                 clusters: vec![],
             }],
@@ -1352,6 +1389,10 @@ mod tests {
             with_twin: drops.1,
             drop_without_twin: drops.2,
             without_twin: drops.3,
+            null: Some(similarity::NullLevel {
+                twins: (1, 2),
+                median_correlation: vec![(threshold - 40.0, 10.0)],
+            }),
         };
         a.interaction.interaction = interaction;
         a.interaction.events = raised
@@ -1405,6 +1446,11 @@ mod tests {
         assert_eq!(r.thresholds, vec![90.0, 80.0]);
         assert_eq!((r.drop_with_twin, r.with_twin), (Some(0.01), 2));
         assert_eq!((r.drop_without_twin, r.without_twin), (Some(0.3), 2));
+        assert!(r.by_correlation);
+        // The null level: 1 of 2 filters per case had a twin at initialisation.
+        assert_eq!(r.null_twins, Some(Tally { k: 2, n: 4 }));
+        // Medians (50, 10) and (40, 10): means 45 and 10.
+        assert_eq!(r.median_correlation, Some((45.0, 10.0)));
         assert_eq!(
             r.removable[0],
             ("size-8-16-32".to_string(), Tally { k: 1, n: 3 })

@@ -602,8 +602,23 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         .iter()
         .map(|(slug, t)| format!("{slug} {}/{}", t.k, t.n))
         .collect();
+    let measure = if r.by_correlation {
+        format!("correlate at {} or more", thresholds.join(" or "))
+    } else {
+        format!(
+            "are at least {} alike by their cosine (analyses from before the correlation was measured)",
+            thresholds.join(" or ")
+        )
+    };
+    let null = match (&r.null_twins, r.median_correlation) {
+        (Some(t), Some((trained, initial))) => format!(
+            " At Glorot initialisation, before any training, {} of {} filters of the same architectures have such a twin (the null level), and the median pair of filters correlates at {:.0}% trained against {:.0}% at initialisation.",
+            t.k, t.n, trained, initial
+        ),
+        _ => String::new(),
+    };
     let direction = match r.twins_cost_more() {
-        Some(true) => " This is the <b>opposite</b> of the thesis's conclusion (a): a filter with a twin costs more to remove than one without, so a twin by this measure is not a stand-in. The measure is weak: ReLU maps are never negative, so the cosine of two maps is high for most pairs, and the filters without a twin are mostly near-silent ones.",
+        Some(true) => " This is the <b>opposite</b> of the thesis's conclusion (a): a filter with a twin costs more to remove than one without, so having a twin does not make a filter redundant here.",
         Some(false) => " As the thesis's conclusion (a) predicts, a filter with a twin costs less to remove than one without.",
         None => "",
     };
@@ -611,11 +626,10 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         h,
         "Are alike filters redundant? (thesis conclusion a)",
         &format!(
-            "Over the {} case studies, {} of {} filters have a twin whose activation maps are at least {} alike (cosine over the validation set). Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}).{direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            "Over the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}).{direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
             r.cases,
             r.twins.k,
             r.twins.n,
-            thresholds.join(" or "),
             fmt_opt(r.drop_with_twin, 4),
             r.with_twin,
             fmt_opt(r.drop_without_twin, 4),
@@ -1020,8 +1034,20 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
             "activation similarity",
         );
     }
-    h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
+    let strongest = a
+        .interaction
+        .interaction
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    if strongest > 0.0 {
+        h += &img_file(&base.join("analysis/interaction.png"), "interaction matrix");
+    }
     h += "</div>";
+    if strongest == 0.0 {
+        h += "<p>No pair of filters interacts: removing any two costs exactly the sum of removing each alone, so the interaction matrix is blank and not shown.</p>";
+    }
     let events = &a.interaction.events;
     if !events.is_empty() {
         h += "<ul>";
@@ -1037,6 +1063,10 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
         "<p>{} of {} validation images misclassified.</p>",
         nf, a.failures.images
     );
+    if nf == 0 {
+        h += "<p>With no image misclassified, accuracy is 100% in every bin of every factor: there are no failures to place, and the by-factor charts are not shown.</p></article>";
+        return h;
+    }
     h += "<div class=\"row\">";
     if let Ok(rd) = std::fs::read_dir(base.join("analysis")) {
         let mut pngs: Vec<PathBuf> = rd
@@ -1048,9 +1078,7 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
             h += &img_file(&p, "accuracy by factor");
         }
     }
-    if nf > 0 {
-        h += &img_file(&base.join("analysis/failures.png"), "misclassified images");
-    }
+    h += &img_file(&base.join("analysis/failures.png"), "misclassified images");
     h += "</div>";
     h += "</article>";
     h
