@@ -190,10 +190,11 @@ mod tests {
 
     #[test]
     fn embedded_studies_parse_and_bad_ones_say_why() {
-        for (text, runs) in [(DEFAULT, 400), (THESIS, 600)] {
+        for (text, runs) in [(DEFAULT, 600), (THESIS, 900)] {
             let s = Study::parse(text, Path::new("x.toml")).unwrap();
             assert_eq!(s.plan.runs.len(), runs);
-            assert_eq!(s.table.cases.len(), 4);
+            assert_eq!(s.table.cases.len(), 5);
+            assert_eq!(s.table.rescues.len(), 5);
         }
         let no_table = DEFAULT.split("\n[study]\n").next().unwrap();
         let e = Study::parse(no_table, Path::new("x.toml"))
