@@ -392,12 +392,49 @@ pub struct Agreement {
     /// The control, per layer: the mean Spearman correlation of the filters' index with the
     /// pruning order (what a criterion that ranked filters by number would score).
     pub index_control: Vec<(usize, f64)>,
+    /// The random-order control, per layer: the 2.5% and 97.5% quantiles of the mean Spearman
+    /// correlation between a random ranking and the pruning order, over 1,000 seeded draws
+    /// (a criterion that knew nothing would fall inside this band 95% of the time).
+    pub random_band: Vec<(usize, (f64, f64))>,
     /// `(case, layer)` left out: fewer than 3 filters, where a rank correlation is ±1 by
     /// construction.
     pub excluded: Vec<(String, usize)>,
     /// Pruning steps decided by a tie (several removals left the same best accuracy; the
     /// lowest index won), of all steps, over the cases.
     pub tied_steps: Tally,
+}
+
+/// The 2.5% and 97.5% quantiles, over `draws` seeded draws, of the mean over `orders` of the
+/// Spearman correlation between a random permutation of each order and the order itself.
+fn random_band(orders: &[Vec<f64>], draws: usize, seed: u64) -> (f64, f64) {
+    use rand_core::{RngCore, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // Unbiased index below `n` by rejection.
+    let mut below = |n: usize| loop {
+        let zone = u32::MAX - u32::MAX % n as u32;
+        let v = rng.next_u32();
+        if v < zone {
+            return (v % n as u32) as usize;
+        }
+    };
+    let mut means: Vec<f64> = (0..draws)
+        .map(|_| {
+            let rhos: Vec<f64> = orders
+                .iter()
+                .filter_map(|o| {
+                    let mut p = o.clone();
+                    for i in (1..p.len()).rev() {
+                        p.swap(i, below(i + 1));
+                    }
+                    crate::analyses::stats::spearman(&p, o)
+                })
+                .collect();
+            rhos.iter().sum::<f64>() / rhos.len().max(1) as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let q = |f: f64| means[((f * draws as f64) as usize).min(draws - 1)];
+    (q(0.025), q(0.975))
 }
 
 /// Filters per layer of a case, from its ranking.
@@ -912,6 +949,7 @@ pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
     let mut control: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut excluded = Vec::new();
     let mut tied_steps = Tally::default();
+    let mut orders: BTreeMap<usize, Vec<Vec<f64>>> = BTreeMap::new();
     for (slug, a) in cases {
         let sizes = layer_sizes(a);
         for (&l, &n) in &sizes {
@@ -934,6 +972,7 @@ pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
             if let Some(v) = crate::analyses::stats::spearman(&index, &order) {
                 control.entry(l).or_default().push(v);
             }
+            orders.entry(l).or_default().push(order);
         }
         for ag in &a.ranking.agreement {
             let big = sizes.get(&ag.layer).is_some_and(|&n| n >= 3);
@@ -965,6 +1004,10 @@ pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
     Agreement {
         layers: layers.into_iter().collect(),
         index_control: control.iter().map(|(l, v)| (*l, mean(v))).collect(),
+        random_band: orders
+            .iter()
+            .map(|(l, o)| (*l, random_band(o, 1000, *l as u64)))
+            .collect(),
         excluded,
         tied_steps,
     }
@@ -1485,6 +1528,14 @@ mod tests {
         // 3's "last" ties filter 2's step 2): index ranks 1, 2, 3 against 1, 2.5, 2.5 give
         // rho = sqrt(3) / 2.
         assert_eq!(g.index_control.len(), 1);
+        // Random rankings of 3 filters against two cases' orders: a band around 0, seeded.
+        let (lo, hi) = g.random_band[0].1;
+        assert!(lo < 0.0 && hi > 0.0 && lo >= -1.0 && hi <= 1.0, "{lo} {hi}");
+        assert_eq!(
+            agreement(&cases).random_band,
+            g.random_band,
+            "seeded: the same band"
+        );
         assert!((g.index_control[0].1 - 3f64.sqrt() / 2.0).abs() < 1e-12);
         // Each example table has one step whose accuracies are empty: no tie.
         assert_eq!(g.tied_steps, Tally { k: 0, n: 2 });

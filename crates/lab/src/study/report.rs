@@ -674,7 +674,13 @@ fn agreement_html(h: &mut String, a: &Agreement) {
                 .map_or(String::new(), |(_, m)| {
                     format!(", filter index (control) {m:+.2}")
                 });
-            format!("layer {l}: {}{control}", parts.join(", "))
+            let random = a.random_band.iter().find(|(x, _)| x == l).map_or(
+                String::new(),
+                |(_, (lo, hi))| {
+                    format!(", random rankings (null, 95% of draws) {lo:+.2} to {hi:+.2}")
+                },
+            );
+            format!("layer {l}: {}{control}{random}", parts.join(", "))
         })
         .collect();
     let excluded = if a.excluded.is_empty() {
