@@ -151,6 +151,10 @@ pub trait Observer {
     fn epoch(&mut self, _stats: &EpochStats) -> bool {
         true
     }
+    /// After each update, for diagnostics (what the first updates do): the weights before it,
+    /// the model after it and the batch gradient it applied, both laid out like the
+    /// parameters. Called on the training thread; the default does nothing.
+    fn step(&mut self, _before: &[f32], _model: &Model, _grad: &[f32]) {}
 }
 
 /// An observer that does nothing.
@@ -334,6 +338,7 @@ impl Trainer {
                 return Ok(None);
             }
             obs.batch(batch.len());
+            obs.step(&self.backup, &self.model, &self.grad);
         }
         let dead = self
             .alive

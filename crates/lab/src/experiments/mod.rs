@@ -9,6 +9,7 @@
 //! them.
 
 pub mod experiment;
+pub mod first_steps;
 pub mod logistic;
 pub mod outcome;
 pub mod recorded;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyses::analysis::Report;
 use crate::analyses::pruning::PruneJson;
 use crate::error::{Error, Result};
+use crate::experiments::first_steps::FirstSteps;
 use crate::experiments::store::{AnalysisKind, Store};
 
 /// What an `analysis` record is keyed by: the name of the data it was measured on.
@@ -61,7 +62,7 @@ impl Store {
                 AnalysisKind::Analysis => params == want,
                 AnalysisKind::StudyCase => serde_json::from_str::<LegacyCase>(&params)
                     .is_ok_and(|p| p.case.dataset == data),
-                AnalysisKind::Prune => false,
+                AnalysisKind::Prune | AnalysisKind::FirstSteps => false,
             };
             if !matches {
                 continue;
@@ -78,6 +79,43 @@ impl Store {
             legacy = Some(report);
         }
         Ok(legacy)
+    }
+
+    /// Records the replayed first updates of run `key`.
+    pub fn put_first_steps(&self, key: &str, f: &FirstSteps) -> Result<()> {
+        let params = format!(
+            r#"{{"steps":{},"probe":{}}}"#,
+            f.relative_update.len(),
+            f.probe
+        );
+        let json = serde_json::to_string(f).expect("json");
+        self.put_analysis(key, AnalysisKind::FirstSteps, &params, &json)
+    }
+
+    /// The replayed first updates of run `key`, if recorded (the longest replay); one that does
+    /// not read back is an error naming the run.
+    pub fn first_steps(&self, key: &str) -> Result<Option<FirstSteps>> {
+        let mut best: Option<FirstSteps> = None;
+        for (kind, _, result) in self.analyses(key)? {
+            if kind != AnalysisKind::FirstSteps {
+                continue;
+            }
+            let f: FirstSteps = serde_json::from_str(&result).map_err(|e| {
+                Error::bad(
+                    self.path(),
+                    format!(
+                        "the first steps of run {key} do not read back ({e}); the store is damaged"
+                    ),
+                )
+            })?;
+            if best
+                .as_ref()
+                .is_none_or(|b| f.relative_update.len() > b.relative_update.len())
+            {
+                best = Some(f);
+            }
+        }
+        Ok(best)
     }
 
     /// Records the pruning table of run `key`.

@@ -52,13 +52,16 @@ pub enum AnalysisKind {
     /// A study's case analysis as stores before the one-pipeline change kept it, keyed by
     /// the case: read as an `Analysis` (see `recorded`), never written.
     StudyCase,
+    /// The first updates of a run, replayed (`FirstSteps`), keyed by steps and probe.
+    FirstSteps,
 }
 
 impl AnalysisKind {
-    const ALL: [AnalysisKind; 3] = [
+    const ALL: [AnalysisKind; 4] = [
         AnalysisKind::Prune,
         AnalysisKind::Analysis,
         AnalysisKind::StudyCase,
+        AnalysisKind::FirstSteps,
     ];
 
     /// The name stored in the `kind` column.
@@ -67,6 +70,7 @@ impl AnalysisKind {
             AnalysisKind::Prune => "prune",
             AnalysisKind::Analysis => "analysis",
             AnalysisKind::StudyCase => "study-case",
+            AnalysisKind::FirstSteps => "first-steps",
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct ReportData {
     pub diagnoses: BTreeMap<String, Diagnosis>,
     /// Every continuation the store holds.
     pub continuations: Vec<crate::experiments::store::ContinuationRow>,
+    /// The replayed first updates of the runs that have them, by run key.
+    pub first_steps: BTreeMap<String, crate::experiments::first_steps::FirstSteps>,
     pub cases: Vec<CaseData>,
 }
 
@@ -135,6 +137,12 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         .iter()
         .map(|case| case_data(&store, &study, &runs, case))
         .collect::<Result<_>>()?;
+    let mut first_steps = BTreeMap::new();
+    for r in &runs {
+        if let Some(f) = store.first_steps(&r.key)? {
+            first_steps.insert(r.key.clone(), f);
+        }
+    }
     Ok(ReportData {
         dir: dir.to_path_buf(),
         store_path,
@@ -146,6 +154,7 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         stuck,
         diagnoses,
         continuations: store.continuations()?,
+        first_steps,
         cases,
     })
 }

@@ -11,6 +11,7 @@ use crate::analyses::analysis::Report as Analysis;
 use crate::analyses::interaction::EventKind;
 use crate::analyses::pruning::PruneJson;
 use crate::analyses::ranking::Criterion;
+use crate::experiments::first_steps::FirstSteps;
 use crate::experiments::outcome::Diagnosis;
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::RunRow;
@@ -220,6 +221,66 @@ pub struct Inputs<'a> {
     pub cases: &'a [(String, Analysis)],
     /// Every continuation of a run the store holds.
     pub continuations: &'a [crate::experiments::store::ContinuationRow],
+    /// Replayed first updates, by run key.
+    pub first_steps: &'a BTreeMap<String, FirstSteps>,
+}
+
+/// When the filters of failed runs die, against learned runs of the same condition, from
+/// their replayed first updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mechanism {
+    pub condition: String,
+    /// Runs replayed: failed (stuck or collapsed), learned.
+    pub runs: (usize, usize),
+    /// Updates replayed per run.
+    pub steps: usize,
+    /// Mean share of the last conv layer silent on the probe, `(failed, learned)`: before any
+    /// update, after the first, and after the last replayed.
+    pub dead_last: [(f64, f64); 3],
+    /// Per conv layer, the mean relative size of the first update, `(failed, learned)`.
+    pub first_update: Vec<(f64, f64)>,
+}
+
+/// [`Mechanism`] for `condition`; `None` unless both failed and learned runs were replayed.
+pub fn mechanism(inp: &Inputs, condition: &str) -> Option<Mechanism> {
+    let of = |failed: bool| -> Vec<&FirstSteps> {
+        inp.runs
+            .iter()
+            .filter(|r| r.condition == condition)
+            .filter(|r| {
+                if failed {
+                    matches!(r.outcome, Outcome::Stuck | Outcome::Collapsed)
+                } else {
+                    r.outcome == Outcome::Learned
+                }
+            })
+            .filter_map(|r| inp.first_steps.get(&r.key))
+            .filter(|f| !f.dead.is_empty())
+            .collect()
+    };
+    let (bad, good) = (of(true), of(false));
+    if bad.is_empty() || good.is_empty() {
+        return None;
+    }
+    let mean = |v: &[&FirstSteps], f: &dyn Fn(&FirstSteps) -> f64| {
+        v.iter().map(|x| f(x)).sum::<f64>() / v.len() as f64
+    };
+    let last = |v: &[f64]| v.last().copied().unwrap_or(0.0);
+    let pair = |f: &dyn Fn(&FirstSteps) -> f64| (mean(&bad, f), mean(&good, f));
+    let layers = bad[0].relative_update[0].len();
+    Some(Mechanism {
+        condition: condition.to_string(),
+        runs: (bad.len(), good.len()),
+        steps: bad[0].dead.len(),
+        dead_last: [
+            pair(&|f| last(&f.dead_at_start)),
+            pair(&|f| last(&f.dead[0])),
+            pair(&|f| last(f.dead.last().expect("non-empty"))),
+        ],
+        first_update: (0..layers)
+            .map(|l| pair(&|f| f.relative_update[0].get(l).copied().unwrap_or(0.0)))
+            .collect(),
+    })
 }
 
 /// One model of success within a condition: logistic regression of learned against the two
@@ -481,6 +542,7 @@ pub enum Finding {
     Learning(Learning),
     Model(SuccessModel),
     Stuck(Stuck),
+    Mechanism(Mechanism),
     Redundancy(Redundancy),
     Interplay(Interplay),
     Agreement(Agreement),
@@ -501,6 +563,7 @@ pub fn findings(inp: &Inputs) -> Vec<Finding> {
     }
     for c in &conds {
         out.extend(stuck(inp, c).map(Finding::Stuck));
+        out.extend(mechanism(inp, c).map(Finding::Mechanism));
     }
     if !inp.cases.is_empty() {
         out.push(Finding::Redundancy(redundancy(inp.cases)));
@@ -1057,6 +1120,8 @@ mod tests {
         out
     }
 
+    static NO_STEPS: BTreeMap<String, FirstSteps> = BTreeMap::new();
+
     fn inputs<'a>(
         runs: &'a [RunRow],
         sources: &'a BTreeMap<String, String>,
@@ -1070,6 +1135,7 @@ mod tests {
             stuck,
             cases: &[],
             continuations: &[],
+            first_steps: &NO_STEPS,
         }
     }
 
@@ -1203,6 +1269,44 @@ mod tests {
             learning(&rs, "sgd", &c).partial_continued,
             Tally { k: 1, n: 1 }
         );
+    }
+
+    #[test]
+    fn the_mechanism_compares_failed_and_learned_runs_of_one_condition() {
+        let rs = runs(&[
+            ("2-4", "sgd", "stuck", 1),
+            ("2-4", "sgd", "collapsed", 1),
+            ("2-4", "sgd", "learned", 1),
+            ("2-4", "adam", "learned", 1),
+        ]);
+        let steps = |dead_last: [f64; 3], first: [f64; 2]| FirstSteps {
+            schema: crate::files::schema::Schema::CURRENT,
+            probe: 200,
+            dead_at_start: vec![0.0, dead_last[0]],
+            relative_update: vec![first.to_vec(), vec![0.1, 0.1]],
+            dead: vec![vec![0.0, dead_last[1]], vec![0.0, dead_last[2]]],
+        };
+        let f: BTreeMap<String, FirstSteps> = [
+            (rs[0].key.clone(), steps([0.0, 1.0, 1.0], [2.0, 4.0])),
+            (rs[1].key.clone(), steps([0.5, 0.5, 1.0], [1.0, 2.0])),
+            (rs[2].key.clone(), steps([0.0, 0.0, 0.25], [0.1, 0.2])),
+            (rs[3].key.clone(), steps([0.0, 0.0, 0.0], [0.01, 0.02])),
+        ]
+        .into();
+        let none = BTreeMap::new();
+        let diagnoses = none_diag();
+        let mut inp = inputs(&rs, &none, &diagnoses, &[]);
+        inp.first_steps = &f;
+        let m = mechanism(&inp, "sgd").unwrap();
+        assert_eq!((m.runs, m.steps), ((2, 1), 2));
+        assert_eq!(m.dead_last, [(0.25, 0.0), (0.75, 0.0), (1.0, 0.25)]);
+        assert_eq!(m.first_update, vec![(1.5, 0.1), (3.0, 0.2)]);
+        // Under adam no run failed: nothing to compare.
+        assert!(mechanism(&inp, "adam").is_none());
+    }
+
+    fn none_diag() -> BTreeMap<String, Diagnosis> {
+        BTreeMap::new()
     }
 
     fn on(dataset: &str, spec: &[(&str, &str, &str, usize)]) -> Vec<RunRow> {
@@ -1553,6 +1657,7 @@ mod tests {
             stuck: &[],
             cases: &cases,
             continuations: &[],
+            first_steps: &BTreeMap::new(),
         });
         assert!(matches!(
             all.as_slice(),

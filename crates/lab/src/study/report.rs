@@ -22,7 +22,7 @@ use crate::study::config::data_file;
 use crate::study::data::{CaseData, ReportData};
 use crate::study::findings::{
     findings, pruning_reading, Agreement, Claim, Evidence, Finding, Headline, Inputs, Interplay,
-    Learning, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel, Tally, Verdict,
+    Learning, Mechanism, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel, Tally, Verdict,
 };
 use tinycnn::ArchLabel;
 
@@ -282,6 +282,7 @@ fn findings_html(findings: &[Finding]) -> String {
             Finding::Learning(l) => learning_html(&mut h, l),
             Finding::Model(m) => model_html(&mut h, m),
             Finding::Stuck(s) => stuck_html(&mut h, s),
+            Finding::Mechanism(m) => mechanism_html(&mut h, m),
             Finding::Redundancy(r) => redundancy_html(&mut h, r),
             Finding::Interplay(i) => interplay_html(&mut h, i),
             Finding::Agreement(a) => agreement_html(&mut h, a),
@@ -501,6 +502,37 @@ fn model_html(h: &mut String, m: &SuccessModel) {
             "Logistic regression of learned against both widths and the dataset over this condition's {} two-layer runs (odds ratios with Wald 95% intervals): {}.",
             m.runs,
             terms.join("; ")
+        ),
+    );
+}
+
+fn mechanism_html(h: &mut String, m: &Mechanism) {
+    let [start, first, last] = m.dead_last;
+    let updates: Vec<String> = m
+        .first_update
+        .iter()
+        .enumerate()
+        .map(|(l, (bad, good))| format!("layer {}: {:.2} against {:.2}", l + 1, bad, good))
+        .collect();
+    finding(
+        h,
+        &format!(
+            "When do the filters die under {}?",
+            esc(cond_name(&m.condition))
+        ),
+        &format!(
+            "The first {} updates of {} failed and {} learned runs, replayed bit for bit from their seeds. Share of the last conv layer's filters silent on 200 training images, failed against learned: {} against {} at initialisation, {} against {} after the first update, {} against {} after update {}. Size of the first update relative to the layer's weights (failed against learned): {}.",
+            m.steps,
+            m.runs.0,
+            m.runs.1,
+            pct(start.0),
+            pct(start.1),
+            pct(first.0),
+            pct(first.1),
+            pct(last.0),
+            pct(last.1),
+            m.steps,
+            updates.join("; ")
         ),
     );
 }
@@ -1143,6 +1175,7 @@ fn render(c: &ReportData) -> Result<String> {
         stuck: &c.stuck,
         cases: &cases,
         continuations: &c.continuations,
+        first_steps: &c.first_steps,
     }));
     h += "</section>";
 

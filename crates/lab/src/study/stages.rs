@@ -239,7 +239,7 @@ fn stuck_stage(
 ) -> Result<()> {
     let extra = study.table.continue_epochs;
     if extra == 0 {
-        return Ok(());
+        return first_steps(store, runs);
     }
     for &rescue in &study.table.rescues {
         let done: std::collections::HashSet<String> = store
@@ -292,6 +292,47 @@ fn stuck_stage(
             jobs,
             &|| obs.continued(),
         )?;
+    }
+    first_steps(store, runs)
+}
+
+/// Updates replayed per run, and training images in the probe of dead filters.
+const FIRST_STEPS: (usize, usize) = (20, 200);
+
+/// The first updates of up to 10 failed (stuck or collapsed) and 10 learned runs per
+/// condition, picked by run seed, replayed and recorded (once each).
+fn first_steps(store: &Store, runs: &[RunRow]) -> Result<()> {
+    use crate::experiments::outcome::Outcome;
+    let mut picked: Vec<&RunRow> = runs.iter().collect();
+    picked.sort_by_key(|r| (r.condition.clone(), r.seed));
+    let mut taken: std::collections::BTreeMap<(&str, bool), usize> = Default::default();
+    let mut data: std::collections::BTreeMap<String, Dataset> = Default::default();
+    for r in picked {
+        let failed = matches!(r.outcome, Outcome::Stuck | Outcome::Collapsed);
+        if !failed && r.outcome != Outcome::Learned {
+            continue;
+        }
+        let n = taken.entry((r.condition.as_str(), failed)).or_default();
+        if *n >= 10 {
+            continue;
+        }
+        *n += 1;
+        if store.first_steps(&r.key)?.is_some() {
+            continue;
+        }
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&r.model_dir))?;
+        if !data.contains_key(&r.dataset_hash) {
+            let d = crate::experiments::stuck::dataset_of(store, r)?;
+            data.insert(r.dataset_hash.clone(), d);
+        }
+        let f = crate::experiments::first_steps::replay(
+            &run.meta.arch,
+            &run.meta.train,
+            &data[&r.dataset_hash],
+            FIRST_STEPS.0,
+            FIRST_STEPS.1,
+        )?;
+        store.put_first_steps(&r.key, &f)?;
     }
     Ok(())
 }
