@@ -363,7 +363,7 @@ fn cond_name(c: &str) -> &str {
 fn thesis_html(h: &mut String, claims: &[Claim]) {
     let _ = write!(
         h,
-        "<div class=\"finding\"><b>The thesis's claims, one by one.</b> Each claim set against each condition of this study (never pooled); the verdict is <i>reproduced</i> when this study agrees within its 95% interval, <i>contradicted</i> when it points the other way beyond it, <i>no evidence</i> when the interval allows both.</div><table><thead><tr><th>claim</th><th>thesis</th><th>condition</th><th>this study</th><th>verdict</th></tr></thead><tbody>"
+        "<div class=\"finding\"><b>The thesis's claims, one by one.</b> Each claim set against each condition of this study (never pooled); the verdict is <i>reproduced</i> when this study agrees within its 95% interval, <i>contradicted</i> when it points the other way beyond it, <i>no evidence</i> when the interval allows both.</div><div class=\"scroll\"><table class=\"prose\"><thead><tr><th>claim</th><th>thesis</th><th>condition</th><th>this study</th><th>verdict</th></tr></thead><tbody>"
     );
     for c in claims {
         let ours = match &c.evidence {
@@ -394,7 +394,7 @@ fn thesis_html(h: &mut String, claims: &[Claim]) {
             verdict
         );
     }
-    h.push_str("</tbody></table>");
+    h.push_str("</tbody></table></div>");
     let contradicted: Vec<String> = claims
         .iter()
         .filter(|c| c.verdict == Verdict::Contradicted)
@@ -802,7 +802,7 @@ fn sweep_section(c: &ReportData) -> Result<String> {
     h += "<section id=\"sweep\"><h2>2. The sweep</h2>";
     let _ = write!(
         h,
-        "<p>The thesis trained each filter combination a few times by hand (its Tables 2, 5 and 8). Here every architecture was trained with {} seeds per cell under each condition. A run <i>learned</i> when its validation accuracy reached {}; it is <i>stuck</i> when some class is never predicted, <i>partial</i> otherwise. Intervals are Wilson 95% intervals.</p>",
+        "<p>The thesis trained each filter combination a few times by hand (its Tables 2, 5 and 8). Here every architecture was trained with {} seeds per cell under each condition. A run <i>learned</i> when its validation accuracy reached {}; it is <i>stuck</i> when some class is (almost) never predicted, on fewer than 1% of the validation images, <i>collapsed</i> when it fell there from an epoch at least 0.25 more accurate, and <i>partial</i> otherwise. Intervals are Wilson 95% intervals.</p>",
         runs.iter().map(|r| r.seed_index).max().unwrap_or(0),
         plan.learned
     );
@@ -892,7 +892,7 @@ fn sweep_section(c: &ReportData) -> Result<String> {
 fn conditions_table(plan: &crate::experiments::experiment::Plan) -> String {
     let mut seen: Vec<&str> = Vec::new();
     let mut h = String::from(
-        "<table><thead><tr><th>condition</th><th>training settings</th></tr></thead><tbody>",
+        "<table class=\"prose\"><thead><tr><th>condition</th><th>training settings</th></tr></thead><tbody>",
     );
     for r in &plan.runs {
         if seen.contains(&r.condition.as_str()) {
