@@ -421,6 +421,72 @@ pub struct Redundancy {
     /// Mean over cases and layers of the median absolute pairwise correlation, `(trained,
     /// initial)`, percent.
     pub median_correlation: Option<(f64, f64)>,
+    /// Mean single-removal drop with a twin minus without, over every filter of the cases
+    /// (from each pruning table's first step), with a seeded bootstrap 95% interval.
+    pub drop_difference: Option<(f64, f64, f64)>,
+}
+
+/// Per filter of every case: its single-removal drop (pruning's first step) and whether it
+/// has a twin by the measure the redundancy finding uses, as `(with twin, without)` drops.
+fn twin_drops(cases: &[(String, Analysis)], by_correlation: bool) -> (Vec<f64>, Vec<f64>) {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for (_, a) in cases {
+        let (p, s) = (&a.pruning, &a.similarity);
+        let Some(first) = p.steps.first() else {
+            continue;
+        };
+        for (f, acc) in p.filters.iter().zip(&first.accuracies) {
+            let Some(acc) = acc else { continue };
+            let Some(layer) = s.layers.iter().find(|l| l.layer == f.layer) else {
+                continue;
+            };
+            let m = if by_correlation {
+                layer.twin_measure()
+            } else {
+                &layer.activation_cosine
+            };
+            let i = f.filter - 1;
+            let Some(row) = m.get(i) else { continue };
+            let twin = row
+                .iter()
+                .enumerate()
+                .any(|(j, &v)| j != i && v >= s.threshold);
+            let drop = p.initial_accuracy - acc;
+            if twin {
+                with.push(drop);
+            } else {
+                without.push(drop);
+            }
+        }
+    }
+    (with, without)
+}
+
+/// The difference of the means of `a` and `b` with a percentile bootstrap 95% interval over
+/// `draws` seeded resamples of each (Efron and Tibshirani 1993, ch. 13); `None` if either is
+/// empty.
+pub fn bootstrap_difference(
+    a: &[f64],
+    b: &[f64],
+    draws: usize,
+    seed: u64,
+) -> Option<(f64, f64, f64)> {
+    use rand_core::{RngCore, SeedableRng};
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut resample = |v: &[f64]| {
+        (0..v.len())
+            .map(|_| v[(rng.next_u64() % v.len() as u64) as usize])
+            .sum::<f64>()
+            / v.len() as f64
+    };
+    let mut d: Vec<f64> = (0..draws).map(|_| resample(a) - resample(b)).collect();
+    d.sort_by(f64::total_cmp);
+    let q = |f: f64| d[((f * draws as f64) as usize).min(draws - 1)];
+    Some((mean(a) - mean(b), q(0.025), q(0.975)))
 }
 
 impl Redundancy {
@@ -428,6 +494,20 @@ impl Redundancy {
     /// conclusion (a) predicts less. `None` when either group is empty.
     pub fn twins_cost_more(&self) -> Option<bool> {
         Some(self.drop_with_twin? > self.drop_without_twin?)
+    }
+
+    /// The direction of the twin test, judged on the bootstrap interval of the difference:
+    /// `Some(true)` twins cost more, `Some(false)` less, `None` when the interval holds 0 or
+    /// there is nothing to compare.
+    pub fn twin_direction(&self) -> Option<bool> {
+        let (_, lo, hi) = self.drop_difference?;
+        if lo > 0.0 {
+            Some(true)
+        } else if hi < 0.0 {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
@@ -919,6 +999,7 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
         }),
         null_twins: None,
         median_correlation: None,
+        drop_difference: None,
     };
     let mut medians = Vec::new();
     for (slug, a) in cases {
@@ -969,6 +1050,8 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
             medians.iter().map(|m| m.1).sum::<f64>() / n,
         ));
     }
+    let (w, wo) = twin_drops(cases, r.by_correlation);
+    r.drop_difference = bootstrap_difference(&w, &wo, 2000, 0);
     r.drop_with_twin = (r.with_twin > 0).then(|| with / r.with_twin as f64);
     r.drop_without_twin = (r.without_twin > 0).then(|| without / r.without_twin as f64);
     r
@@ -1309,6 +1392,21 @@ mod tests {
         BTreeMap::new()
     }
 
+    #[test]
+    fn the_bootstrap_brackets_a_clear_difference_and_straddles_none() {
+        let a: Vec<f64> = (0..40).map(|i| 1.0 + 0.01 * i as f64).collect();
+        let b: Vec<f64> = (0..40).map(|i| 0.01 * i as f64).collect();
+        let (d, lo, hi) = bootstrap_difference(&a, &b, 2000, 0).unwrap();
+        assert!((d - 1.0).abs() < 1e-12 && lo > 0.9 && hi < 1.1 && lo < d && d < hi);
+        let (d, lo, hi) = bootstrap_difference(&b, &b, 2000, 0).unwrap();
+        assert!(d == 0.0 && lo < 0.0 && hi > 0.0);
+        assert_eq!(
+            bootstrap_difference(&a, &b, 2000, 0),
+            bootstrap_difference(&a, &b, 2000, 0)
+        );
+        assert_eq!(bootstrap_difference(&[], &b, 10, 0), None);
+    }
+
     fn on(dataset: &str, spec: &[(&str, &str, &str, usize)]) -> Vec<RunRow> {
         let mut rs = runs(spec);
         for r in &mut rs {
@@ -1583,10 +1681,20 @@ mod tests {
                 (2, Criterion::Taylor, Some(0.3)),
             ],
         );
+        // Single-removal drops from each table's first step: with twins 0.01 and 0.02 (case
+        // a), without 0.3 and 0.2 (case b); layer 2 has no similarity layer, so it is skipped.
+        let (mut a, mut b) = (a, b);
+        a.pruning.steps[0].accuracies = vec![Some(0.99), Some(0.98), Some(0.5)];
+        b.pruning.steps[0].accuracies = vec![Some(0.7), Some(0.8), Some(0.5)];
         let cases = vec![
             ("size-8-16-32".to_string(), a),
             ("rotation-2-1".to_string(), b),
         ];
+        let (with, without) = twin_drops(&cases, true);
+        assert_eq!(with.len() + without.len(), 4);
+        let d = redundancy(&cases).drop_difference.unwrap();
+        assert!((d.0 + 0.235).abs() < 1e-12 && d.2 < 0.0, "{d:?}");
+        assert_eq!(redundancy(&cases).twin_direction(), Some(false));
         let r = redundancy(&cases);
         assert_eq!(r.cases, 2);
         assert_eq!(r.twins, Tally { k: 2, n: 4 });

@@ -649,16 +649,21 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         ),
         _ => String::new(),
     };
-    let direction = match r.twins_cost_more() {
-        Some(true) => " This is the <b>opposite</b> of the thesis's conclusion (a): a filter with a twin costs more to remove than one without, so having a twin does not make a filter redundant here.",
-        Some(false) => " As the thesis's conclusion (a) predicts, a filter with a twin costs less to remove than one without.",
-        None => "",
+    let interval = r.drop_difference.map_or(String::new(), |(d, lo, hi)| {
+        format!(" (difference {d:+.4}, bootstrap 95% interval {lo:+.4} to {hi:+.4})")
+    });
+    let direction = match r.twin_direction() {
+        Some(true) => format!("{interval}. This is the <b>opposite</b> of the thesis's conclusion (a): a filter with a twin costs more to remove than one without, beyond the interval, so having a twin does not make a filter redundant here."),
+        Some(false) => format!("{interval}. As the thesis's conclusion (a) predicts, a filter with a twin costs less to remove than one without, beyond the interval."),
+        None if r.drop_difference.is_some() => format!("{interval}: the interval holds 0, so this study cannot say whether a twin makes a filter cheaper to remove."),
+        None => ".".to_string(),
     };
+
     finding(
         h,
         "Are alike filters redundant? (thesis conclusion a)",
         &format!(
-            "Over the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}).{direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            "Over the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}){direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
             r.cases,
             r.twins.k,
             r.twins.n,
