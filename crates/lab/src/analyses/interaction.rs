@@ -23,6 +23,76 @@ pub struct Event {
     pub before: f64,
     pub after: f64,
     pub text: String,
+    /// For a raise: images the removal turned right, and turned wrong (absent in analyses
+    /// written before schema 2).
+    #[serde(default)]
+    pub flips: Option<(usize, usize)>,
+    /// For a raise: the exact two-sided McNemar p-value of those flips (absent before schema 2).
+    #[serde(default)]
+    pub p_value: Option<f64>,
+}
+
+/// The exact two-sided McNemar test (McNemar 1947; the exact binomial form): the chance, if a
+/// removal changed nothing but noise, of a split of `b + c` discordant images at least as
+/// lopsided as `b` against `c`. `1` when nothing flipped.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // P(X <= k) for X ~ Binomial(n, 1/2), each term in logs to stay finite for large n.
+    let ln_choose = |n: usize, k: usize| -> f64 {
+        (1..=k)
+            .map(|i| ((n - k + i) as f64).ln() - (i as f64).ln())
+            .sum()
+    };
+    let tail: f64 = (0..=k)
+        .map(|i| (ln_choose(n, i) - n as f64 * std::f64::consts::LN_2).exp())
+        .sum();
+    (2.0 * tail).min(1.0)
+}
+
+/// Images the network without `removed` (on top of `gone`) gets right that the network
+/// without `gone` got wrong, and the reverse.
+fn flips(
+    model: &Model,
+    data: &tinycnn::Data,
+    scaling: Scaling,
+    gone: &[(usize, usize)],
+    removed: &[(usize, usize)],
+) -> Option<(usize, usize)> {
+    let keep = |extra: &[(usize, usize)]| {
+        let mut k: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+        for &(l, f) in gone.iter().chain(extra) {
+            k[l][f] = false;
+        }
+        k
+    };
+    let right = |k: Vec<Vec<bool>>| -> Option<Vec<bool>> {
+        let m = model.pruned(&k).ok()?;
+        let kk = m.arch.classes;
+        let logits = tinycnn::train::logits(&m, data, scaling);
+        Some(
+            logits
+                .chunks(kk)
+                .zip(data.labels)
+                .map(|(row, &y)| tinycnn::train::Evaluation::of_logits(row, &[y], kk).correct == 1)
+                .collect(),
+        )
+    };
+    let (before, after) = (right(keep(&[]))?, right(keep(removed))?);
+    let b = before
+        .iter()
+        .zip(&after)
+        .filter(|(x, y)| !**x && **y)
+        .count();
+    let c = before
+        .iter()
+        .zip(&after)
+        .filter(|(x, y)| **x && !**y)
+        .count();
+    Some((b, c))
 }
 
 /// What happened at an [`Event`].
@@ -86,7 +156,7 @@ pub fn interaction(
         interaction: inter,
         most_redundant,
         most_antagonistic,
-        events: events(pruning),
+        events: tested(events(pruning), model, data, scaling, pruning),
     }
 }
 
@@ -154,6 +224,26 @@ fn interactions(
     (inter, scored)
 }
 
+/// Adds to every raise its flipped images and their exact McNemar p-value.
+fn tested(
+    mut events: Vec<Event>,
+    model: &Model,
+    data: &tinycnn::Data,
+    scaling: Scaling,
+    pruning: &Pruning,
+) -> Vec<Event> {
+    for e in events.iter_mut().filter(|e| e.kind == EventKind::Raised) {
+        let gone: Vec<(usize, usize)> = pruning.steps[..e.step - 1]
+            .iter()
+            .flat_map(|s| s.removed.iter().copied())
+            .collect();
+        let removed = &pruning.steps[e.step - 1].removed;
+        e.flips = flips(model, data, scaling, &gone, removed);
+        e.p_value = e.flips.map(|(b, c)| mcnemar_exact(b, c));
+    }
+    events
+}
+
 /// The events along the pruning path: removals that raised accuracy, and removals that changed
 /// another filter's single-removal drop by more than 0.1.
 fn events(pruning: &Pruning) -> Vec<Event> {
@@ -178,6 +268,8 @@ fn events(pruning: &Pruning) -> Vec<Event> {
                     prev,
                     step.accuracy_after
                 ),
+                flips: None,
+                p_value: None,
             });
         }
         if let Some(next) = pruning.steps.get(t + 1) {
@@ -202,6 +294,8 @@ fn events(pruning: &Pruning) -> Vec<Event> {
                                 da,
                                 db
                             ),
+                            flips: None,
+                            p_value: None,
                         });
                     }
                 }
@@ -210,4 +304,21 @@ fn events(pruning: &Pruning) -> Vec<Event> {
         prev = step.accuracy_after;
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_matches_the_binomial_tail() {
+        // 0 against 5: 2 x (1/2)^5 = 0.0625; 1 against 9: 2 x 11/1024 = 0.021484375.
+        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-12);
+        assert!((mcnemar_exact(9, 1) - 22.0 / 1024.0).abs() < 1e-12);
+        assert_eq!(mcnemar_exact(3, 3), 1.0);
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // Large counts stay finite: 700 against 800 of 1,500.
+        let p = mcnemar_exact(700, 800);
+        assert!(p > 0.0 && p < 0.02, "{p}");
+    }
 }

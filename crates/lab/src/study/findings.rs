@@ -522,6 +522,9 @@ pub struct Interplay {
     pub largest_raise: Option<(f64, String)>,
     /// The largest raise in images: gained, of the images measured.
     pub largest_raise_images: Option<(usize, usize)>,
+    /// Raises significant at p < 0.05 by the exact McNemar test on the images that flipped,
+    /// of the raises tested.
+    pub significant: Tally,
 }
 
 /// Thesis conclusion c: do simple readings of the filters agree with pruning?
@@ -1064,11 +1067,16 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
         raised: 0,
         largest_raise: None,
         largest_raise_images: None,
+        significant: Tally::default(),
     };
     for (slug, a) in cases {
         for e in &a.interaction.events {
             if e.kind == EventKind::Raised {
                 out.raised += 1;
+                if let Some(p) = e.p_value {
+                    out.significant.n += 1;
+                    out.significant.k += usize::from(p < 0.05);
+                }
                 let gain = e.after - e.before;
                 if out.largest_raise.as_ref().is_none_or(|b| gain > b.0) {
                     out.largest_raise = Some((gain, format!("{slug}, {}", e.text)));
@@ -1204,6 +1212,11 @@ mod tests {
     }
 
     static NO_STEPS: BTreeMap<String, FirstSteps> = BTreeMap::new();
+
+    /// The fixture's p-value for a raise of `gain` x 100 images, none lost.
+    fn mcnemar(gain: f64) -> f64 {
+        crate::analyses::interaction::mcnemar_exact(((gain * 100.0).round()) as usize, 0)
+    }
 
     fn inputs<'a>(
         runs: &'a [RunRow],
@@ -1650,6 +1663,8 @@ mod tests {
                 before,
                 after,
                 text: format!("{before}->{after}"),
+                flips: Some((((after - before) * 100.0).round() as usize, 0)),
+                p_value: Some(mcnemar(after - before)),
             })
             .collect();
         a
@@ -1714,6 +1729,8 @@ mod tests {
         // One pair per case (the matrix is symmetric: each pair counted once).
         assert_eq!(i.strong, Tally { k: 1, n: 2 });
         assert_eq!(i.raised, 2);
+        // Raises of 30 and 10 images with none lost: p = 2^-29 and 2^-9, both significant.
+        assert_eq!(i.significant, Tally { k: 2, n: 2 });
         let (gain, text) = i.largest_raise.unwrap();
         assert!((gain - 0.3).abs() < 1e-12);
         assert_eq!(text, "size-8-16-32, 0.6->0.9");

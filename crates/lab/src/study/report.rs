@@ -685,10 +685,18 @@ fn interplay_html(h: &mut String, i: &Interplay) {
         h,
         "Filters interact (thesis conclusion b).",
         &format!(
-            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{largest}. {}",
+            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{largest}{}. {}",
             i.strong.n,
             i.strong.k,
             i.raised,
+            if i.significant.n == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; {} of the {} tested are significant at p &lt; 0.05 by an exact McNemar test on the images that flipped (the others are within what a few images of noise give)",
+                    i.significant.k, i.significant.n
+                )
+            },
             if i.strong.k > 0 {
                 "One-at-a-time scores therefore do not add up for those pairs."
             } else {
@@ -1095,7 +1103,13 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
     if !events.is_empty() {
         h += "<ul>";
         for e in events.iter().take(8) {
-            let _ = write!(h, "<li>{}</li>", esc(&e.text));
+            let test = match (e.flips, e.p_value) {
+                (Some((b, c)), Some(p)) => format!(
+                    " ({b} images turned right, {c} turned wrong; exact McNemar p = {p:.2e})"
+                ),
+                _ => String::new(),
+            };
+            let _ = write!(h, "<li>{}{test}</li>", esc(&e.text));
         }
         h += "</ul>";
     }
