@@ -44,10 +44,18 @@ pub struct StudyTable {
     /// What stuck runs are continued with (default: their own settings only).
     #[serde(default = "own_settings")]
     pub rescues: Vec<crate::experiments::rescue::Rescue>,
+    /// Learned seeds analysed per case study (the first is the one shown in full; the others
+    /// are measured so each case statistic covers a population, not one seed). Default 1.
+    #[serde(default = "one")]
+    pub case_seeds: usize,
     /// At most this many stuck runs per condition and rescue, picked by run seed (a fixed
     /// pseudo-random sample); all when absent.
     #[serde(default)]
     pub rescue_runs: Option<usize>,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn own_settings() -> Vec<crate::experiments::rescue::Rescue> {
@@ -116,6 +124,22 @@ pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
 
 /// The run a case study uses: the first learned seed under the case condition, else the
 /// best run. Returns the run and whether it learned.
+/// The learned runs of a case under `condition`, by seed index: its population.
+pub fn case_population<'a>(runs: &'a [RunRow], case: &Case, condition: &str) -> Vec<&'a RunRow> {
+    let mut v: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
+        .filter(|r| {
+            condition.is_empty()
+                || r.condition == condition
+                || r.condition.starts_with(&format!("{condition},"))
+        })
+        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
+        .collect();
+    v.sort_by_key(|r| r.seed_index);
+    v
+}
+
 pub fn pick_case(runs: &[RunRow], case: &Case, condition: &str) -> Option<(RunRow, bool)> {
     let mut cands: Vec<&RunRow> = runs
         .iter()

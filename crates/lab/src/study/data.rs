@@ -46,6 +46,9 @@ pub struct CaseData {
     pub case: Case,
     /// Its run, when the study has one of its architecture.
     pub picked: Option<Picked>,
+    /// The analyses of its learned seeds recorded so far, by seed index (the picked run's
+    /// first): the population each case statistic is computed over.
+    pub population: Vec<Analysis>,
 }
 
 /// The run a case study opens up.
@@ -69,14 +72,11 @@ impl ReportData {
             .collect()
     }
 
-    /// The case analyses recorded so far, by case slug.
+    /// Every case analysis recorded so far, each learned seed of each case, by case slug.
     pub fn case_analyses(&self) -> Vec<(String, Analysis)> {
         self.cases
             .iter()
-            .filter_map(|c| {
-                let a = c.picked.as_ref()?.analysis.clone()?;
-                Some((c.case.slug(), a))
-            })
+            .flat_map(|c| c.population.iter().map(|a| (c.case.slug(), a.clone())))
             .collect()
     }
 }
@@ -178,8 +178,15 @@ fn case_data(store: &Store, study: &Study, runs: &[RunRow], case: &Case) -> Resu
         return Ok(CaseData {
             case: case.clone(),
             picked: None,
+            population: Vec::new(),
         });
     };
+    let mut population = Vec::new();
+    for r in crate::study::config::case_population(runs, case, &study.table.case_condition) {
+        if let Some(a) = store.run_analysis(&r.key, &case.dataset)? {
+            population.push(a);
+        }
+    }
     let dataset = dataset_of(store, &row)?;
     let arch = tinycnn::Arch::from_label(
         &case.arch,
@@ -190,6 +197,7 @@ fn case_data(store: &Store, study: &Study, runs: &[RunRow], case: &Case) -> Resu
     let analysis = store.run_analysis(&row.key, &case.dataset)?;
     Ok(CaseData {
         case: case.clone(),
+        population,
         picked: Some(Picked {
             row,
             learned,

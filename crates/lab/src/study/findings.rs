@@ -400,6 +400,7 @@ pub fn pruning_reading(p: &PruneJson) -> PruningReading {
 /// Thesis conclusion a: filters are often alike, hence redundant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Redundancy {
+    /// Case analyses counted: every analysed seed of every case.
     pub cases: usize,
     /// Filters with a twin (activation cosine at or above the threshold), of all filters.
     pub twins: Tally,
@@ -410,7 +411,8 @@ pub struct Redundancy {
     pub with_twin: usize,
     pub drop_without_twin: Option<f64>,
     pub without_twin: usize,
-    /// Per case: its slug and the removals costing at most 0.01, of its filters.
+    /// Per case: its slug and the removals costing at most 0.01, of its filters, summed over
+    /// the case's seeds.
     pub removable: Vec<(String, Tally)>,
     /// Whether twins were judged by the correlation of the maps (every case measured it), or
     /// by their cosine (analyses from before the correlation existed).
@@ -1040,11 +1042,19 @@ pub fn redundancy(cases: &[(String, Analysis)]) -> Redundancy {
             }
         }
         let p = pruning_reading(&a.pruning);
-        let t = Tally {
-            k: p.keep99,
-            n: p.filters,
-        };
-        r.removable.push((slug.clone(), t));
+        match r.removable.iter_mut().find(|(s, _)| s == slug) {
+            Some((_, t)) => {
+                t.k += p.keep99;
+                t.n += p.filters;
+            }
+            None => r.removable.push((
+                slug.clone(),
+                Tally {
+                    k: p.keep99,
+                    n: p.filters,
+                },
+            )),
+        }
     }
     if !medians.is_empty() {
         let n = medians.len() as f64;
@@ -1108,7 +1118,9 @@ pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
         let sizes = layer_sizes(a);
         for (&l, &n) in &sizes {
             if n < 3 {
-                excluded.push((slug.clone(), l));
+                if !excluded.contains(&(slug.clone(), l)) {
+                    excluded.push((slug.clone(), l));
+                }
                 continue;
             }
             let fs: Vec<_> = a

@@ -663,8 +663,9 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         h,
         "Are alike filters redundant? (thesis conclusion a)",
         &format!(
-            "Over the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}){direction} Filters greedy pruning removes for at most 0.01 of accuracy: {}.",
+            "Over {} analysed learned seeds of the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}){direction} Filters greedy pruning removes for at most 0.01 of accuracy, summed over each case's seeds: {}.",
             r.cases,
+            r.removable.len(),
             r.twins.k,
             r.twins.n,
             fmt_opt(r.drop_with_twin, 4),
@@ -1040,6 +1041,13 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
         },
         if p.learned { "" } else { " &mdash; <b>no seed learned; this is the best run</b>" }
     );
+    if c.population.len() > 1 {
+        let _ = write!(
+            h,
+            "<p class=\"note\">This seed is shown in full; the findings measure all {} learned seeds of this case that were analysed.</p>",
+            c.population.len()
+        );
+    }
     let base = dir.join("cases").join(&slug);
     h += "<h4>Activation maps (the thesis's Figures 15 and 17)</h4><div class=\"row\">";
     for l in 1..=row.arch.layers() {

@@ -440,6 +440,47 @@ fn cases_stage(
         crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
         store.put_run_analysis(&row.key, &case.dataset, &report)?;
     }
+    for case in &study.table.cases {
+        population(dir, store, study, runs, case, cancel)?;
+    }
+    Ok(())
+}
 
+/// The other learned seeds of a case, up to `case_seeds` in all, analysed and recorded (no
+/// pictures: they are measured, the first seed is the one shown).
+fn population(
+    dir: &Path,
+    store: &Store,
+    study: &Study,
+    runs: &[RunRow],
+    case: &crate::study::config::Case,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let members = crate::study::config::case_population(runs, case, &study.table.case_condition);
+    let mut data: Option<Dataset> = None;
+    for row in members.into_iter().take(study.table.case_seeds).skip(1) {
+        if store.run_analysis(&row.key, &case.dataset)?.is_some() {
+            continue;
+        }
+        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Interrupted(
+                "run the same command again to resume".into(),
+            ));
+        }
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
+        let data = match &mut data {
+            Some(d) => &*d,
+            None => &*data.insert(Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?),
+        };
+        let name = format!("{} seed {}", case.dataset, row.seed_index);
+        let report = crate::analyses::analysis::analyze(
+            &run.model,
+            data,
+            run.meta.train.scaling,
+            &name,
+            &case.dataset,
+        )?;
+        store.put_run_analysis(&row.key, &case.dataset, &report)?;
+    }
     Ok(())
 }
