@@ -304,14 +304,14 @@ fn rate(t: &Tally) -> String {
     )
 }
 
-/// A difference of shares in percentage points with its interval.
+/// A difference of shares in percentage points with its interval (a bound that rounds to
+/// zero prints as `+0`, never `-0`).
 fn points(d: (f64, f64, f64)) -> String {
-    format!(
-        "{:+.0} points (95% interval {:+.0} to {:+.0})",
-        100.0 * d.0,
-        100.0 * d.1,
-        100.0 * d.2
-    )
+    let p = |v: f64| {
+        let r = (100.0 * v).round();
+        format!("{:+.0}", if r == 0.0 { 0.0 } else { r })
+    };
+    format!("{} points (95% interval {} to {})", p(d.0), p(d.1), p(d.2))
 }
 
 fn headline_html(h: &mut String, x: &Headline) {
@@ -1220,6 +1220,18 @@ fn render(c: &ReportData) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn points_never_print_minus_zero() {
+        assert_eq!(
+            points((-0.04, -0.13, -0.003)),
+            "-4 points (95% interval -13 to +0)"
+        );
+        assert_eq!(
+            points((0.27, 0.13, 0.4)),
+            "+27 points (95% interval +13 to +40)"
+        );
+    }
 
     #[test]
     fn html_is_escaped() {
