@@ -237,8 +237,14 @@ pub struct Mechanism {
     /// Mean share of the last conv layer silent on the probe, `(failed, learned)`: before any
     /// update, after the first, and after the last replayed.
     pub dead_last: [(f64, f64); 3],
-    /// Per conv layer, the mean relative size of the first update, `(failed, learned)`.
+    /// Per conv layer, the mean relative size of the first update over the runs that have
+    /// the layer, `(failed, learned)`.
     pub first_update: Vec<(f64, f64)>,
+    /// Failed minus learned, with seeded bootstrap 95% intervals: the last conv layer's silent
+    /// share after the last replayed update, and the last conv layer's first-update size (the
+    /// last layer of each net, whatever its depth).
+    pub dead_difference: Option<(f64, f64, f64)>,
+    pub update_difference: Option<(f64, f64, f64)>,
 }
 
 /// [`Mechanism`] for `condition`; `None` unless both failed and learned runs were replayed.
@@ -267,8 +273,30 @@ pub fn mechanism(inp: &Inputs, condition: &str) -> Option<Mechanism> {
     };
     let last = |v: &[f64]| v.last().copied().unwrap_or(0.0);
     let pair = |f: &dyn Fn(&FirstSteps) -> f64| (mean(&bad, f), mean(&good, f));
-    let layers = bad[0].relative_update[0].len();
+    let layers = bad
+        .iter()
+        .chain(&good)
+        .map(|f| f.relative_update[0].len())
+        .max()
+        .unwrap_or(0);
+    let each = |v: &[&FirstSteps], f: &dyn Fn(&FirstSteps) -> f64| -> Vec<f64> {
+        v.iter().map(|x| f(x)).collect()
+    };
+    let dead_end = |f: &FirstSteps| last(f.dead.last().expect("non-empty"));
+    let last_update = |f: &FirstSteps| last(&f.relative_update[0]);
     Some(Mechanism {
+        dead_difference: bootstrap_difference(
+            &each(&bad, &dead_end),
+            &each(&good, &dead_end),
+            2000,
+            1,
+        ),
+        update_difference: bootstrap_difference(
+            &each(&bad, &last_update),
+            &each(&good, &last_update),
+            2000,
+            2,
+        ),
         condition: condition.to_string(),
         runs: (bad.len(), good.len()),
         steps: bad[0].dead.len(),
@@ -277,8 +305,18 @@ pub fn mechanism(inp: &Inputs, condition: &str) -> Option<Mechanism> {
             pair(&|f| last(&f.dead[0])),
             pair(&|f| last(f.dead.last().expect("non-empty"))),
         ],
+        // Per layer over the runs that have it (one-layer nets have no layer 2).
         first_update: (0..layers)
-            .map(|l| pair(&|f| f.relative_update[0].get(l).copied().unwrap_or(0.0)))
+            .map(|l| {
+                let at = |v: &[&FirstSteps]| -> f64 {
+                    let xs: Vec<f64> = v
+                        .iter()
+                        .filter_map(|f| f.relative_update[0].get(l).copied())
+                        .collect();
+                    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+                };
+                (at(&bad), at(&good))
+            })
             .collect(),
     })
 }
@@ -1407,8 +1445,30 @@ mod tests {
         inp.first_steps = &f;
         let m = mechanism(&inp, "sgd").unwrap();
         assert_eq!((m.runs, m.steps), ((2, 1), 2));
+        // A one-layer learned run joins layer 1's mean only.
+        let mut more = rs.clone();
+        more.extend(runs(&[("8", "sgd", "learned", 1)]));
+        let mut f2 = f.clone();
+        f2.insert(
+            more[4].key.clone(),
+            FirstSteps {
+                schema: crate::files::schema::Schema::CURRENT,
+                probe: 200,
+                dead_at_start: vec![0.0],
+                relative_update: vec![vec![0.5], vec![0.1]],
+                dead: vec![vec![0.0], vec![0.25]],
+            },
+        );
+        let mut inp2 = inputs(&more, &none, &diagnoses, &[]);
+        inp2.first_steps = &f2;
+        let m2 = mechanism(&inp2, "sgd").unwrap();
+        assert_eq!(m2.first_update, vec![(1.5, 0.3), (3.0, 0.2)]);
         assert_eq!(m.dead_last, [(0.25, 0.0), (0.75, 0.0), (1.0, 0.25)]);
         assert_eq!(m.first_update, vec![(1.5, 0.1), (3.0, 0.2)]);
+        // Failed 1.0 and 1.0 dead at the end against 0.25: +0.75 with every resample equal.
+        assert_eq!(m.dead_difference, Some((0.75, 0.75, 0.75)));
+        let (d, lo, hi) = m.update_difference.unwrap();
+        assert!((d - 2.8).abs() < 1e-12 && lo >= 1.8 - 1e-12 && hi <= 3.8 + 1e-12);
         // Under adam no run failed: nothing to compare.
         assert!(mechanism(&inp, "adam").is_none());
     }

@@ -304,6 +304,12 @@ fn rate(t: &Tally) -> String {
     )
 }
 
+/// A signed share in whole percentage points (`+58 points`), never `-0`.
+fn signed_pct(v: f64) -> String {
+    let r = (100.0 * v).round();
+    format!("{:+.0} points", if r == 0.0 { 0.0 } else { r })
+}
+
 /// A difference of shares in percentage points with its interval (a bound that rounds to
 /// zero prints as `+0`, never `-0`).
 fn points(d: (f64, f64, f64)) -> String {
@@ -521,7 +527,7 @@ fn mechanism_html(h: &mut String, m: &Mechanism) {
             esc(cond_name(&m.condition))
         ),
         &format!(
-            "The first {} updates of {} failed and {} learned runs, replayed bit for bit from their seeds. Share of the last conv layer's filters silent on 200 training images, failed against learned: {} against {} at initialisation, {} against {} after the first update, {} against {} after update {}. Size of the first update relative to the layer's weights (failed against learned): {}.",
+            "The first {} updates of {} failed and {} learned runs, replayed bit for bit from their seeds. Share of the last conv layer's filters silent on 200 training images, failed against learned: {} against {} at initialisation, {} against {} after the first update, {} against {} after update {}{}. Size of the first update relative to the layer's weights (failed against learned): {}{}.",
             m.steps,
             m.runs.0,
             m.runs.1,
@@ -532,7 +538,16 @@ fn mechanism_html(h: &mut String, m: &Mechanism) {
             pct(last.0),
             pct(last.1),
             m.steps,
-            updates.join("; ")
+            m.dead_difference.map_or(String::new(), |(d, lo, hi)| format!(
+                " (difference {}, bootstrap 95% interval {} to {})",
+                signed_pct(d),
+                signed_pct(lo),
+                signed_pct(hi)
+            )),
+            updates.join("; "),
+            m.update_difference.map_or(String::new(), |(d, lo, hi)| format!(
+                " (last layer: difference {d:+.2}, bootstrap 95% interval {lo:+.2} to {hi:+.2})"
+            )),
         ),
     );
 }
