@@ -432,26 +432,43 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(&e)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
-        let version = match Store::version(&conn, path) {
-            Err(_) if create && Store::blank(&conn, path)? => 0,
-            v => v?,
-        };
+        if create {
+            Store::create_schema(&conn, path)?;
+        }
+        Store::version(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&e)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
-        if version < 1 {
-            // Migrations run in one transaction each; only v1 exists so far.
-            let tx = conn.unchecked_transaction().map_err(&e)?;
-            tx.execute_batch(SCHEMA_V1).map_err(&e)?;
-            tx.pragma_update(None, "user_version", 1).map_err(&e)?;
-            tx.commit().map_err(&e)?;
-        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Gives a blank database the schema, under the write lock: two sweeps creating one store
+    /// at once must not see each other's file half-made (the second waits, then finds the
+    /// schema). A file with tables but no version is left alone; `version` refuses it.
+    fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
+        let e = sql(path);
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(&e)?;
+        let made = (|| {
+            if Store::blank(conn, path)? {
+                // Migrations run in one transaction each; only v1 exists so far.
+                conn.execute_batch(SCHEMA_V1).map_err(&e)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(&e)?;
+            }
+            Ok(())
+        })();
+        match made {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(&e),
+            Err(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(err)
+            }
+        }
     }
 
     /// True for a database with no tables: an empty file, or one just created.
@@ -886,6 +903,30 @@ pub(crate) mod tests {
             class_names: vec!["a".into(), "b".into()],
         })
         .unwrap();
+    }
+
+    #[test]
+    fn stores_created_at_once_both_open() {
+        // The race a CI run once hit: one process sees the other's file between its creation
+        // and its schema.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("s.db");
+            let barrier = std::sync::Barrier::new(3);
+            std::thread::scope(|s| {
+                let opened: Vec<_> = (0..3)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            Store::open(&p).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for h in opened {
+                    h.join().unwrap().unwrap();
+                }
+            });
+        }
     }
 
     #[test]
