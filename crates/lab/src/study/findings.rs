@@ -95,6 +95,10 @@ pub enum Evidence {
     Contrast(Tally, Tally, (f64, f64, f64)),
     /// Dataset-architecture cells whose seeds both learned and failed, of all cells.
     MixedCells(Tally),
+    /// One value per analysed seed of a case study, and the decimals to show them with.
+    Seeds(Vec<f64>, usize),
+    /// Accuracy-raising removals significant by the exact McNemar test, of those tested.
+    Significant(Tally),
     None,
 }
 
@@ -678,7 +682,11 @@ pub fn findings(inp: &Inputs) -> Vec<Finding> {
     let conds = conditions(inp.runs);
     let mut out = vec![
         Finding::Headline(headline(inp.runs, &conds)),
-        Finding::Thesis(thesis_claims(inp.runs, inp.sources, &conds)),
+        Finding::Thesis({
+            let mut c = thesis_claims(inp.runs, inp.sources, &conds);
+            c.extend(case_claims(inp.cases, inp.sources));
+            c
+        }),
     ];
     for c in &conds {
         out.push(Finding::Learning(learning(inp.runs, c, inp.continuations)));
@@ -861,6 +869,86 @@ pub fn thesis_claims(
         out.extend(cell_claims(&rs, &size, c));
     }
     out
+}
+
+/// The thesis's claims about its case studies, set against every analysed seed of the study's
+/// case of the same architecture on the same thesis dataset. A claim about one run of the
+/// thesis is reproduced when its number lies within the range of this study's seeds.
+pub fn case_claims(cases: &[(String, Analysis)], sources: &BTreeMap<String, String>) -> Vec<Claim> {
+    let seeds = |preset: &str, arch: &str| -> Vec<&Analysis> {
+        cases
+            .iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.arch == arch && sources.get(&a.data).is_some_and(|s| s == preset))
+            .collect()
+    };
+    let within = |v: &[f64], x: f64| -> Verdict {
+        match (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ) {
+            _ if v.is_empty() => Verdict::NotComparable,
+            (lo, hi) if lo <= x && x <= hi => Verdict::Reproduced,
+            _ if v.len() < 3 => Verdict::NoEvidence,
+            _ => Verdict::Contradicted,
+        }
+    };
+    let claim = |claim, thesis, evidence, verdict| Claim {
+        claim,
+        thesis,
+        condition: "case studies".into(),
+        evidence,
+        verdict,
+    };
+    let keep90: Vec<f64> = seeds("thesis-1.3", "2-16")
+        .iter()
+        .map(|a| pruning_reading(&a.pruning).keep90 as f64)
+        .collect();
+    let after19: Vec<f64> = seeds("thesis-2.1", "16-16")
+        .iter()
+        .filter_map(|a| accuracy_after(&a.pruning, 19))
+        .collect();
+    let mut raises = Tally::default();
+    for (_, a) in cases {
+        for p in a.interaction.events.iter().filter_map(|e| e.p_value) {
+            raises.n += 1;
+            raises.k += usize::from(p < 0.05);
+        }
+    }
+    vec![
+        claim(
+            "2-16 on 1.3 keeps accuracy at or above 0.90 for its first 15 removals (case 2).",
+            "15 of 18 filters removed above 90% (one run)",
+            Evidence::Seeds(keep90.clone(), 0),
+            within(&keep90, 15.0),
+        ),
+        claim(
+            "16-16 on 2.1 is at 88.6% after 19 removals (case 3).",
+            "0.886 after 19 removals (one run)",
+            Evidence::Seeds(after19.clone(), 4),
+            within(&after19, 0.886),
+        ),
+        claim(
+            "Removing a filter can raise accuracy sharply (case 3).",
+            "66.7% to 87.1% after one removal",
+            Evidence::Significant(raises),
+            match (raises.n, raises.k) {
+                (0, _) => Verdict::NotComparable,
+                (_, 0) => Verdict::Contradicted,
+                _ => Verdict::Reproduced,
+            },
+        ),
+    ]
+}
+
+/// Accuracy once at least `removed` filters are gone along a pruning path (`None` if it never
+/// removes that many).
+fn accuracy_after(p: &PruneJson, removed: usize) -> Option<f64> {
+    let mut gone = 0;
+    p.steps.iter().find_map(|st| {
+        gone += st.removed.len();
+        (gone >= removed).then_some(st.accuracy_after)
+    })
 }
 
 /// The verdict on a claimed sign of a difference `(d, low, high)`: `negative` claims d < 0.
@@ -1490,6 +1578,45 @@ mod tests {
             bootstrap_difference(&a, &b, 2000, 0)
         );
         assert_eq!(bootstrap_difference(&[], &b, 10, 0), None);
+    }
+
+    #[test]
+    fn case_claims_are_judged_by_the_range_of_seeds() {
+        let sources: BTreeMap<String, String> =
+            [("size".to_string(), "thesis-1.3".to_string())].into();
+        let seed = |keep90_steps: usize| {
+            let mut a = Analysis::example();
+            a.arch = "2-16".into();
+            a.data = "size".into();
+            // `keep90_steps` removals of one filter each at 0.95, then 0.5.
+            let step = |acc: f64| crate::analyses::pruning::StepJson {
+                accuracies: vec![],
+                removed: vec![crate::analyses::pruning::FilterRef {
+                    layer: 2,
+                    filter: 1,
+                }],
+                accuracy_after: acc,
+            };
+            a.pruning.steps = (0..keep90_steps).map(|_| step(0.95)).collect();
+            a.pruning.steps.push(step(0.5));
+            ("size-2-16".to_string(), a)
+        };
+        let c = case_claims(&[seed(14), seed(16), seed(12)], &sources);
+        assert_eq!(c[0].evidence, Evidence::Seeds(vec![14.0, 16.0, 12.0], 0));
+        assert_eq!(c[0].verdict, Verdict::Reproduced, "15 lies within 12-16");
+        let c = case_claims(&[seed(4), seed(5), seed(6)], &sources);
+        assert_eq!(c[0].verdict, Verdict::Contradicted);
+        let c = case_claims(&[seed(4)], &sources);
+        assert_eq!(
+            c[0].verdict,
+            Verdict::NoEvidence,
+            "one seed outside is too few"
+        );
+        // No 16-16 on 2.1 here, and no raise tested.
+        assert_eq!(c[1].verdict, Verdict::NotComparable);
+        assert_eq!(c[2].verdict, Verdict::NotComparable);
+        assert_eq!(accuracy_after(&seed(3).1.pruning, 2), Some(0.95));
+        assert_eq!(accuracy_after(&seed(3).1.pruning, 9), None);
     }
 
     fn on(dataset: &str, spec: &[(&str, &str, &str, usize)]) -> Vec<RunRow> {

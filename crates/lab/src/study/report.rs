@@ -382,6 +382,15 @@ fn thesis_html(h: &mut String, claims: &[Claim]) {
                 "{} of {} dataset-architecture cells both learned and failed",
                 t.k, t.n
             ),
+            Evidence::Seeds(v, _) if v.is_empty() => "no such case in this study".to_string(),
+            Evidence::Seeds(v, digits) => {
+                let shown: Vec<String> = v.iter().map(|x| format!("{x:.digits$}")).collect();
+                format!("{} over {} analysed seeds", shown.join(", "), v.len())
+            }
+            Evidence::Significant(t) => format!(
+                "{} of {} accuracy-raising removals significant (exact McNemar, p &lt; 0.05)",
+                t.k, t.n
+            ),
             Evidence::None => "not in this study".to_string(),
         };
         let verdict = match c.verdict {
