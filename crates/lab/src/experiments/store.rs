@@ -324,6 +324,15 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Whether SQLite refused for a lock held elsewhere.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
         let msg = e.to_string();
@@ -427,59 +436,74 @@ impl Store {
         Ok(version)
     }
 
+    /// Opens the store, retrying while another process holds a lock SQLite will not wait for
+    /// (two openers that both need the write lock get `SQLITE_BUSY` at once rather than
+    /// deadlock, whatever the busy timeout), for up to 30 seconds.
     fn open_with(path: &Path, flags: OpenFlags, create: bool) -> Result<Store> {
-        let e = sql(path);
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(&e)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
-        if create {
-            Store::create_schema(&conn, path)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match Store::try_open(path, flags, create) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(sql(path)(e)),
+                Ok(Ok(store)) => return Ok(store),
+                Ok(Err(e)) => return Err(e),
+            }
         }
-        Store::version(&conn, path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(&e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(&e)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
-        Ok(Store {
+    }
+
+    /// One attempt of [`Store::open_with`]: SQLite's own errors come back raw so a busy one can
+    /// be retried; the store's own refusals come back as `Ok(Err(...))`.
+    fn try_open(path: &Path, flags: OpenFlags, create: bool) -> rusqlite::Result<Result<Store>> {
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        if create {
+            if let Err(e) = Store::create_schema(&conn, path)? {
+                return Ok(Err(e));
+            }
+        }
+        if let Err(e) = Store::version(&conn, path) {
+            return Ok(Err(e));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(Ok(Store {
             conn,
             path: path.to_path_buf(),
-        })
+        }))
     }
 
     /// Gives a blank database the schema, under the write lock: two sweeps creating one store
     /// at once must not see each other's file half-made (the second waits, then finds the
     /// schema). A file with tables but no version is left alone; `version` refuses it.
-    fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
-        let e = sql(path);
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(&e)?;
-        let made = (|| {
-            if Store::blank(conn, path)? {
+    fn create_schema(conn: &Connection, path: &Path) -> rusqlite::Result<Result<()>> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let made = (|| -> rusqlite::Result<()> {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let tables: i64 =
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if version == 0 && tables == 0 {
                 // Migrations run in one transaction each; only v1 exists so far.
-                conn.execute_batch(SCHEMA_V1).map_err(&e)?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(&e)?;
+                conn.execute_batch(SCHEMA_V1)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             Ok(())
         })();
         match made {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(&e),
+            Ok(()) => conn.execute_batch("COMMIT").map(|_| Ok(())),
             Err(err) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                Err(err)
+                if is_busy(&err) {
+                    Err(err)
+                } else {
+                    Ok(Err(sql(path)(err)))
+                }
             }
         }
-    }
-
-    /// True for a database with no tables: an empty file, or one just created.
-    fn blank(conn: &Connection, path: &Path) -> Result<bool> {
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql(path))?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(sql(path))?;
-        Ok(version == 0 && tables == 0)
     }
 
     pub fn path(&self) -> &Path {
