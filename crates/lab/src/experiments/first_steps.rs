@@ -37,31 +37,11 @@ struct Recorder<'a> {
     out: FirstSteps,
 }
 
-/// Per conv layer, the share of filters whose activation is zero everywhere on `probe`.
-///
-/// # Shapes
-/// `probe [n, H, W]`.
+/// Per conv layer, the share of filters silent on `probe` (`[n, H, W]`).
 fn dead_shares(model: &Model, probe: &[u8], scaling: Scaling) -> Vec<f64> {
-    let (maps, _) = tinycnn::train::capture(model, probe, scaling);
-    model
-        .arch
-        .layers()
+    crate::inside::filterstats::silent_filters(model, probe, scaling)
         .iter()
-        .zip(&maps)
-        .map(|(s, m)| {
-            let per = s.hw();
-            let n = m.post.len() / (s.cout * per).max(1);
-            let dead = (0..s.cout)
-                .filter(|&f| {
-                    (0..n).all(|i| {
-                        m.post[(i * s.cout + f) * per..][..per]
-                            .iter()
-                            .all(|&v| v == 0.0)
-                    })
-                })
-                .count();
-            dead as f64 / s.cout as f64
-        })
+        .map(|l| l.iter().filter(|&&d| d).count() as f64 / l.len() as f64)
         .collect()
 }
 

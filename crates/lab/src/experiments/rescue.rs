@@ -112,22 +112,15 @@ impl std::str::FromStr for Rescue {
 /// from a fresh Glorot model of the same architecture seeded with `seed`, bias zero).
 fn reinit_dead(model: &mut Model, config: &TrainConfig, images: &[u8], seed: u64) {
     let l = model.arch.filters.len() - 1;
-    let (maps, _) = tinycnn::train::capture(model, images, config.scaling);
-    let s = model.arch.layers()[l];
-    let per = s.hw();
-    let n = maps[l].post.len() / (s.cout * per).max(1);
+    let silent = crate::inside::filterstats::silent_filters(model, images, config.scaling);
+    let cout = model.arch.filters[l];
     let fresh = Model::init(&model.arch, tinycnn::Init::Glorot, seed).expect("a valid arch");
     let (w, b) = (
         model.layout().conv_w[l].clone(),
         model.layout().conv_b[l].clone(),
     );
-    let k = w.len() / s.cout;
-    for f in 0..s.cout {
-        let dead = (0..n).all(|i| {
-            maps[l].post[(i * s.cout + f) * per..][..per]
-                .iter()
-                .all(|&v| v == 0.0)
-        });
+    let k = w.len() / cout;
+    for (f, &dead) in silent[l].iter().enumerate() {
         if dead {
             let at = w.start + f * k;
             model.params[at..at + k].copy_from_slice(&fresh.params[at..at + k]);

@@ -265,12 +265,11 @@ pub fn continue_runs(
             )));
         }
     }
-    let stuck: Vec<&RunRow> = rows.iter().collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(stuck.len().max(1)) {
+        for _ in 0..jobs.max(1).min(rows.len().max(1)) {
             s.spawn(|| {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
@@ -285,7 +284,7 @@ pub fn continue_runs(
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(r) = stuck.get(i) else { return };
+                    let Some(r) = rows.get(i) else { return };
                     match pool.install(|| continue_one(&mut store, r, extra, rescue)) {
                         Ok(c) => {
                             if let Err(e) = store.put_continuation(&c) {

@@ -185,6 +185,31 @@ pub fn filter_stats(
     }
 }
 
+/// Per conv layer and filter, whether the filter's activation is zero everywhere on every
+/// one of `images` (`[n, H, W]`): a silent (dead) filter on those images.
+pub fn silent_filters(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<bool>> {
+    let (maps, _) = tinycnn::train::capture(model, images, scaling);
+    model
+        .arch
+        .layers()
+        .iter()
+        .zip(&maps)
+        .map(|(s, m)| {
+            let per = s.hw();
+            let n = m.post.len() / (s.cout * per).max(1);
+            (0..s.cout)
+                .map(|f| {
+                    (0..n).all(|i| {
+                        m.post[(i * s.cout + f) * per..][..per]
+                            .iter()
+                            .all(|&v| v == 0.0)
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 impl FilterReport {
     /// The file the report is kept in: `filters-<split>.json`, the one name `shapelab
     /// filters` (beside the model) and the study (in each case's directory) both use.

@@ -712,6 +712,20 @@ fn conditions(runs: &[RunRow]) -> Vec<&str> {
     conds
 }
 
+/// Dataset-architecture cells of `rs` whose seeds both learned and failed, of all cells.
+fn mixed_cells(rs: &[&RunRow]) -> Tally {
+    let mut cells: BTreeMap<(&str, &tinycnn::ArchLabel), Tally> = BTreeMap::new();
+    for r in rs {
+        let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
+        e.n += 1;
+        e.k += usize::from(r.outcome == Outcome::Learned);
+    }
+    Tally {
+        k: cells.values().filter(|t| t.k > 0 && t.k < t.n).count(),
+        n: cells.len(),
+    }
+}
+
 /// How the runs of `condition` ended, overall and by depth; `continued` are the store's
 /// continuations.
 pub fn learning(
@@ -728,12 +742,6 @@ pub fn learning(
         )
     };
     let all = Tally::of(rs.iter().copied(), learned);
-    let mut cells: BTreeMap<(&str, &tinycnn::ArchLabel), Tally> = BTreeMap::new();
-    for r in &rs {
-        let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
-        e.n += 1;
-        e.k += usize::from(learned(r));
-    }
     Learning {
         condition: condition.to_string(),
         interval: wilson(all.k, all.n),
@@ -759,10 +767,7 @@ pub fn learning(
         two_layers: depth(|l| l == 2),
         one_layer: depth(|l| l == 1),
         deeper: depth(|l| l > 2),
-        mixed_cells: Tally {
-            k: cells.values().filter(|t| t.k > 0 && t.k < t.n).count(),
-            n: cells.len(),
-        },
+        mixed_cells: mixed_cells(&rs),
         one_minus_two: {
             let (one, two) = (depth(|l| l == 1), depth(|l| l == 2));
             (one.n > 0 && two.n > 0).then(|| newcombe(one.k, one.n, two.k, two.n))
@@ -908,13 +913,7 @@ pub fn case_claims(cases: &[(String, Analysis)], sources: &BTreeMap<String, Stri
         .iter()
         .filter_map(|a| accuracy_after(&a.pruning, 19))
         .collect();
-    let mut raises = Tally::default();
-    for (_, a) in cases {
-        for p in a.interaction.events.iter().filter_map(|e| e.p_value) {
-            raises.n += 1;
-            raises.k += usize::from(p < 0.05);
-        }
-    }
+    let raises = interplay(cases).significant;
     vec![
         claim(
             "2-16 on 1.3 keeps accuracy at or above 0.90 for its first 15 removals (case 2).",
@@ -973,16 +972,7 @@ fn cell_claims(rs: &[&RunRow], size: &Option<String>, c: &str) -> Vec<Claim> {
             learned,
         )
     };
-    let mut cells: BTreeMap<(&str, &tinycnn::ArchLabel), Tally> = BTreeMap::new();
-    for r in rs {
-        let e = cells.entry((r.dataset.as_str(), &r.arch)).or_default();
-        e.n += 1;
-        e.k += usize::from(learned(r));
-    }
-    let mixed = Tally {
-        k: cells.values().filter(|t| t.k > 0 && t.k < t.n).count(),
-        n: cells.len(),
-    };
+    let mixed = mixed_cells(rs);
     let (c22, c28) = (cell("2-2"), cell("2-8"));
     let make = |claim, thesis, evidence, verdict| Claim {
         claim,

@@ -306,18 +306,24 @@ fn rate(t: &Tally) -> String {
 
 /// A signed share in whole percentage points (`+58 points`), never `-0`.
 fn signed_pct(v: f64) -> String {
+    format!("{} points", signed_points(v))
+}
+
+/// `v` in whole percentage points with its sign; `+0` for anything that rounds to zero.
+fn signed_points(v: f64) -> String {
     let r = (100.0 * v).round();
-    format!("{:+.0} points", if r == 0.0 { 0.0 } else { r })
+    format!("{:+.0}", if r == 0.0 { 0.0 } else { r })
 }
 
 /// A difference of shares in percentage points with its interval (a bound that rounds to
 /// zero prints as `+0`, never `-0`).
 fn points(d: (f64, f64, f64)) -> String {
-    let p = |v: f64| {
-        let r = (100.0 * v).round();
-        format!("{:+.0}", if r == 0.0 { 0.0 } else { r })
-    };
-    format!("{} points (95% interval {} to {})", p(d.0), p(d.1), p(d.2))
+    format!(
+        "{} points (95% interval {} to {})",
+        signed_points(d.0),
+        signed_points(d.1),
+        signed_points(d.2)
+    )
 }
 
 fn headline_html(h: &mut String, x: &Headline) {

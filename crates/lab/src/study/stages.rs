@@ -242,12 +242,7 @@ fn stuck_stage(
         return first_steps(store, runs);
     }
     for &rescue in &study.table.rescues {
-        let done: std::collections::HashSet<String> = store
-            .continuations()?
-            .into_iter()
-            .filter(|c| c.extra_epochs == extra && c.lr == rescue.label())
-            .map(|c| c.run_key)
-            .collect();
+        let done = continued(store, extra, &rescue.label())?;
         let todo: Vec<RunRow> = rescue_sample(runs, study.table.rescue_runs)
             .into_iter()
             .filter(|r| !done.contains(&r.key))
@@ -265,12 +260,7 @@ fn stuck_stage(
         }
     }
     // Partial runs cut off by the epoch cap while still rising: do they learn given time?
-    let done: std::collections::HashSet<String> = store
-        .continuations()?
-        .into_iter()
-        .filter(|c| c.extra_epochs == extra && c.lr == "same")
-        .map(|c| c.run_key)
-        .collect();
+    let done = continued(store, extra, "same")?;
     let mut rising = Vec::new();
     for r in runs.iter().filter(|r| {
         r.outcome == crate::experiments::outcome::Outcome::Partial && !done.contains(&r.key)
@@ -335,6 +325,20 @@ fn first_steps(store: &Store, runs: &[RunRow]) -> Result<()> {
         store.put_first_steps(&r.key, &f)?;
     }
     Ok(())
+}
+
+/// The runs already continued `extra` epochs with the rescue labelled `label`.
+fn continued(
+    store: &Store,
+    extra: usize,
+    label: &str,
+) -> Result<std::collections::HashSet<String>> {
+    Ok(store
+        .continuations()?
+        .into_iter()
+        .filter(|c| c.extra_epochs == extra && c.lr == label)
+        .map(|c| c.run_key)
+        .collect())
 }
 
 /// The stuck runs a rescue is tried on: per condition, the first `limit` by run seed (seeds
