@@ -176,6 +176,8 @@ pub enum ActivationChoice {
 pub enum SplitChoice {
     Train,
     Val,
+    /// The held-out split (datasets made before it existed have none).
+    Test,
 }
 
 #[derive(Debug, Args)]
@@ -453,8 +455,10 @@ pub struct AnalyzeArgs {
 pub enum TiesChoice {
     /// When the best accuracy is 1.0, remove every filter that keeps 1.0 at once (the thesis).
     Batch,
-    /// One filter per step.
+    /// One filter per step; ties go to the lowest filter number (the thesis's rule).
     One,
+    /// One filter per step; ties go to the lowest loss of the smaller network, then number.
+    Loss,
 }
 
 #[derive(Debug, Args)]
@@ -653,6 +657,11 @@ pub struct GenerateArgs {
     /// Validation images (training defaults to twice as many).
     #[arg(long, value_name = "N")]
     pub val: Option<usize>,
+
+    /// Held-out test images, what results are reported on (default: as many as validation;
+    /// 0 for none).
+    #[arg(long, value_name = "N")]
+    pub test: Option<usize>,
 
     /// Seed of every random draw.
     #[arg(long, value_name = "S")]

@@ -176,9 +176,9 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
         (Some(_), Some(_)) => return Err(usage("give either a SPEC file or --preset, not both")),
         (None, None) => unreachable!("clap requires a source"),
     };
-    // `--val` alone also sets the training count, to twice it.
+    // `--val` alone also sets the training count, to twice it (and the test count to it).
     let train = args.train.or(args.val.map(|v| v.saturating_mul(2)));
-    file.override_counts(train, args.val);
+    file.override_counts(train, args.val, args.test.or(args.val));
     if args.seed.is_some() {
         file.seed = args.seed;
     }

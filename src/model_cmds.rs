@@ -21,7 +21,21 @@ fn part(s: SplitChoice) -> Part {
     match s {
         SplitChoice::Train => Part::Train,
         SplitChoice::Val => Part::Val,
+        SplitChoice::Test => Part::Test,
     }
+}
+
+/// The split asked for, refused when the data lacks it (only a test split can be missing).
+fn present(d: &lab::data::dataset::Dataset, s: SplitChoice, data_name: &str) -> Result<Part> {
+    let p = part(s);
+    if d.try_split(p).is_none() {
+        return Err(usage(format!(
+            "--split {}: {data_name} has no {} split (made before shapelab wrote one, or brought without it); use val, or generate the dataset again",
+            p.name(),
+            p.name()
+        )));
+    }
+    Ok(p)
 }
 
 /// Turns the flags into an architecture and a training config (through the same
@@ -211,7 +225,7 @@ fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, Str
 pub fn eval(args: EvalArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     let (d, name) = load_eval_data(&run, &args.data)?;
-    let split = part(args.split);
+    let split = present(&d, args.split, &name)?;
     let e = tinycnn::train::evaluate(&run.model, &engine_data(&d, split), run.meta.train.scaling);
     if args.json {
         let json = serde_json::json!({
@@ -273,8 +287,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         let inputs = model_inputs(&args.model, &run, Some(data), None);
         check_disjoint(out, "--out", &inputs)?;
         lab::files::fsio::prepare_file(out, args.force)?;
-        let (d, _) = load_eval_data(&run, &Some(data.clone()))?;
-        let split = part(args.split);
+        let (d, name) = load_eval_data(&run, &Some(data.clone()))?;
+        let split = present(&d, args.split, &name)?;
         let data = engine_data(&d, split);
         let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
         lab::models::predictions::write_logits(out, args.force, &logits, data.labels, classes)?;
@@ -445,8 +459,8 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
         check_disjoint(p, "--npz", &inputs)?;
         lab::files::fsio::prepare_file(p, args.force)?;
     }
-    let (d, _) = load_eval_data(&run, &args.data)?;
-    let split = part(args.split);
+    let (d, name) = load_eval_data(&run, &args.data)?;
+    let split = present(&d, args.split, &name)?;
     let report = lab::inside::filterstats::filter_stats(
         &run.model,
         &d,
@@ -496,6 +510,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let (ties, ties_name) = match args.ties {
         TiesChoice::Batch => (tinycnn::prune::Ties::Batch, "batch"),
         TiesChoice::One => (tinycnn::prune::Ties::One, "one"),
+        TiesChoice::Loss => (tinycnn::prune::Ties::Loss, "loss"),
     };
     let out = args.out.clone().unwrap_or_else(|| {
         args.model
@@ -504,14 +519,24 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
     let store = store_of_run(args.store.as_deref(), &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
-    let split = part(args.on);
+    let split = present(&d, args.on, &data_name)?;
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
         .map_err(lab::Error::from)?;
     let seconds = start.elapsed().as_secs_f64();
-    let json =
+    let mut json =
         lab::analyses::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);
+    let held = d.held_out();
+    if held != split {
+        json.held_out = Some(lab::analyses::pruning::HeldOut::measure(
+            &run.model,
+            &p,
+            &engine_data(&d, held),
+            run.meta.train.scaling,
+            held,
+        )?);
+    }
     let title = format!(
         "{} {} on {data_name} ({})",
         run_name(&args.model),
@@ -616,9 +641,13 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         ));
     }
     let name = run_name(&args.model);
-    let report =
-        lab::analyses::analysis::analyze(&run.model, &d, run.meta.train.scaling, &name, &data_name)
-            .map_err(lab::Error::from)?;
+    let report = lab::analyses::analysis::analyze(
+        &run.model,
+        &d,
+        run.meta.train.scaling,
+        &name,
+        &data_name,
+    )?;
     let files = lab::analyses::analysis::write(&report, &d, &args.out)?;
     if let Some((s, row)) = &store {
         s.put_run_analysis(

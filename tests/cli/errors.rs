@@ -111,6 +111,7 @@ fn write_npz(path: &Path, side: usize, train: usize, val: usize) {
         factor_names: Vec::new(),
         train: split(train),
         val: split(val),
+        test: None,
         meta: None,
         skipped: Vec::new(),
     };

@@ -226,14 +226,16 @@ fn imagefolder_and_both_formats() {
             4,
             "{class}"
         );
-        assert_eq!(
-            fs::read_dir(t.join("val").join(class)).unwrap().count(),
-            2,
-            "{class}"
-        );
+        for held in ["val", "test"] {
+            assert_eq!(
+                fs::read_dir(t.join(held).join(class)).unwrap().count(),
+                2,
+                "{held} {class}"
+            );
+        }
     }
     let csv = fs::read_to_string(t.join("factors.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 12 + 6);
+    assert_eq!(csv.lines().count(), 1 + 12 + 6 + 6);
     assert!(csv.starts_with("split,file,label,class_name,class,size,rotation"));
     let first = csv.lines().nth(1).unwrap();
     let file = first.split(',').nth(1).unwrap();

@@ -18,26 +18,33 @@ use crate::figure::Figure;
 use crate::raster::{rasterize, Scratch};
 use crate::spec::DatasetSpec;
 
-/// The two parts of a dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The parts of a dataset: training, validation (early stopping and every choice an analysis
+/// makes) and the held-out test split (what is reported; it made no choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
     Val,
+    Test,
 }
 
 impl Split {
-    /// `train` or `val`.
+    /// `train`, `val` or `test`.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Val => "val",
+            Split::Test => "test",
         }
     }
 
+    /// The split's own streams: the test split was added later, on tags of its own, so the
+    /// training and validation images of a spec are the same bytes with or without it.
     fn image_stream(self) -> u64 {
         match self {
             Split::Train => 1,
             Split::Val => 2,
+            Split::Test => 5,
         }
     }
 
@@ -45,6 +52,7 @@ impl Split {
         match self {
             Split::Train => 3,
             Split::Val => 4,
+            Split::Test => 6,
         }
     }
 }
@@ -80,6 +88,7 @@ pub fn class_sequence(spec: &DatasetSpec, split: Split) -> Vec<u8> {
     let n = match split {
         Split::Train => spec.train,
         Split::Val => spec.val,
+        Split::Test => spec.test,
     };
     let mut labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
     let mut rng = stream(spec.seed, split.class_stream(), 0);
@@ -218,6 +227,33 @@ mod tests {
             class_sequence(&s, Split::Val)[..],
             "splits differ"
         );
+    }
+
+    #[test]
+    fn the_test_split_is_its_own_draw_and_leaves_the_others_unchanged() {
+        let varied = "[factors]\nsize = { min = 0.3, max = 0.9 }";
+        let with = spec(&format!("train = 30\nval = 12\ntest = 15\n{varied}"));
+        let without = spec(&format!("train = 30\nval = 12\ntest = 0\n{varied}"));
+        for part in [Split::Train, Split::Val] {
+            assert_eq!(
+                generate_split(&with, part, &|_| {}),
+                generate_split(&without, part, &|_| {})
+            );
+        }
+        let t = generate_split(&with, Split::Test, &|_| {});
+        assert_eq!(t.labels.len(), 15);
+        assert_eq!(
+            generate_split(&without, Split::Test, &|_| {}).labels.len(),
+            0
+        );
+        let v = generate_split(&with, Split::Val, &|_| {});
+        let px = 28 * 28;
+        for i in 0..12 {
+            assert_ne!(
+                t.images[i * px..(i + 1) * px],
+                v.images[i * px..(i + 1) * px]
+            );
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Preset {
             name: Some(self.name.to_string()),
             train: Some(train),
             val: Some(val),
+            test: Some(val),
             factors: f,
             ..SpecFile::default()
         }

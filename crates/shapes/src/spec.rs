@@ -236,6 +236,7 @@ pub struct SpecFile {
     pub seed: Option<u64>,
     pub train: Option<usize>,
     pub val: Option<usize>,
+    pub test: Option<usize>,
     #[serde(default)]
     pub factors: FactorTable,
     #[serde(default)]
@@ -342,9 +343,17 @@ pub struct DatasetSpec {
     pub train: usize,
     /// Validation images.
     pub val: usize,
+    /// Held-out test images. Zero (a spec written before the test split existed) is left out
+    /// of the canonical JSON, so such a spec keeps its hash and its bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub test: usize,
     /// Factor distributions per class, keyed by class name, in label order.
     #[serde(serialize_with = "serialize_classes")]
     pub classes: [FactorDists; 3],
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn serialize_classes<S: Serializer>(c: &[FactorDists; 3], s: S) -> Result<S::Ok, S::Error> {
@@ -365,7 +374,7 @@ pub enum SpecError {
     UnknownClass(String),
     #[error("image size {0} is out of range; use a side from 8 to 256 pixels")]
     ImageSize(u32),
-    #[error("{split} count {count} is out of range; use at least 1 image per split and at most {max} in all")]
+    #[error("{split} count {count} is out of range; use at least 1 image for train and val, 0 or more for test, and at most {max} in all")]
     Count {
         split: &'static str,
         count: usize,
@@ -459,16 +468,25 @@ pub fn default_val(train: usize) -> usize {
 }
 
 impl SpecFile {
-    /// Overrides the image counts as `generate --train/--val` and an experiment's
-    /// `train`/`val` do: a training count given alone brings the validation count to its
-    /// default ([`default_val`]); a validation count replaces it.
-    pub fn override_counts(&mut self, train: Option<usize>, val: Option<usize>) {
+    /// Overrides the image counts as `generate --train/--val/--test` and an experiment's
+    /// `train`/`val`/`test` do: a training count given alone brings the validation and test
+    /// counts to their default ([`default_val`]); a count given replaces it.
+    pub fn override_counts(
+        &mut self,
+        train: Option<usize>,
+        val: Option<usize>,
+        test: Option<usize>,
+    ) {
         if let Some(t) = train {
             self.train = Some(t);
             self.val = Some(default_val(t));
+            self.test = Some(default_val(t));
         }
         if val.is_some() {
             self.val = val;
+        }
+        if test.is_some() {
+            self.test = test;
         }
     }
 
@@ -494,11 +512,13 @@ impl SpecFile {
             None => 6000,
         });
         let val = self.val.unwrap_or(default_val(train));
+        let test = self.test.unwrap_or(val);
         let spec = DatasetSpec {
             image_size: self.image_size.unwrap_or(28),
             seed: self.seed.unwrap_or(0),
             train,
             val,
+            test,
             classes,
         };
         spec.validate()?;
@@ -518,8 +538,17 @@ impl DatasetSpec {
         if !(lo..=hi).contains(&self.image_size) {
             return Err(SpecError::ImageSize(self.image_size));
         }
-        for (split, count) in [("train", self.train), ("val", self.val)] {
-            if count == 0 || self.train.saturating_add(self.val) > MAX_IMAGES {
+        let total = self
+            .train
+            .saturating_add(self.val)
+            .saturating_add(self.test);
+        // A test split may be empty (the format before it existed); the others may not.
+        for (split, count, least) in [
+            ("train", self.train, 1),
+            ("val", self.val, 1),
+            ("test", self.test, 0),
+        ] {
+            if count < least || total > MAX_IMAGES {
                 return Err(SpecError::Count {
                     split,
                     count,
@@ -643,6 +672,9 @@ impl DatasetSpec {
             seed: u64,
             train: usize,
             val: usize,
+            /// Absent in the canonical form of a spec without a test split.
+            #[serde(default)]
+            test: usize,
             classes: BTreeMap<String, FactorTable>,
         }
         let c: Canon = serde_json::from_str(json).map_err(|e| SpecError::Parse(e.to_string()))?;
@@ -652,6 +684,7 @@ impl DatasetSpec {
             seed: Some(c.seed),
             train: Some(c.train),
             val: Some(c.val),
+            test: Some(c.test),
             factors: FactorTable::default(),
             class: c.classes,
         }
@@ -729,6 +762,30 @@ mod tests {
         assert_eq!(s.val, 450);
         let s = parse("val = 100").unwrap();
         assert_eq!(s.train, 200);
+        assert_eq!(
+            s.test, 100,
+            "the test split defaults to the validation size"
+        );
+    }
+
+    #[test]
+    fn a_spec_without_a_test_split_keeps_its_canonical_form() {
+        let with = parse("train = 30\nval = 12\ntest = 12").unwrap();
+        let without = parse("train = 30\nval = 12\ntest = 0").unwrap();
+        assert!(with.canonical_json().contains("\"test\":12"));
+        assert!(!without.canonical_json().contains("test"));
+        assert_ne!(with.hash(), without.hash());
+        for s in [with, without] {
+            let back = DatasetSpec::from_canonical_json(&s.canonical_json()).unwrap();
+            assert_eq!(back, s);
+            assert_eq!(back.hash(), s.hash());
+        }
+        let e = parse("train = 30\nval = 0").unwrap_err().to_string();
+        assert!(e.starts_with("val count 0 is out of range"), "{e}");
+        let e = parse(&format!("train = 3\nval = 3\ntest = {MAX_IMAGES}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! At each step every remaining filter of every conv layer is removed in turn (a layer keeps
 //! at least one), the accuracy of the network without it is measured, and the filter whose
 //! removal leaves the highest accuracy is removed for good; ties go to the lowest layer, then
-//! the lowest filter number. With [`Ties::Batch`] (the thesis's practice), when the best
-//! accuracy is 1.0 every removal that keeps 1.0 is made in the same step. Removing a filter
+//! the lowest filter number ([`Ties::One`], the thesis's own rule) or, with [`Ties::Loss`], to
+//! the removal that leaves the lowest loss on the same data (then the lowest number), so that
+//! while accuracy stays at 1.0 the order is decided by the network and not by filter numbers.
+//! With [`Ties::Batch`] (the thesis's practice), when the best accuracy is 1.0 every removal
+//! that keeps 1.0 is made in the same step. Removing a filter
 //! means what KerasSurgeon did: its output channel and the next layer's weights that read it
 //! disappear ([`Model::pruned`]).
 //!
@@ -52,8 +55,12 @@ use crate::train::Data;
 pub enum Ties {
     /// When the best accuracy is 1.0, remove every filter that keeps 1.0 (the thesis).
     Batch,
-    /// Remove one filter per step.
+    /// Remove one filter per step; ties go to the lowest layer, then filter number.
     One,
+    /// Remove one filter per step; ties go to the lowest loss of the smaller network on the
+    /// same data (cross-entropy, exact: measured on the physically smaller network), then to
+    /// the lowest number.
+    Loss,
 }
 
 /// When to stop.
@@ -583,6 +590,32 @@ fn certify(
     Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
 }
 
+/// Of the candidates `tied` (in `(layer, filter)` order), the one whose removal from the
+/// network `keep` leaves the lowest loss on `data`; the first of equal losses.
+fn lowest_loss(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    keep: &[Vec<bool>],
+    tied: &[FilterId],
+) -> Result<FilterId> {
+    let losses: Vec<f64> = tied
+        .par_iter()
+        .map(|&(l, f)| {
+            let mut k2 = keep.to_vec();
+            k2[l][f] = false;
+            Ok(crate::train::evaluate(&model.pruned(&k2)?, data, scaling).loss)
+        })
+        .collect::<Result<_>>()?;
+    let mut best = 0;
+    for (i, &v) in losses.iter().enumerate() {
+        if v < losses[best] {
+            best = i;
+        }
+    }
+    Ok(tied[best])
+}
+
 /// Greedy pruning of `model` on `data`.
 pub fn greedy(
     model: &Model,
@@ -671,7 +704,20 @@ pub fn greedy(
                 best = Some((acc, c));
             }
         }
-        let (best_acc, best_id) = best.expect("at least one candidate");
+        let (best_acc, mut best_id) = best.expect("at least one candidate");
+        if ties == Ties::Loss {
+            let tied: Vec<FilterId> = candidates
+                .iter()
+                .copied()
+                .filter(|c| {
+                    accuracies[filters.iter().position(|x| x == c).expect("a filter")]
+                        == Some(best_acc)
+                })
+                .collect();
+            if tied.len() > 1 {
+                best_id = lowest_loss(model, data, scaling, &keep, &tied)?;
+            }
+        }
         let mut removed = vec![best_id];
         let mut accuracy_after = best_acc;
         if ties == Ties::Batch && best_acc >= 1.0 {

@@ -127,6 +127,12 @@ pub struct EpochStats {
     /// Per conv layer, filters whose activation output was zero on every training image of
     /// the epoch.
     pub dead: Vec<usize>,
+    /// Per weight tensor (each conv layer, then the dense layer; biases excluded), the root
+    /// mean square over the epoch's updates of the L2 norm of the batch gradient. A layer whose
+    /// filters are all dead gets exactly zero here, whatever the bias gradients do. `None` in
+    /// histories recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norms: Option<Vec<f64>>,
 }
 
 /// How a training run ended.
@@ -275,6 +281,15 @@ impl Trainer {
         }
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let arch = self.model.arch.clone();
+        let layout = self.model.layout().clone();
+        let weight_tensors: Vec<std::ops::Range<usize>> = layout
+            .conv_w
+            .iter()
+            .cloned()
+            .chain(std::iter::once(layout.fc_w.clone()))
+            .collect();
+        let mut grad_square_sums = vec![0.0f64; weight_tensors.len()];
+        let mut updates = 0usize;
         for batch in perm.chunks(self.config.batch_size) {
             let scale = 1.0 / batch.len() as f32;
             let chunks: Vec<&[usize]> = batch.chunks(CHUNK).collect();
@@ -330,6 +345,13 @@ impl Trainer {
                     *acc += v;
                 }
             }
+            for (sum, r) in grad_square_sums.iter_mut().zip(&weight_tensors) {
+                *sum += self.grad[r.clone()]
+                    .iter()
+                    .map(|&g| (g as f64) * (g as f64))
+                    .sum::<f64>();
+            }
+            updates += 1;
             self.backup.copy_from_slice(&self.model.params);
             self.state.update(&mut self.model.params, &self.grad);
             if self.model.params.iter().any(|p| !p.is_finite()) {
@@ -358,6 +380,13 @@ impl Trainer {
             val_loss: v.loss,
             val_acc: v.accuracy,
             dead,
+            // sqrt(mean over updates of ||g||^2): the RMS of the per-update norms.
+            grad_norms: Some(
+                grad_square_sums
+                    .iter()
+                    .map(|s| (s / updates.max(1) as f64).sqrt())
+                    .collect(),
+            ),
         };
         if !stats.val_loss.is_finite() {
             return Ok(None);

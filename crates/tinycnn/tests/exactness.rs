@@ -333,3 +333,42 @@ fn training_learns_and_is_bitwise_reproducible_at_any_thread_count() {
     .unwrap();
     assert_ne!(one.model.params, other.model.params);
 }
+
+#[test]
+fn gradient_norms_are_those_of_the_applied_updates() {
+    // Plain SGD with one batch per epoch: the update of each weight tensor is lr times its
+    // gradient, so the recorded norm must equal |w_after - w_before| / lr, tensor by tensor.
+    let (ti, tl) = bars(60, 3);
+    let d = Data {
+        images: &ti,
+        labels: &tl,
+        height: 12,
+        width: 12,
+    };
+    let arch = Arch::parse("3-2", 12, 12, 3).unwrap();
+    let lr = 0.05;
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 60,
+        optimizer: tinycnn::Optimizer::sgd(lr, 0.0),
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    let before = Model::init(&arch, cfg.init, cfg.seed).unwrap();
+    let after = train(&arch, &cfg, &d, &d, &mut Silent).unwrap();
+    let norms = after.history[0].grad_norms.clone().expect("recorded");
+    let layout = before.layout().clone();
+    let tensors: Vec<_> = layout.conv_w.iter().chain([&layout.fc_w]).collect();
+    assert_eq!(norms.len(), tensors.len());
+    for (r, &got) in tensors.into_iter().zip(&norms) {
+        let step: f64 = before.params[r.clone()]
+            .iter()
+            .zip(&after.model.params[r.clone()])
+            .map(|(a, b)| ((b - a) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            / lr;
+        assert!(got > 0.0);
+        assert!((got - step).abs() <= 1e-4 * step, "{got} against {step}");
+    }
+}

@@ -40,9 +40,47 @@ fn every_cell_equals_the_smaller_network() {
                 .model
         };
         cells += check_every_cell(&model, &val, Ties::One);
+        cells += check_every_cell(&model, &val, Ties::Loss);
         cells += check_every_cell(&model, &val, Ties::Batch);
     }
     assert!(cells > 100, "{cells} cells checked");
+}
+
+/// Breaking ties by loss changes the order where the index rule decides it: on a network that
+/// keeps full accuracy without most of its filters, some step picks a filter other than the
+/// lowest-numbered of the tied ones.
+#[test]
+fn ties_by_loss_are_not_ties_by_index() {
+    let (ti, tl) = bars(150, 14, 5);
+    let train_d = data(&ti, &tl, 14);
+    let a = Arch::parse("6-6", 14, 14, 3).unwrap();
+    let cfg = TrainConfig {
+        epochs: 6,
+        seed: 2,
+        ..TrainConfig::default()
+    };
+    let m = train(&a, &cfg, &train_d, &train_d, &mut Silent)
+        .unwrap()
+        .model;
+    let by_index = greedy(&m, &train_d, Scaling::Unit, Ties::One, Stop::OnePerLayer).unwrap();
+    let by_loss = greedy(&m, &train_d, Scaling::Unit, Ties::Loss, Stop::OnePerLayer).unwrap();
+    let ties = by_index
+        .steps
+        .iter()
+        .filter(|s| {
+            s.accuracies
+                .iter()
+                .flatten()
+                .filter(|&&x| x == s.accuracy_after)
+                .count()
+                > 1
+        })
+        .count();
+    assert!(ties > 0, "the network has tied steps");
+    let order =
+        |p: &tinycnn::prune::Pruning| -> Vec<_> { p.steps.iter().map(|s| s.removed[0]).collect() };
+    assert_ne!(order(&by_index), order(&by_loss));
+    check_every_cell(&m, &train_d, Ties::Loss);
 }
 
 #[test]
@@ -107,6 +145,7 @@ fn thesis_sized_maps_and_cached_steps_stay_exact() {
         }
         assert!(cached || arch == "4-6", "{arch}: no cached step");
         cells += check_every_cell(&model, &val, Ties::One);
+        cells += check_every_cell(&model, &val, Ties::Loss);
         cells += check_every_cell(&model, &val, Ties::Batch);
     }
     assert!(cells > 100, "{cells} cells checked");

@@ -1,7 +1,13 @@
-//! The whole analysis of one trained run: greedy pruning on the validation split, then
+//! The whole analysis of one trained run: greedy pruning on the validation split (ties broken
+//! by loss, so the order is not the filter numbers'), then
 //! [`ranking`](crate::analyses::ranking), [`similarity`](crate::analyses::similarity),
 //! [`interaction`](crate::analyses::interaction) and [`failures`](crate::analyses::failures),
 //! gathered into one [`Report`] and written as `analysis.json`, tables and pictures.
+//!
+//! Choices use validation, measurements the held-out test split: the pruning path is chosen
+//! on validation and measured again on test; the criteria, similarities, interactions, the
+//! tests of raising events and the failures are measured on test. A dataset without a test
+//! split (made before it existed) is measured on validation, and the report says so.
 //!
 //! Composes the per-concept analyses; must not compute any of them itself, nor know stores or
 //! studies.
@@ -11,6 +17,7 @@ use tinycnn::{Model, Scaling};
 
 use crate::analyses::failures::{failures, Failures};
 use crate::analyses::interaction::{interaction, Interaction};
+use crate::analyses::pruning::FilterRef;
 use crate::analyses::ranking::{ranking, Ranking};
 use crate::analyses::similarity::{similarity, Similarity};
 use crate::data::dataset::Dataset;
@@ -21,9 +28,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Version of this document's format ([`Schema`](crate::files::schema::Schema)): 2 added
-    /// the activation correlation and its null level to the similarity.
+    /// the activation correlation and its null level to the similarity; 3 the held-out split
+    /// ([`Report::measured_on`]).
     #[serde(default)]
-    pub schema: crate::files::schema::Schema<2>,
+    pub schema: crate::files::schema::Schema<3>,
     pub model: String,
     pub arch: String,
     pub data: String,
@@ -32,28 +40,61 @@ pub struct Report {
     pub similarity: Similarity,
     pub interaction: Interaction,
     pub failures: Failures,
+    /// The split every measurement was made on (test; validation for a dataset without one).
+    /// Absent before schema 3, when it was validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_on: Option<Part>,
 }
 
-/// Runs every analysis of a run on `d`'s validation split.
+/// Runs every analysis of a run: choices on `d`'s validation split, measurements on its
+/// held-out split ([`Dataset::held_out`]).
 pub fn analyze(
     model: &Model,
     d: &Dataset,
     scaling: Scaling,
     name: &str,
     data_name: &str,
-) -> tinycnn::Result<Report> {
+) -> crate::error::Result<Report> {
     let val = engine_data(d, Part::Val);
-    let stats = crate::inside::filterstats::filter_stats(model, d, Part::Val, scaling, 5);
+    let part = d.held_out();
+    let measure = engine_data(d, part);
+    let stats = crate::inside::filterstats::filter_stats(model, d, part, scaling, 5);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(
         model,
         &val,
         scaling,
-        tinycnn::prune::Ties::One,
+        tinycnn::prune::Ties::Loss,
         tinycnn::prune::Stop::OnePerLayer,
     )?;
     let seconds = start.elapsed().as_secs_f64();
-    let single_drop: Vec<Vec<Option<f64>>> = model
+    let interaction = interaction(model, &measure, scaling, &p);
+    let single_drop = single_drops(model, &interaction);
+    let mut pruning =
+        crate::analyses::pruning::PruneJson::new(&p, "val", val.len(), "loss", seconds);
+    if part != Part::Val {
+        pruning.held_out = Some(crate::analyses::pruning::HeldOut::measure(
+            model, &p, &measure, scaling, part,
+        )?);
+    }
+    Ok(Report {
+        schema: crate::files::schema::Schema::CURRENT,
+        model: name.into(),
+        arch: model.arch.label(),
+        data: data_name.into(),
+        ranking: ranking(model, d, part, scaling, &p, &stats),
+        similarity: similarity(model, d, part, scaling, 90.0, &single_drop),
+        failures: failures(model, d, part, scaling, 5),
+        interaction,
+        pruning,
+        measured_on: Some(part),
+    })
+}
+
+/// `[layer][filter]`: the accuracy drop of removing each filter alone, from the interaction's
+/// diagonal (measured on its split); `None` where that would empty a layer.
+fn single_drops(model: &Model, inter: &Interaction) -> Vec<Vec<Option<f64>>> {
+    model
         .arch
         .filters
         .iter()
@@ -61,31 +102,33 @@ pub fn analyze(
         .map(|(l, &nf)| {
             (0..nf)
                 .map(|f| {
-                    let i = p.filters.iter().position(|&x| x == (l, f))?;
-                    p.steps.first()?.accuracies[i].map(|a| p.initial_accuracy - a)
+                    let i = inter
+                        .filters
+                        .iter()
+                        .position(|x| *x == FilterRef::of((l, f)))?;
+                    inter.accuracy[i][i].map(|a| inter.base_accuracy - a)
                 })
                 .collect()
         })
-        .collect();
-    Ok(Report {
-        schema: crate::files::schema::Schema::CURRENT,
-        model: name.into(),
-        arch: model.arch.label(),
-        data: data_name.into(),
-        ranking: ranking(model, d, scaling, &p, &stats),
-        similarity: similarity(model, d, scaling, 90.0, &single_drop),
-        interaction: interaction(model, &val, scaling, &p),
-        failures: failures(model, d, scaling, 5),
-        pruning: crate::analyses::pruning::PruneJson::new(&p, "val", val.len(), "one", seconds),
-    })
+        .collect()
 }
 
 impl Report {
+    /// The split the measurements were made on.
+    pub fn measured(&self) -> Part {
+        self.measured_on.unwrap_or(Part::Val)
+    }
+
     /// The findings in words, each with its number.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "{} ({}) on {}: validation accuracy {:.4}\n\n",
-            self.model, self.arch, self.data, self.failures.accuracy
+            "{} ({}) on {}: {} accuracy {:.4} (pruning steps chosen on validation, everything else measured on {})\n\n",
+            self.model,
+            self.arch,
+            self.data,
+            self.measured().name(),
+            self.failures.accuracy,
+            self.measured().name()
         );
         out +=
             "Ranking criteria against the greedy pruning order (Spearman rho / Kendall tau-b):\n";
@@ -142,9 +185,10 @@ impl Report {
             out += &format!("  {}\n", e.text);
         }
         out += &format!(
-            "\nFailures: {} of {} validation images\n",
+            "\nFailures: {} of {} {} images\n",
             self.failures.failures.len(),
-            self.failures.images
+            self.failures.images,
+            self.measured().name()
         );
         for (factor, bins) in &self.failures.by_factor {
             let parts: Vec<String> = bins
@@ -334,10 +378,19 @@ fn interaction_pictures(report: &Report, png: &Png) -> crate::Result<Vec<File>> 
     Ok(files)
 }
 
-/// The sheet of misclassified validation images (the first 60), captioned true>predicted.
+/// The sheet of misclassified images of the measured split (the first 60), captioned
+/// true>predicted.
 fn failures_sheet(report: &Report, d: &Dataset, png: &Png) -> crate::Result<File> {
     let px = d.pixels();
-    let val = d.split(Part::Val);
+    let val = d.try_split(report.measured()).ok_or_else(|| {
+        crate::error::Error::bad(
+            std::path::Path::new(&report.data),
+            format!(
+                "has no {} split, which the analysis was measured on",
+                report.measured().name()
+            ),
+        )
+    })?;
     let shown: Vec<(&[u8], Vec<String>)> = report
         .failures
         .failures
@@ -367,9 +420,10 @@ fn failures_sheet(report: &Report, d: &Dataset, png: &Png) -> crate::Result<File
         "failures.png".into(),
         png(crate::analyses::plots::image_grid(
             &format!(
-                "{} misclassified of {} (true>predicted; first 60)",
+                "{} misclassified of {} {} images (true>predicted; first 60)",
                 report.failures.failures.len(),
-                report.failures.images
+                report.failures.images,
+                report.measured().name()
             ),
             &shown,
             d.width,
@@ -428,6 +482,7 @@ impl Report {
                 by_factor: vec![],
                 by_class: vec![],
             },
+            measured_on: Some(Part::Test),
         }
     }
 }

@@ -42,10 +42,10 @@ pub struct Failures {
     pub by_class: Vec<(String, f64)>,
 }
 
-/// Computes [`Failures`] on the validation split with `bins` bins per factor.
-pub fn failures(model: &Model, d: &Dataset, scaling: Scaling, bins: usize) -> Failures {
-    let val = d.split(Part::Val);
-    let data = engine_data(d, Part::Val);
+/// Computes [`Failures`] on split `part` of `d` with `bins` bins per factor.
+pub fn failures(model: &Model, d: &Dataset, part: Part, scaling: Scaling, bins: usize) -> Failures {
+    let val = d.split(part);
+    let data = engine_data(d, part);
     let logits = tinycnn::train::logits(model, &data, scaling);
     let kk = d.class_names.len();
     let k = d.factor_names.len();

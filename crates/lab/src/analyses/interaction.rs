@@ -123,8 +123,10 @@ pub struct Interaction {
 
 /// Computes [`Interaction`] exactly (every pair evaluated on the smaller network).
 ///
-/// `data`: the images the pruning was measured on, `[N, 1, H, W]`; `pruning`: the greedy
-/// pruning of `model` on them. Cost: one evaluation per pair of filters, `F (F + 1) / 2`.
+/// `data`: the images to measure on, `[N, 1, H, W]`: the held-out split, not the one
+/// `pruning` (the greedy pruning of `model`) chose its steps on. The events are found along
+/// that path as it was chosen, and each raise is then tested on `data`. Cost: one evaluation
+/// per pair of filters, `F (F + 1) / 2`.
 pub fn interaction(
     model: &Model,
     data: &tinycnn::Data,
@@ -132,7 +134,7 @@ pub fn interaction(
     pruning: &Pruning,
 ) -> Interaction {
     let filters = &pruning.filters;
-    let base = pruning.initial_accuracy;
+    let base = tinycnn::train::evaluate(model, data, scaling).accuracy;
     let accuracy = pair_accuracies(model, data, scaling, filters);
     let (inter, mut scored) = interactions(&accuracy, base, filters);
     scored.sort_by(|a, b| b.2.total_cmp(&a.2));

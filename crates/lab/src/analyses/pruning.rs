@@ -3,7 +3,9 @@
 //!
 //! The table has one row per filter (L1 F1.. then L2 F1..) and one column per step; a cell is
 //! the accuracy after removing that filter at that step, "-" once it is removed; the removed
-//! cell is marked. The XLSX is coloured as the thesis did: the filter removed at each step,
+//! cell is marked. The table is measured on the split that chose the steps (validation); the
+//! accuracy along the chosen path is measured again on the held-out test split ([`HeldOut`]),
+//! which made no choice, and that is the number to report. The XLSX is coloured as the thesis did: the filter removed at each step,
 //! and the surviving filters of the minimal network.
 
 use std::path::{Path, PathBuf};
@@ -47,12 +49,53 @@ pub struct StepJson {
     pub accuracy_after: f64,
 }
 
+/// The accuracy along a pruning path on data that made no choice: the network after each
+/// step, evaluated on the held-out split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub split: Part,
+    pub images: usize,
+    pub initial_accuracy: f64,
+    /// After each step, aligned with [`PruneJson::steps`].
+    pub after: Vec<f64>,
+}
+
+impl HeldOut {
+    /// Evaluates `model` and the network after each step of `p` on `data` (split `split`).
+    ///
+    /// `data`: `[N, 1, H, W]` images with their labels. Cost: one evaluation per step.
+    pub fn measure(
+        model: &tinycnn::Model,
+        p: &Pruning,
+        data: &tinycnn::Data,
+        scaling: tinycnn::Scaling,
+        split: Part,
+    ) -> Result<HeldOut> {
+        let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+        let mut after = Vec::with_capacity(p.steps.len());
+        for st in &p.steps {
+            for &(l, f) in &st.removed {
+                keep[l][f] = false;
+            }
+            let small = model.pruned(&keep)?;
+            after.push(tinycnn::train::evaluate(&small, data, scaling).accuracy);
+        }
+        Ok(HeldOut {
+            split,
+            images: data.len(),
+            initial_accuracy: tinycnn::train::evaluate(model, data, scaling).accuracy,
+            after,
+        })
+    }
+}
+
 /// The whole result, as `prune --json` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneJson {
-    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
+    /// Version of this document's format ([`Schema`](crate::files::schema::Schema)): 2 added
+    /// [`PruneJson::held_out`].
     #[serde(default)]
-    pub schema: crate::files::schema::Schema<1>,
+    pub schema: crate::files::schema::Schema<2>,
     pub filters: Vec<FilterRef>,
     pub initial_accuracy: f64,
     pub steps: Vec<StepJson>,
@@ -64,9 +107,26 @@ pub struct PruneJson {
     pub evaluations: usize,
     pub rechecked_images: usize,
     pub seconds: f64,
+    /// The chosen path measured on the held-out split; absent when the steps were chosen on
+    /// it, when the data has none, and in documents of schema 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOut>,
 }
 
 impl PruneJson {
+    /// The accuracy to report along the path, `(split, initial, after each step)`: the
+    /// held-out measurement when there is one, else the table's own.
+    pub fn reported(&self) -> (&str, f64, Vec<f64>) {
+        match &self.held_out {
+            Some(h) => (h.split.name(), h.initial_accuracy, h.after.clone()),
+            None => (
+                self.on.as_str(),
+                self.initial_accuracy,
+                self.steps.iter().map(|s| s.accuracy_after).collect(),
+            ),
+        }
+    }
+
     pub fn new(p: &Pruning, on: &str, images: usize, ties: &str, seconds: f64) -> PruneJson {
         PruneJson {
             schema: crate::files::schema::Schema::CURRENT,
@@ -93,6 +153,7 @@ impl PruneJson {
             evaluations: p.evaluations,
             rechecked_images: p.rechecked_images,
             seconds,
+            held_out: None,
         }
     }
 
@@ -140,6 +201,20 @@ impl PruneJson {
             out += &format!(" {:>8.4}", s.accuracy_after);
         }
         out += "\n";
+        if let Some(h) = &self.held_out {
+            out += &format!("{:>8}", h.split.name());
+            for a in &h.after {
+                out += &format!(" {a:>8.4}");
+            }
+            out += &format!(
+                "\n(steps chosen on {} {} images; the last row is the same networks on the {} held-out {} images, starting at {:.4})\n",
+                self.images,
+                self.on,
+                h.images,
+                h.split.name(),
+                h.initial_accuracy
+            );
+        }
         let survivors: Vec<String> = self.survivors.iter().map(|f| f.label()).collect();
         out += &format!("minimal network (*): {}\n", survivors.join(", "));
         out
@@ -169,6 +244,12 @@ impl PruneJson {
         row.extend(self.steps.iter().map(|s| format!("{}", s.accuracy_after)));
         row.push(String::new());
         w.write_record(&row).expect("in-memory csv");
+        if let Some(h) = &self.held_out {
+            let mut row = vec![format!("{} accuracy after", h.split.name())];
+            row.extend(h.after.iter().map(|a| format!("{a}")));
+            row.push(String::new());
+            w.write_record(&row).expect("in-memory csv");
+        }
         w.into_inner().expect("in-memory csv")
     }
 
@@ -234,6 +315,21 @@ impl PruneJson {
                 .write_with_format(r, (i + 1) as u16, s.accuracy_after, &num)
                 .map_err(xerr)?;
         }
+        if let Some(h) = &self.held_out {
+            sheet
+                .write_with_format(
+                    r + 1,
+                    0,
+                    format!("{} accuracy after", h.split.name()),
+                    &bold,
+                )
+                .map_err(xerr)?;
+            for (i, a) in h.after.iter().enumerate() {
+                sheet
+                    .write_with_format(r + 1, (i + 1) as u16, *a, &num)
+                    .map_err(xerr)?;
+            }
+        }
         sheet.autofit();
         book.save_to_buffer().map_err(xerr)
     }
@@ -257,18 +353,36 @@ pub fn curve(p: &PruneJson, title: &str) -> Canvas {
         c.fill(left, y as usize, pw, 1, [225, 225, 220]);
         c.text(12, (y - 4) as usize, &format!("{t:.2}"), 1, FAINT);
     }
-    let mut pts = vec![xy(0, p.initial_accuracy)];
-    pts.extend(
-        p.steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| xy(i + 1, s.accuracy_after)),
+    let path = |initial: f64, after: &mut dyn Iterator<Item = f64>| -> Vec<(i64, i64)> {
+        std::iter::once(xy(0, initial))
+            .chain(after.enumerate().map(|(i, a)| xy(i + 1, a)))
+            .collect()
+    };
+    let chosen = path(
+        p.initial_accuracy,
+        &mut p.steps.iter().map(|s| s.accuracy_after),
     );
-    for w2 in pts.windows(2) {
-        c.line(w2[0], w2[1], [33, 102, 172]);
+    // The split that chose the steps in grey when a held-out curve is drawn over it.
+    let (blue, grey) = ([33, 102, 172], [150, 150, 150]);
+    let mut lines = vec![(chosen, if p.held_out.is_some() { grey } else { blue })];
+    if let Some(h) = &p.held_out {
+        lines.push((path(h.initial_accuracy, &mut h.after.iter().copied()), blue));
+        c.text(
+            left + pw - 250,
+            top - 14,
+            &format!("{} (chose the steps)", p.on),
+            1,
+            grey,
+        );
+        c.text(left + pw - 90, top - 14, h.split.name(), 1, blue);
     }
-    for &(x, y) in &pts {
-        c.fill((x - 2) as usize, (y - 2) as usize, 5, 5, [178, 24, 43]);
+    for (pts, colour) in &lines {
+        for w2 in pts.windows(2) {
+            c.line(w2[0], w2[1], *colour);
+        }
+        for &(x, y) in pts {
+            c.fill((x - 2) as usize, (y - 2) as usize, 5, 5, *colour);
+        }
     }
     c.text(left, top + ph + 10, "0", 1, FAINT);
     let last = format!("{steps}");

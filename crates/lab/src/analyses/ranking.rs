@@ -70,16 +70,19 @@ pub struct Ranking {
     pub agreement: Vec<Agreement>,
 }
 
-/// Computes [`Ranking`]: importances on the validation split and agreement with `pruning`
-/// (pruning importance: the step a filter was removed at, survivors last).
+/// Computes [`Ranking`]: importances on split `part` of `d` (the held-out split, so that the
+/// criteria are measured on images that did not choose the pruning order) and agreement with
+/// `pruning` (pruning importance: the step a filter was removed at, survivors last). `stats`
+/// must be measured on the same split.
 pub fn ranking(
     model: &Model,
     d: &Dataset,
+    part: Part,
     scaling: Scaling,
     pruning: &Pruning,
     stats: &crate::inside::filterstats::FilterReport,
 ) -> Ranking {
-    let val = d.split(Part::Val);
+    let val = d.split(part);
     let taylor = tinycnn::train::taylor_importance(model, &val.images, &val.labels, scaling);
     let steps = pruning.steps.len();
     let mut filters = Vec::new();

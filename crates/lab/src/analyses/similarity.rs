@@ -84,9 +84,9 @@ struct Moments {
     count: f64,
 }
 
-/// [`Moments`] of every layer of `model` over the validation split of `d`.
-fn moments(model: &Model, d: &Dataset, scaling: Scaling) -> Vec<Moments> {
-    let val = d.split(Part::Val);
+/// [`Moments`] of every layer of `model` over split `part` of `d`.
+fn moments(model: &Model, d: &Dataset, part: Part, scaling: Scaling) -> Vec<Moments> {
+    let val = d.split(part);
     let layers = model.arch.layers();
     let mut out: Vec<Moments> = layers
         .iter()
@@ -194,22 +194,23 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (na * nb)
 }
 
-/// Computes [`Similarity`]; `single_drop[l][f]` is the accuracy drop of removing filter `f`
-/// of layer `l` alone (from pruning's first step).
+/// Computes [`Similarity`] over split `part` of `d`; `single_drop[l][f]` is the accuracy drop
+/// of removing filter `f` of layer `l` alone, measured on the same split.
 // Index loops over square matrices read more plainly than iterator chains here.
 #[allow(clippy::needless_range_loop)]
 pub fn similarity(
     model: &Model,
     d: &Dataset,
+    part: Part,
     scaling: Scaling,
     threshold: f64,
     single_drop: &[Vec<Option<f64>>],
 ) -> Similarity {
     let layers = model.arch.layers();
     let k2 = model.arch.kernel * model.arch.kernel;
-    let trained = moments(model, d, scaling);
+    let trained = moments(model, d, part, scaling);
     let initial = Model::init(&model.arch, tinycnn::Init::Glorot, 0)
-        .map(|m| moments(&m, d, scaling))
+        .map(|m| moments(&m, d, part, scaling))
         .ok();
     let mut out_layers = Vec::new();
     let mut null_twins = (0, 0);

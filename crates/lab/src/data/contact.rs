@@ -150,11 +150,14 @@ pub fn dataset_sheet(d: &Dataset, title: &str, per_class: usize) -> Canvas {
         })
         .collect();
     let mut subtitle = format!(
-        "{}x{} px, {} train / {} val",
+        "{}x{} px, {} train / {} val / {}",
         d.width,
         d.height,
         d.train.len(),
-        d.val.len()
+        d.val.len(),
+        d.test
+            .as_ref()
+            .map_or("no test".to_string(), |t| format!("{} test", t.len()))
     );
     if let Some(m) = &d.meta {
         subtitle += &format!(", hash {}, generator {}", m.short_hash(), m.generator);

@@ -4,14 +4,17 @@
 //!
 //! | array | dtype | shape |
 //! |---|---|---|
-//! | `x_train`, `x_val` | uint8 | (N, H, W), white figures on black |
-//! | `y_train`, `y_val` | uint8 | (N,) class labels |
-//! | `factors_train`, `factors_val` | float32 | (N, K) latent factors |
+//! | `x_train`, `x_val`, `x_test` | uint8 | (N, H, W), white figures on black |
+//! | `y_train`, `y_val`, `y_test` | uint8 | (N,) class labels |
+//! | `factors_train`, `factors_val`, `factors_test` | float32 | (N, K) latent factors |
 //! | `factor_names` | unicode | (K,) |
 //! | `class_names` | unicode | (C,) in label order |
 //! | `spec` | unicode | () JSON: format, generator version, hash, name and the spec |
 //!
-//! A dataset from elsewhere may omit the factors, `factor_names`, `class_names` and `spec`;
+//! The test split is held out: training stops on validation and every choice an analysis makes
+//! uses validation, while what is reported is measured on test. Files written before it existed
+//! (and datasets from elsewhere) may have no `x_test`; commands then measure on validation and
+//! say so. A dataset from elsewhere may omit the factors, `factor_names`, `class_names` and `spec`;
 //! labels may be any integer dtype. Everything read is validated: shapes agree, labels are in
 //! range, images are uint8.
 
@@ -96,7 +99,7 @@ impl DatasetMeta {
     }
 }
 
-/// A dataset: images, labels and factors of both splits.
+/// A dataset: images, labels and factors of its splits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub height: usize,
@@ -105,6 +108,8 @@ pub struct Dataset {
     pub factor_names: Vec<String>,
     pub train: Split,
     pub val: Split,
+    /// The held-out test split; `None` for files made before it existed or without one.
+    pub test: Option<Split>,
     /// Present for datasets shapelab generated.
     pub meta: Option<DatasetMeta>,
     /// Files of an ImageFolder tree that were not read (not PNG images), relative to its root;
@@ -130,17 +135,49 @@ impl Dataset {
             factor_names: FACTOR_NAMES.iter().map(|s| s.to_string()).collect(),
             train: shapes::generate_split(spec, Part::Train, progress).into(),
             val: shapes::generate_split(spec, Part::Val, progress).into(),
+            test: (spec.test > 0)
+                .then(|| shapes::generate_split(spec, Part::Test, progress).into()),
             meta: Some(DatasetMeta::new(spec, name)),
             skipped: Vec::new(),
         }
     }
 
-    /// The split by name.
-    pub fn split(&self, part: Part) -> &Split {
+    /// The split by name; `None` only for a test split the dataset does not have.
+    pub fn try_split(&self, part: Part) -> Option<&Split> {
         match part {
-            Part::Train => &self.train,
-            Part::Val => &self.val,
+            Part::Train => Some(&self.train),
+            Part::Val => Some(&self.val),
+            Part::Test => self.test.as_ref(),
         }
+    }
+
+    /// The split by name.
+    ///
+    /// # Panics
+    /// For [`Part::Test`] when the dataset has none: callers pick the split with
+    /// [`Dataset::held_out`] or check [`Dataset::try_split`] first.
+    pub fn split(&self, part: Part) -> &Split {
+        self.try_split(part)
+            .expect("the test split exists where it is asked for")
+    }
+
+    /// The split results are reported on: test when the dataset has one, else validation
+    /// (older files), which the report then names.
+    pub fn held_out(&self) -> Part {
+        if self.test.is_some() {
+            Part::Test
+        } else {
+            Part::Val
+        }
+    }
+
+    /// The splits present, in file order.
+    pub fn parts(&self) -> Vec<(Part, &Split)> {
+        let mut v = vec![(Part::Train, &self.train), (Part::Val, &self.val)];
+        if let Some(t) = &self.test {
+            v.push((Part::Test, t));
+        }
+        v
     }
 
     /// Pixels per image.
@@ -154,7 +191,8 @@ impl Dataset {
         let k = self.factor_names.len() as u64;
         write_file_atomic(path, force, |out| {
             let mut z = NpzWriter::new(out);
-            for (name, s) in [("train", &self.train), ("val", &self.val)] {
+            for (part, s) in self.parts() {
+                let name = part.name();
                 let n = s.len() as u64;
                 z.add_u8(&format!("x_{name}"), &[n, h, w], &s.images)?;
                 z.add_u8(&format!("y_{name}"), &[n], &s.labels)?;
@@ -181,7 +219,8 @@ impl Dataset {
     /// split (analyses and outcomes are measured on the validation split), and a side length
     /// in the range `generate` accepts.
     pub fn validate(&self, source: &Path) -> Result<()> {
-        for (name, split) in [("train", &self.train), ("val", &self.val)] {
+        for (part, split) in self.parts() {
+            let name = part.name();
             if split.is_empty() {
                 return Err(Error::bad(
                     source,
@@ -305,7 +344,11 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
     let mut hw = None;
     let mut max_label = 0;
     let mut splits = Vec::new();
-    for part in ["train", "val"] {
+    let has_test = f.has("x_test");
+    for part in ["train", "val", "test"] {
+        if part == "test" && !has_test {
+            break;
+        }
         let (xs, images) = f.u8(&format!("x_{part}"))?;
         if xs.len() != 3 || xs[1] == 0 || xs[2] == 0 {
             return Err(bad(format!(
@@ -316,7 +359,7 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
             None => hw = Some((xs[1], xs[2])),
             Some(prev) if prev != (xs[1], xs[2]) => {
                 return Err(bad(format!(
-                "x_train images are {}x{} but x_val images are {}x{}; both splits need one size",
+                "x_train images are {}x{} but x_{part} images are {}x{}; every split needs one size",
                 prev.0, prev.1, xs[1], xs[2]
             )))
             }
@@ -349,9 +392,17 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
         (0..=max_label).map(|i| format!("class{i}")).collect()
     };
     let (h, w) = hw.expect("both splits read");
+    let test = if has_test { splits.pop() } else { None };
     let val = splits.pop().expect("two splits");
     let train = splits.pop().expect("two splits");
     if let Some(m) = &meta {
+        let promised = m.spec.get("test").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let found = test.as_ref().map_or(0, Split::len);
+        if promised != found {
+            return Err(bad(format!(
+                "its spec promises {promised} test images but the file holds {found}; the file is damaged or was edited, so generate it again"
+            )));
+        }
         if factor_names.len() != NUM_FACTORS && !factor_names.is_empty() {
             return Err(bad(format!(
                 "has {} factor names; shapelab {} writes {NUM_FACTORS}",
@@ -367,6 +418,7 @@ pub(crate) fn read_from(f: &NpzFile) -> Result<Dataset> {
         factor_names,
         train,
         val,
+        test,
         meta,
         skipped: Vec::new(),
     };
@@ -397,6 +449,36 @@ mod tests {
         let back = Dataset::read_npz(&p).unwrap();
         assert_eq!(back, d);
         assert_eq!(back.meta.unwrap().hash.len(), 64);
+    }
+
+    #[test]
+    fn files_without_a_test_split_read_and_measure_on_validation() {
+        let d = small();
+        assert_eq!(d.test.as_ref().map(Split::len), Some(12));
+        assert_eq!(d.held_out(), Part::Test);
+        let dir = tempfile::tempdir().unwrap();
+        // A file from before the test split: no x_test, a spec without `test`.
+        let spec = shapes::SpecFile::from_toml("train = 30\nval = 12\ntest = 0\nseed = 5")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let old = Dataset::generate(&spec, None, &|_| {});
+        assert!(old.test.is_none());
+        let p = dir.path().join("old.npz");
+        old.write_npz(&p, false).unwrap();
+        let back = Dataset::read_npz(&p).unwrap();
+        assert_eq!((back.test.is_none(), back.held_out()), (true, Part::Val));
+        assert_eq!(back.try_split(Part::Test), None);
+        // A file whose spec promises a test split it does not hold is damaged.
+        let mut cut = small();
+        cut.test = None;
+        let q = dir.path().join("cut.npz");
+        cut.write_npz(&q, false).unwrap();
+        let e = Dataset::read_npz(&q).unwrap_err().to_string();
+        assert!(
+            e.contains("promises 12 test images but the file holds 0"),
+            "{e}"
+        );
     }
 
     #[test]

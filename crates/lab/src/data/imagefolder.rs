@@ -5,6 +5,7 @@
 //! DIR/train/ellipse/000001.png     8-bit grayscale PNG; the number is the npz row + 1
 //! DIR/train/rectangle/000002.png
 //! DIR/val/...
+//! DIR/test/...                     optional: the held-out split
 //! DIR/factors.csv                  split,file,label,class_name,<factor columns>
 //! DIR/spec.json                    the dataset metadata (shapelab datasets only)
 //! ```
@@ -25,6 +26,7 @@ use crate::draw::gray_png;
 use crate::error::{Error, Result};
 use crate::files::fsio::write_dir_atomic;
 
+/// The splits every tree has; `test/` is read when present.
 const SPLITS: [&str; 2] = ["train", "val"];
 
 fn file_name(index: usize, total: usize) -> String {
@@ -39,7 +41,8 @@ pub fn write(d: &Dataset, dir: &Path, force: bool) -> Result<()> {
         let mut header = vec!["split", "file", "label", "class_name"];
         header.extend(d.factor_names.iter().map(String::as_str));
         csv.write_record(&header).expect("in-memory csv");
-        for (name, split) in SPLITS.iter().zip([&d.train, &d.val]) {
+        for (part, split) in d.parts() {
+            let name = part.name();
             for class in &d.class_names {
                 let p = root.join(name).join(class);
                 fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
@@ -216,7 +219,8 @@ pub fn read(dir: &Path) -> Result<Dataset> {
     let mut size = None;
     let mut splits = Vec::new();
     let mut skipped = Vec::new();
-    for s in SPLITS {
+    let has_test = dir.join("test").is_dir();
+    for s in SPLITS.into_iter().chain(has_test.then_some("test")) {
         let mut files = list_split(dir, s, &class_names, &mut skipped)?;
         files.sort();
         let decoded: Vec<(usize, usize, Vec<u8>)> = files
@@ -262,6 +266,7 @@ pub fn read(dir: &Path) -> Result<Dataset> {
         Err(_) => None,
     };
     let (width, height) = size.expect("at least one image");
+    let test = if has_test { splits.pop() } else { None };
     let val = splits.pop().expect("two splits");
     let train = splits.pop().expect("two splits");
     skipped.sort();
@@ -272,6 +277,7 @@ pub fn read(dir: &Path) -> Result<Dataset> {
         factor_names,
         train,
         val,
+        test,
         meta,
         skipped,
     };

@@ -48,6 +48,8 @@ pub struct FactorSummary {
     pub name: String,
     pub train: Option<Stats>,
     pub val: Option<Stats>,
+    /// `None` as well when the dataset has no test split.
+    pub test: Option<Stats>,
 }
 
 /// What `inspect` reports.
@@ -112,10 +114,11 @@ impl Summary {
             height: d.height,
             width: d.width,
             class_names: d.class_names.clone(),
-            splits: vec![
-                split_summary("train", &d.train, d.class_names.len()),
-                split_summary("val", &d.val, d.class_names.len()),
-            ],
+            splits: d
+                .parts()
+                .into_iter()
+                .map(|(part, s)| split_summary(part.name(), s, d.class_names.len()))
+                .collect(),
             factors: d
                 .factor_names
                 .iter()
@@ -124,6 +127,7 @@ impl Summary {
                     name: name.clone(),
                     train: column(&d.train, j),
                     val: column(&d.val, j),
+                    test: d.test.as_ref().and_then(|t| column(t, j)),
                 })
                 .collect(),
             meta: d.meta.clone(),
@@ -201,8 +205,8 @@ impl Summary {
                 }
                 if !factors.is_empty() {
                     out += &format!(
-                        "\n  {:<10} {:>21}  {:>21}\n",
-                        "factor", "train min..max", "val min..max"
+                        "\n  {:<10} {:>21}  {:>21}  {:>21}\n",
+                        "factor", "train min..max", "val min..max", "test min..max"
                     );
                     for f in factors {
                         let range = |s: &Option<Stats>| match s {
@@ -211,10 +215,11 @@ impl Summary {
                             None => "-".into(),
                         };
                         out += &format!(
-                            "  {:<10} {:>21}  {:>21}\n",
+                            "  {:<10} {:>21}  {:>21}  {:>21}\n",
                             f.name,
                             range(&f.train),
-                            range(&f.val)
+                            range(&f.val),
+                            range(&f.test)
                         );
                     }
                 }

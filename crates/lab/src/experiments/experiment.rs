@@ -15,6 +15,7 @@
 //! preset = "thesis-1.3"
 //! train = 1200              # overrides of the preset or spec
 //! val = 600
+//! test = 600                # the held-out split (default: the validation size; 0 for none)
 //!
 //! [grid]                    # filters per layer, all combinations for `layers` layers...
 //! layers = 2
@@ -277,6 +278,7 @@ struct DatasetEntry {
     name: Option<String>,
     train: Option<usize>,
     val: Option<usize>,
+    test: Option<usize>,
     seed: Option<u64>,
 }
 
@@ -423,6 +425,9 @@ fn apply_data_condition(
                 file.train = Some(v.as_integer().filter(|&n| n > 0).ok_or_else(bad)? as usize)
             }
             "val" => file.val = Some(v.as_integer().filter(|&n| n > 0).ok_or_else(bad)? as usize),
+            "test" => {
+                file.test = Some(v.as_integer().filter(|&n| n >= 0).ok_or_else(bad)? as usize)
+            }
             "seed" => file.seed = Some(v.as_integer().filter(|&n| n >= 0).ok_or_else(bad)? as u64),
             "image_size" => {
                 file.image_size = Some(v.as_integer().filter(|&n| n > 0).ok_or_else(bad)? as u32)
@@ -443,7 +448,7 @@ fn apply_data_condition(
                     "noise" => &mut t.noise,
                     other => {
                         return Err(Error::Usage(format!(
-                            "{}: [sweep.data] `{other}` is not a dataset field; use train, val, seed, image_size or a factor ({})",
+                            "{}: [sweep.data] `{other}` is not a dataset field; use train, val, test, seed, image_size or a factor ({})",
                             path.display(),
                             shapes::FACTOR_NAMES[1..].join(", ")
                         )))
@@ -576,9 +581,14 @@ fn file_dataset(
 ) -> Result<DataPlan> {
     let usage = |m: String| usage_in(path, m);
     let file = d.file.as_ref().expect("a file dataset");
-    if !data_axes.is_empty() || d.train.is_some() || d.val.is_some() || d.seed.is_some() {
+    if !data_axes.is_empty()
+        || d.train.is_some()
+        || d.val.is_some()
+        || d.test.is_some()
+        || d.seed.is_some()
+    {
         return Err(usage(format!(
-            "dataset file {file} cannot take train, val, seed or [sweep.data]; those need a preset or spec"
+            "dataset file {file} cannot take train, val, test, seed or [sweep.data]; those need a preset or spec"
         )));
     }
     let p = base.join(file);
@@ -634,7 +644,7 @@ fn spec_datasets(
         });
         (sf, label)
     };
-    spec_file.override_counts(d.train, d.val);
+    spec_file.override_counts(d.train, d.val, d.test);
     if d.seed.is_some() {
         spec_file.seed = d.seed;
     }

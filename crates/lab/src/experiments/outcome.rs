@@ -221,6 +221,7 @@ mod tests {
                 val_loss: 1.0,
                 val_acc: a,
                 dead: vec![0],
+                grad_norms: None,
             })
             .collect()
     }

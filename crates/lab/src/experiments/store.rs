@@ -107,7 +107,17 @@ stored_by_name!(AnalysisKind, "analysis kind");
 stored_by_name!(Outcome, "run outcome");
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Schema 2: the held-out test split (its size per dataset, each run's test loss and accuracy,
+/// NULL when the data had none) and each epoch's weight-gradient norms per layer (NULL for
+/// epochs recorded before).
+const MIGRATE_V2: &str = "
+ALTER TABLE datasets ADD COLUMN test INTEGER;
+ALTER TABLE runs ADD COLUMN test_loss REAL;
+ALTER TABLE runs ADD COLUMN test_acc REAL;
+ALTER TABLE epochs ADD COLUMN grad_norms TEXT;
+";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS experiments (
@@ -196,6 +206,8 @@ pub struct DatasetRow {
     pub spec: Option<String>,
     pub train: usize,
     pub val: usize,
+    /// Held-out test images; `None` when the data had none.
+    pub test: Option<usize>,
     pub height: usize,
     pub width: usize,
     pub class_names: Vec<String>,
@@ -223,6 +235,11 @@ pub struct RunRow {
     pub train_acc: f64,
     pub val_loss: f64,
     pub val_acc: f64,
+    /// The final model on the held-out test split; `None` when the data had none (or the run
+    /// was stored before test splits existed).
+    pub test_loss: Option<f64>,
+    pub test_acc: Option<f64>,
+    /// The validation confusion matrix `[true][predicted]`.
     pub confusion: Vec<Vec<usize>>,
     /// Stuck-run diagnosis (JSON), if any.
     pub diagnosis: Option<String>,
@@ -265,6 +282,8 @@ impl RunRow {
             train_acc: val_acc,
             val_loss: 0.0,
             val_acc,
+            test_loss: None,
+            test_acc: None,
             confusion: vec![],
             diagnosis: None,
             seconds: 0.0,
@@ -465,8 +484,14 @@ impl Store {
                 return Ok(Err(e));
             }
         }
-        if let Err(e) = Store::version(&conn, path) {
-            return Ok(Err(e));
+        match Store::version(&conn, path) {
+            Err(e) => return Ok(Err(e)),
+            Ok(v) if v < SCHEMA_VERSION => {
+                if let Err(e) = Store::create_schema(&conn, path)? {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(_) => {}
         }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -477,9 +502,10 @@ impl Store {
         }))
     }
 
-    /// Gives a blank database the schema, under the write lock: two sweeps creating one store
-    /// at once must not see each other's file half-made (the second waits, then finds the
-    /// schema). A file with tables but no version is left alone; `version` refuses it.
+    /// Gives a blank database the schema, or migrates an older one forward, under the write
+    /// lock: two sweeps creating one store at once must not see each other's file half-made
+    /// (the second waits, then finds the schema), and a migration is all or nothing. A file
+    /// with tables but no version is left alone; `version` refuses it.
     fn create_schema(conn: &Connection, path: &Path) -> rusqlite::Result<Result<()>> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let made = (|| -> rusqlite::Result<()> {
@@ -487,8 +513,11 @@ impl Store {
             let tables: i64 =
                 conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
             if version == 0 && tables == 0 {
-                // Migrations run in one transaction each; only v1 exists so far.
                 conn.execute_batch(SCHEMA_V1)?;
+                conn.execute_batch(MIGRATE_V2)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            } else if version == 1 {
+                conn.execute_batch(MIGRATE_V2)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             Ok(())
@@ -559,8 +588,8 @@ impl Store {
     pub fn put_dataset(&self, d: &DatasetRow) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR IGNORE INTO datasets (hash, label, source, spec, train, val, height, width, class_names)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO datasets (hash, label, source, spec, train, val, height, width, class_names, test)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     d.hash,
                     d.label,
@@ -570,7 +599,8 @@ impl Store {
                     d.val as i64,
                     d.height as i64,
                     d.width as i64,
-                    serde_json::to_string(&d.class_names).expect("json")
+                    serde_json::to_string(&d.class_names).expect("json"),
+                    d.test.map(|t| t as i64)
                 ],
             )
             .map_err(self.err())?;
@@ -581,7 +611,7 @@ impl Store {
     pub fn dataset(&self, hash: &str) -> Result<Option<DatasetRow>> {
         self.conn
             .query_row(
-                "SELECT hash, label, source, spec, train, val, height, width, class_names FROM datasets WHERE hash = ?1",
+                "SELECT hash, label, source, spec, train, val, height, width, class_names, test FROM datasets WHERE hash = ?1",
                 [hash],
                 |r| {
                     Ok(DatasetRow {
@@ -594,6 +624,7 @@ impl Store {
                         height: r.get::<_, i64>(6)? as usize,
                         width: r.get::<_, i64>(7)? as usize,
                         class_names: json_column(r, 8)?,
+                        test: r.get::<_, Option<i64>>(9)?.map(|t| t as usize),
                     })
                 },
             )
@@ -628,8 +659,8 @@ impl Store {
             .execute(
                 "INSERT INTO runs (key, experiment, dataset_hash, dataset, arch, condition, seed_index, seed, config,
                     outcome, plateau, never_predicted, epochs_run, epochs_to_learn, train_loss, train_acc, val_loss, val_acc,
-                    confusion, diagnosis, seconds, images_per_s, model_dir, weights_sha256, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+                    confusion, diagnosis, seconds, images_per_s, model_dir, weights_sha256, finished, test_loss, test_acc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
                  ON CONFLICT(key) DO NOTHING",
                 params![
                     r.key,
@@ -656,14 +687,16 @@ impl Store {
                     r.images_per_s,
                     r.model_dir,
                     r.weights_sha256,
-                    r.finished
+                    r.finished,
+                    r.test_loss.and_then(real),
+                    r.test_acc.and_then(real)
                 ],
             )
             .map_err(&e)?
             == 1;
         if inserted {
             let mut st = tx
-                .prepare("INSERT INTO epochs (run_key, epoch, train_loss, train_acc, val_loss, val_acc, dead) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .prepare("INSERT INTO epochs (run_key, epoch, train_loss, train_acc, val_loss, val_acc, dead, grad_norms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
                 .map_err(&e)?;
             for h in history {
                 st.execute(params![
@@ -673,7 +706,10 @@ impl Store {
                     real(h.train_acc),
                     real(h.val_loss),
                     real(h.val_acc),
-                    serde_json::to_string(&h.dead).expect("json")
+                    serde_json::to_string(&h.dead).expect("json"),
+                    h.grad_norms
+                        .as_ref()
+                        .map(|g| serde_json::to_string(g).expect("json"))
                 ])
                 .map_err(&e)?;
             }
@@ -689,7 +725,7 @@ impl Store {
             .prepare(
                 "SELECT key, experiment, dataset_hash, dataset, arch, condition, seed_index, seed, config, outcome, plateau,
                         never_predicted, epochs_run, epochs_to_learn, train_loss, train_acc, val_loss, val_acc, confusion,
-                        diagnosis, seconds, images_per_s, model_dir, weights_sha256, finished
+                        diagnosis, seconds, images_per_s, model_dir, weights_sha256, finished, test_loss, test_acc
                  FROM runs
                  WHERE (?1 IS NULL OR experiment = ?1) AND (?2 IS NULL OR dataset = ?2)
                    AND (?3 IS NULL OR arch = ?3) AND (?4 IS NULL OR outcome = ?4)
@@ -731,6 +767,8 @@ impl Store {
                         model_dir: r.get(22)?,
                         weights_sha256: r.get(23)?,
                         finished: r.get(24)?,
+                        test_loss: r.get(25)?,
+                        test_acc: r.get(26)?,
                     })
                 },
             )
@@ -742,7 +780,7 @@ impl Store {
     pub fn history(&self, key: &str) -> Result<Vec<EpochStats>> {
         let mut st = self
             .conn
-            .prepare("SELECT epoch, train_loss, train_acc, val_loss, val_acc, dead FROM epochs WHERE run_key = ?1 ORDER BY epoch")
+            .prepare("SELECT epoch, train_loss, train_acc, val_loss, val_acc, dead, grad_norms FROM epochs WHERE run_key = ?1 ORDER BY epoch")
             .map_err(self.err())?;
         let rows = st
             .query_map([key], |r| {
@@ -753,6 +791,10 @@ impl Store {
                     val_loss: unreal(r.get(3)?),
                     val_acc: unreal(r.get(4)?),
                     dead: json_column(r, 5)?,
+                    grad_norms: match r.get::<_, Option<String>>(6)? {
+                        Some(_) => Some(json_column(r, 6)?),
+                        None => None,
+                    },
                 })
             })
             .map_err(self.err())?;
@@ -848,7 +890,7 @@ impl Store {
         let mut out = String::new();
         for r in self.runs(&RunFilter::default())? {
             out += &format!(
-                "{} {} {} {} {} {} {} {:?} {:?} {} {:?} {} {} {} {} {:?} {:?} {} {}\n",
+                "{} {} {} {} {} {} {} {:?} {:?} {} {:?} {} {} {} {} {:?} {:?} {:?} {:?} {} {}\n",
                 r.key,
                 r.dataset_hash,
                 r.arch,
@@ -864,6 +906,8 @@ impl Store {
                 r.train_acc,
                 r.val_loss,
                 r.val_acc,
+                r.test_loss,
+                r.test_acc,
                 r.confusion,
                 r.diagnosis,
                 // Relative to the runs directory, whose name follows the store's.
@@ -904,6 +948,8 @@ pub(crate) mod tests {
             train_acc: 0.33,
             val_loss: 1.09,
             val_acc: 1.0 / 3.0,
+            test_loss: Some(1.1),
+            test_acc: Some(0.34),
             confusion: vec![vec![0, 1], vec![0, 1]],
             diagnosis: Some("{}".into()),
             seconds: 0.1,
@@ -922,6 +968,7 @@ pub(crate) mod tests {
             spec: None,
             train: 1,
             val: 1,
+            test: Some(1),
             height: 28,
             width: 28,
             class_names: vec!["a".into(), "b".into()],
@@ -966,6 +1013,7 @@ pub(crate) mod tests {
             val_loss: 1.0,
             val_acc: 0.5,
             dead: vec![0, 1],
+            grad_norms: Some(vec![0.5, 0.0, 0.25]),
         }];
         assert!(s.insert_run(&r, &h).unwrap());
         assert!(!s.insert_run(&r, &h).unwrap(), "a key is stored once");
@@ -979,6 +1027,40 @@ pub(crate) mod tests {
         assert!(s.runs(&f).unwrap().is_empty());
         assert_eq!(s.dataset("h").unwrap().unwrap().class_names, vec!["a", "b"]);
         assert_eq!(s.runs_dir(), dir.path().join("s-runs"));
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute_batch(
+            "INSERT INTO datasets VALUES ('h', 'd', 'size', NULL, 1, 1, 28, 28, '[\"a\"]');
+             INSERT INTO runs (key, experiment, dataset_hash, dataset, arch, condition, seed_index, seed,
+                config, outcome, never_predicted, epochs_run, confusion, seconds, images_per_s,
+                model_dir, weights_sha256, finished)
+             VALUES ('k', 'e', 'h', 'd', '2-2', 'c', 0, '1', '{}', 'learned', '[]', 1, '[]', 0, 0, 'x', 'y', 't');
+             INSERT INTO epochs VALUES ('k', 1, 1.0, 0.5, 1.0, 0.5, '[0,0]');",
+        )
+        .unwrap();
+        drop(c);
+        let e = Store::open_read(&p).err().unwrap().to_string();
+        assert!(e.contains("schema 1") && e.contains("migrate"), "{e}");
+        let s = Store::open(&p).unwrap();
+        let runs = s.runs(&RunFilter::default()).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].test_acc, runs[0].test_loss), (None, None));
+        assert_eq!(s.history("k").unwrap()[0].grad_norms, None);
+        assert_eq!(s.dataset("h").unwrap().unwrap().test, None);
+        drop(s);
+        let version: i64 = Connection::open(&p)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(Store::open_read(&p).is_ok());
     }
 
     #[test]

@@ -134,7 +134,9 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
         None => {
             // A foreign dataset: its identity is the hash of its contents.
             let mut h = Sha256::new();
-            for s in [&data.train, &data.val] {
+            // The test split joins the hash only when present, so a file without one keeps
+            // the identity it had before test splits existed.
+            for (_, s) in data.parts() {
                 h.update(&s.images);
                 h.update(&s.labels);
             }
@@ -148,6 +150,7 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
         spec: spec_json.clone(),
         train: data.train.len(),
         val: data.val.len(),
+        test: data.test.as_ref().map(|t| t.len()),
         height: data.height,
         width: data.width,
         class_names: data.class_names.clone(),
@@ -159,6 +162,7 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
         spec: data.meta.as_ref().map(|m| m.spec.clone()),
         train: data.train.len(),
         val: data.val.len(),
+        test: data.test.as_ref().map(|t| t.len()),
     };
     Ok(Loaded {
         data,
@@ -213,6 +217,15 @@ fn execute(
     }
     let val = engine_data(&d.data, Part::Val);
     let eval = tinycnn::train::evaluate(&run.model, &val, job.config.scaling);
+    // The held-out split made no choice: training stopped on validation, outcomes read the
+    // validation curve, and this is what the run's accuracy is reported as.
+    let test = d.data.test.is_some().then(|| {
+        tinycnn::train::evaluate(
+            &run.model,
+            &engine_data(&d.data, Part::Test),
+            job.config.scaling,
+        )
+    });
     let c = classify(
         run.meta.ending,
         &run.history,
@@ -257,6 +270,8 @@ fn execute(
         train_acc: last.map_or(0.0, |e| e.train_acc),
         val_loss: eval.loss,
         val_acc: eval.accuracy,
+        test_loss: test.as_ref().map(|t| t.loss),
+        test_acc: test.as_ref().map(|t| t.accuracy),
         confusion: eval.confusion.clone(),
         diagnosis,
         seconds: run.meta.seconds,

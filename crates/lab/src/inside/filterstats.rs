@@ -353,6 +353,7 @@ mod tests {
                 labels: labels.clone(),
                 factors: factors.clone(),
             },
+            test: None,
             meta: None,
             skipped: Vec::new(),
         };

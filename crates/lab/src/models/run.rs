@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/model.safetensors   the weights, PyTorch names and layouts (conv1.weight [F1,1,k,k], ...)
 //! DIR/model.json          architecture, data, full training config, seed, outcome, metrics
-//! DIR/history.csv         one row per epoch: losses, accuracies, dead filters per layer
+//! DIR/history.csv         one row per epoch: losses, accuracies, dead filters per layer,
+//!                          weight-gradient norms per layer (absent in older histories)
 //! ```
 //!
 //! The directory is written under a temporary name and renamed into place, so an interrupted
@@ -36,6 +37,10 @@ pub struct DataRef {
     pub spec: Option<serde_json::Value>,
     pub train: usize,
     pub val: usize,
+    /// Held-out test images; absent when the data had none (and in models written before the
+    /// test split existed, whose data had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<usize>,
 }
 
 /// Final metrics of a run (the last epoch's).
@@ -123,7 +128,8 @@ pub fn safetensors_bytes(model: &Model, arch_label: &str) -> Vec<u8> {
     safetensors::serialize(views, Some(info)).expect("in-memory serialisation")
 }
 
-/// The history as CSV: `epoch,train_loss,train_acc,val_loss,val_acc,dead_l1,dead_l2,...`.
+/// The history as CSV: `epoch,train_loss,train_acc,val_loss,val_acc,dead_l1,dead_l2,...`,
+/// then `grad_l1,...,grad_dense` when every epoch recorded its weight-gradient norms.
 pub fn history_csv(history: &[EpochStats], layers: usize) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
@@ -131,6 +137,10 @@ pub fn history_csv(history: &[EpochStats], layers: usize) -> Vec<u8> {
         .map(|s| s.to_string())
         .collect();
     header.extend((1..=layers).map(|l| format!("dead_l{l}")));
+    let grads = !history.is_empty() && history.iter().all(|e| e.grad_norms.is_some());
+    if grads {
+        header.extend(grad_columns(layers));
+    }
     w.write_record(&header).expect("in-memory csv");
     for e in history {
         let mut row = vec![
@@ -141,9 +151,19 @@ pub fn history_csv(history: &[EpochStats], layers: usize) -> Vec<u8> {
             e.val_acc.to_string(),
         ];
         row.extend(e.dead.iter().map(|d| d.to_string()));
+        if grads {
+            row.extend(e.grad_norms.iter().flatten().map(|g| g.to_string()));
+        }
         w.write_record(&row).expect("in-memory csv");
     }
     w.into_inner().expect("in-memory csv")
+}
+
+/// The gradient-norm columns of a history with `layers` conv layers.
+fn grad_columns(layers: usize) -> impl Iterator<Item = String> {
+    (1..=layers)
+        .map(|l| format!("grad_l{l}"))
+        .chain(std::iter::once("grad_dense".to_string()))
 }
 
 impl Run {
@@ -247,6 +267,9 @@ pub fn weights_from(bytes: &[u8], arch: &Arch) -> std::result::Result<Model, Str
 fn read_history(path: &Path, layers: usize) -> Result<Vec<EpochStats>> {
     let bad = |r: String| Error::bad(path, r);
     let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+    let header = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let grads = header.len() == 5 + layers + layers + 1
+        && header.iter().skip(5 + layers).eq(grad_columns(layers));
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
@@ -264,6 +287,15 @@ fn read_history(path: &Path, layers: usize) -> Result<Vec<EpochStats>> {
             dead: (0..layers)
                 .map(|l| num(5 + l).map(|v| v as usize))
                 .collect::<Result<_>>()?,
+            grad_norms: if grads {
+                Some(
+                    (0..=layers)
+                        .map(|l| num(5 + layers + l))
+                        .collect::<Result<_>>()?,
+                )
+            } else {
+                None
+            },
         });
     }
     Ok(out)
@@ -283,6 +315,7 @@ mod tests {
             val_loss: 1.05,
             val_acc: 0.5,
             dead: vec![0, 1],
+            grad_norms: Some(vec![0.25, 0.0, 1.5]),
         }];
         Run {
             meta: ModelMeta {
@@ -300,6 +333,7 @@ mod tests {
                     spec: None,
                     train: 10,
                     val: 5,
+                    test: Some(5),
                 },
                 train: TrainConfig::default(),
                 ending: Ending::Completed,

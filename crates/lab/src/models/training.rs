@@ -57,6 +57,7 @@ pub fn resolve_data(arg: &str, progress: &(dyn Fn(usize) + Sync)) -> Result<(Dat
         spec: dataset.meta.as_ref().map(|m| m.spec.clone()),
         train: dataset.train.len(),
         val: dataset.val.len(),
+        test: dataset.test.as_ref().map(|t| t.len()),
     };
     Ok((dataset, data_ref))
 }

@@ -79,19 +79,37 @@ pub fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
         }
         let after = evaluate(&model.pruned(&keep).unwrap(), data, Scaling::Unit).accuracy;
         assert_eq!(step.accuracy_after, after, "after step");
-        // The removed filter had the best accuracy; ties go to the lowest (layer, filter).
+        // The removed filter had the best accuracy; ties go to the lowest (layer, filter), or
+        // with `Ties::Loss` to the lowest loss of the smaller network first.
         if step.removed.len() == 1 {
             let best = step
                 .accuracies
                 .iter()
                 .flatten()
                 .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            let first = step
-                .accuracies
-                .iter()
-                .position(|a| *a == Some(best))
-                .unwrap();
-            assert_eq!(p.filters[first], step.removed[0]);
+            let tied: Vec<(usize, usize)> = (0..p.filters.len())
+                .filter(|&i| step.accuracies[i] == Some(best))
+                .map(|i| p.filters[i])
+                .collect();
+            let want = if ties == Ties::Loss {
+                let (rl, rf) = step.removed[0];
+                let loss = |&(l, f): &(usize, usize)| {
+                    let mut k2 = keep.clone();
+                    k2[rl][rf] = true; // the network before this step
+                    k2[l][f] = false;
+                    evaluate(&model.pruned(&k2).unwrap(), data, Scaling::Unit).loss
+                };
+                let mut pick = tied[0];
+                for c in &tied[1..] {
+                    if loss(c) < loss(&pick) {
+                        pick = *c;
+                    }
+                }
+                pick
+            } else {
+                tied[0]
+            };
+            assert_eq!(want, step.removed[0], "{ties:?} among {tied:?}");
         }
     }
     assert_eq!(keep, p.keep);
