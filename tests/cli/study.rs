@@ -85,7 +85,28 @@ fn small_study_end_to_end() {
         count("runs"),
         count("analyses"),
     );
-    assert_eq!(before.2, 12);
+    // 12 sweep runs and the 2 case nets, trained the full 3 epochs without early stopping.
+    assert_eq!(before.2, 12 + 2);
+    let db = rusqlite::Connection::open(a.path().join("s/shapelab.db")).unwrap();
+    let case_epochs: Vec<i64> = db
+        .prepare("SELECT epochs_run FROM runs WHERE experiment = 'small-cases' ORDER BY key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(case_epochs, vec![3, 3]);
+    // Every run was measured on the held-out test split.
+    let untested: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM runs WHERE test_acc IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(untested, 0);
+    drop(db);
+    assert!(report.contains("<b>Splits.</b>") && report.contains("held-out test split"));
     run_study(a.path(), "2");
     ok(a.path(), &["report", "s"]);
     assert_eq!(

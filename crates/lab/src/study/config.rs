@@ -106,6 +106,48 @@ impl Study {
     }
 }
 
+impl Study {
+    /// The case nets: every seed of each case's cell under the case condition, trained again
+    /// from the same initial weights (same seed) for the full number of epochs, without
+    /// stopping at the first perfect validation score, as the thesis trained the networks it
+    /// opened. An experiment of its own (`NAME-cases`), so the sweep's statistics never see
+    /// them.
+    pub fn case_plan(&self) -> Plan {
+        let name = format!("{}-cases", self.plan.name);
+        let mut plan = self.plan.clone();
+        plan.runs = self
+            .plan
+            .runs
+            .iter()
+            .filter(|r| {
+                self.table.cases.iter().any(|c| {
+                    self.plan.datasets[r.dataset].label == c.dataset
+                        && r.arch == c.arch
+                        && in_condition(&r.condition, &self.table.case_condition)
+                })
+            })
+            .map(|r| {
+                let mut r = r.clone();
+                r.key = format!("{name}{}", &r.key[self.plan.name.len()..]);
+                r.settings.early_stop = false;
+                r
+            })
+            .collect();
+        plan.text = format!(
+            "{}\n# case nets: the cells of [study] cases under {:?}, early_stop = false\n",
+            self.plan.text, self.table.case_condition
+        );
+        plan.name = name;
+        plan
+    }
+}
+
+/// True when a run's condition (`name` or `name,axis=value`) is `condition`, or any when it is
+/// empty.
+fn in_condition(run: &str, condition: &str) -> bool {
+    condition.is_empty() || run == condition || run.starts_with(&format!("{condition},"))
+}
+
 /// The runs of the study's plan found in the store (a store may hold other experiments).
 pub fn plan_runs(store: &Store, plan: &Plan) -> Result<Vec<RunRow>> {
     let keys: std::collections::HashSet<&str> = plan.runs.iter().map(|r| r.key.as_str()).collect();
@@ -129,11 +171,7 @@ pub fn case_population<'a>(runs: &'a [RunRow], case: &Case, condition: &str) -> 
     let mut v: Vec<&RunRow> = runs
         .iter()
         .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
-        .filter(|r| {
-            condition.is_empty()
-                || r.condition == condition
-                || r.condition.starts_with(&format!("{condition},"))
-        })
+        .filter(|r| in_condition(&r.condition, condition))
         .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
         .collect();
     v.sort_by_key(|r| r.seed_index);
@@ -144,11 +182,7 @@ pub fn pick_case(runs: &[RunRow], case: &Case, condition: &str) -> Option<(RunRo
     let mut cands: Vec<&RunRow> = runs
         .iter()
         .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
-        .filter(|r| {
-            condition.is_empty()
-                || r.condition == condition
-                || r.condition.starts_with(&format!("{condition},"))
-        })
+        .filter(|r| in_condition(&r.condition, condition))
         .collect();
     cands.sort_by_key(|r| r.seed_index);
     if let Some(r) = cands

@@ -27,6 +27,8 @@ pub struct ReportData {
     pub study: Study,
     /// The study's runs, by key.
     pub runs: Vec<RunRow>,
+    /// The case nets ([`Study::case_plan`]): the case cells' seeds trained the full epochs.
+    pub case_runs: Vec<RunRow>,
     /// Each dataset of the plan by label, with its stored description once a run used it.
     pub datasets: Vec<(String, Option<DatasetRow>)>,
     /// Every run's per-epoch history, by run key.
@@ -131,11 +133,12 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
             diagnoses.insert(r.key.clone(), d);
         }
     }
+    let case_runs = plan_runs(&store, &study.case_plan())?;
     let cases = study
         .table
         .cases
         .iter()
-        .map(|case| case_data(&store, &study, &runs, case))
+        .map(|case| case_data(&store, &study, &case_runs, case))
         .collect::<Result<_>>()?;
     let mut first_steps = BTreeMap::new();
     for r in &runs {
@@ -149,6 +152,7 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         text,
         study,
         runs,
+        case_runs,
         datasets,
         histories,
         stuck,

@@ -71,6 +71,21 @@ pub struct Headline {
     pub conditions: Vec<ConditionRate>,
     /// The best and worst condition, when their intervals do not overlap.
     pub decided: Option<(String, String)>,
+    /// Per condition, how the runs that learned (judged on validation) score on the held-out
+    /// test split; absent for a condition none of whose learned runs has a test accuracy.
+    pub held_out: Vec<(String, HeldOutScore)>,
+}
+
+/// Test accuracies of learned runs: the split that made no choice, so a learned label that
+/// reflects only the validation images would show here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldOutScore {
+    /// Learned runs with a test accuracy.
+    pub runs: usize,
+    pub median: f64,
+    pub lowest: f64,
+    /// Learned runs whose test accuracy is below 0.99.
+    pub below_99: usize,
 }
 
 /// How a thesis claim fares in this study.
@@ -415,14 +430,14 @@ pub struct PruningReading {
 }
 
 /// Reads a pruning table as the thesis did: how many removals (in order) cost at most 0.01
-/// of accuracy, how many keep it at or above 0.90, and which filters survive.
+/// of accuracy, how many keep it at or above 0.90, and which filters survive. The accuracies
+/// are the held-out ones along the chosen path when the table has them.
 pub fn pruning_reading(p: &PruneJson) -> PruningReading {
-    let initial = p.initial_accuracy;
+    let (_, initial, after) = p.reported();
     let (mut removed, mut keep99, mut keep90) = (0, 0, 0);
-    for st in &p.steps {
+    for (st, &a) in p.steps.iter().zip(&after) {
         let before = removed;
         removed += st.removed.len();
-        let a = st.accuracy_after;
         if a >= initial - 0.01 && keep99 == before {
             keep99 = removed;
         }
@@ -470,17 +485,23 @@ pub struct Redundancy {
     pub drop_difference: Option<(f64, f64, f64)>,
 }
 
-/// Per filter of every case: its single-removal drop (pruning's first step) and whether it
-/// has a twin by the measure the redundancy finding uses, as `(with twin, without)` drops.
+/// Per filter of every case: its single-removal drop (the interaction's diagonal, measured on
+/// the analysis's held-out split) and whether it has a twin by the measure the redundancy
+/// finding uses, as `(with twin, without)` drops.
 fn twin_drops(cases: &[(String, Analysis)], by_correlation: bool) -> (Vec<f64>, Vec<f64>) {
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for (_, a) in cases {
-        let (p, s) = (&a.pruning, &a.similarity);
-        let Some(first) = p.steps.first() else {
-            continue;
-        };
-        for (f, acc) in p.filters.iter().zip(&first.accuracies) {
-            let Some(acc) = acc else { continue };
+        let (i, s) = (&a.interaction, &a.similarity);
+        for (k, f) in i.filters.iter().enumerate() {
+            let Some(acc) = i
+                .accuracy
+                .get(k)
+                .and_then(|row| row.get(k))
+                .copied()
+                .flatten()
+            else {
+                continue;
+            };
             let Some(layer) = s.layers.iter().find(|l| l.layer == f.layer) else {
                 continue;
             };
@@ -489,13 +510,13 @@ fn twin_drops(cases: &[(String, Analysis)], by_correlation: bool) -> (Vec<f64>, 
             } else {
                 &layer.activation_cosine
             };
-            let i = f.filter - 1;
-            let Some(row) = m.get(i) else { continue };
+            let at = f.filter - 1;
+            let Some(row) = m.get(at) else { continue };
             let twin = row
                 .iter()
                 .enumerate()
-                .any(|(j, &v)| j != i && v >= s.threshold);
-            let drop = p.initial_accuracy - acc;
+                .any(|(j, &v)| j != at && v >= s.threshold);
+            let drop = i.base_accuracy - acc;
             if twin {
                 with.push(drop);
             } else {
@@ -801,9 +822,31 @@ pub fn headline(runs: &[RunRow], conds: &[&str]) -> Headline {
         (Some(b), Some(w)) if b.2 .0 > w.2 .1 => Some((b.0.clone(), w.0.clone())),
         _ => None,
     };
+    let held_out = conds
+        .iter()
+        .filter_map(|c| {
+            let mut acc: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.condition == *c && r.outcome == Outcome::Learned)
+                .filter_map(|r| r.test_acc)
+                .collect();
+            let lowest = acc.iter().copied().reduce(f64::min)?;
+            let below_99 = acc.iter().filter(|&&a| a < 0.99).count();
+            Some((
+                c.to_string(),
+                HeldOutScore {
+                    runs: acc.len(),
+                    median: median(&mut acc)?,
+                    lowest,
+                    below_99,
+                },
+            ))
+        })
+        .collect();
     Headline {
         conditions,
         decided,
+        held_out,
     }
 }
 
@@ -941,12 +984,13 @@ pub fn case_claims(cases: &[(String, Analysis)], sources: &BTreeMap<String, Stri
 }
 
 /// Accuracy once at least `removed` filters are gone along a pruning path (`None` if it never
-/// removes that many).
+/// removes that many), held-out when the table has it.
 fn accuracy_after(p: &PruneJson, removed: usize) -> Option<f64> {
+    let (_, _, after) = p.reported();
     let mut gone = 0;
-    p.steps.iter().find_map(|st| {
+    p.steps.iter().zip(after).find_map(|(st, a)| {
         gone += st.removed.len();
-        (gone >= removed).then_some(st.accuracy_after)
+        (gone >= removed).then_some(a)
     })
 }
 
@@ -1323,6 +1367,19 @@ mod tests {
         q.steps[0].accuracy_after = 0.95;
         let r = pruning_reading(&q);
         assert_eq!((r.keep99, r.keep90), (0, 3));
+        // With a held-out measurement of the path, that is what is read: here test says the
+        // second step already fell below 0.99 and the third below 0.90.
+        let mut h = p.clone();
+        h.held_out = Some(crate::analyses::pruning::HeldOut {
+            split: shapes::Split::Test,
+            images: 30,
+            initial_accuracy: 0.99,
+            after: vec![0.99, 0.97, 0.85],
+        });
+        let r = pruning_reading(&h);
+        assert_eq!((r.initial, r.keep99, r.keep90), (0.99, 2, 3));
+        assert_eq!(accuracy_after(&h, 3), Some(0.97));
+        assert_eq!(accuracy_after(&p, 3), Some(0.995));
         // A stored table missing a field does not read back as zeros.
         let mut broken = serde_json::to_value(&p).unwrap();
         broken.as_object_mut().unwrap().remove("initial_accuracy");
@@ -1416,6 +1473,29 @@ mod tests {
         more.extend(runs(&[("16-4", "sgd", "stuck", 15)]));
         let h = headline(&more, &["adam", "sgd"]);
         assert_eq!(h.decided, Some(("adam".to_string(), "sgd".to_string())));
+        // No run has a test accuracy: nothing is claimed about the held-out split.
+        assert!(h.held_out.is_empty());
+        // Learned runs' test accuracies, per condition: 1.0, 0.98, 0.995 under adam.
+        for (r, t) in more
+            .iter_mut()
+            .filter(|r| r.condition == "adam" && r.outcome == Outcome::Learned)
+            .zip([1.0, 0.98, 0.995])
+        {
+            r.test_acc = Some(t);
+        }
+        let h = headline(&more, &["adam", "sgd"]);
+        assert_eq!(
+            h.held_out,
+            vec![(
+                "adam".to_string(),
+                HeldOutScore {
+                    runs: 3,
+                    median: 0.995,
+                    lowest: 0.98,
+                    below_99: 1
+                }
+            )]
+        );
     }
 
     #[test]
@@ -1885,11 +1965,19 @@ mod tests {
                 (2, Criterion::Taylor, Some(0.3)),
             ],
         );
-        // Single-removal drops from each table's first step: with twins 0.01 and 0.02 (case
-        // a), without 0.3 and 0.2 (case b); layer 2 has no similarity layer, so it is skipped.
+        // Single-removal drops from each interaction diagonal (the held-out split): with twins
+        // 0.01 and 0.02 (case a), without 0.3 and 0.2 (case b); layer 2 has no similarity
+        // layer, so it is skipped. The pruning tables' own first steps say otherwise and are
+        // not read.
         let (mut a, mut b) = (a, b);
-        a.pruning.steps[0].accuracies = vec![Some(0.99), Some(0.98), Some(0.5)];
-        b.pruning.steps[0].accuracies = vec![Some(0.7), Some(0.8), Some(0.5)];
+        for (x, diag) in [(&mut a, [0.99, 0.98, 0.5]), (&mut b, [0.7, 0.8, 0.5])] {
+            x.interaction.filters = x.pruning.filters.clone();
+            x.interaction.base_accuracy = 1.0;
+            x.interaction.accuracy = (0..3)
+                .map(|i| (0..3).map(|j| (i == j).then_some(diag[i])).collect())
+                .collect();
+            x.pruning.steps[0].accuracies = vec![Some(0.1), Some(0.2), Some(0.3)];
+        }
         let cases = vec![
             ("size-8-16-32".to_string(), a),
             ("rotation-2-1".to_string(), b),
@@ -1955,7 +2043,7 @@ mod tests {
             "seeded: the same band"
         );
         assert!((g.index_control[0].1 - 3f64.sqrt() / 2.0).abs() < 1e-12);
-        // Each example table has one step whose accuracies are empty: no tie.
+        // Each example table has one step, its best accuracy reached once: no tie.
         assert_eq!(g.tied_steps, Tally { k: 0, n: 2 });
         assert_eq!(Agreement::accord(&g.layers[0].1), Accord::Agree);
         assert_eq!(Agreement::accord(&[(Criterion::L1Norm, 0.3)]), Accord::Weak);

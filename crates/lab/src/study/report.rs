@@ -212,25 +212,61 @@ fn pruning_table(p: &PruneJson) -> String {
             let a = st.accuracies.get(j).copied().flatten();
             let cell = match (a, removed_at[j]) {
                 (_, Some(r)) if r < i + 1 => "<td class=\"gone\">-</td>".to_string(),
-                (Some(a), Some(r)) if r == i + 1 => format!("<td class=\"removed\">{a:.4}</td>"),
-                (Some(a), _) => format!("<td>{a:.4}</td>"),
+                (Some(a), Some(r)) if r == i + 1 => {
+                    format!("<td class=\"removed\" style=\"{}\">{a:.4}</td>", grade(a))
+                }
+                (Some(a), _) => format!("<td style=\"{}\">{a:.4}</td>", grade(a)),
                 (None, _) => "<td></td>".into(),
             };
             s += &cell;
         }
         s += "</tr>";
     }
-    s += "<tr><td><b>after</b></td>";
+    let _ = write!(s, "<tr><td><b>after ({})</b></td>", esc(&p.on));
     for st in steps {
         let _ = write!(s, "<td><b>{:.4}</b></td>", st.accuracy_after);
     }
-    s + "</tr></tbody></table></div>"
+    s += "</tr>";
+    if let Some(h) = &p.held_out {
+        let _ = write!(
+            s,
+            "<tr class=\"held\"><td><b>after ({})</b></td>",
+            h.split.name()
+        );
+        for a in &h.after {
+            let _ = write!(s, "<td><b>{a:.4}</b></td>");
+        }
+        s += "</tr>";
+    }
+    s + "</tbody></table></div>"
+}
+
+/// A pruning cell's background by its accuracy: white at 1.0, through yellow, to a deep
+/// orange-red at chance (1/3) and below, so a table reads at a glance where accuracy falls.
+fn grade(a: f64) -> String {
+    let t = ((1.0 - a) / (1.0 - 1.0 / 3.0)).clamp(0.0, 1.0);
+    // Two linear pieces: white (255,255,255) -> yellow (254,224,139) -> red (215,48,39).
+    let mix = |x: [f64; 3], y: [f64; 3], u: f64| -> [u8; 3] {
+        [0, 1, 2].map(|i| (x[i] + (y[i] - x[i]) * u).round() as u8)
+    };
+    let (white, yellow, red) = (
+        [255.0, 255.0, 255.0],
+        [254.0, 224.0, 139.0],
+        [215.0, 48.0, 39.0],
+    );
+    let c = if t < 0.5 {
+        mix(white, yellow, t * 2.0)
+    } else {
+        mix(yellow, red, t * 2.0 - 1.0)
+    };
+    format!("background:rgb({},{},{})", c[0], c[1], c[2])
 }
 
 fn pruning_summary(p: &PruneJson) -> String {
     let r = pruning_reading(p);
+    let (split, _, _) = p.reported();
     format!(
-        "Starting from {:.4} with {} filters: the first {} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {}; the minimal network keeps {} ({} evaluations, exact).",
+        "On the {split} split, starting from {:.4} with {} filters: the first {} removals cost at most 0.01 of accuracy, and accuracy stays at or above 0.90 for the first {}; the minimal network keeps {} ({} evaluations, exact).",
         r.initial,
         r.filters,
         r.keep99,
@@ -350,10 +386,33 @@ fn headline_html(h: &mut String, x: &Headline) {
         }
         None => String::new(),
     };
+    let held: Vec<String> = x
+        .held_out
+        .iter()
+        .map(|(c, s)| {
+            format!(
+                "under {} a median {:.3} (lowest {:.3}; {} of {} below 0.99)",
+                esc(cond_name(c)),
+                s.median,
+                s.lowest,
+                s.below_99,
+                s.runs
+            )
+        })
+        .collect();
+    let held = if held.is_empty() {
+        " The datasets have no held-out test split, so every accuracy here is on validation."
+            .to_string()
+    } else {
+        format!(
+            " Runs are judged learned on the validation split they stopped on; on the held-out test split, which made no choice, the learned runs score {}.",
+            held.join("; ")
+        )
+    };
     finding(
         h,
         "The headline.",
-        &format!("{}.{verdict}", capitalise(&parts.join("; "))),
+        &format!("{}.{verdict}{held}", capitalise(&parts.join("; "))),
     );
 }
 
@@ -781,6 +840,44 @@ fn agreement_html(h: &mut String, a: &Agreement) {
     );
 }
 
+/// What each split is for, with each dataset's sizes, and which datasets lack a test split.
+fn splits_note(c: &ReportData) -> String {
+    let sizes: Vec<String> = c
+        .datasets
+        .iter()
+        .filter_map(|(label, d)| {
+            let d = d.as_ref()?;
+            Some(format!(
+                "{} {}/{}/{}",
+                esc(label),
+                d.train,
+                d.val,
+                d.test.map_or("none".to_string(), |t| t.to_string())
+            ))
+        })
+        .collect();
+    let missing: Vec<String> = c
+        .datasets
+        .iter()
+        .filter(|(_, d)| d.as_ref().is_some_and(|d| d.test.is_none()))
+        .map(|(l, _)| esc(l))
+        .collect();
+    let mut h = format!(
+        "<p><b>Splits.</b> Every dataset has a training, a validation and a held-out test split (train/val/test images: {}). Training stops on validation, outcomes are read from the validation curve, and every choice is made on validation: the case picks, the pruning steps, the events then tested. Every accuracy reported for a run, a pruned network or a filter is measured on the test split, which made no choice.",
+        sizes.join("; ")
+    );
+    if !missing.is_empty() {
+        let _ = write!(
+            h,
+            " <b>{} {} no test split</b> (made before shapelab had one): {} numbers are on validation, which also made the choices.",
+            missing.join(", "),
+            if missing.len() == 1 { "has" } else { "have" },
+            if missing.len() == 1 { "its" } else { "their" }
+        );
+    }
+    h + "</p>"
+}
+
 /// Section 1: each dataset with its contact sheet, factor histograms and panel.
 fn datasets_section(c: &ReportData) -> Result<String> {
     let dir = c.dir.as_path();
@@ -1024,10 +1121,17 @@ fn stuck_section(stuck_groups: &[crate::experiments::stuck::StuckGroup]) -> Stri
 fn cases_section(c: &ReportData) -> String {
     let study = &c.study;
     let mut h = String::new();
+    let epochs: Vec<usize> = c.case_runs.iter().map(|r| r.epochs_run).collect();
+    let (lo, hi) = (
+        epochs.iter().min().copied().unwrap_or(0),
+        epochs.iter().max().copied().unwrap_or(0),
+    );
     let _ = write!(
         h,
-        "<section id=\"cases\"><h2>4. Case studies</h2><p>{}, each the first seed that learned.</p>",
-        esc(&cases_sentence(&study.table.cases))
+        "<section id=\"cases\"><h2>4. Case studies</h2><p>{}. The networks opened here are the case cells' seeds of <b>{}</b> trained again from the same initial weights for the full {} epochs, without stopping at the first perfect validation score, as the thesis trained the networks it opened; each case shows the first seed that learned, and the findings measure every learned seed.</p>",
+        esc(&cases_sentence(&study.table.cases)),
+        esc(cond_name(&study.table.case_condition)),
+        if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }
     );
     for case in &c.cases {
         h += &case_article(&c.dir, case);
@@ -1058,13 +1162,14 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
     let _ =
         write!(
         h,
-        "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4} {}{}.</p>",
+        "<p>Run <code>{}</code>: {} ({} parameters on {}x{}), validation accuracy {:.4}{} {}{}.</p>",
         esc(&row.key),
         esc(&case.arch.to_string()),
         p.arch.param_count(),
         ds.width,
         ds.height,
         row.val_acc,
+        row.test_acc.map_or(String::new(), |t| format!(", held-out test accuracy {t:.4}")),
         match row.epochs_to_learn {
             Some(e) => format!("(learned at epoch {e}; training ran {} epochs)", row.epochs_run),
             None => format!("after {} epochs", row.epochs_run),
@@ -1098,7 +1203,15 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
         h += "<p class=\"missing\">The case analysis is not in the store yet; run <code>shapelab study</code> again.</p></article>";
         return h;
     };
-    h += "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy after removing each filter at each step; orange: the filter removed; green: the filters of the minimal network.</p>";
+    let _ = write!(
+        h,
+        "<h4>Greedy pruning (the thesis's Tables 4, 6, 7, 9-11)</h4><p class=\"note\">Accuracy on the {} validation images after removing each filter at each step: they choose the step (one filter a step; equal accuracies go to the removal that leaves the lower validation loss, not to the lower filter number). Cells are shaded from white (1.0) to red (chance); an orange frame marks the filter removed, green the filters of the minimal network.{}</p>",
+        a.pruning.images,
+        match &a.pruning.held_out {
+            Some(x) => format!(" The last row measures the same networks on the {} held-out {} images, which made no choice; the numbers in the text come from it.", x.images, x.split.name()),
+            None => " This dataset has no held-out split, so the table's own numbers are reported.".into(),
+        }
+    );
     h += &pruning_table(&a.pruning);
     h += &format!("<p>{}</p>", pruning_summary(&a.pruning));
     h += "<div class=\"row\">";
@@ -1143,7 +1256,8 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
         for e in events.iter().take(8) {
             let test = match (e.flips, e.p_value) {
                 (Some((b, c)), Some(p)) => format!(
-                    " ({b} images turned right, {c} turned wrong; exact McNemar p = {p:.2e})"
+                    " (found on validation; on the {} split {b} images turned right, {c} turned wrong; exact McNemar p = {p:.2e})",
+                    a.measured().name()
                 ),
                 _ => String::new(),
             };
@@ -1155,8 +1269,10 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
     let nf = a.failures.failures.len();
     let _ = write!(
         h,
-        "<p>{} of {} validation images misclassified.</p>",
-        nf, a.failures.images
+        "<p>{} of {} {} images misclassified.</p>",
+        nf,
+        a.failures.images,
+        a.measured().name()
     );
     if nf == 0 {
         h += "<p>With no image misclassified, accuracy is 100% in every bin of every factor: there are no failures to place, and the by-factor charts are not shown.</p></article>";
@@ -1216,6 +1332,7 @@ fn render(c: &ReportData) -> Result<String> {
     h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
     h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
 
+    h += &splits_note(c);
     h += &datasets_section(c)?;
     h += &sweep_section(c)?;
     h += &stuck_section(&c.stuck);
@@ -1261,6 +1378,18 @@ mod tests {
             points((0.27, 0.13, 0.4)),
             "+27 points (95% interval +13 to +40)"
         );
+    }
+
+    #[test]
+    fn pruning_cells_are_graded_by_accuracy() {
+        assert_eq!(grade(1.0), "background:rgb(255,255,255)");
+        assert_eq!(grade(1.0 / 3.0), "background:rgb(215,48,39)");
+        assert_eq!(
+            grade(0.1),
+            grade(1.0 / 3.0),
+            "below chance is as red as chance"
+        );
+        assert_eq!(grade(2.0 / 3.0), "background:rgb(254,224,139)");
     }
 
     #[test]

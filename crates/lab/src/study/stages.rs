@@ -128,13 +128,20 @@ pub fn run(
     obs.stage(1, total, "datasets, panels and contact sheets");
     datasets_stage(dir, &study)?;
     obs.stage(2, total, "the sweep");
-    let store_path = sweep_stage(dir, &study, source, jobs, cancel, obs)?;
+    let store_path = sweep_stage(dir, &study.plan, source, jobs, cancel, obs)?;
     let store = Store::open(&store_path)?;
     let runs = plan_runs(&store, &study.plan)?;
     obs.stage(3, total, "the stuck runs, trained further");
     stuck_stage(&store, &study, &runs, jobs, obs)?;
-    obs.stage(4, total, "the case studies");
-    cases_stage(dir, &store, &study, &runs, cancel, obs)?;
+    obs.stage(
+        4,
+        total,
+        "the case studies: their nets trained the full epochs, then opened",
+    );
+    let case_plan = study.case_plan();
+    sweep_stage(dir, &case_plan, source, jobs, cancel, obs)?;
+    let case_runs = plan_runs(&store, &case_plan)?;
+    cases_stage(dir, &store, &study, &case_runs, cancel, obs)?;
     obs.stage(5, total, "the report");
     crate::study::report::build(dir)
 }
@@ -190,16 +197,16 @@ fn datasets_stage(dir: &Path, study: &Study) -> Result<()> {
     Ok(())
 }
 
-/// Stage 2: the sweep into `DIR/shapelab.db`; returns the store's path.
+/// Stage 2 (and the case nets of stage 4): `plan` swept into `DIR/shapelab.db`; returns the
+/// store's path.
 fn sweep_stage(
     dir: &Path,
-    study: &Study,
+    plan: &crate::experiments::experiment::Plan,
     source: &str,
     jobs: usize,
     cancel: &std::sync::atomic::AtomicBool,
     obs: &dyn StudyObserver,
 ) -> Result<PathBuf> {
-    let plan = &study.plan;
     let store_path = dir.join("shapelab.db");
     let opts = SweepOptions {
         shard: None,
@@ -361,8 +368,9 @@ fn rescue_sample(runs: &[RunRow], limit: Option<usize>) -> Vec<RunRow> {
         .collect()
 }
 
-/// Stage 4: every case study picked and analysed in full into `cases/SLUG/`, its analysis
-/// recorded in the store (a case done before is skipped).
+/// Stage 4: every case study picked from its nets (`runs`: the case plan's, trained the full
+/// epochs) and analysed in full into `cases/SLUG/`, its analysis recorded in the store (a case
+/// done before is skipped).
 fn cases_stage(
     dir: &Path,
     store: &Store,
@@ -427,11 +435,11 @@ fn cases_stage(
         let stats = crate::inside::filterstats::filter_stats(
             &run.model,
             &data,
-            shapes::Split::Val,
+            data.held_out(),
             scaling,
             5,
         );
-        stats.save(&out, shapes::Split::Val)?;
+        stats.save(&out, data.held_out())?;
         // The run's name in titles: its dataset and seed (the analysis adds the architecture).
         let run_name = format!("{} seed {}", case.dataset, row.seed_index);
         let report = crate::analyses::analysis::analyze(
