@@ -1,5 +1,7 @@
-//! A small RGB raster canvas for the figures shapelab draws (contact sheets, later activation
-//! and kernel sheets), with text in the public-domain 8x8 bitmap font of `font8x8`.
+//! A small RGB raster canvas for the image sheets shapelab draws (contact sheets, activation
+//! and kernel sheets, image grids), with text in the public-domain 8x8 bitmap font of
+//! `font8x8`; charts (axes, curves, bars, matrices) are drawn onto it by [`crate::chart`] with
+//! plotters and a real typeface.
 //!
 //! Bitmap text keeps every sheet pixel-exact and reproducible across machines (no font
 //! lookup, no hinting, no anti-aliasing differences), which golden-image tests rely on. The

@@ -24,6 +24,7 @@
 
 pub mod analyses;
 pub mod bench;
+pub mod chart;
 pub mod data;
 pub mod draw;
 pub mod error;

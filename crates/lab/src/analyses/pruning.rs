@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tinycnn::prune::Pruning;
 
 use crate::data::dataset::Dataset;
-use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
+use crate::draw::{Canvas, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::files::fsio::write_file_atomic;
 use crate::models::run::{Metrics, Run};
@@ -335,67 +335,76 @@ impl PruneJson {
     }
 }
 
-/// Accuracy against step: the curve of the thesis's Figures 22-29.
+/// Accuracy against step: the curve of the thesis's Figures 22-29, on the split that chose the
+/// steps and, when there is one, on the held-out split; drawn with plotters
+/// ([`crate::chart`]).
 pub fn curve(p: &PruneJson, title: &str) -> Canvas {
-    let (w, h) = (560usize, 320usize);
-    let (left, top, pw, ph) = (60usize, 40usize, 470usize, 220usize);
-    let mut c = Canvas::new(w, h, PAPER);
-    c.text(12, 10, title, 1, INK);
-    c.frame(left, top, pw, ph, FRAME);
+    use plotters::prelude::*;
     let steps = p.steps.len().max(1);
-    let xy = |i: usize, a: f64| -> (i64, i64) {
-        let x = left as f64 + pw as f64 * i as f64 / steps as f64;
-        let y = top as f64 + ph as f64 * (1.0 - a.clamp(0.0, 1.0));
-        (x.round() as i64, y.round() as i64)
-    };
-    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let (_, y) = xy(0, t);
-        c.fill(left, y as usize, pw, 1, [225, 225, 220]);
-        c.text(12, (y - 4) as usize, &format!("{t:.2}"), 1, FAINT);
-    }
-    let path = |initial: f64, after: &mut dyn Iterator<Item = f64>| -> Vec<(i64, i64)> {
-        std::iter::once(xy(0, initial))
-            .chain(after.enumerate().map(|(i, a)| xy(i + 1, a)))
-            .collect()
-    };
-    let chosen = path(
-        p.initial_accuracy,
-        &mut p.steps.iter().map(|s| s.accuracy_after),
-    );
-    // The split that chose the steps in grey when a held-out curve is drawn over it.
     let (blue, grey) = ([33, 102, 172], [150, 150, 150]);
-    let mut lines = vec![(chosen, if p.held_out.is_some() { grey } else { blue })];
-    if let Some(h) = &p.held_out {
-        lines.push((path(h.initial_accuracy, &mut h.after.iter().copied()), blue));
-        c.text(
-            left + pw - 250,
-            top - 14,
-            &format!("{} (chose the steps)", p.on),
-            1,
-            grey,
-        );
-        c.text(left + pw - 90, top - 14, h.split.name(), 1, blue);
-    }
-    for (pts, colour) in &lines {
-        for w2 in pts.windows(2) {
-            c.line(w2[0], w2[1], *colour);
+    let chosen: Vec<(usize, f64)> = std::iter::once((0, p.initial_accuracy))
+        .chain(
+            p.steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i + 1, s.accuracy_after)),
+        )
+        .collect();
+    let held: Option<(&str, Vec<(usize, f64)>)> = p.held_out.as_ref().map(|h| {
+        (
+            h.split.name(),
+            std::iter::once((0, h.initial_accuracy))
+                .chain(h.after.iter().copied().enumerate().map(|(i, a)| (i + 1, a)))
+                .collect(),
+        )
+    });
+    crate::chart::draw(600, 340, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, crate::chart::text(14.0, INK))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0..steps, 0.0..1.02)?;
+        chart
+            .configure_mesh()
+            .x_desc("pruning step")
+            .y_desc("accuracy after the step")
+            .x_labels(steps.min(12) + 1)
+            .y_labels(6)
+            .y_label_formatter(&|v| crate::chart::short_number(*v))
+            .label_style(crate::chart::text(12.0, INK))
+            .axis_desc_style(crate::chart::text(12.0, INK))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(crate::chart::rgb([214, 214, 208]))
+            .axis_style(crate::chart::rgb(FRAME))
+            .draw()?;
+        let mut lines = vec![(
+            format!("{} (chose the steps)", p.on),
+            &chosen,
+            if held.is_some() { grey } else { blue },
+        )];
+        if let Some((name, pts)) = &held {
+            lines.push((format!("{name} (held out)"), pts, blue));
         }
-        for &(x, y) in pts {
-            c.fill((x - 2) as usize, (y - 2) as usize, 5, 5, *colour);
+        for (name, pts, colour) in lines {
+            let c = crate::chart::rgb(colour);
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&xy| Circle::new(xy, 3, c.filled())))?;
         }
-    }
-    c.text(left, top + ph + 10, "0", 1, FAINT);
-    let last = format!("{steps}");
-    c.text(
-        left + pw - Canvas::text_width(&last, 1),
-        top + ph + 10,
-        &last,
-        1,
-        FAINT,
-    );
-    c.text(left + pw / 2 - 60, top + ph + 24, "pruning step", 1, INK);
-    c.text(left, top - 14, "accuracy after the step", 1, INK);
-    c
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .label_font(crate::chart::text(12.0, INK))
+            .background_style(crate::chart::rgb(PAPER).mix(0.9))
+            .border_style(crate::chart::rgb(FRAME))
+            .draw()?;
+        Ok(())
+    })
 }
 
 /// The network `keep` leaves of `run` (`keep[l][f]`: filter `f` of conv layer `l` stays), as

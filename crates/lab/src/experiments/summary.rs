@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::draw::{viridis, Canvas, FAINT, INK, PAPER};
+use crate::draw::{viridis, Canvas, FAINT, INK};
 use crate::error::{Error, Result};
 use crate::experiments::store::RunRow;
 use crate::files::fsio::write_file_atomic;
@@ -222,90 +222,143 @@ pub fn to_text(groups: &[Group]) -> String {
 }
 
 /// The heatmap of every group: a FILTER1 x FILTER2 grid coloured by success rate, each cell
-/// labelled `k/n` and its interval; other architectures in a row below.
+/// labelled `k/n` and its interval; other architectures in a row below. Drawn with plotters
+/// ([`crate::chart`]).
 pub fn heatmap(groups: &[Group]) -> Canvas {
-    const CW: usize = 104;
-    const CH: usize = 46;
-    const M: usize = 20;
+    use crate::chart::{label, rgb, text};
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, VPos};
+    const CW: i32 = 104;
+    const CH: i32 = 48;
+    const M: i32 = 20;
+    const LEFT: i32 = 70;
     let mut panels = Vec::new();
     for g in groups {
         let (rows, cols) = grid_axes(g);
         let others: Vec<&Cell> = g.cells.iter().filter(|c| c.arch.layers() != 2).collect();
-        let grid_w = 60 + cols.len().max(others.len()) * CW;
-        let grid_h = 40 + 20 + rows.len() * CH + if others.is_empty() { 0 } else { CH + 24 };
+        let grid_w = LEFT + cols.len().max(others.len()) as i32 * CW;
+        let grid_h = 44 + 20 + rows.len() as i32 * CH + if others.is_empty() { 0 } else { CH + 24 };
         panels.push((g, rows, cols, others, grid_w, grid_h));
     }
-    let width = panels.iter().map(|p| p.4).max().unwrap_or(300).max(420) + 2 * M;
-    let legend = 50;
-    let height = panels.iter().map(|p| p.5 + M).sum::<usize>() + 2 * M + legend;
-    let mut c = Canvas::new(width, height, PAPER);
-    let mut y = M;
-    c.text(M, y, "success rate (learned/runs, Wilson 95%)", 1, INK);
-    for i in 0..=200 {
-        c.fill(M + i, y + 14, 1, 12, viridis(i as f64 / 200.0));
-    }
-    c.text(M, y + 30, "0%", 1, FAINT);
-    c.text(M + 200 - 24, y + 30, "100%", 1, FAINT);
-    y += legend;
-    let cell = |c: &mut Canvas, x: usize, y: usize, cell: &Cell| {
-        let col = viridis(cell.rate);
-        c.fill(x, y, CW - 4, CH - 4, col);
-        let lum = 0.3 * col[0] as f64 + 0.59 * col[1] as f64 + 0.11 * col[2] as f64;
-        let ink = if lum > 140.0 { INK } else { [250, 250, 250] };
-        c.text(
-            x + 6,
-            y + 6,
-            &format!("{}/{}", cell.learned, cell.runs),
-            2,
-            ink,
-        );
-        c.text(
-            x + 6,
-            y + 28,
-            &format!("{:.0}-{:.0}%", 100.0 * cell.low, 100.0 * cell.high),
-            1,
-            ink,
-        );
-    };
-    for (g, rows, cols, others, _, h) in &panels {
-        let cond = if g.condition.is_empty() {
-            String::new()
-        } else {
-            format!("  {}", g.condition)
+    let width = panels.iter().map(|p| p.4).max().unwrap_or(300).max(440) + 2 * M;
+    let legend = 60;
+    let height = panels.iter().map(|p| p.5 + M).sum::<i32>() + 2 * M + legend;
+    crate::chart::draw(width as usize, height as usize, |area| {
+        let (ink, faint) = (text(13.0, INK), text(12.0, FAINT));
+        let mut y = M;
+        label(
+            area,
+            "success rate (learned/runs, Wilson 95%)",
+            (M, y),
+            &ink,
+            HPos::Left,
+            VPos::Top,
+        )?;
+        crate::chart::colorbar(
+            area,
+            (M, y + 20),
+            220,
+            crate::draw::Colormap::Viridis,
+            (0.0, 100.0),
+            "%",
+        )?;
+        y += legend;
+        let cell = |x: i32, y: i32, cell: &Cell| -> crate::chart::Drawn {
+            let col = viridis(cell.rate);
+            area.draw(&Rectangle::new(
+                [(x, y), (x + CW - 4, y + CH - 4)],
+                rgb(col).filled(),
+            ))?;
+            let on = crate::analyses::plots::legible_on(col);
+            label(
+                area,
+                &format!("{}/{}", cell.learned, cell.runs),
+                (x + 8, y + 5),
+                &text(18.0, on),
+                HPos::Left,
+                VPos::Top,
+            )?;
+            label(
+                area,
+                &format!("{:.0}\u{2013}{:.0}%", 100.0 * cell.low, 100.0 * cell.high),
+                (x + 8, y + 28),
+                &text(12.0, on),
+                HPos::Left,
+                VPos::Top,
+            )
         };
-        c.text(M, y, &format!("{}{cond}", g.dataset), 1, INK);
-        let top = y + 40;
-        if !rows.is_empty() {
-            c.text(M, y + 20, "F1 \\ F2", 1, FAINT);
-            for (j, col) in cols.iter().enumerate() {
-                c.text(
-                    M + 60 + j * CW + CW / 2 - 8,
-                    y + 20,
-                    &col.to_string(),
-                    1,
-                    INK,
-                );
-            }
-            for (i, row) in rows.iter().enumerate() {
-                c.text(M + 20, top + i * CH + CH / 2 - 6, &row.to_string(), 1, INK);
+        for (g, rows, cols, others, _, h) in &panels {
+            let cond = if g.condition.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", g.condition)
+            };
+            label(
+                area,
+                &format!("{}{cond}", g.dataset),
+                (M, y),
+                &text(14.0, INK),
+                HPos::Left,
+                VPos::Top,
+            )?;
+            let top = y + 44;
+            if !rows.is_empty() {
+                label(area, "F1 \\ F2", (M, y + 24), &faint, HPos::Left, VPos::Top)?;
                 for (j, col) in cols.iter().enumerate() {
-                    if let Some(x) = g.cells.iter().find(|x| x.arch.filters() == [*row, *col]) {
-                        cell(&mut c, M + 60 + j * CW, top + i * CH, x);
+                    let x = M + LEFT + j as i32 * CW + CW / 2;
+                    label(
+                        area,
+                        &col.to_string(),
+                        (x, y + 24),
+                        &ink,
+                        HPos::Center,
+                        VPos::Top,
+                    )?;
+                }
+                for (i, row) in rows.iter().enumerate() {
+                    let yy = top + i as i32 * CH + CH / 2 - 2;
+                    label(
+                        area,
+                        &row.to_string(),
+                        (M + LEFT - 12, yy),
+                        &ink,
+                        HPos::Right,
+                        VPos::Center,
+                    )?;
+                    for (j, col) in cols.iter().enumerate() {
+                        if let Some(x) = g.cells.iter().find(|x| x.arch.filters() == [*row, *col]) {
+                            cell(M + LEFT + j as i32 * CW, top + i as i32 * CH, x)?;
+                        }
                     }
                 }
             }
-        }
-        if !others.is_empty() {
-            let oy = top + rows.len() * CH + 4;
-            c.text(M, oy + 14 + CH / 2 - 6, "1 layer", 1, FAINT);
-            for (j, x) in others.iter().enumerate() {
-                c.text(M + 60 + j * CW, oy, &x.arch.to_string(), 1, INK);
-                cell(&mut c, M + 60 + j * CW, oy + 14, x);
+            if !others.is_empty() {
+                let oy = top + rows.len() as i32 * CH + 4;
+                label(
+                    area,
+                    "1 layer",
+                    (M, oy + 16 + CH / 2),
+                    &faint,
+                    HPos::Left,
+                    VPos::Center,
+                )?;
+                for (j, x) in others.iter().enumerate() {
+                    let xx = M + LEFT + j as i32 * CW;
+                    label(
+                        area,
+                        &x.arch.to_string(),
+                        (xx, oy),
+                        &ink,
+                        HPos::Left,
+                        VPos::Top,
+                    )?;
+                    cell(xx, oy + 16, x)?;
+                }
             }
+            y += h + M;
         }
-        y += h + M;
-    }
-    c
+        Ok(())
+    })
 }
 
 /// The thesis's table layout (its Tables 2, 5 and 8): one row per run.

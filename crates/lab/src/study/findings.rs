@@ -242,6 +242,27 @@ pub struct Inputs<'a> {
     pub continuations: &'a [crate::experiments::store::ContinuationRow],
     /// Replayed first updates, by run key.
     pub first_steps: &'a BTreeMap<String, FirstSteps>,
+    /// Every run's per-epoch history, by run key.
+    pub histories: &'a BTreeMap<String, Vec<tinycnn::EpochStats>>,
+}
+
+/// When the last conv layer dies during training and what that does to its gradient, failed
+/// against learned runs of one condition, from the per-epoch records (dead filters and
+/// weight-gradient norms per layer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dying {
+    pub condition: String,
+    /// Runs whose last conv layer was entirely dead (silent on every training image) at the
+    /// end of some epoch, `(failed, learned)`; over the runs with per-epoch records.
+    pub all_dead: (Tally, Tally),
+    /// The median epoch at which that first happened, over the failed runs where it did.
+    pub all_dead_epoch: Option<f64>,
+    /// Runs in which the last conv layer's weights received exactly zero gradient over a
+    /// whole epoch, `(failed, learned)`; over the runs with recorded gradient norms.
+    pub zero_gradient: (Tally, Tally),
+    /// Of the failed runs with a zero-gradient epoch, those whose dense weights received
+    /// exactly zero gradient in that epoch too (then only the output bias still moves).
+    pub dense_zero_too: Tally,
 }
 
 /// When the filters of failed runs die, against learned runs of the same condition, from
@@ -337,6 +358,73 @@ pub fn mechanism(inp: &Inputs, condition: &str) -> Option<Mechanism> {
                 (at(&bad), at(&good))
             })
             .collect(),
+    })
+}
+
+/// [`Dying`] for `condition`; `None` when no failed run has per-epoch records.
+pub fn dying(inp: &Inputs, condition: &str) -> Option<Dying> {
+    let runs: Vec<(&RunRow, &Vec<tinycnn::EpochStats>)> = inp
+        .runs
+        .iter()
+        .filter(|r| r.condition == condition)
+        .filter_map(|r| Some((r, inp.histories.get(&r.key)?)))
+        .filter(|(_, h)| !h.is_empty())
+        .collect();
+    let failed = |r: &RunRow| matches!(r.outcome, Outcome::Stuck | Outcome::Collapsed);
+    let last_dead = |r: &RunRow, e: &tinycnn::EpochStats| {
+        let l = r.arch.layers() - 1;
+        e.dead.get(l).is_some_and(|&d| d == r.arch.filters()[l])
+    };
+    // The last conv layer's weight-gradient norm is entry L-1; the dense layer's is L.
+    let zero_at = |r: &RunRow, h: &[tinycnn::EpochStats]| -> Option<Option<usize>> {
+        let l = r.arch.layers() - 1;
+        let g: Vec<&Vec<f64>> = h
+            .iter()
+            .map(|e| e.grad_norms.as_ref())
+            .collect::<Option<_>>()?;
+        Some(g.iter().position(|g| g.get(l) == Some(&0.0)))
+    };
+    let (mut all_dead, mut zero) = (
+        (Tally::default(), Tally::default()),
+        (Tally::default(), Tally::default()),
+    );
+    let (mut epochs, mut dense_zero_too) = (Vec::new(), Tally::default());
+    for (r, h) in &runs {
+        let bad = failed(r);
+        if !bad && r.outcome != Outcome::Learned {
+            continue;
+        }
+        let dead_at = h.iter().position(|e| last_dead(r, e));
+        let t = if bad {
+            &mut all_dead.0
+        } else {
+            &mut all_dead.1
+        };
+        t.n += 1;
+        t.k += usize::from(dead_at.is_some());
+        if let (true, Some(e)) = (bad, dead_at) {
+            epochs.push(h[e].epoch as f64);
+        }
+        if let Some(z) = zero_at(r, h) {
+            let t = if bad { &mut zero.0 } else { &mut zero.1 };
+            t.n += 1;
+            t.k += usize::from(z.is_some());
+            if let (true, Some(e)) = (bad, z) {
+                let dense = h[e].grad_norms.as_ref().and_then(|g| g.last().copied());
+                dense_zero_too.n += 1;
+                dense_zero_too.k += usize::from(dense == Some(0.0));
+            }
+        }
+    }
+    if all_dead.0.n == 0 {
+        return None;
+    }
+    Some(Dying {
+        condition: condition.to_string(),
+        all_dead,
+        all_dead_epoch: median(&mut epochs),
+        zero_gradient: zero,
+        dense_zero_too,
     })
 }
 
@@ -585,8 +673,9 @@ pub struct Interplay {
     pub raised: usize,
     /// The largest raise: its gain and `slug, event text`.
     pub largest_raise: Option<(f64, String)>,
-    /// The largest raise in images: gained, of the images measured.
-    pub largest_raise_images: Option<(usize, usize)>,
+    /// The largest raise tested on the held-out split: images it turned right, turned wrong,
+    /// of the images there.
+    pub largest_raise_flips: Option<(usize, usize, usize)>,
     /// Raises significant at p < 0.05 by the exact McNemar test on the images that flipped,
     /// of the raises tested.
     pub significant: Tally,
@@ -608,9 +697,12 @@ pub struct Agreement {
     /// `(case, layer)` left out: fewer than 3 filters, where a rank correlation is ±1 by
     /// construction.
     pub excluded: Vec<(String, usize)>,
-    /// Pruning steps decided by a tie (several removals left the same best accuracy; the
-    /// lowest index won), of all steps, over the cases.
+    /// Pruning steps decided by a tie (several removals left the same best accuracy), of all
+    /// steps, over the cases.
     pub tied_steps: Tally,
+    /// How the cases' pruning broke those ties (`loss`, `one`: the lowest index, `batch`),
+    /// each once.
+    pub tie_rules: Vec<String>,
 }
 
 /// The 2.5% and 97.5% quantiles, over `draws` seeded draws, of the mean over `orders` of the
@@ -691,6 +783,7 @@ pub enum Finding {
     Model(SuccessModel),
     Stuck(Stuck),
     Mechanism(Mechanism),
+    Dying(Dying),
     Redundancy(Redundancy),
     Interplay(Interplay),
     Agreement(Agreement),
@@ -716,6 +809,7 @@ pub fn findings(inp: &Inputs) -> Vec<Finding> {
     for c in &conds {
         out.extend(stuck(inp, c).map(Finding::Stuck));
         out.extend(mechanism(inp, c).map(Finding::Mechanism));
+        out.extend(dying(inp, c).map(Finding::Dying));
     }
     if !inp.cases.is_empty() {
         out.push(Finding::Redundancy(redundancy(inp.cases)));
@@ -1236,7 +1330,7 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
         strong: Tally::default(),
         raised: 0,
         largest_raise: None,
-        largest_raise_images: None,
+        largest_raise_flips: None,
         significant: Tally::default(),
     };
     for (slug, a) in cases {
@@ -1250,9 +1344,7 @@ pub fn interplay(cases: &[(String, Analysis)]) -> Interplay {
                 let gain = e.after - e.before;
                 if out.largest_raise.as_ref().is_none_or(|b| gain > b.0) {
                     out.largest_raise = Some((gain, format!("{slug}, {}", e.text)));
-                    let images = a.pruning.images;
-                    out.largest_raise_images =
-                        Some(((gain * images as f64).round() as usize, images));
+                    out.largest_raise_flips = e.flips.map(|(b, c)| (b, c, a.failures.images));
                 }
             }
         }
@@ -1336,6 +1428,12 @@ pub fn agreement(cases: &[(String, Analysis)]) -> Agreement {
             .collect(),
         excluded,
         tied_steps,
+        tie_rules: {
+            let mut t: Vec<String> = cases.iter().map(|(_, a)| a.pruning.ties.clone()).collect();
+            t.sort();
+            t.dedup();
+            t
+        },
     }
 }
 
@@ -1397,6 +1495,7 @@ mod tests {
     }
 
     static NO_STEPS: BTreeMap<String, FirstSteps> = BTreeMap::new();
+    static NO_HISTORIES: BTreeMap<String, Vec<tinycnn::EpochStats>> = BTreeMap::new();
 
     /// The fixture's p-value for a raise of `gain` x 100 images, none lost.
     fn mcnemar(gain: f64) -> f64 {
@@ -1417,6 +1516,7 @@ mod tests {
             cases: &[],
             continuations: &[],
             first_steps: &NO_STEPS,
+            histories: &NO_HISTORIES,
         }
     }
 
@@ -1496,6 +1596,55 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn dying_is_read_from_each_epoch_record() {
+        // 2-2 runs: two failed, one learned. Failed run 1: the last layer all dead from epoch
+        // 2, zero gradient in epoch 2 (dense too). Failed run 2: all dead from epoch 1, zero
+        // gradient from epoch 1, the dense layer still moving. The learned run never dies.
+        let epoch = |e: usize, dead: usize, grads: [f64; 3]| tinycnn::EpochStats {
+            epoch: e,
+            train_loss: 1.0,
+            train_acc: 0.3,
+            val_loss: 1.0,
+            val_acc: 0.3,
+            dead: vec![0, dead],
+            grad_norms: Some(grads.to_vec()),
+        };
+        let rs = vec![
+            RunRow::example("2-2", "sgd", 1, "stuck", 0.33),
+            RunRow::example("2-2", "sgd", 2, "collapsed", 0.33),
+            RunRow::example("2-2", "sgd", 3, "learned", 1.0),
+            RunRow::example("2-2", "adam", 4, "learned", 1.0),
+        ];
+        let mut h = BTreeMap::new();
+        h.insert(
+            rs[0].key.clone(),
+            vec![
+                epoch(1, 1, [0.1, 0.2, 0.3]),
+                epoch(2, 2, [0.1, 0.0, 0.0]),
+                epoch(3, 2, [0.1, 0.0, 0.0]),
+            ],
+        );
+        h.insert(
+            rs[1].key.clone(),
+            vec![epoch(1, 2, [0.1, 0.0, 0.2]), epoch(2, 2, [0.0, 0.0, 0.1])],
+        );
+        h.insert(rs[2].key.clone(), vec![epoch(1, 0, [0.5, 0.4, 0.3])]);
+        let (none, d, g) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        let mut inp = inputs(&rs, &none, &d, &g);
+        inp.histories = &h;
+        let x = dying(&inp, "sgd").unwrap();
+        assert_eq!(x.all_dead, (Tally { k: 2, n: 2 }, Tally { k: 0, n: 1 }));
+        assert_eq!(x.all_dead_epoch, Some(1.5));
+        assert_eq!(
+            x.zero_gradient,
+            (Tally { k: 2, n: 2 }, Tally { k: 0, n: 1 })
+        );
+        assert_eq!(x.dense_zero_too, Tally { k: 1, n: 2 });
+        // No failed run under adam: nothing to say.
+        assert_eq!(dying(&inp, "adam"), None);
     }
 
     #[test]
@@ -2011,8 +2160,9 @@ mod tests {
         let (gain, text) = i.largest_raise.unwrap();
         assert!((gain - 0.3).abs() < 1e-12);
         assert_eq!(text, "size-8-16-32, 0.6->0.9");
-        // 0.3 of the example's 10 images.
-        assert_eq!(i.largest_raise_images, Some((3, 10)));
+        // Its flips on the held-out split: 30 right, none wrong, of the example's 10 images
+        // (the fixture's counts are per hundred).
+        assert_eq!(i.largest_raise_flips, Some((30, 0, 10)));
         assert_eq!(r.twins_cost_more(), Some(false));
         let mut both = r.clone();
         both.drop_without_twin = Some(0.001);
@@ -2060,6 +2210,7 @@ mod tests {
             cases: &cases,
             continuations: &[],
             first_steps: &BTreeMap::new(),
+            histories: &BTreeMap::new(),
         });
         assert!(matches!(
             all.as_slice(),

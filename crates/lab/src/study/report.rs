@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::analyses::pruning::PruneJson;
 use base64::Engine as _;
 
-use crate::draw::{Canvas, FAINT, FRAME, INK, PAPER};
+use crate::draw::{Canvas, FRAME, INK, PAPER};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::RunRow;
@@ -21,8 +21,9 @@ use crate::experiments::summary::{summarize, Group};
 use crate::study::config::data_file;
 use crate::study::data::{CaseData, ReportData};
 use crate::study::findings::{
-    findings, pruning_reading, Agreement, Claim, Evidence, Finding, Headline, Inputs, Interplay,
-    Learning, Mechanism, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel, Tally, Verdict,
+    findings, pruning_reading, Agreement, Claim, Dying, Evidence, Finding, Headline, Inputs,
+    Interplay, Learning, Mechanism, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel,
+    Tally, Verdict,
 };
 use tinycnn::ArchLabel;
 
@@ -76,53 +77,75 @@ const STYLE: &str = include_str!("report.css");
 /// (`report.js` beside this file, built in).
 const SCRIPT: &str = include_str!("report.js");
 
-/// Validation accuracy against epoch for every run of a group, coloured by outcome.
+/// Validation accuracy against epoch for every run of a group, coloured by outcome (the
+/// split training stopped on: the curve is what the outcome is read from); drawn with
+/// plotters ([`crate::chart`]).
 fn learning_curves(title: &str, runs: &[(&RunRow, &[tinycnn::EpochStats])]) -> Canvas {
-    let (w, h) = (520usize, 270usize);
-    let (l, t, pw, ph) = (50usize, 34usize, 450usize, 190usize);
-    let mut c = Canvas::new(w, h, PAPER);
-    c.text(10, 8, title, 1, INK);
-    c.frame(l, t, pw, ph, FRAME);
+    use plotters::prelude::*;
     let epochs = runs.iter().map(|r| r.1.len()).max().unwrap_or(1).max(2);
-    for v in [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0] {
-        let y = t + ((1.0 - v) * ph as f64) as usize;
-        c.fill(l, y, pw, 1, [228, 228, 222]);
-        c.text(8, y.saturating_sub(4), &format!("{v:.2}"), 1, FAINT);
-    }
     let color = |o: &Outcome| match o {
         Outcome::Learned => [26, 152, 80],
         Outcome::Stuck => [178, 24, 43],
         Outcome::Collapsed => [230, 120, 30],
-        Outcome::Partial => [230, 145, 56],
+        Outcome::Partial => [200, 160, 40],
         Outcome::Diverged => [120, 120, 120],
     };
-    for (r, hist) in runs {
-        let pts: Vec<(i64, i64)> = hist
-            .iter()
-            .map(|e| {
-                let x = l as f64 + pw as f64 * (e.epoch - 1) as f64 / (epochs - 1) as f64;
-                let y = t as f64 + ph as f64 * (1.0 - e.val_acc.clamp(0.0, 1.0));
-                (x.round() as i64, y.round() as i64)
-            })
-            .collect();
-        for p in pts.windows(2) {
-            c.line(p[0], p[1], color(&r.outcome));
+    crate::chart::draw(560, 320, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, crate::chart::text(14.0, INK))
+            .margin(12)
+            .x_label_area_size(38)
+            .y_label_area_size(52)
+            .build_cartesian_2d(1..epochs, 0.0..1.02)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("validation accuracy")
+            .x_labels(epochs.min(15))
+            .y_labels(7)
+            .y_label_formatter(&|v| crate::chart::short_number(*v))
+            .label_style(crate::chart::text(12.0, INK))
+            .axis_desc_style(crate::chart::text(12.0, INK))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(crate::chart::rgb([214, 214, 208]))
+            .axis_style(crate::chart::rgb(FRAME))
+            .draw()?;
+        // The thesis's plateaus: one and two classes of three.
+        for level in [1.0 / 3.0, 2.0 / 3.0] {
+            chart.draw_series(LineSeries::new(
+                [(1, level), (epochs, level)],
+                crate::chart::rgb([190, 190, 184]).stroke_width(1),
+            ))?;
         }
-    }
-    let mut x = l;
-    for o in Outcome::ALL {
-        c.fill(x, t + ph + 14, 10, 10, color(&o));
-        c.text(x + 14, t + ph + 15, o.name(), 1, INK);
-        x += 100;
-    }
-    c.text(
-        l + pw - 90,
-        t + ph + 30,
-        &format!("epochs 1-{epochs}"),
-        1,
-        FAINT,
-    );
-    c
+        for (r, hist) in runs {
+            let c = crate::chart::rgb(color(&r.outcome)).mix(0.75);
+            chart.draw_series(LineSeries::new(
+                hist.iter().map(|e| (e.epoch, e.val_acc.clamp(0.0, 1.0))),
+                c.stroke_width(1),
+            ))?;
+        }
+        for o in Outcome::ALL {
+            let n = runs.iter().filter(|r| r.0.outcome == o).count();
+            if n == 0 {
+                continue;
+            }
+            let c = crate::chart::rgb(color(&o));
+            chart
+                .draw_series(std::iter::empty::<PathElement<(usize, f64)>>())?
+                .label(format!("{} ({n})", o.name()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(crate::chart::text(12.0, INK))
+            .background_style(crate::chart::rgb(PAPER).mix(0.9))
+            .border_style(crate::chart::rgb(FRAME))
+            .draw()?;
+        Ok(())
+    })
 }
 
 /// One row per architecture, one group of columns per condition.
@@ -319,6 +342,7 @@ fn findings_html(findings: &[Finding]) -> String {
             Finding::Model(m) => model_html(&mut h, m),
             Finding::Stuck(s) => stuck_html(&mut h, s),
             Finding::Mechanism(m) => mechanism_html(&mut h, m),
+            Finding::Dying(d) => dying_html(&mut h, d),
             Finding::Redundancy(r) => redundancy_html(&mut h, r),
             Finding::Interplay(i) => interplay_html(&mut h, i),
             Finding::Agreement(a) => agreement_html(&mut h, a),
@@ -626,6 +650,35 @@ fn mechanism_html(h: &mut String, m: &Mechanism) {
     );
 }
 
+fn dying_html(h: &mut String, d: &Dying) {
+    let (fz, lz) = d.zero_gradient;
+    let gradient = if fz.n == 0 {
+        " These runs were stored before gradient norms were recorded.".to_string()
+    } else {
+        format!(
+            " Its weights received exactly zero gradient for a whole epoch in {} of the failed runs and {} of the learned ones; in {} of those failed runs the dense layer's weights did too, so only the output bias still moved: training on with the same optimiser cannot revive such a net (the rescue with its own settings is that control).",
+            rate(&fz),
+            rate(&lz),
+            rate(&d.dense_zero_too)
+        )
+    };
+    finding(
+        h,
+        &format!(
+            "How the failed runs die under {}.",
+            esc(cond_name(&d.condition))
+        ),
+        &format!(
+            "From each epoch's record: the last conv layer was entirely dead (silent on every training image of an epoch) in {} of the failed runs against {} of the learned ones{}.{gradient}",
+            rate(&d.all_dead.0),
+            rate(&d.all_dead.1),
+            d.all_dead_epoch.map_or(String::new(), |e| format!(
+                ", in the failed runs from a median epoch {e}"
+            )),
+        ),
+    );
+}
+
 fn stuck_html(h: &mut String, s: &Stuck) {
     let t = &s.tally;
     let f1: Vec<String> = s
@@ -752,7 +805,7 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
         h,
         "Are alike filters redundant? (thesis conclusion a)",
         &format!(
-            "Over {} analysed learned seeds of the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the validation set.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}){direction} Filters greedy pruning removes for at most 0.01 of accuracy, summed over each case's seeds: {}.",
+            "Over {} analysed learned seeds of the {} case studies, {} of {} filters have a twin whose activation maps {measure} over the held-out images.{null} Removing one filter alone costs {} of accuracy on average when it has a twin ({} filters), against {} when it has none ({}){direction} Filters greedy pruning removes for at most 0.01 of accuracy, summed over each case's seeds: {}.",
             r.cases,
             r.removable.len(),
             r.twins.k,
@@ -767,15 +820,19 @@ fn redundancy_html(h: &mut String, r: &Redundancy) {
 }
 
 fn interplay_html(h: &mut String, i: &Interplay) {
-    let largest = match (&i.largest_raise, i.largest_raise_images) {
-        (Some((_, t)), Some((k, n))) => format!(" (the largest: {}, {k} of {n} images)", esc(t)),
+    let largest = match (&i.largest_raise, i.largest_raise_flips) {
+        (Some((_, t)), Some((right, wrong, n))) => format!(
+            " (the largest: {} on validation; on the {n} held-out images it turned {right} right and {wrong} wrong)",
+            esc(t)
+        ),
+        (Some((_, t)), None) => format!(" (the largest: {})", esc(t)),
         _ => String::new(),
     };
     finding(
         h,
         "Filters interact (thesis conclusion b).",
         &format!(
-            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised accuracy{largest}{}. {}",
+            "Of the {} pairs of filters in the case studies, {} interact strongly: removing both changes held-out accuracy by more than 0.05 beyond the sum of removing each alone. Along the pruning paths, {} removals raised validation accuracy{largest}{}. {}",
             i.strong.n,
             i.strong.k,
             i.raised,
@@ -783,7 +840,7 @@ fn interplay_html(h: &mut String, i: &Interplay) {
                 String::new()
             } else {
                 format!(
-                    "; {} of the {} tested are significant at p &lt; 0.05 by an exact McNemar test on the images that flipped (the others are within what a few images of noise give)",
+                    "; tested on the held-out images, which did not choose them, {} of the {} are significant at p &lt; 0.05 by an exact McNemar test on the images that flipped (the others are within what a few images of noise give)",
                     i.significant.k, i.significant.n
                 )
             },
@@ -832,10 +889,15 @@ fn agreement_html(h: &mut String, a: &Agreement) {
         h,
         "Do simple readings of the filters agree with pruning? (thesis conclusion c)",
         &format!(
-            "Mean Spearman correlation between each criterion and the greedy pruning order over the case studies, beside the same correlation for the filters' index: {}.{excluded} {} of {} pruning steps were ties, where several removals left the same best accuracy and the lowest-numbered filter was removed, so the pruning order partly follows filter numbers; a criterion scores well only where it beats the index control.",
+            "Mean Spearman correlation between each criterion, measured on the held-out split, and the greedy pruning order chosen on validation, over the case studies, beside the same correlation for the filters' index: {}.{excluded} {} of {} pruning steps were ties, where several removals left the same best accuracy; {} a criterion scores well only where it beats the index control and the random band.",
             if verdicts.is_empty() { "none measurable".to_string() } else { verdicts.join("; ") },
             a.tied_steps.k,
-            a.tied_steps.n
+            a.tied_steps.n,
+            if a.tie_rules.iter().all(|t| t == "loss") {
+                "they went to the removal that left the lower validation loss, so the order is the network's, not the filter numbers';"
+            } else {
+                "in some cases they went to the lowest-numbered filter, so the pruning order partly follows filter numbers;"
+            }
         ),
     );
 }
@@ -1350,6 +1412,7 @@ fn render(c: &ReportData) -> Result<String> {
         cases: &cases,
         continuations: &c.continuations,
         first_steps: &c.first_steps,
+        histories: &c.histories,
     }));
     h += "</section>";
 
