@@ -54,7 +54,11 @@ impl SweepProgress {
 }
 
 impl SweepObserver for SweepProgress {
+    /// A study sweeps twice (the grid, then the case nets): each sweep counts from zero.
     fn start(&self, total: usize, already: usize) {
+        self.done.store(0, Ordering::SeqCst);
+        self.learned.store(0, Ordering::SeqCst);
+        self.bar.reset();
         self.bar.set_length((total - already) as u64);
         if already > 0 && !self.quiet {
             eprintln!(

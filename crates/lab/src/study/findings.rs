@@ -2195,6 +2195,8 @@ mod tests {
         assert!((g.index_control[0].1 - 3f64.sqrt() / 2.0).abs() < 1e-12);
         // Each example table has one step, its best accuracy reached once: no tie.
         assert_eq!(g.tied_steps, Tally { k: 0, n: 2 });
+        // The example tables broke ties by index; the report must not claim otherwise.
+        assert_eq!(g.tie_rules, vec!["one".to_string()]);
         assert_eq!(Agreement::accord(&g.layers[0].1), Accord::Agree);
         assert_eq!(Agreement::accord(&[(Criterion::L1Norm, 0.3)]), Accord::Weak);
         assert_eq!(

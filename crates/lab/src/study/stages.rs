@@ -452,8 +452,14 @@ fn cases_stage(
         crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
         store.put_run_analysis(&row.key, &case.dataset, &report)?;
     }
-    for case in &study.table.cases {
-        population(dir, store, study, runs, case, cancel)?;
+    for (ci, case) in study.table.cases.iter().enumerate() {
+        population(dir, store, study, runs, case, cancel, &|seed| {
+            obs.case(
+                &format!("{}, seed {seed} (measured)", case.slug()),
+                ci,
+                ncases,
+            )
+        })?;
     }
     Ok(())
 }
@@ -467,6 +473,7 @@ fn population(
     runs: &[RunRow],
     case: &crate::study::config::Case,
     cancel: &std::sync::atomic::AtomicBool,
+    progress: &dyn Fn(usize),
 ) -> Result<()> {
     let members = crate::study::config::case_population(runs, case, &study.table.case_condition);
     let mut data: Option<Dataset> = None;
@@ -479,6 +486,7 @@ fn population(
                 "run the same command again to resume".into(),
             ));
         }
+        progress(row.seed_index);
         let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
         let data = match &mut data {
             Some(d) => &*d,
