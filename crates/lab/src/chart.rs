@@ -13,7 +13,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::draw::{Canvas, Colormap, Rgb, PAPER};
+use plotters::chart::{ChartContext, MeshStyle, SeriesLabelPosition};
+use plotters::prelude::Cartesian2d;
+
+use crate::draw::{Canvas, Colormap, Rgb, FRAME, INK, PAPER};
 
 /// DejaVu Sans 2.37 (see `assets/fonts/README.md`).
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -78,6 +81,41 @@ pub fn draw(width: usize, height: usize, f: impl FnOnce(&Area) -> Drawn) -> Canv
         height,
         pixels,
     }
+}
+
+/// shapelab's look for a chart's axes: 12 px labels and axis titles, faint major grid lines
+/// only, grey axes.
+pub fn house_style<'m, 'a, 'b, X, Y>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, BitMapBackend<'a>>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, BitMapBackend<'a>>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType: std::fmt::Debug>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType: std::fmt::Debug>,
+{
+    mesh.label_style(text(12.0, INK))
+        .axis_desc_style(text(12.0, INK))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(rgb([214, 214, 208]))
+        .axis_style(rgb(FRAME))
+}
+
+/// The legend of a chart's labelled series at `position`, on paper with a frame.
+pub fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Drawn
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(text(12.0, INK))
+        .background_style(rgb(PAPER).mix(0.9))
+        .border_style(rgb(FRAME))
+        .draw()?;
+    Ok(())
 }
 
 /// Writes `s` with its anchor `(h, v)` at `(x, y)`.

@@ -100,21 +100,21 @@ pub fn bars(title: &str, bars: &[(String, f64, usize)]) -> Canvas {
             .y_label_area_size(44)
             // A segmented range `0..k` holds k + 1 segments.
             .build_cartesian_2d((0..nb - 1).into_segmented(), 0.0..1.08)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_labels(6)
-            .y_label_formatter(&|v| crate::chart::short_number(*v))
-            .x_labels(nb)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.0.clone()),
-                _ => String::new(),
-            })
-            .label_style(crate::chart::text(12.0, INK))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(crate::chart::rgb([214, 214, 208]))
-            .axis_style(crate::chart::rgb(FRAME))
-            .draw()?;
+        crate::chart::house_style(
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .y_labels(6)
+                .y_label_formatter(&|v| crate::chart::short_number(*v))
+                .x_labels(nb)
+                .x_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => {
+                        bars.get(*i).map_or(String::new(), |b| b.0.clone())
+                    }
+                    _ => String::new(),
+                }),
+        )
+        .draw()?;
         chart.draw_series(bars.iter().enumerate().map(|(i, (_, v, _))| {
             let mut r = Rectangle::new(
                 [

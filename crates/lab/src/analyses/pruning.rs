@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tinycnn::prune::Pruning;
 
 use crate::data::dataset::Dataset;
-use crate::draw::{Canvas, FRAME, INK, PAPER};
+use crate::draw::{Canvas, INK};
 use crate::error::{Error, Result};
 use crate::files::fsio::write_file_atomic;
 use crate::models::run::{Metrics, Run};
@@ -365,19 +365,16 @@ pub fn curve(p: &PruneJson, title: &str) -> Canvas {
             .x_label_area_size(40)
             .y_label_area_size(52)
             .build_cartesian_2d(0..steps, 0.0..1.02)?;
-        chart
-            .configure_mesh()
-            .x_desc("pruning step")
-            .y_desc("accuracy after the step")
-            .x_labels(steps.min(12) + 1)
-            .y_labels(6)
-            .y_label_formatter(&|v| crate::chart::short_number(*v))
-            .label_style(crate::chart::text(12.0, INK))
-            .axis_desc_style(crate::chart::text(12.0, INK))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(crate::chart::rgb([214, 214, 208]))
-            .axis_style(crate::chart::rgb(FRAME))
-            .draw()?;
+        crate::chart::house_style(
+            chart
+                .configure_mesh()
+                .x_desc("pruning step")
+                .y_desc("accuracy after the step")
+                .x_labels(steps.min(12) + 1)
+                .y_labels(6)
+                .y_label_formatter(&|v| crate::chart::short_number(*v)),
+        )
+        .draw()?;
         let mut lines = vec![(
             format!("{} (chose the steps)", p.on),
             &chosen,
@@ -396,14 +393,7 @@ pub fn curve(p: &PruneJson, title: &str) -> Canvas {
                 });
             chart.draw_series(pts.iter().map(|&xy| Circle::new(xy, 3, c.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .label_font(crate::chart::text(12.0, INK))
-            .background_style(crate::chart::rgb(PAPER).mix(0.9))
-            .border_style(crate::chart::rgb(FRAME))
-            .draw()?;
-        Ok(())
+        crate::chart::legend(&mut chart, SeriesLabelPosition::LowerLeft)
     })
 }
 

@@ -155,15 +155,7 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
         width: data.width,
         class_names: data.class_names.clone(),
     };
-    let data_ref = DataRef {
-        source: source_text,
-        name: data.meta.as_ref().and_then(|m| m.name.clone()),
-        hash: Some(hash),
-        spec: data.meta.as_ref().map(|m| m.spec.clone()),
-        train: data.train.len(),
-        val: data.val.len(),
-        test: data.test.as_ref().map(|t| t.len()),
-    };
+    let data_ref = DataRef::of(&data, source_text, Some(hash));
     Ok(Loaded {
         data,
         row,

@@ -43,6 +43,22 @@ pub struct DataRef {
     pub test: Option<usize>,
 }
 
+impl DataRef {
+    /// The reference to dataset `d` given as `source`, with `hash` (a shapelab dataset's own
+    /// when `None`).
+    pub fn of(d: &crate::data::dataset::Dataset, source: String, hash: Option<String>) -> DataRef {
+        DataRef {
+            source,
+            name: d.meta.as_ref().and_then(|m| m.name.clone()),
+            hash: hash.or_else(|| d.meta.as_ref().map(|m| m.hash.clone())),
+            spec: d.meta.as_ref().map(|m| m.spec.clone()),
+            train: d.train.len(),
+            val: d.val.len(),
+            test: d.test.as_ref().map(|t| t.len()),
+        }
+    }
+}
+
 /// Final metrics of a run (the last epoch's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {

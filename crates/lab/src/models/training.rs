@@ -50,15 +50,7 @@ pub fn resolve_data(arg: &str, progress: &(dyn Fn(usize) + Sync)) -> Result<(Dat
             shapes::presets::names().join(", ")
         )));
     };
-    let data_ref = DataRef {
-        source: arg.to_string(),
-        name: dataset.meta.as_ref().and_then(|m| m.name.clone()),
-        hash: dataset.meta.as_ref().map(|m| m.hash.clone()),
-        spec: dataset.meta.as_ref().map(|m| m.spec.clone()),
-        train: dataset.train.len(),
-        val: dataset.val.len(),
-        test: dataset.test.as_ref().map(|t| t.len()),
-    };
+    let data_ref = DataRef::of(&dataset, arg.to_string(), None);
     Ok((dataset, data_ref))
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::analyses::pruning::PruneJson;
 use base64::Engine as _;
 
-use crate::draw::{Canvas, FRAME, INK, PAPER};
+use crate::draw::{Canvas, INK};
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::RunRow;
@@ -97,19 +97,16 @@ fn learning_curves(title: &str, runs: &[(&RunRow, &[tinycnn::EpochStats])]) -> C
             .x_label_area_size(38)
             .y_label_area_size(52)
             .build_cartesian_2d(1..epochs, 0.0..1.02)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("validation accuracy")
-            .x_labels(epochs.min(15))
-            .y_labels(7)
-            .y_label_formatter(&|v| crate::chart::short_number(*v))
-            .label_style(crate::chart::text(12.0, INK))
-            .axis_desc_style(crate::chart::text(12.0, INK))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(crate::chart::rgb([214, 214, 208]))
-            .axis_style(crate::chart::rgb(FRAME))
-            .draw()?;
+        crate::chart::house_style(
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("validation accuracy")
+                .x_labels(epochs.min(15))
+                .y_labels(7)
+                .y_label_formatter(&|v| crate::chart::short_number(*v)),
+        )
+        .draw()?;
         // The thesis's plateaus: one and two classes of three.
         for level in [1.0 / 3.0, 2.0 / 3.0] {
             chart.draw_series(LineSeries::new(
@@ -137,14 +134,7 @@ fn learning_curves(title: &str, runs: &[(&RunRow, &[tinycnn::EpochStats])]) -> C
                     PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(crate::chart::text(12.0, INK))
-            .background_style(crate::chart::rgb(PAPER).mix(0.9))
-            .border_style(crate::chart::rgb(FRAME))
-            .draw()?;
-        Ok(())
+        crate::chart::legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
