@@ -639,7 +639,7 @@ pub struct GenerateArgs {
     pub preset: Option<String>,
 
     /// A named image panel instead of a dataset: thesis-size or thesis-rotation.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["train", "val", "seed", "format"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["train", "val", "test", "seed", "format"])]
     pub panel: Option<String>,
 
     /// List the presets and panels and exit.
@@ -674,6 +674,11 @@ pub struct GenerateArgs {
     /// Output layout.
     #[arg(long, value_enum, default_value_t = Format::Npz)]
     pub format: Format,
+
+    /// Also store each image's concept masks (interior, outline, edges by the direction they
+    /// face, corners, background) as `masks_<split>` in the npz (`masks.npz` in a tree).
+    #[arg(long)]
+    pub masks: bool,
 
     /// Replace an existing output.
     #[arg(long)]

@@ -223,17 +223,23 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
 
     let started = Instant::now();
     let pb = progress::bar(
-        (spec.train + spec.val) as u64,
+        (spec.train + spec.val + spec.test) as u64,
         "generating [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
         quiet,
     );
     let dataset = Dataset::generate(&spec, file.name.clone(), &|n| pb.inc(n as u64));
     pb.finish_and_clear();
+    let masks = args
+        .masks
+        .then(|| lab::data::masks::ConceptMasks::of_spec(&spec));
     if let Some(p) = &npz_path {
-        dataset.write_npz(p, args.force)?;
+        dataset.write_npz_with(p, args.force, masks.as_ref())?;
     }
     if let Some(p) = &tree_path {
         lab::data::imagefolder::write(&dataset, p, args.force)?;
+        if let Some(m) = &masks {
+            lab::data::masks::write_npz(m, &p.join("masks.npz"))?;
+        }
     }
     let meta = dataset
         .meta
@@ -245,10 +251,16 @@ fn generate(args: GenerateArgs, quiet: bool) -> Result<()> {
         .chain(tree_path.iter().map(|p| format!("{}/", p.display())))
         .collect();
     println!(
-        "wrote {}: {} train + {} val images, {}x{} px, {}, hash {} ({:.2} s)",
+        "wrote {}: {} train + {} val + {} test images{}, {}x{} px, {}, hash {} ({:.2} s)",
         written.join(" and "),
         spec.train,
         spec.val,
+        spec.test,
+        if masks.is_some() {
+            " with concept masks"
+        } else {
+            ""
+        },
         spec.image_size,
         spec.image_size,
         meta.name.as_deref().unwrap_or(&origin),
@@ -275,12 +287,20 @@ fn generate_panel(name: &str, args: &GenerateArgs, out: &Path) -> Result<()> {
         return Err(lab::Error::Spec(shapes::SpecError::ImageSize(side)).into());
     }
     let data = PanelData::from_panel(&panel, side);
-    data.write_npz(out, args.force)?;
+    let masks = args
+        .masks
+        .then(|| lab::data::masks::ConceptMasks::of_panel(&panel, side));
+    data.write_npz_with(out, args.force, masks.as_ref())?;
     println!(
-        "wrote {}: panel {}, {} images, {side}x{side} px",
+        "wrote {}: panel {}, {} images{}, {side}x{side} px",
         out.display(),
         panel.name,
-        data.len()
+        data.len(),
+        if masks.is_some() {
+            " with concept masks"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -350,12 +370,54 @@ fn inspect(args: InspectArgs) -> Result<()> {
             )
         }
     };
+    let masks_sheet = match &sheet_path {
+        Some(p) => masks_sheet(&args.path, &loaded, p, &title)?,
+        None => None,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", summary.to_text());
+        if let Some(m) = masks_sheet {
+            println!("  concept masks: {}", m.display());
+        }
     }
     Ok(())
+}
+
+/// Draws the sheet of concept masks beside the contact sheet (`NAME.masks.png`) when the file
+/// holds masks; returns its path.
+fn masks_sheet(path: &Path, loaded: &Loaded, sheet: &Path, title: &str) -> Result<Option<PathBuf>> {
+    let (parts, side, images): (Vec<(&str, usize)>, _, &[u8]) = match loaded {
+        Loaded::Dataset(d) => (
+            d.parts().iter().map(|(p, s)| (p.name(), s.len())).collect(),
+            (d.height, d.width),
+            &d.train.images,
+        ),
+        Loaded::Panel(p) => (vec![("panel", p.len())], (p.height, p.width), &p.images),
+    };
+    let Some(m) = lab::data::masks::ConceptMasks::of_file(path, &parts, side)? else {
+        return Ok(None);
+    };
+    let out = sheet.with_file_name(
+        sheet
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(".contact.png", ".masks.png"))
+            .unwrap_or_else(|| "masks.png".into()),
+    );
+    let out = if out == sheet {
+        sheet.with_extension("masks.png")
+    } else {
+        out
+    };
+    m.sheet(
+        parts[0].0,
+        images,
+        8,
+        &format!("{title}: concept masks of the first {} images", parts[0].0),
+    )
+    .save_png(&out)?;
+    Ok(Some(out))
 }
 
 fn bench_generate(args: cli::BenchGenerateArgs) -> Result<()> {

@@ -20,7 +20,9 @@ fn preset_writes_a_balanced_dataset_with_its_spec() {
         ],
     );
     assert!(
-        out.contains("wrote data/size.npz: 300 train + 150 val images, 28x28 px, thesis-1.3"),
+        out.contains(
+            "wrote data/size.npz: 300 train + 150 val + 150 test images, 28x28 px, thesis-1.3"
+        ),
         "{out}"
     );
     let j = inspect_json(dir.path(), "data/size.npz");
@@ -174,7 +176,7 @@ size = 0.6
     .unwrap();
     let out = ok(dir.path(), &["generate", "spec.toml", "--out", "mixed.npz"]);
     assert!(
-        out.contains("90 train + 45 val images, 40x40 px, mixed"),
+        out.contains("90 train + 45 val + 45 test images, 40x40 px, mixed"),
         "{out}"
     );
     let j = inspect_json(dir.path(), "mixed.npz");
@@ -200,6 +202,44 @@ size = 0.6
         (f("size")["max"].as_f64().unwrap() - 0.6).abs() < 1e-6,
         "the triangle override"
     );
+}
+
+#[test]
+fn concept_masks_are_stored_beside_every_split_and_drawn_by_inspect() {
+    let dir = workdir();
+    let out = ok(
+        dir.path(),
+        &[
+            "generate", "--preset", "rotation", "--train", "30", "--masks", "--out", "m.npz",
+        ],
+    );
+    assert!(out.contains("with concept masks"), "{out}");
+    let f = lab::files::npz::NpzFile::open(&dir.path().join("m.npz")).unwrap();
+    for (part, n) in [("train", 30u64), ("val", 15), ("test", 15)] {
+        let (shape, words) = f.ints(&format!("masks_{part}")).unwrap();
+        assert_eq!(shape, vec![n, 28, 28]);
+        // Every pixel is interior or background, never both.
+        assert!(words.iter().all(|w| (w & 1) + (w >> 11 & 1) == 1));
+    }
+    assert_eq!(f.strings("concept_names").unwrap()[6], "edge-W");
+    let shown = ok(dir.path(), &["inspect", "m.npz"]);
+    assert!(shown.contains("concept masks: m.masks.png"), "{shown}");
+    assert!(dir.path().join("m.masks.png").is_file());
+    // A panel takes masks too.
+    let out = ok(
+        dir.path(),
+        &[
+            "generate",
+            "--panel",
+            "thesis-size",
+            "--masks",
+            "--out",
+            "p.npz",
+        ],
+    );
+    assert!(out.contains("27 images with concept masks"), "{out}");
+    let shown = ok(dir.path(), &["inspect", "p.npz"]);
+    assert!(shown.contains("concept masks: p.masks.png"), "{shown}");
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! **Architecture invariant:** this crate is pure and seeded. It does no file or network IO,
 //! reads no clock and no global random generator; every draw comes from the spec's seed.
 
+pub mod concepts;
 pub mod factors;
 pub mod figure;
 pub mod generate;

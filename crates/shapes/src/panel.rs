@@ -112,6 +112,20 @@ impl Panel {
             .flat_map(|it| render(&it.factors, side))
             .collect()
     }
+
+    /// The concept masks of every item ([`crate::concepts`]), `[n, side * side]` words.
+    pub fn masks(&self, side: u32) -> Vec<u16> {
+        let px = (side * side) as usize;
+        let mut out = vec![0u16; self.items.len() * px];
+        for (it, m) in self.items.iter().zip(out.chunks_mut(px)) {
+            crate::concepts::masks(
+                &crate::figure::Figure::new(&it.factors, side),
+                side as usize,
+                m,
+            );
+        }
+        out
+    }
 }
 
 #[cfg(test)]

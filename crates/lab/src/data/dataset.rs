@@ -187,6 +187,16 @@ impl Dataset {
 
     /// Writes the `.npz` atomically.
     pub fn write_npz(&self, path: &Path, force: bool) -> Result<()> {
+        self.write_npz_with(path, force, None)
+    }
+
+    /// Writes the `.npz` atomically, with the concept masks of every split when given.
+    pub fn write_npz_with(
+        &self,
+        path: &Path,
+        force: bool,
+        masks: Option<&crate::data::masks::ConceptMasks>,
+    ) -> Result<()> {
         let (h, w) = (self.height as u64, self.width as u64);
         let k = self.factor_names.len() as u64;
         write_file_atomic(path, force, |out| {
@@ -209,6 +219,9 @@ impl Dataset {
             if let Some(meta) = &self.meta {
                 let json = serde_json::to_string(meta).expect("meta serialises");
                 z.add_strings("spec", &[], &[&json])?;
+            }
+            if let Some(m) = masks {
+                m.add_to(&mut z)?;
             }
             z.finish()?;
             Ok(())

@@ -99,6 +99,16 @@ impl PanelData {
 
     /// Writes the `.npz` atomically.
     pub fn write_npz(&self, path: &Path, force: bool) -> Result<()> {
+        self.write_npz_with(path, force, None)
+    }
+
+    /// Writes the panel atomically, with its concept masks (part `panel`) when given.
+    pub fn write_npz_with(
+        &self,
+        path: &Path,
+        force: bool,
+        masks: Option<&crate::data::masks::ConceptMasks>,
+    ) -> Result<()> {
         let (n, h, w, k) = (
             self.len() as u64,
             self.height as u64,
@@ -120,6 +130,9 @@ impl PanelData {
             z.add_strings("panel_captions", &[n], &strs(&self.captions))?;
             let json = serde_json::to_string(&self.meta).expect("meta serialises");
             z.add_strings("spec", &[], &[&json])?;
+            if let Some(m) = masks {
+                m.add_to(&mut z)?;
+            }
             z.finish()?;
             Ok(())
         })

@@ -66,6 +66,16 @@ impl<W: Write + Seek> NpzWriter<W> {
         self.zip.write_all(data)
     }
 
+    /// Adds a `uint16` array (little-endian).
+    pub fn add_u16(&mut self, name: &str, shape: &[u64], data: &[u16]) -> std::io::Result<()> {
+        debug_assert_eq!(shape.iter().product::<u64>() as usize, data.len());
+        let h = header("<u2", shape)?;
+        self.start(name, (h.len() + 2 * data.len()) as u64)?;
+        self.zip.write_all(&h)?;
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.zip.write_all(&bytes)
+    }
+
     /// Adds a `float32` array.
     pub fn add_f32(&mut self, name: &str, shape: &[u64], data: &[f32]) -> std::io::Result<()> {
         debug_assert_eq!(shape.iter().product::<u64>() as usize, data.len());
