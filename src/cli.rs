@@ -68,6 +68,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Every analysis of one run: pruning, L1/Taylor ranking, similarity, interaction, failures.
     Analyze(AnalyzeArgs),
+    /// What each filter detects: Network Dissection against the generator's concept masks,
+    /// with a chance level from random initialisations and a removal check.
+    Dissect(DissectArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -446,6 +449,47 @@ pub struct AnalyzeArgs {
     pub store: Option<PathBuf>,
 
     /// Print the whole report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DissectArgs {
+    /// A model directory written by `shapelab train` (or listed by `shapelab runs`).
+    #[arg(value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// Data to dissect on (default: the model's own dataset).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
+    pub split: SplitChoice,
+
+    /// Threshold each filter at this top fraction of its activations, in (0, 0.5)
+    /// (Network Dissection's 0.005).
+    #[arg(long, value_name = "Q", default_value_t = 0.005)]
+    pub quantile: f64,
+
+    /// Glorot initialisations that set the chance level.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub null_seeds: u64,
+
+    /// Concept masks for data without a generator spec: an .npz with `masks_<split>` and
+    /// `concept_names` (see docs/datasets.md).
+    #[arg(long, value_name = "FILE.npz")]
+    pub masks: Option<PathBuf>,
+
+    /// The directory to write the results to (default: DIR/dissection-SPLIT; replaced).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Also record the results in this store (the run must be one of its runs).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// Print the whole result as JSON.
     #[arg(long)]
     pub json: bool,
 }

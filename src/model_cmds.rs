@@ -26,7 +26,11 @@ fn part(s: SplitChoice) -> Part {
 }
 
 /// The split asked for, refused when the data lacks it (only a test split can be missing).
-fn present(d: &lab::data::dataset::Dataset, s: SplitChoice, data_name: &str) -> Result<Part> {
+pub(crate) fn present(
+    d: &lab::data::dataset::Dataset,
+    s: SplitChoice,
+    data_name: &str,
+) -> Result<Part> {
     let p = part(s);
     if d.try_split(p).is_none() {
         return Err(usage(format!(
@@ -205,7 +209,7 @@ fn model_inputs<'a>(
     v
 }
 
-fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, String)> {
+pub(crate) fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::Dataset, String)> {
     let (d, name) = match data {
         Some(arg) => (resolve_data(arg, &|_| {})?.0, arg.clone()),
         None => (
@@ -363,7 +367,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 }
 
 /// A short name for a model directory in titles: its last two path components.
-fn run_name(dir: &std::path::Path) -> String {
+pub(crate) fn run_name(dir: &std::path::Path) -> String {
     let parts: Vec<String> = dir
         .components()
         .rev()
@@ -576,7 +580,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
 
 /// Checks the `--out` of `prune` and `analyze` before any work: disjoint from the model, its
 /// data and the store, and a directory shapelab may refresh.
-fn check_derived_out(
+pub(crate) fn check_derived_out(
     out: &std::path::Path,
     run: &Run,
     model: &std::path::Path,
@@ -591,7 +595,7 @@ fn check_derived_out(
 
 /// The name an analysis is recorded under: the run's dataset label in the store when it was
 /// measured on the run's own data (as the study records its cases), else the `--data` given.
-fn recorded_data(
+pub(crate) fn recorded_data(
     data: &Option<String>,
     row: &lab::experiments::store::RunRow,
     name: &str,
@@ -603,7 +607,7 @@ fn recorded_data(
 }
 
 /// With `--store`, the store and the row of the run whose model directory is `model`.
-fn store_of_run(
+pub(crate) fn store_of_run(
     store: Option<&std::path::Path>,
     model: &std::path::Path,
 ) -> Result<

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analyses::analysis::Report;
+use crate::analyses::dissection::Dissection;
 use crate::analyses::pruning::PruneJson;
 use crate::error::{Error, Result};
 use crate::experiments::first_steps::FirstSteps;
@@ -31,6 +32,14 @@ pub struct PruneParams<'a> {
     pub on: &'a str,
     pub stop: &'a str,
     pub ties: &'a str,
+}
+
+/// What a `dissection` record is keyed by (alphabetical order).
+#[derive(Serialize)]
+struct DissectionParams<'a> {
+    data: &'a str,
+    quantile: f64,
+    split: &'a str,
 }
 
 /// The key of a legacy `study-case` record: `{"case": {"dataset": ..., "arch": ...}}`.
@@ -62,7 +71,7 @@ impl Store {
                 AnalysisKind::Analysis => params == want,
                 AnalysisKind::StudyCase => serde_json::from_str::<LegacyCase>(&params)
                     .is_ok_and(|p| p.case.dataset == data),
-                AnalysisKind::Prune | AnalysisKind::FirstSteps => false,
+                AnalysisKind::Prune | AnalysisKind::FirstSteps | AnalysisKind::Dissection => false,
             };
             if !matches {
                 continue;
@@ -118,6 +127,36 @@ impl Store {
         Ok(best)
     }
 
+    /// Records the dissection of run `key` (replacing one on the same data, split and
+    /// quantile).
+    pub fn put_dissection(&self, key: &str, d: &Dissection) -> Result<()> {
+        let params = DissectionParams {
+            data: &d.data,
+            quantile: d.settings.quantile,
+            split: d.split.name(),
+        };
+        let params = serde_json::to_string(&params).expect("json");
+        let json = serde_json::to_string(d).expect("json");
+        self.put_analysis(key, AnalysisKind::Dissection, &params, &json)
+    }
+
+    /// Every dissection of run `key`; one that does not read back is an error naming the run.
+    pub fn dissections(&self, key: &str) -> Result<Vec<Dissection>> {
+        let mut out = Vec::new();
+        for (kind, _, result) in self.analyses(key)? {
+            if kind != AnalysisKind::Dissection {
+                continue;
+            }
+            out.push(serde_json::from_str(&result).map_err(|e| {
+                Error::bad(
+                    self.path(),
+                    format!("the dissection of run {key} does not read back ({e}); run `shapelab dissect` again to replace it"),
+                )
+            })?);
+        }
+        Ok(out)
+    }
+
     /// Records the pruning table of run `key`.
     pub fn put_pruning(&self, key: &str, params: &PruneParams, table: &PruneJson) -> Result<()> {
         let params = serde_json::to_string(params).expect("json");
@@ -155,6 +194,38 @@ mod tests {
         assert_eq!(rows.len(), 2, "one record per kind and data");
         assert_eq!(rows[1].0, AnalysisKind::Analysis);
         assert_eq!(rows[1].1, r#"{"data":"size"}"#);
+    }
+
+    #[test]
+    fn a_dissection_is_recorded_per_split_and_quantile_and_read_back_typed() {
+        use crate::analyses::dissection::{Dissection, Settings};
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_with_run(dir.path());
+        let key = "e/d/2-2/seed1";
+        let mut d = Dissection {
+            schema: crate::files::schema::Schema::CURRENT,
+            model: "m".into(),
+            arch: "2-2".into(),
+            data: "size".into(),
+            split: shapes::Split::Val,
+            images: 10,
+            settings: Settings::default(),
+            concepts: vec!["interior".into()],
+            accuracy: 1.0,
+            layers: vec![],
+        };
+        s.put_dissection(key, &d).unwrap();
+        s.put_dissection(key, &d).unwrap();
+        d.split = shapes::Split::Test;
+        s.put_dissection(key, &d).unwrap();
+        let back = s.dissections(key).unwrap();
+        assert_eq!(back.len(), 2, "one record per data, split and quantile");
+        assert!(back.contains(&d));
+        // A record that does not read back is an error naming the run.
+        s.put_analysis(key, AnalysisKind::Dissection, "{}", "{\"model\": 1}")
+            .unwrap();
+        let e = s.dissections(key).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("does not read back"), "{e}");
     }
 
     #[test]

@@ -54,14 +54,18 @@ pub enum AnalysisKind {
     StudyCase,
     /// The first updates of a run, replayed (`FirstSteps`), keyed by steps and probe.
     FirstSteps,
+    /// `shapelab dissect`: each filter against the concept masks (`Dissection`), keyed by
+    /// data, split and quantile.
+    Dissection,
 }
 
 impl AnalysisKind {
-    const ALL: [AnalysisKind; 4] = [
+    const ALL: [AnalysisKind; 5] = [
         AnalysisKind::Prune,
         AnalysisKind::Analysis,
         AnalysisKind::StudyCase,
         AnalysisKind::FirstSteps,
+        AnalysisKind::Dissection,
     ];
 
     /// The name stored in the `kind` column.
@@ -71,6 +75,7 @@ impl AnalysisKind {
             AnalysisKind::Analysis => "analysis",
             AnalysisKind::StudyCase => "study-case",
             AnalysisKind::FirstSteps => "first-steps",
+            AnalysisKind::Dissection => "dissection",
         }
     }
 }

@@ -1,0 +1,104 @@
+//! `dissect`: parse, find the data's concept masks, call `lab::analyses::dissection`, write,
+//! record, print.
+
+use anyhow::Result;
+use lab::analyses::dissection::{dissect as run_dissection, Settings};
+use lab::data::masks::ConceptMasks;
+use lab::models::run::Run;
+
+use crate::cli::DissectArgs;
+use crate::model_cmds::{
+    check_derived_out, load_eval_data, present, recorded_data, run_name, store_of_run,
+};
+use crate::usage;
+
+/// The concept masks of `part` of `d`: from `--masks`, from the data file itself, or drawn
+/// again from the dataset's generator spec; an error naming the fix when there are none.
+fn masks_of(
+    d: &lab::Dataset,
+    part: shapes::Split,
+    data_arg: &Option<String>,
+    masks_arg: &Option<std::path::PathBuf>,
+    data_name: &str,
+) -> Result<ConceptMasks> {
+    let parts: Vec<(&str, usize)> = d.parts().iter().map(|(p, s)| (p.name(), s.len())).collect();
+    let side = (d.height, d.width);
+    if let Some(p) = masks_arg {
+        if !p.exists() {
+            return Err(lab::Error::NotFound(p.clone()).into());
+        }
+        return ConceptMasks::of_file(p, &parts, side)?.ok_or_else(|| {
+            usage(format!(
+                "--masks {}: the file holds no concept masks (concept_names and masks_<split>)",
+                p.display()
+            ))
+        });
+    }
+    if let Some(a) = data_arg {
+        if let Some(m) = ConceptMasks::of_file(std::path::Path::new(a), &parts, side)? {
+            return Ok(m);
+        }
+    }
+    match d.meta.as_ref() {
+        Some(meta) => {
+            let spec = shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
+            let mut m = ConceptMasks::of_spec(&spec);
+            m.parts.retain(|(name, _)| name == part.name());
+            Ok(m)
+        }
+        None => Err(usage(format!(
+            "{data_name} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; give --masks FILE.npz with masks_{} and concept_names (see docs/datasets.md)",
+            part.name()
+        ))),
+    }
+}
+
+pub fn dissect(args: DissectArgs) -> Result<()> {
+    let settings = Settings {
+        quantile: args.quantile,
+        null_seeds: args.null_seeds,
+        ..Settings::default()
+    };
+    settings.check()?;
+    let run = Run::load(&args.model)?;
+    let (d, data_name) = load_eval_data(&run, &args.data)?;
+    let part = present(&d, args.split, &data_name)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.model.join(format!("dissection-{}", part.name())));
+    check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
+    let store = store_of_run(args.store.as_deref(), &args.model)?;
+    let masks = masks_of(&d, part, &args.data, &args.masks, &data_name)?;
+    let words = masks.part(part.name()).ok_or_else(|| {
+        usage(format!(
+            "the concept masks have no masks_{}; give masks for the split you dissect",
+            part.name()
+        ))
+    })?;
+    let name = run_name(&args.model);
+    let recorded = match &store {
+        Some((_, row)) => recorded_data(&args.data, row, &data_name),
+        None => data_name.clone(),
+    };
+    let result = run_dissection(
+        &run.model,
+        &d,
+        part,
+        (words, &masks.concept_names),
+        run.meta.train.scaling,
+        &settings,
+        (&name, &recorded),
+    )?;
+    let files = result.write(&out)?;
+    if let Some((s, row)) = &store {
+        s.put_dissection(&row.key, &result)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", result.to_text());
+        println!("\n{} files written to {}", files.len(), out.display());
+    }
+    Ok(())
+}
