@@ -90,7 +90,15 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         &settings,
         (&name, &recorded),
     )?;
-    let files = result.write(&out)?;
+    let mut files = result.write(&out)?;
+    files.extend(lab::analyses::dissection_sheet::write_sheets(
+        &result,
+        &run.model,
+        &d.split(part).images,
+        words,
+        run.meta.train.scaling,
+        &out,
+    )?);
     if let Some((s, row)) = &store {
         s.put_dissection(&row.key, &result)?;
     }

@@ -44,6 +44,9 @@ fn dissect_labels_filters_and_writes_its_files() {
             assert!(iou > chance + 0.02, "{label}: {iou} against {chance}");
         }
     }
+    for sheet in ["sheet-layer-1.png", "sheet-layer-2.png"] {
+        assert!(out.join(sheet).is_file(), "{sheet}");
+    }
     let csv = fs::read_to_string(out.join("dissection.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 + 2);
     assert!(csv.starts_with("layer,filter,label,label_margin,best,best_iou"));
