@@ -476,6 +476,10 @@ pub struct DissectArgs {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub null_seeds: u64,
 
+    /// Keep only this conv layer (1-based) in the results.
+    #[arg(long, value_name = "N")]
+    pub layer: Option<usize>,
+
     /// Concept masks for data without a generator spec: an .npz with `masks_<split>` and
     /// `concept_names` (see docs/datasets.md).
     #[arg(long, value_name = "FILE.npz")]

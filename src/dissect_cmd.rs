@@ -42,9 +42,7 @@ fn masks_of(
     match d.meta.as_ref() {
         Some(meta) => {
             let spec = shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
-            let mut m = ConceptMasks::of_spec(&spec);
-            m.parts.retain(|(name, _)| name == part.name());
-            Ok(m)
+            Ok(ConceptMasks::of_spec_part(&spec, part))
         }
         None => Err(usage(format!(
             "{data_name} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; give --masks FILE.npz with masks_{} and concept_names (see docs/datasets.md)",
@@ -61,6 +59,15 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
     };
     settings.check()?;
     let run = Run::load(&args.model)?;
+    let layers = run.model.arch.filters.len();
+    if let Some(l) = args.layer {
+        if !(1..=layers).contains(&l) {
+            return Err(usage(format!(
+                "--layer {l}: {} has conv layers 1 to {layers}",
+                run.model.arch.label()
+            )));
+        }
+    }
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     let part = present(&d, args.split, &data_name)?;
     let out = args
@@ -81,7 +88,7 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         Some((_, row)) => recorded_data(&args.data, row, &data_name),
         None => data_name.clone(),
     };
-    let result = run_dissection(
+    let mut result = run_dissection(
         &run.model,
         &d,
         part,
@@ -90,6 +97,9 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         &settings,
         (&name, &recorded),
     )?;
+    if let Some(l) = args.layer {
+        result.layers.retain(|x| x.layer == l);
+    }
     let mut files = result.write(&out)?;
     files.extend(lab::analyses::dissection_sheet::write_sheets(
         &result,

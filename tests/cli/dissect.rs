@@ -80,6 +80,8 @@ fn dissect_refuses_what_it_cannot_measure() {
         e.contains("--quantile 0.7") && e.contains("(0, 0.5)"),
         "{e}"
     );
+    let e = fails(dir.path(), &["dissect", "run", "--layer", "3"], 2);
+    assert!(e.contains("--layer 3") && e.contains("1 to 2"), "{e}");
     let e = fails(dir.path(), &["dissect", "run", "--masks", "nope.npz"], 1);
     assert!(e.contains("nope.npz"), "{e}");
     // Data from elsewhere has no generator spec: its masks are unknown.

@@ -141,7 +141,8 @@ pub fn write_sheets(
     let maps = super::dissection::upsampled_maps(model, images, scaling);
     let k2 = model.arch.kernel * model.arch.kernel;
     let mut written = Vec::new();
-    for (l, layer) in d.layers.iter().enumerate() {
+    for layer in &d.layers {
+        let l = layer.layer - 1;
         let s = model.arch.layers()[l];
         let w = model.conv_weight(l);
         let kernels: Vec<Vec<f32>> = (0..s.cout)

@@ -53,6 +53,17 @@ impl ConceptMasks {
         )
     }
 
+    /// The masks of one split a spec draws.
+    pub fn of_spec_part(spec: &DatasetSpec, part: Part) -> ConceptMasks {
+        ConceptMasks::new(
+            spec.image_size as usize,
+            vec![(
+                part.name().to_string(),
+                shapes::generate::generate_masks(spec, part),
+            )],
+        )
+    }
+
     /// The masks of a panel's images, as the part `panel`.
     pub fn of_panel(panel: &shapes::panel::Panel, side: u32) -> ConceptMasks {
         ConceptMasks::new(side as usize, vec![("panel".into(), panel.masks(side))])
