@@ -773,6 +773,9 @@ pub enum BenchCommand {
     Activations(BenchActivationsArgs),
     /// Time of a full greedy pruning of a trained network.
     Prune(BenchPruneArgs),
+    /// Dissect a trained 16-16 (concept masks drawn, every filter against them, the chance
+    /// level from 5 initialisations, the removal check).
+    Dissect(BenchPruneArgs),
 }
 
 #[derive(Debug, Args)]

@@ -99,6 +99,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Dissect(args)) => {
+            let r = lab::bench::dissect_speed(&args.arch, args.epochs, args.images, args.repeats)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "dissection of a trained {} on {} validation images ({} filters labelled of {}; chance level from {} initialisations): {:.3} s, masks included ({} threads)",
+                    r.arch, r.images, r.labelled.0, r.labelled.1, r.null_seeds, r.seconds, r.threads
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Activations(args)) => {
             let r = lab::bench::sheets_speed(&args.arch, args.repeats)?;
             if args.json {

@@ -366,6 +366,73 @@ pub struct PruneSpeed {
     pub initial_accuracy: f64,
 }
 
+/// Time of a full dissection.
+#[derive(Clone, Debug, Serialize)]
+pub struct DissectSpeed {
+    pub arch: String,
+    pub images: usize,
+    pub null_seeds: u64,
+    pub threads: usize,
+    /// Best of the repetitions, seconds: masks drawn from the spec, then the dissection.
+    pub seconds: f64,
+    /// Filters labelled, of all.
+    pub labelled: (usize, usize),
+}
+
+/// Trains `arch` on thesis-1.3 (6,000 images, `epochs` epochs, not timed), then times drawing
+/// the validation split's concept masks and dissecting every filter on `images` images.
+pub fn dissect_speed(
+    arch: &str,
+    epochs: usize,
+    images: usize,
+    repeats: usize,
+) -> Result<DissectSpeed> {
+    let mut f = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec_file();
+    (f.train, f.val, f.test) = (Some(6000), Some(images), Some(0));
+    let spec = f.resolve()?;
+    let d = Dataset::generate(&spec, None, &|_| {});
+    let a = tinycnn::Arch::parse(arch, 28, 28, 3)?;
+    let cfg = tinycnn::TrainConfig {
+        epochs,
+        seed: 1,
+        ..tinycnn::TrainConfig::default()
+    };
+    let val = crate::models::training::engine_data(&d, Split::Val);
+    let model =
+        tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)?.model;
+    let settings = crate::analyses::dissection::Settings::default();
+    let (mut best, mut labelled) = (f64::INFINITY, (0, 0));
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let m = crate::data::masks::ConceptMasks::of_spec_part(&spec, Split::Val);
+        let r = crate::analyses::dissection::dissect(
+            &model,
+            &d,
+            Split::Val,
+            (m.part("val").expect("drawn"), &m.concept_names),
+            tinycnn::Scaling::Unit,
+            &settings,
+            ("bench", "thesis-1.3"),
+        )?;
+        best = best.min(start.elapsed().as_secs_f64());
+        let all = r.layers.iter().flat_map(|l| &l.filters);
+        labelled = (
+            all.clone().filter(|f| f.label.is_some()).count(),
+            all.count(),
+        );
+    }
+    Ok(DissectSpeed {
+        arch: arch.into(),
+        images,
+        null_seeds: settings.null_seeds,
+        threads: rayon::current_num_threads(),
+        seconds: best,
+        labelled,
+    })
+}
+
 /// Trains `arch` on thesis-1.3 (6,000 images, `epochs` epochs, not timed), then times full
 /// greedy pruning (`--ties one`) on `images` validation images.
 pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> Result<PruneSpeed> {
