@@ -217,7 +217,10 @@ pub fn upsampled_maps(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec
         })
         .collect();
     (0..shapes.len())
-        .map(|l| chunks.iter().flat_map(|c| c[l].iter().copied()).collect())
+        .map(|l| {
+            let parts: Vec<&[f32]> = chunks.iter().map(|c| c[l].as_slice()).collect();
+            parts.concat()
+        })
         .collect()
 }
 
@@ -346,31 +349,49 @@ fn chance_level(sorted: &[f64]) -> f64 {
 }
 
 /// One filter's values over every image, copied out of a layer's `[n, F, px]`.
+#[cfg(test)]
 fn filter_values(maps: &[f32], f: usize, filters: usize, px: usize) -> Vec<f32> {
     maps.chunks(filters * px)
         .flat_map(|img| img[f * px..(f + 1) * px].iter().copied())
         .collect()
 }
 
-/// [`threshold`] of one filter at each quantile of `qs`, equal to it but faster: after the
+/// [`threshold`] of one filter at each quantile of `qs`, equal to it but faster. After the
 /// activation most values are usually zero, and the top `k` values overall are the top `k`
-/// positive ones whenever there are at least `k` of those, so only they are searched.
+/// positive ones whenever there are at least `k` of those. Positive `f32`s order as their bit
+/// patterns do, so one pass counts them by their top 16 bits, the bucket that holds the
+/// `k`-th largest is found from the counts, and only that bucket's values are searched (a
+/// radix select; written here because no maintained crate selects over a strided view).
 fn thresholds(maps: &[f32], f: usize, filters: usize, px: usize, qs: &[f64]) -> Vec<f32> {
     let total = maps.len() / filters;
-    let mut positive: Vec<f32> = maps
-        .chunks(filters * px)
-        .flat_map(|img| img[f * px..(f + 1) * px].iter().copied())
-        .filter(|&v| v > 0.0)
-        .collect();
+    let values = || {
+        maps.chunks(filters * px)
+            .flat_map(move |img| img[f * px..(f + 1) * px].iter().copied())
+    };
+    let mut counts = vec![0u32; 1 << 16];
+    let mut positive = 0usize;
+    for v in values().filter(|&v| v > 0.0) {
+        counts[(v.to_bits() >> 16) as usize] += 1;
+        positive += 1;
+    }
     qs.iter()
         .map(|&q| {
             let k = ((q * total as f64).ceil() as usize).clamp(1, total);
-            if k <= positive.len() {
-                let at = positive.len() - k;
-                *positive.select_nth_unstable_by(at, |a, b| a.total_cmp(b)).1
-            } else {
-                threshold(&mut filter_values(maps, f, filters, px), q)
+            if k > positive {
+                return threshold(&mut values().collect::<Vec<_>>(), q);
             }
+            // The bucket of the k-th largest, and its rank within the bucket.
+            let (mut above, mut bucket) = (0usize, counts.len() - 1);
+            while above + (counts[bucket] as usize) < k {
+                above += counts[bucket] as usize;
+                bucket -= 1;
+            }
+            let mut inside: Vec<f32> = values()
+                .filter(|&v| v > 0.0 && (v.to_bits() >> 16) as usize == bucket)
+                .collect();
+            let rank = k - above; // 1-based from the top of the bucket
+            let at = inside.len() - rank;
+            *inside.select_nth_unstable_by(at, |a, b| a.total_cmp(b)).1
         })
         .collect()
 }
@@ -726,6 +747,33 @@ mod tests {
         let m = crate::data::masks::ConceptMasks::of_spec(&spec);
         let masks = m.part("val").unwrap().to_vec();
         (d, masks, m.concept_names)
+    }
+
+    #[test]
+    fn the_radix_threshold_equals_a_full_selection() {
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let (n, filters, px) = (37, 3, 49);
+        // Mostly zeros, some negatives, many ties, a wide range of magnitudes.
+        let maps: Vec<f32> = (0..n * filters * px)
+            .map(|_| match rng.next_u32() % 6 {
+                0 | 1 => 0.0,
+                2 => -((rng.next_u32() % 100) as f32),
+                3 => 0.5,
+                _ => (rng.next_u32() % 100_000) as f32 * 1e-3,
+            })
+            .collect();
+        let qs = [0.001, 0.005, 0.05, 0.2, 0.45];
+        for f in 0..filters {
+            let got = thresholds(&maps, f, filters, px, &qs);
+            for (q, t) in qs.iter().zip(got) {
+                assert_eq!(
+                    t,
+                    threshold(&mut filter_values(&maps, f, filters, px), *q),
+                    "q {q}"
+                );
+            }
+        }
     }
 
     #[test]
