@@ -576,6 +576,39 @@ pub fn capture(model: &Model, images: &[u8], scaling: Scaling) -> (Vec<LayerMaps
     (maps, logits)
 }
 
+/// Every conv layer's maps after the activation, `[layer][n, C, H, W]`, into `out` (resized
+/// as needed, so buffers can be reused): what [`capture`] returns as `post`, without the
+/// other stages.
+pub fn capture_post_into(model: &Model, images: &[u8], scaling: Scaling, out: &mut [Vec<f32>]) {
+    let arch = &model.arch;
+    let px = arch.height * arch.width;
+    let n = images.len() / px;
+    let layers = arch.layers();
+    assert_eq!(out.len(), layers.len(), "one buffer per conv layer");
+    for (o, s) in out.iter_mut().zip(&layers) {
+        o.resize(n * s.cout * s.hw(), 0.0);
+    }
+    let mut ws = Workspace::new(arch, CHUNK);
+    ws.keep_post = true;
+    for (c, imgs) in images.chunks(CHUNK * px).enumerate() {
+        ws.load(imgs, scaling);
+        ws.forward(model, false);
+        let b = ws.b;
+        let first = c * CHUNK;
+        // CNHW chunk buffers to NCHW output.
+        for (l, s) in layers.iter().enumerate() {
+            let hw = s.hw();
+            for ch in 0..s.cout {
+                for img in 0..b {
+                    let dst = ((first + img) * s.cout + ch) * hw;
+                    let src = (ch * b + img) * hw;
+                    out[l][dst..dst + hw].copy_from_slice(&ws.post[l][src..src + hw]);
+                }
+            }
+        }
+    }
+}
+
 /// The gradient of the mean loss over a batch, and the loss (for tests and diagnostics:
 /// the gradient-norm at a plateau).
 ///

@@ -226,6 +226,12 @@ fn capture_returns_every_stage_and_agrees_with_logits() {
             width: arch.width,
         };
         assert_eq!(caught, logits(&model, &data, Scaling::Unit));
+        // The post-only capture is the same maps, into reused (here: oversized) buffers.
+        let mut post = vec![vec![7.0f32; 3]; maps.len()];
+        tinycnn::train::capture_post_into(&model, &images, Scaling::Unit, &mut post);
+        for (p, m) in post.iter().zip(&maps) {
+            assert_eq!(p, &m.post);
+        }
         let px = arch.height * arch.width;
         let p = reference::Params::of(&model);
         for (i, x) in scaled(&images, px).iter().enumerate() {

@@ -191,37 +191,47 @@ impl Interp {
 }
 
 /// Per conv layer, every filter's map after the activation upsampled to the image:
-/// `[layer][n, F, side * side]`. Chunks of images run in parallel and are joined in order.
+/// `[layer][n, F, side * side]`.
 pub fn upsampled_maps(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<f32>> {
+    let mut up = Vec::new();
+    upsampled_maps_into(model, images, scaling, &mut up);
+    up
+}
+
+/// [`upsampled_maps`] into `up`, whose buffers are resized and reused (the null networks of a
+/// dissection share one set). Chunks of images run in parallel, each writing its own slice of
+/// every layer's output.
+pub fn upsampled_maps_into(model: &Model, images: &[u8], scaling: Scaling, up: &mut Vec<Vec<f32>>) {
+    const CHUNK: usize = 64;
     let arch = &model.arch;
     let side = arch.height;
     let px = arch.height * arch.width;
+    let n = images.len() / px;
     let shapes = arch.layers();
-    let chunks: Vec<Vec<Vec<f32>>> = images
-        .par_chunks(64 * px)
-        .map(|chunk| {
-            let (maps, _) = tinycnn::train::capture(model, chunk, scaling);
-            let b = chunk.len() / px;
-            shapes
-                .iter()
-                .enumerate()
-                .map(|(l, s)| {
-                    let hw = s.hw();
-                    let mut out = vec![0.0f32; b * s.cout * px];
-                    for (src, dst) in maps[l].post.chunks(hw).zip(out.chunks_mut(px)) {
+    up.resize_with(shapes.len(), Vec::new);
+    for (u, s) in up.iter_mut().zip(&shapes) {
+        u.resize(n * s.cout * px, 0.0);
+    }
+    let mut per_chunk: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
+    for (u, s) in up.iter_mut().zip(&shapes) {
+        for (c, slice) in u.chunks_mut(CHUNK * s.cout * px).enumerate() {
+            per_chunk[c].push(slice);
+        }
+    }
+    per_chunk
+        .into_par_iter()
+        .zip(images.par_chunks(CHUNK * px))
+        .for_each_init(
+            || vec![Vec::new(); shapes.len()],
+            |post, (outs, chunk)| {
+                tinycnn::train::capture_post_into(model, chunk, scaling, post);
+                for ((out, p), s) in outs.into_iter().zip(post.iter()).zip(&shapes) {
+                    for (src, dst) in p.chunks(s.hw()).zip(out.chunks_mut(px)) {
                         upsample(src, s.h, s.w, side, dst);
                     }
-                    out
-                })
-                .collect()
-        })
-        .collect();
-    (0..shapes.len())
-        .map(|l| {
-            let parts: Vec<&[f32]> = chunks.iter().map(|c| c[l].as_slice()).collect();
-            parts.concat()
-        })
-        .collect()
+                }
+            },
+        );
 }
 
 /// The threshold of one filter's values at the top quantile `q` (see the module docs).
@@ -308,6 +318,81 @@ fn ious(
         .collect()
 }
 
+/// Counts of one filter's masks at several thresholds, in one pass over its pixels: per
+/// threshold `|M|` and `|M & L_c|`, and for the first threshold the same per class.
+struct Overlaps {
+    mask_px: Vec<u64>,
+    inter: Vec<Vec<u64>>,
+    class_mask_px: Vec<u64>,
+    class_inter: Vec<Vec<u64>>,
+}
+
+impl Overlaps {
+    /// `maps`: the layer's `[n, F, px]`; `masks`: `[n, px]` words; `labels`: `[n]`; `ts`:
+    /// the thresholds, the first the dissection's own.
+    fn count(
+        maps: &[f32],
+        masks: &[u16],
+        (f, filters, px): (usize, usize, usize),
+        ts: &[f32],
+        (labels, classes): (&[u8], usize),
+        concepts: usize,
+    ) -> Overlaps {
+        let mut o = Overlaps {
+            mask_px: vec![0; ts.len()],
+            inter: vec![vec![0; concepts]; ts.len()],
+            class_mask_px: vec![0; classes],
+            class_inter: vec![vec![0; concepts]; classes],
+        };
+        for (i, m) in masks.chunks(px).enumerate() {
+            let a = &maps[(i * filters + f) * px..][..px];
+            let class = labels[i] as usize;
+            for (&v, &w) in a.iter().zip(m) {
+                if v <= 0.0 {
+                    continue; // below every mask
+                }
+                for (q, &t) in ts.iter().enumerate() {
+                    if !in_mask(v, t) {
+                        continue;
+                    }
+                    o.mask_px[q] += 1;
+                    let mut bits = w;
+                    while bits != 0 {
+                        let c = bits.trailing_zeros() as usize;
+                        if c < concepts {
+                            o.inter[q][c] += 1;
+                            if q == 0 && class < classes {
+                                o.class_inter[class][c] += 1;
+                            }
+                        }
+                        bits &= bits - 1;
+                    }
+                    if q == 0 && class < classes {
+                        o.class_mask_px[class] += 1;
+                    }
+                }
+            }
+        }
+        o
+    }
+}
+
+/// IoU from the counts: `|M & L| / (|M| + |L| - |M & L|)`, 0 when both are empty.
+fn iou_of(inter: &[u64], mask_px: u64, concept_px: &[u64]) -> Vec<f64> {
+    inter
+        .iter()
+        .zip(concept_px)
+        .map(|(&i, &l)| {
+            let union = mask_px + l - i;
+            if union == 0 {
+                0.0
+            } else {
+                i as f64 / union as f64
+            }
+        })
+        .collect()
+}
+
 /// The IoUs of every filter of every layer of `model` with every concept, at quantile `q`:
 /// `[layer][filter][concept]` (for the null).
 fn all_ious(
@@ -317,15 +402,16 @@ fn all_ious(
     scaling: Scaling,
     q: f64,
     concepts: usize,
+    maps: &mut Vec<Vec<f32>>,
 ) -> Vec<Vec<Vec<f64>>> {
     let px = model.arch.height * model.arch.width;
-    let maps = upsampled_maps(model, images, scaling);
+    upsampled_maps_into(model, images, scaling, maps);
     let all = concept_pixels(masks, px, concepts, |_| true);
     model
         .arch
         .layers()
         .iter()
-        .zip(&maps)
+        .zip(maps.iter())
         .map(|(s, m)| {
             (0..s.cout)
                 .into_par_iter()
@@ -458,6 +544,7 @@ pub fn dissect(
     let maps = upsampled_maps(model, &split.images, scaling);
     // Per layer, per concept: every initial filter's IoU, sorted.
     let mut null = vec![vec![Vec::new(); k]; maps.len()];
+    let mut buffers = Vec::new();
     for seed in 0..settings.null_seeds {
         let init = Model::init(&model.arch, tinycnn::Init::Glorot, seed)?;
         for (layer, filters) in null.iter_mut().zip(all_ious(
@@ -467,6 +554,7 @@ pub fn dissect(
             scaling,
             settings.quantile,
             k,
+            &mut buffers,
         )) {
             for f in filters {
                 for (c, v) in layer.iter_mut().zip(f) {
@@ -499,13 +587,16 @@ pub fn dissect(
                     .collect();
                 let ts = thresholds(&maps[l], f, s.cout, px, &qs);
                 let t = ts[0];
-                let coverage = maps[l]
-                    .chunks(s.cout * px)
-                    .flat_map(|img| &img[f * px..(f + 1) * px])
-                    .filter(|&&a| in_mask(a, t))
-                    .count() as f64
-                    / (maps[l].len() / s.cout) as f64;
-                let iou = ious(&maps[l], masks, (f, s.cout, px), t, &all, |_| true);
+                let o = Overlaps::count(
+                    &maps[l],
+                    masks,
+                    (f, s.cout, px),
+                    &ts,
+                    (&split.labels, d.class_names.len()),
+                    k,
+                );
+                let coverage = o.mask_px[0] as f64 / (maps[l].len() / s.cout) as f64;
+                let iou = iou_of(&o.inter[0], o.mask_px[0], &all);
                 let mut order: Vec<usize> = (0..k).collect();
                 order.sort_by(|&a, &b| iou[b].total_cmp(&iou[a]).then(a.cmp(&b)));
                 let (best, second) = (order[0], order.get(1).copied());
@@ -515,18 +606,16 @@ pub fn dissect(
                     .find(|&c| iou[c] > chance[c] + settings.margin);
                 let per_class = (0..d.class_names.len())
                     .map(|c| {
-                        let v = ious(&maps[l], masks, (f, s.cout, px), t, &by_class[c], |i| {
-                            split.labels[i] as usize == c
-                        });
+                        let v = iou_of(&o.class_inter[c], o.class_mask_px[c], &by_class[c]);
                         (d.class_names[c].clone(), v[best])
                     })
                     .collect();
                 let at_quantiles = settings
                     .also_at
                     .iter()
-                    .zip(&ts[1..])
-                    .map(|(&q, &tq)| {
-                        let v = ious(&maps[l], masks, (f, s.cout, px), tq, &all, |_| true);
+                    .enumerate()
+                    .map(|(j, &q)| {
+                        let v = iou_of(&o.inter[j + 1], o.mask_px[j + 1], &all);
                         (q, v.into_iter().fold(0.0, f64::max))
                     })
                     .collect();
