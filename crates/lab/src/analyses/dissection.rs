@@ -271,53 +271,6 @@ fn concept_pixels(
     out
 }
 
-/// `IoU(k, c)` of one filter's mask with every concept, over the images `which` selects, whose
-/// concept pixels are `concept_px` ([`concept_pixels`] of the same images).
-///
-/// `maps`: the layer's `[n, F, px]`; `masks`: `[n, px]` concept words. Only the pixels in
-/// the filter's mask are visited (a fraction `quantile` of them): `|M & L_c|` is counted
-/// there, and `|M | L_c| = |M| + |L_c| - |M & L_c|`.
-fn ious(
-    maps: &[f32],
-    masks: &[u16],
-    (f, filters, px): (usize, usize, usize),
-    t: f32,
-    concept_px: &[u64],
-    which: impl Fn(usize) -> bool,
-) -> Vec<f64> {
-    let concepts = concept_px.len();
-    let n = masks.len() / px;
-    let (mut inter, mut mask_px) = (vec![0u64; concepts], 0u64);
-    for i in (0..n).filter(|&i| which(i)) {
-        let a = &maps[(i * filters + f) * px..][..px];
-        let m = &masks[i * px..][..px];
-        for (&v, &w) in a.iter().zip(m) {
-            if !in_mask(v, t) {
-                continue;
-            }
-            mask_px += 1;
-            let mut bits = w;
-            while bits != 0 {
-                let c = bits.trailing_zeros() as usize;
-                if c < concepts {
-                    inter[c] += 1;
-                }
-                bits &= bits - 1;
-            }
-        }
-    }
-    (0..concepts)
-        .map(|c| {
-            let union = mask_px + concept_px[c] - inter[c];
-            if union == 0 {
-                0.0
-            } else {
-                inter[c] as f64 / union as f64
-            }
-        })
-        .collect()
-}
-
 /// Counts of one filter's masks at several thresholds, in one pass over its pixels: per
 /// threshold `|M|` and `|M & L_c|`, and for the first threshold the same per class.
 struct Overlaps {
@@ -346,7 +299,8 @@ impl Overlaps {
         };
         for (i, m) in masks.chunks(px).enumerate() {
             let a = &maps[(i * filters + f) * px..][..px];
-            let class = labels[i] as usize;
+            // Images past the labels given count towards no class.
+            let class = labels.get(i).map_or(usize::MAX, |&c| c as usize);
             for (&v, &w) in a.iter().zip(m) {
                 if v <= 0.0 {
                     continue; // below every mask
@@ -416,8 +370,9 @@ fn all_ious(
             (0..s.cout)
                 .into_par_iter()
                 .map(|f| {
-                    let t = thresholds(m, f, s.cout, px, &[q])[0];
-                    ious(m, masks, (f, s.cout, px), t, &all, |_| true)
+                    let t = thresholds(m, f, s.cout, px, &[q]);
+                    let o = Overlaps::count(m, masks, (f, s.cout, px), &t, (&[], 0), concepts);
+                    iou_of(&o.inter[0], o.mask_px[0], &all)
                 })
                 .collect()
         })

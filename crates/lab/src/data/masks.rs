@@ -43,12 +43,7 @@ impl ConceptMasks {
             spec.image_size as usize,
             parts
                 .into_iter()
-                .map(|p| {
-                    (
-                        p.name().to_string(),
-                        shapes::generate::generate_masks(spec, p),
-                    )
-                })
+                .flat_map(|p| ConceptMasks::of_spec_part(spec, p).parts)
                 .collect(),
         )
     }
