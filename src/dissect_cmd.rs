@@ -21,7 +21,7 @@ fn masks_of(
     masks_arg: &Option<std::path::PathBuf>,
     data_name: &str,
 ) -> Result<ConceptMasks> {
-    let parts: Vec<(&str, usize)> = d.parts().iter().map(|(p, s)| (p.name(), s.len())).collect();
+    let parts = d.part_sizes();
     let side = (d.height, d.width);
     if let Some(p) = masks_arg {
         if !p.exists() {

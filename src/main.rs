@@ -403,11 +403,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
 /// holds masks; returns its path.
 fn masks_sheet(path: &Path, loaded: &Loaded, sheet: &Path, title: &str) -> Result<Option<PathBuf>> {
     let (parts, side, images): (Vec<(&str, usize)>, _, &[u8]) = match loaded {
-        Loaded::Dataset(d) => (
-            d.parts().iter().map(|(p, s)| (p.name(), s.len())).collect(),
-            (d.height, d.width),
-            &d.train.images,
-        ),
+        Loaded::Dataset(d) => (d.part_sizes(), (d.height, d.width), &d.train.images),
         Loaded::Panel(p) => (vec![("panel", p.len())], (p.height, p.width), &p.images),
     };
     let Some(m) = lab::data::masks::ConceptMasks::of_file(path, &parts, side)? else {

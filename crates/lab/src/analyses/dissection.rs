@@ -242,9 +242,9 @@ pub fn threshold(values: &mut [f32], q: f64) -> f32 {
     *t
 }
 
-/// Whether an activation is in a filter's mask at threshold `t`.
+/// Whether an activation is in a filter's mask at threshold `t` (see the module docs).
 #[inline]
-fn in_mask(a: f32, t: f32) -> bool {
+pub fn in_mask(a: f32, t: f32) -> bool {
     if t > 0.0 {
         a >= t
     } else {

@@ -76,14 +76,7 @@ pub fn layer_sheet(
         for (j, &i) in order.iter().take(SHOWN).enumerate() {
             let x = kx + k * kscale + 12 + j * 2 * cw;
             let a = &maps[(i * filters + fi) * px..][..px];
-            let on = |p: usize| {
-                let v = a[p];
-                if f.threshold > 0.0 {
-                    v >= f.threshold
-                } else {
-                    v > 0.0
-                }
-            };
+            let on = |p: usize| super::dissection::in_mask(a[p], f.threshold);
             c.gray(x, y, &images[i * px..(i + 1) * px], w, h, scale);
             // Outline the region: pixels in it with a neighbour outside it.
             for p in 0..px {

@@ -171,6 +171,14 @@ impl Dataset {
         }
     }
 
+    /// Each split present by name with its image count, in file order.
+    pub fn part_sizes(&self) -> Vec<(&'static str, usize)> {
+        self.parts()
+            .iter()
+            .map(|(p, s)| (p.name(), s.len()))
+            .collect()
+    }
+
     /// The splits present, in file order.
     pub fn parts(&self) -> Vec<(Part, &Split)> {
         let mut v = vec![(Part::Train, &self.train), (Part::Val, &self.val)];
