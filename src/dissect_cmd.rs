@@ -69,7 +69,7 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         }
     }
     let (d, data_name) = load_eval_data(&run, &args.data)?;
-    let part = present(&d, args.split, &data_name)?;
+    let part = present(&d, ("--split", args.split), &data_name)?;
     let out = args
         .out
         .clone()

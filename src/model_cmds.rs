@@ -25,16 +25,17 @@ fn part(s: SplitChoice) -> Part {
     }
 }
 
-/// The split asked for, refused when the data lacks it (only a test split can be missing).
+/// The split asked for with `flag`, refused when the data lacks it (only a test split can be
+/// missing).
 pub(crate) fn present(
     d: &lab::data::dataset::Dataset,
-    s: SplitChoice,
+    (flag, s): (&str, SplitChoice),
     data_name: &str,
 ) -> Result<Part> {
     let p = part(s);
     if d.try_split(p).is_none() {
         return Err(usage(format!(
-            "--split {}: {data_name} has no {} split (made before shapelab wrote one, or brought without it); use val, or generate the dataset again",
+            "{flag} {}: {data_name} has no {} split (made before shapelab wrote one, or brought without it); use val, or generate the dataset again",
             p.name(),
             p.name()
         )));
@@ -229,7 +230,7 @@ pub(crate) fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::D
 pub fn eval(args: EvalArgs) -> Result<()> {
     let run = Run::load(&args.model)?;
     let (d, name) = load_eval_data(&run, &args.data)?;
-    let split = present(&d, args.split, &name)?;
+    let split = present(&d, ("--split", args.split), &name)?;
     let e = tinycnn::train::evaluate(&run.model, &engine_data(&d, split), run.meta.train.scaling);
     if args.json {
         let json = serde_json::json!({
@@ -292,7 +293,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         check_disjoint(out, "--out", &inputs)?;
         lab::files::fsio::prepare_file(out, args.force)?;
         let (d, name) = load_eval_data(&run, &Some(data.clone()))?;
-        let split = present(&d, args.split, &name)?;
+        let split = present(&d, ("--split", args.split), &name)?;
         let data = engine_data(&d, split);
         let logits = tinycnn::train::logits(&run.model, &data, run.meta.train.scaling);
         lab::models::predictions::write_logits(out, args.force, &logits, data.labels, classes)?;
@@ -464,7 +465,7 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
         lab::files::fsio::prepare_file(p, args.force)?;
     }
     let (d, name) = load_eval_data(&run, &args.data)?;
-    let split = present(&d, args.split, &name)?;
+    let split = present(&d, ("--split", args.split), &name)?;
     let report = lab::inside::filterstats::filter_stats(
         &run.model,
         &d,
@@ -520,10 +521,10 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         args.model
             .join(format!("prune-{}-{ties_name}", part(args.on).name()))
     });
+    let (d, data_name) = load_eval_data(&run, &args.data)?;
+    let split = present(&d, ("--on", args.on), &data_name)?;
     check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
     let store = store_of_run(args.store.as_deref(), &args.model)?;
-    let (d, data_name) = load_eval_data(&run, &args.data)?;
-    let split = present(&d, args.on, &data_name)?;
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)

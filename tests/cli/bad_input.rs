@@ -212,3 +212,38 @@ fn killed_generation_never_leaves_a_half_file() {
         .collect();
     assert_eq!(names, vec!["d.npz".to_string()]);
 }
+
+#[test]
+fn a_split_the_data_does_not_have_is_refused_with_the_fix() {
+    // A dataset written without a test split, as files from before it existed are.
+    let dir = workdir();
+    ok(
+        dir.path(),
+        &[
+            "generate", "--preset", "size", "--train", "60", "--test", "0", "--out", "old.npz",
+        ],
+    );
+    ok(
+        dir.path(),
+        &[
+            "train", "--data", "old.npz", "--arch", "2-2", "--epochs", "1", "--out", "run",
+        ],
+    );
+    for (cmd, flag) in [
+        (vec!["eval", "run", "--split", "test"], "--split test"),
+        (vec!["filters", "run", "--split", "test"], "--split test"),
+        (vec!["prune", "run", "--on", "test"], "--on test"),
+        (vec!["dissect", "run", "--split", "test"], "--split test"),
+    ] {
+        let e = fails(dir.path(), &cmd, 2);
+        assert!(
+            e.contains(flag) && e.contains("no test split") && e.contains("use val"),
+            "{cmd:?}: {e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+    // The validation split still works, and nothing was written for the refused commands.
+    ok(dir.path(), &["eval", "run"]);
+    assert!(!dir.path().join("run/dissection-test").exists());
+    assert!(!dir.path().join("run/prune-test-batch").exists());
+}
