@@ -455,17 +455,20 @@ pub struct AnalyzeArgs {
 
 #[derive(Debug, Args)]
 pub struct DissectArgs {
-    /// A model directory written by `shapelab train` (or listed by `shapelab runs`).
-    #[arg(value_name = "DIR")]
-    pub model: PathBuf,
+    /// A model directory written by `shapelab train` (or listed by `shapelab runs`). Without
+    /// one, `--store` dissects every learned run of the store (narrowed by --experiment,
+    /// --dataset, --arch and --condition) and summarises them cell by cell.
+    #[arg(value_name = "DIR", required_unless_present = "store")]
+    pub model: Option<PathBuf>,
 
     /// Data to dissect on (default: the model's own dataset).
     #[arg(long, value_name = "FILE|PRESET")]
     pub data: Option<String>,
 
-    /// Which split.
-    #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
-    pub split: SplitChoice,
+    /// Which split (default: val for one run; test for a store's runs, the held-out split that
+    /// chose nothing, not even which runs count as learned).
+    #[arg(long, value_enum)]
+    pub split: Option<SplitChoice>,
 
     /// Threshold each filter at this top fraction of its activations, in (0, 0.5)
     /// (Network Dissection's 0.005).
@@ -485,13 +488,46 @@ pub struct DissectArgs {
     #[arg(long, value_name = "FILE.npz")]
     pub masks: Option<PathBuf>,
 
-    /// The directory to write the results to (default: DIR/dissection-SPLIT; replaced).
+    /// The directory to write the results to (default: DIR/dissection-SPLIT for one run,
+    /// dissections-SPLIT beside the store for its runs; replaced).
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Also record the results in this store (the run must be one of its runs).
+    /// With DIR: also record the results in this store (the run must be one of its runs).
+    /// Without: dissect the store's learned runs.
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+
+    /// Only this experiment's runs (with --store and no DIR).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "store",
+        conflicts_with = "model"
+    )]
+    pub experiment: Option<String>,
+
+    /// Only this dataset's runs (its label in run keys).
+    #[arg(
+        long,
+        value_name = "LABEL",
+        requires = "store",
+        conflicts_with = "model"
+    )]
+    pub dataset: Option<String>,
+
+    /// Only this architecture's runs, e.g. 16-4.
+    #[arg(long, value_name = "A", requires = "store", conflicts_with = "model")]
+    pub arch: Option<String>,
+
+    /// Only this condition's runs, e.g. adam-unit.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "store",
+        conflicts_with = "model"
+    )]
+    pub condition: Option<String>,
 
     /// Print the whole result as JSON.
     #[arg(long)]

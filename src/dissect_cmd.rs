@@ -6,7 +6,7 @@ use lab::analyses::dissection::{dissect as run_dissection, Settings};
 use lab::data::masks::ConceptMasks;
 use lab::models::run::Run;
 
-use crate::cli::DissectArgs;
+use crate::cli::{DissectArgs, SplitChoice};
 use crate::model_cmds::{
     check_derived_out, load_eval_data, present, recorded_data, run_name, store_of_run,
 };
@@ -51,14 +51,112 @@ fn masks_of(
     }
 }
 
-pub fn dissect(args: DissectArgs) -> Result<()> {
+pub fn dissect(args: DissectArgs, quiet: bool) -> Result<()> {
     let settings = Settings {
         quantile: args.quantile,
         null_seeds: args.null_seeds,
         ..Settings::default()
     };
     settings.check()?;
-    let run = Run::load(&args.model)?;
+    match args.model.clone() {
+        Some(model) => one(&args, &model, &settings),
+        None => population(&args, &settings, quiet),
+    }
+}
+
+/// The learned runs of `--store`, each dissected (or read back), summarised cell by cell.
+fn population(args: &DissectArgs, settings: &Settings, quiet: bool) -> Result<()> {
+    let path = args
+        .store
+        .as_ref()
+        .expect("clap requires --store without DIR");
+    for (flag, given) in [
+        ("--data", args.data.is_some()),
+        ("--masks", args.masks.is_some()),
+        ("--layer", args.layer.is_some()),
+    ] {
+        if given {
+            return Err(usage(format!(
+                "{flag} applies to one run: give its model directory, or drop {flag} to dissect the store's runs"
+            )));
+        }
+    }
+    let store = lab::experiments::store::Store::open(path)?;
+    let arch = args
+        .arch
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| usage(format!("--arch {e}")))?;
+    let rows: Vec<_> = store
+        .runs(&lab::experiments::store::RunFilter {
+            experiment: args.experiment.clone(),
+            dataset: args.dataset.clone(),
+            arch,
+            outcome: Some(lab::experiments::outcome::Outcome::Learned),
+        })?
+        .into_iter()
+        .filter(|r| args.condition.as_ref().is_none_or(|c| *c == r.condition))
+        .collect();
+    if rows.is_empty() {
+        return Err(usage(format!(
+            "{} has no learned run{}; see `shapelab runs --store {} --outcome learned`",
+            path.display(),
+            if args.experiment.is_some()
+                || args.dataset.is_some()
+                || args.arch.is_some()
+                || args.condition.is_some()
+            {
+                " matching --experiment, --dataset, --arch and --condition"
+            } else {
+                ""
+            },
+            path.display()
+        )));
+    }
+    let part = match args.split.unwrap_or(SplitChoice::Test) {
+        SplitChoice::Train => shapes::Split::Train,
+        SplitChoice::Val => shapes::Split::Val,
+        SplitChoice::Test => shapes::Split::Test,
+    };
+    let bar = crate::progress::bar(
+        rows.len() as u64,
+        "dissecting learned runs [{bar:30}] {pos}/{len} {elapsed}",
+        quiet,
+    );
+    let members = lab::experiments::dissections::dissect_learned(
+        &store,
+        &rows,
+        part,
+        settings,
+        &|done, _| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
+    let summary = lab::analyses::dissection::population::summarize(&members)
+        .expect("at least one learned run");
+    let out = args.out.clone().unwrap_or_else(|| {
+        path.parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(format!("dissections-{}", part.name()))
+    });
+    let files = summary.write(&out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+        println!(
+            "\n{} files written to {}; every dissection is recorded in {}",
+            files.len(),
+            out.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// One run dissected, its files and sheets written.
+fn one(args: &DissectArgs, model: &std::path::Path, settings: &Settings) -> Result<()> {
+    let run = Run::load(model)?;
     let layers = run.model.arch.filters.len();
     if let Some(l) = args.layer {
         if !(1..=layers).contains(&l) {
@@ -69,13 +167,14 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         }
     }
     let (d, data_name) = load_eval_data(&run, &args.data)?;
-    let part = present(&d, ("--split", args.split), &data_name)?;
+    let split = args.split.unwrap_or(SplitChoice::Val);
+    let part = present(&d, ("--split", split), &data_name)?;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| args.model.join(format!("dissection-{}", part.name())));
-    check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
-    let store = store_of_run(args.store.as_deref(), &args.model)?;
+        .unwrap_or_else(|| model.join(format!("dissection-{}", part.name())));
+    check_derived_out(&out, &run, model, &args.data, args.store.as_deref())?;
+    let store = store_of_run(args.store.as_deref(), model)?;
     let masks = masks_of(&d, part, &args.data, &args.masks, &data_name)?;
     let words = masks.part(part.name()).ok_or_else(|| {
         usage(format!(
@@ -83,7 +182,7 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
             part.name()
         ))
     })?;
-    let name = run_name(&args.model);
+    let name = run_name(model);
     let recorded = match &store {
         Some((_, row)) => recorded_data(&args.data, row, &data_name),
         None => data_name.clone(),
@@ -94,14 +193,15 @@ pub fn dissect(args: DissectArgs) -> Result<()> {
         part,
         (words, &masks.concept_names),
         run.meta.train.scaling,
-        &settings,
+        settings,
         (&name, &recorded),
+        None,
     )?;
     if let Some(l) = args.layer {
         result.layers.retain(|x| x.layer == l);
     }
     let mut files = result.write(&out)?;
-    files.extend(lab::analyses::dissection_sheet::write_sheets(
+    files.extend(lab::analyses::dissection::sheet::write_sheets(
         &result,
         &run.model,
         &d.split(part).images,

@@ -83,7 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Filters(args) => model_cmds::filters(args),
         Command::Prune(args) => model_cmds::prune(args),
         Command::Analyze(args) => model_cmds::analyze(args),
-        Command::Dissect(args) => dissect_cmd::dissect(args),
+        Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),

@@ -415,6 +415,7 @@ pub fn dissect_speed(
             tinycnn::Scaling::Unit,
             &settings,
             ("bench", "thesis-1.3"),
+            None,
         )?;
         best = best.min(start.elapsed().as_secs_f64());
         let all = r.layers.iter().flat_map(|l| &l.filters);

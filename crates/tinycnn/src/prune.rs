@@ -49,6 +49,9 @@ use crate::model::Model;
 use crate::net::{Scaling, CHUNK};
 use crate::train::Data;
 
+mod removals;
+pub use removals::{single_removals, Removals};
+
 /// What to do when several removals tie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -226,7 +229,17 @@ fn activate(act: Activation, z: f32) -> f32 {
     }
 }
 
-impl Net<'_> {
+impl<'a> Net<'a> {
+    fn of(model: &'a Model) -> Net<'a> {
+        Net {
+            model,
+            shapes: model.arch.layers(),
+            k: model.arch.kernel,
+            classes: model.arch.classes,
+            act: model.arch.activation,
+        }
+    }
+
     /// Activation and pooling of one channel: `z [H, W]` to `out [h, w]` (max-pool 2x2
     /// floor, the maximum after the activation, as the engine's output).
     fn act_pool(&self, l: usize, z: &[f32], out: &mut [f32]) {
@@ -485,21 +498,22 @@ fn initial_state(net: &Net, data: &Data, scaling: Scaling, eo: bool) -> (State, 
                             d.copy_from_slice(&out[(ch * b + img) * ohw..][..ohw]);
                         }
                     }
-                    if l == 0 {
-                        continue;
-                    }
-                    let dst = &mut run.z[l][at * z_len[l]..(at + 1) * z_len[l]];
-                    if eo && l + 1 == layers {
-                        let row = crate::fused::ROW;
-                        for (ch, d) in dst.chunks_exact_mut(s.h * row).enumerate() {
-                            let src = &ws.pre[l][(ch * b + img) * hw..][..hw];
-                            for (dr, sr) in d.chunks_exact_mut(row).zip(src.chunks_exact(s.w)) {
-                                dr.copy_from_slice(&crate::fused::even_odd(sr));
+                    // Layer 0's pre-activation is never needed (nothing lies before it);
+                    // its dense partial sums are, when it is the last layer.
+                    if l > 0 {
+                        let dst = &mut run.z[l][at * z_len[l]..(at + 1) * z_len[l]];
+                        if eo && l + 1 == layers {
+                            let row = crate::fused::ROW;
+                            for (ch, d) in dst.chunks_exact_mut(s.h * row).enumerate() {
+                                let src = &ws.pre[l][(ch * b + img) * hw..][..hw];
+                                for (dr, sr) in d.chunks_exact_mut(row).zip(src.chunks_exact(s.w)) {
+                                    dr.copy_from_slice(&crate::fused::even_odd(sr));
+                                }
                             }
-                        }
-                    } else {
-                        for (ch, d) in dst.chunks_exact_mut(hw).enumerate() {
-                            d.copy_from_slice(&ws.pre[l][(ch * b + img) * hw..][..hw]);
+                        } else {
+                            for (ch, d) in dst.chunks_exact_mut(hw).enumerate() {
+                                d.copy_from_slice(&ws.pre[l][(ch * b + img) * hw..][..hw]);
+                            }
                         }
                     }
                     if l + 1 == layers {
@@ -555,10 +569,27 @@ fn certify(
     preds: &[(usize, bool)],
     rechecked: &std::sync::atomic::AtomicUsize,
 ) -> Result<f64> {
+    let classes = certified(model, data, scaling, (keep, cand), preds, rechecked)?;
+    let correct = classes
+        .iter()
+        .zip(data.labels)
+        .filter(|&(&p, &y)| p == y as usize)
+        .count();
+    Ok(correct as f64 / data.len() as f64)
+}
+
+/// The predicted class of every image of `data` by the network `keep` without `cand`, from
+/// the incremental predictions `preds`, the near ties re-checked as [`certify`] does.
+fn certified(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    (keep, cand): (&[Vec<bool>], &[FilterId]),
+    preds: &[(usize, bool)],
+    rechecked: &std::sync::atomic::AtomicUsize,
+) -> Result<Vec<usize>> {
     let (n, kk, px) = (data.len(), model.arch.classes, data.height * data.width);
-    let mut correct: Vec<bool> = (0..n)
-        .map(|i| preds[i].0 == data.labels[i] as usize)
-        .collect();
+    let mut classes: Vec<usize> = preds.iter().map(|p| p.0).collect();
     let uncertain: Vec<usize> = (0..n).filter(|&i| preds[i].1).collect();
     if !uncertain.is_empty() {
         rechecked.fetch_add(uncertain.len(), std::sync::atomic::Ordering::Relaxed);
@@ -580,14 +611,11 @@ fn certify(
             };
             let l = crate::train::logits(&small, &sub, scaling);
             for (j, row) in l.chunks(kk).enumerate() {
-                correct[a + j] =
-                    crate::train::Evaluation::of_logits(row, &data.labels[a + j..a + j + 1], kk)
-                        .correct
-                        == 1;
+                classes[a + j] = crate::train::prediction(row);
             }
         }
     }
-    Ok(correct.iter().filter(|&&c| c).count() as f64 / n as f64)
+    Ok(classes)
 }
 
 /// Of the candidates `tied` (in `(layer, filter)` order), the one whose removal from the
@@ -634,13 +662,7 @@ pub fn greedy(
             model.arch.label()
         )));
     }
-    let net = Net {
-        model,
-        shapes: model.arch.layers(),
-        k: model.arch.kernel,
-        classes: model.arch.classes,
-        act: model.arch.activation,
-    };
+    let net = Net::of(model);
     let layers = net.shapes.len();
     let n = data.len();
     let kk = net.classes;

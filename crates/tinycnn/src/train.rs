@@ -178,12 +178,8 @@ pub struct Trained {
 /// Log-softmax cross-entropy of one row of logits; writes `softmax - onehot` times `scale`
 /// into `dlogits` and returns `(loss, predicted class)`.
 fn softmax_xent(logits: &[f32], label: usize, scale: f32, dlogits: &mut [f32]) -> (f64, usize) {
-    let (mut best, mut max) = (0, f32::NEG_INFINITY);
-    for (i, &v) in logits.iter().enumerate() {
-        if v > max {
-            (best, max) = (i, v);
-        }
-    }
+    let best = prediction(logits);
+    let max = logits[best];
     let mut sum = 0.0f32;
     for (d, &v) in dlogits.iter_mut().zip(logits) {
         *d = (v - max).exp();
@@ -195,6 +191,18 @@ fn softmax_xent(logits: &[f32], label: usize, scale: f32, dlogits: &mut [f32]) -
     dlogits[label] -= scale;
     let loss = (sum.ln() - (logits[label] - max)) as f64;
     (loss, best)
+}
+
+/// The predicted class of one image's logits: the first of the largest (as every evaluation
+/// decides it).
+pub fn prediction(logits: &[f32]) -> usize {
+    let (mut best, mut max) = (0, f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > max {
+            (best, max) = (i, v);
+        }
+    }
+    best
 }
 
 /// The per-image loss and prediction without gradients.
@@ -588,12 +596,10 @@ pub fn capture_post_into(model: &Model, images: &[u8], scaling: Scaling, out: &m
     for (o, s) in out.iter_mut().zip(&layers) {
         o.resize(n * s.cout * s.hw(), 0.0);
     }
-    let mut ws = Workspace::new(arch, CHUNK);
-    ws.keep_post = true;
+    let mut maps = PostMaps::new(arch);
     for (c, imgs) in images.chunks(CHUNK * px).enumerate() {
-        ws.load(imgs, scaling);
-        ws.forward(model, false);
-        let b = ws.b;
+        let post = maps.run(model, imgs, scaling);
+        let b = imgs.len() / px;
         let first = c * CHUNK;
         // CNHW chunk buffers to NCHW output.
         for (l, s) in layers.iter().enumerate() {
@@ -602,10 +608,36 @@ pub fn capture_post_into(model: &Model, images: &[u8], scaling: Scaling, out: &m
                 for img in 0..b {
                     let dst = ((first + img) * s.cout + ch) * hw;
                     let src = (ch * b + img) * hw;
-                    out[l][dst..dst + hw].copy_from_slice(&ws.post[l][src..src + hw]);
+                    out[l][dst..dst + hw].copy_from_slice(&post[l][src..src + hw]);
                 }
             }
         }
+    }
+}
+
+/// Maps after the activation a chunk at a time, from one workspace reused across chunks: for
+/// passes over many images that read each chunk's maps once and keep none of them.
+pub struct PostMaps {
+    ws: Workspace,
+}
+
+impl PostMaps {
+    /// Images per chunk at most.
+    pub const CHUNK: usize = CHUNK;
+
+    pub fn new(arch: &crate::arch::Arch) -> PostMaps {
+        let mut ws = Workspace::new(arch, CHUNK);
+        ws.keep_post = true;
+        PostMaps { ws }
+    }
+
+    /// Runs `images [b, H, W]`, `b <= CHUNK`, through `model` and returns every conv layer's
+    /// maps after the activation, `[layer][C, b, H', W']` (channel-major, as the engine keeps
+    /// them).
+    pub fn run(&mut self, model: &Model, images: &[u8], scaling: Scaling) -> &[Vec<f32>] {
+        self.ws.load(images, scaling);
+        self.ws.forward(model, false);
+        &self.ws.post
     }
 }
 

@@ -1,5 +1,5 @@
 //! Greedy pruning is exact: every accuracy in every table equals evaluating the physically
-//! smaller network, on several models (trained and untrained, two and three layers, every
+//! smaller network, on several models (trained and untrained, one to three layers, every
 //! activation, pooled or not).
 
 mod common;
@@ -21,6 +21,8 @@ fn every_cell_equals_the_smaller_network() {
         ("4-3-3", Activation::Relu, vec![true, false, true], 2),
         ("4-4", Activation::Tanh, vec![true, true], 2),
         ("3-4", Activation::LeakyRelu, vec![false, true], 1),
+        // One layer: its filters' removals drop their dense partial sums only.
+        ("6", Activation::Relu, vec![true], 3),
     ] {
         let mut a = Arch::parse(arch, 14, 14, 3).unwrap();
         a.activation = act;

@@ -44,15 +44,21 @@ pub struct Failures {
 
 /// Computes [`Failures`] on split `part` of `d` with `bins` bins per factor.
 pub fn failures(model: &Model, d: &Dataset, part: Part, scaling: Scaling, bins: usize) -> Failures {
-    let val = d.split(part);
     let data = engine_data(d, part);
     let logits = tinycnn::train::logits(model, &data, scaling);
+    let preds: Vec<usize> = logits
+        .chunks(d.class_names.len())
+        .map(tinycnn::train::prediction)
+        .collect();
+    of_predictions(d, part, &preds, bins)
+}
+
+/// [`Failures`] on split `part` of `d` from the class predicted for each of its images
+/// (`preds [n]`), with `bins` bins per factor.
+pub fn of_predictions(d: &Dataset, part: Part, preds: &[usize], bins: usize) -> Failures {
+    let val = d.split(part);
     let kk = d.class_names.len();
     let k = d.factor_names.len();
-    let preds: Vec<usize> = logits
-        .chunks(kk)
-        .map(|l| (0..kk).fold(0, |b, i| if l[i] > l[b] { i } else { b }))
-        .collect();
     let ok: Vec<bool> = preds
         .iter()
         .zip(&val.labels)

@@ -3,14 +3,13 @@
 //! [`interaction`], [`failures`] by latent factor, the rank correlations they share
 //! ([`stats`]); [`analysis`] runs them all on one run and writes their files, with their
 //! plots ([`plots`]). [`dissection`] labels each filter with the concept it detects, against
-//! the generator's concept masks, and [`dissection_sheet`] draws it.
+//! the generator's concept masks, and draws it.
 //!
 //! Pure functions of a model and a dataset, plus the files they write; must not know
 //! experiments, stores or studies.
 
 pub mod analysis;
 pub mod dissection;
-pub mod dissection_sheet;
 pub mod failures;
 pub mod interaction;
 pub mod plots;

@@ -4,10 +4,11 @@
 //! Owns experiment files expanded into runs ([`experiment`]), their parallel, resumable
 //! execution ([`sweep`]), the SQLite store ([`store`], the only code that knows SQL) and the
 //! typed records of the analyses it keeps ([`recorded`]), run outcomes and the stuck-run diagnosis ([`outcome`]), the stuck-run study ([`stuck`]) and
-//! success-rate statistics and tables ([`summary`]). Must not draw activation maps or analyse
-//! single networks: it records the analyses' results, typed by `analyses`, but never computes
-//! them.
+//! success-rate statistics and tables ([`summary`]), and the dissection of a store's learned
+//! runs ([`dissections`]). Must not draw activation maps or implement an analysis: it runs
+//! `analyses` over a store's runs and records their results, typed by `analyses`.
 
+pub mod dissections;
 pub mod experiment;
 pub mod first_steps;
 pub mod logistic;

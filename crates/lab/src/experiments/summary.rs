@@ -16,35 +16,7 @@ use crate::error::{Error, Result};
 use crate::experiments::store::RunRow;
 use crate::files::fsio::write_file_atomic;
 
-/// z for a two-sided 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
-
-/// Wilson score interval for `k` successes in `n` trials: `(low, high)`.
-pub fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (k, n) = (k as f64, n as f64);
-    let p = k / n;
-    let z2 = Z95 * Z95;
-    let denom = 1.0 + z2 / n;
-    let centre = (p + z2 / (2.0 * n)) / denom;
-    let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
-/// The difference of two proportions `k1/n1 - k2/n2` with Newcombe's hybrid score interval
-/// (Newcombe 1998, "Interval estimation for the difference between independent proportions",
-/// method 10), built from the two Wilson intervals: `(difference, low, high)`.
-pub fn newcombe(k1: usize, n1: usize, k2: usize, n2: usize) -> (f64, f64, f64) {
-    let p = |k: usize, n: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    let (p1, p2) = (p(k1, n1), p(k2, n2));
-    let ((l1, u1), (l2, u2)) = (wilson(k1, n1), wilson(k2, n2));
-    let d = p1 - p2;
-    let low = d - ((p1 - l1).powi(2) + (u2 - p2).powi(2)).sqrt();
-    let high = d + ((u1 - p1).powi(2) + (p2 - l2).powi(2)).sqrt();
-    (d, low, high)
-}
+pub use crate::analyses::stats::{newcombe, wilson};
 
 /// Median of some values (mean of the middle two for an even count).
 pub fn median(v: &mut [f64]) -> Option<f64> {

@@ -5,28 +5,28 @@
 //! Data in, picture out; must not compute a statistic (the thresholds and labels come from
 //! the [`Dissection`]).
 
-use crate::analyses::dissection::{Dissection, LayerDissection};
+use super::{Dissection, LayerDissection};
 use crate::draw::{Canvas, Colormap, FAINT, FRAME, INK, PAPER};
 
 /// Images shown per filter.
-const SHOWN: usize = 4;
+pub const SHOWN: usize = 4;
 
 /// The sheet of one layer.
 ///
-/// `maps`: that layer's upsampled maps `[n, F, px]` ([`super::dissection::upsampled_maps`]);
+/// `shown`: the images the sheet shows (indices in the split, ascending) and that layer's
+/// upsampled maps of them, `[shown, F, px]` ([`super::upsample::upsampled_maps`]);
 /// `images`: the split's `[n, h, w]`; `masks`: its `[n, px]` concept words; `kernel`:
 /// per filter, the `k x k` kernel summed over the filter's input channels.
 pub fn layer_sheet(
     d: &Dissection,
     layer: &LayerDissection,
-    maps: &[f32],
+    (shown, maps): (&[usize], &[f32]),
     images: &[u8],
     masks: &[u16],
     kernels: &[Vec<f32>],
     (h, w): (usize, usize),
 ) -> Canvas {
     let px = h * w;
-    let n = images.len() / px;
     let filters = layer.filters.len();
     let scale = (56 / h.max(w)).max(1);
     let (cw, ch) = (w * scale + 6, h * scale + 8);
@@ -65,18 +65,13 @@ pub fn layer_sheet(
         );
         c.frame(kx, y, k * kscale, k * kscale, FRAME);
         let best = d.concepts.iter().position(|x| *x == f.best).unwrap_or(0);
-        // The images whose strongest activation is largest, ties to the lower index.
-        let peak = |i: usize| {
-            maps[(i * filters + fi) * px..][..px]
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-        };
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| peak(b).total_cmp(&peak(a)).then(a.cmp(&b)));
-        for (j, &i) in order.iter().take(SHOWN).enumerate() {
+        for (j, &i) in f.top_images.iter().take(SHOWN).enumerate() {
             let x = kx + k * kscale + 12 + j * 2 * cw;
-            let a = &maps[(i * filters + fi) * px..][..px];
-            let on = |p: usize| super::dissection::in_mask(a[p], f.threshold);
+            let at = shown
+                .binary_search(&i)
+                .expect("the maps of every image shown");
+            let a = &maps[(at * filters + fi) * px..][..px];
+            let on = |p: usize| super::in_mask(a[p], f.threshold);
             c.gray(x, y, &images[i * px..(i + 1) * px], w, h, scale);
             // Outline the region: pixels in it with a neighbour outside it.
             for p in 0..px {
@@ -131,7 +126,20 @@ pub fn write_sheets(
     scaling: tinycnn::Scaling,
     out: &std::path::Path,
 ) -> crate::error::Result<Vec<std::path::PathBuf>> {
-    let maps = super::dissection::upsampled_maps(model, images, scaling);
+    let px = model.arch.height * model.arch.width;
+    let mut shown: Vec<usize> = d
+        .layers
+        .iter()
+        .flat_map(|l| &l.filters)
+        .flat_map(|f| f.top_images.iter().copied())
+        .collect();
+    shown.sort_unstable();
+    shown.dedup();
+    let selected: Vec<u8> = shown
+        .iter()
+        .flat_map(|&i| images[i * px..(i + 1) * px].iter().copied())
+        .collect();
+    let maps = super::upsample::upsampled_maps(model, &selected, scaling);
     let k2 = model.arch.kernel * model.arch.kernel;
     let mut written = Vec::new();
     for layer in &d.layers {
@@ -148,7 +156,7 @@ pub fn write_sheets(
         let sheet = layer_sheet(
             d,
             layer,
-            &maps[l],
+            (&shown, &maps[l]),
             images,
             masks,
             &kernels,

@@ -26,15 +26,22 @@
 //! A pure function of a model, data and masks, plus the files it writes ([`Dissection::write`]);
 //! must not know stores or studies.
 
+pub mod kept;
+pub mod population;
+pub mod sheet;
+pub mod upsample;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
-use crate::analyses::failures::{failures, Failures};
+use crate::analyses::failures::{of_predictions, Failures};
 use crate::analyses::pruning::FilterRef;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::models::training::engine_data;
+use kept::{keep_top, Keep, Kept};
 
 /// How to dissect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +121,9 @@ pub struct FilterDissection {
     pub at_quantiles: Vec<(f64, f64)>,
     /// Removing the filter; `None` for the last filter of a layer.
     pub removal: Option<Removal>,
+    /// The images (indices in the split) whose upsampled maps peak highest, highest first,
+    /// ties to the lower index: the sheet's.
+    pub top_images: Vec<usize>,
 }
 
 /// One conv layer dissected, with its chance level.
@@ -122,8 +132,10 @@ pub struct LayerDissection {
     /// 1-based.
     pub layer: usize,
     pub filters: Vec<FilterDissection>,
-    /// Filters of this layer at Glorot initialisation, over the null seeds.
+    /// Filters of this layer at Glorot initialisation, over the null seeds, and how many of
+    /// them the labelling rule labels: the control for the labelled share.
     pub null_filters: usize,
+    pub null_labelled: usize,
     /// Per concept, the chance level a label must exceed: the 95th percentile of the IoUs
     /// the initial filters reach with it.
     pub chance: Vec<f64>,
@@ -134,7 +146,7 @@ pub struct LayerDissection {
 pub struct Dissection {
     /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
     #[serde(default)]
-    pub schema: crate::files::schema::Schema<1>,
+    pub schema: crate::files::schema::Schema<2>,
     pub model: String,
     pub arch: String,
     pub data: String,
@@ -144,102 +156,6 @@ pub struct Dissection {
     pub concepts: Vec<String>,
     pub accuracy: f64,
     pub layers: Vec<LayerDissection>,
-}
-
-/// Bilinear upsampling of one `[h, w]` map to `[side, side]`, each unit anchored at the centre
-/// of its receptive field (the image coordinate `(i + 0.5) * side / h`).
-pub fn upsample(map: &[f32], h: usize, w: usize, side: usize, out: &mut [f32]) {
-    if h == side && w == side {
-        out.copy_from_slice(map);
-        return;
-    }
-    let (rows, cols) = (Interp::table(side, h), Interp::table(side, w));
-    for (r, y) in rows.iter().enumerate() {
-        for (c, x) in cols.iter().enumerate() {
-            let top = map[y.lo * w + x.lo] * (1.0 - x.t) + map[y.lo * w + x.hi] * x.t;
-            let bottom = map[y.hi * w + x.lo] * (1.0 - x.t) + map[y.hi * w + x.hi] * x.t;
-            out[r * side + c] = top * (1.0 - y.t) + bottom * y.t;
-        }
-    }
-}
-
-/// Where an image pixel falls between two map units.
-#[derive(Clone, Copy)]
-struct Interp {
-    lo: usize,
-    hi: usize,
-    t: f32,
-}
-
-impl Interp {
-    /// For each of `side` image pixels, its two map units (of `n`) and the weight of the
-    /// second: `u = (p + 0.5) * n / side - 0.5`, clamped to the map.
-    fn table(side: usize, n: usize) -> Vec<Interp> {
-        let s = side as f64 / n as f64;
-        (0..side)
-            .map(|p| {
-                let u = ((p as f64 + 0.5) / s - 0.5).clamp(0.0, (n - 1) as f64);
-                let lo = u.floor() as usize;
-                Interp {
-                    lo,
-                    hi: (lo + 1).min(n - 1),
-                    t: (u - lo as f64) as f32,
-                }
-            })
-            .collect()
-    }
-}
-
-/// Per conv layer, every filter's map after the activation upsampled to the image:
-/// `[layer][n, F, side * side]`.
-pub fn upsampled_maps(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<f32>> {
-    let mut up = Vec::new();
-    upsampled_maps_into(model, images, scaling, &mut up);
-    up
-}
-
-/// [`upsampled_maps`] into `up`, whose buffers are resized and reused (the null networks of a
-/// dissection share one set). Chunks of images run in parallel, each writing its own slice of
-/// every layer's output.
-pub fn upsampled_maps_into(model: &Model, images: &[u8], scaling: Scaling, up: &mut Vec<Vec<f32>>) {
-    const CHUNK: usize = 64;
-    let arch = &model.arch;
-    let side = arch.height;
-    let px = arch.height * arch.width;
-    let n = images.len() / px;
-    let shapes = arch.layers();
-    up.resize_with(shapes.len(), Vec::new);
-    for (u, s) in up.iter_mut().zip(&shapes) {
-        u.resize(n * s.cout * px, 0.0);
-    }
-    let mut per_chunk: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
-    for (u, s) in up.iter_mut().zip(&shapes) {
-        for (c, slice) in u.chunks_mut(CHUNK * s.cout * px).enumerate() {
-            per_chunk[c].push(slice);
-        }
-    }
-    per_chunk
-        .into_par_iter()
-        .zip(images.par_chunks(CHUNK * px))
-        .for_each_init(
-            || vec![Vec::new(); shapes.len()],
-            |post, (outs, chunk)| {
-                tinycnn::train::capture_post_into(model, chunk, scaling, post);
-                for ((out, p), s) in outs.into_iter().zip(post.iter()).zip(&shapes) {
-                    for (src, dst) in p.chunks(s.hw()).zip(out.chunks_mut(px)) {
-                        upsample(src, s.h, s.w, side, dst);
-                    }
-                }
-            },
-        );
-}
-
-/// The threshold of one filter's values at the top quantile `q` (see the module docs).
-pub fn threshold(values: &mut [f32], q: f64) -> f32 {
-    let k = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    let at = values.len() - k;
-    let (_, t, _) = values.select_nth_unstable_by(at, |a, b| a.total_cmp(b));
-    *t
 }
 
 /// Whether an activation is in a filter's mask at threshold `t` (see the module docs).
@@ -271,66 +187,6 @@ fn concept_pixels(
     out
 }
 
-/// Counts of one filter's masks at several thresholds, in one pass over its pixels: per
-/// threshold `|M|` and `|M & L_c|`, and for the first threshold the same per class.
-struct Overlaps {
-    mask_px: Vec<u64>,
-    inter: Vec<Vec<u64>>,
-    class_mask_px: Vec<u64>,
-    class_inter: Vec<Vec<u64>>,
-}
-
-impl Overlaps {
-    /// `maps`: the layer's `[n, F, px]`; `masks`: `[n, px]` words; `labels`: `[n]`; `ts`:
-    /// the thresholds, the first the dissection's own.
-    fn count(
-        maps: &[f32],
-        masks: &[u16],
-        (f, filters, px): (usize, usize, usize),
-        ts: &[f32],
-        (labels, classes): (&[u8], usize),
-        concepts: usize,
-    ) -> Overlaps {
-        let mut o = Overlaps {
-            mask_px: vec![0; ts.len()],
-            inter: vec![vec![0; concepts]; ts.len()],
-            class_mask_px: vec![0; classes],
-            class_inter: vec![vec![0; concepts]; classes],
-        };
-        for (i, m) in masks.chunks(px).enumerate() {
-            let a = &maps[(i * filters + f) * px..][..px];
-            // Images past the labels given count towards no class.
-            let class = labels.get(i).map_or(usize::MAX, |&c| c as usize);
-            for (&v, &w) in a.iter().zip(m) {
-                if v <= 0.0 {
-                    continue; // below every mask
-                }
-                for (q, &t) in ts.iter().enumerate() {
-                    if !in_mask(v, t) {
-                        continue;
-                    }
-                    o.mask_px[q] += 1;
-                    let mut bits = w;
-                    while bits != 0 {
-                        let c = bits.trailing_zeros() as usize;
-                        if c < concepts {
-                            o.inter[q][c] += 1;
-                            if q == 0 && class < classes {
-                                o.class_inter[class][c] += 1;
-                            }
-                        }
-                        bits &= bits - 1;
-                    }
-                    if q == 0 && class < classes {
-                        o.class_mask_px[class] += 1;
-                    }
-                }
-            }
-        }
-        o
-    }
-}
-
 /// IoU from the counts: `|M & L| / (|M| + |L| - |M & L|)`, 0 when both are empty.
 fn iou_of(inter: &[u64], mask_px: u64, concept_px: &[u64]) -> Vec<f64> {
     inter
@@ -347,36 +203,79 @@ fn iou_of(inter: &[u64], mask_px: u64, concept_px: &[u64]) -> Vec<f64> {
         .collect()
 }
 
-/// The IoUs of every filter of every layer of `model` with every concept, at quantile `q`:
-/// `[layer][filter][concept]` (for the null).
-fn all_ious(
-    model: &Model,
-    images: &[u8],
-    masks: &[u16],
+/// The number of pixels, of `total`, in a filter's top quantile `q`.
+fn k_of(q: f64, total: usize) -> usize {
+    ((q * total as f64).ceil() as usize).clamp(1, total)
+}
+
+/// The chance level of an architecture on one split: per conv layer, what the same layer's
+/// filters reach at Glorot initialisation. It depends on the architecture, the images, their
+/// masks, the input scaling and the settings, not on a trained model, so a population of runs
+/// of one architecture on one dataset shares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chance {
+    pub layers: Vec<NullLayer>,
+}
+
+/// One layer's chance level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NullLayer {
+    /// Per concept, the 95th percentile of the IoUs the initial filters reach with it.
+    pub levels: Vec<f64>,
+    /// Initial filters measured, and how many of them the labelling rule labels (the control
+    /// for a trained layer's labelled share).
+    pub filters: usize,
+    pub labelled: usize,
+}
+
+/// The [`Chance`] of `arch` over `images [n, px]` with concept words `masks [n, px]`: every
+/// filter at Glorot initialisation (seeds `0..settings.null_seeds`) thresholded at
+/// `settings.quantile`.
+pub fn chance(
+    arch: &tinycnn::Arch,
+    (images, masks): (&[u8], &[u16]),
     scaling: Scaling,
-    q: f64,
+    settings: &Settings,
     concepts: usize,
-    maps: &mut Vec<Vec<f32>>,
-) -> Vec<Vec<Vec<f64>>> {
-    let px = model.arch.height * model.arch.width;
-    upsampled_maps_into(model, images, scaling, maps);
+) -> Result<Chance> {
+    let px = arch.height * arch.width;
+    let k = k_of(settings.quantile, images.len());
     let all = concept_pixels(masks, px, concepts, |_| true);
-    model
-        .arch
-        .layers()
+    // Per layer: every initial filter's IoU with each concept.
+    let mut null: Vec<Vec<Vec<f64>>> = vec![Vec::new(); arch.layers().len()];
+    for seed in 0..settings.null_seeds {
+        let init = Model::init(arch, tinycnn::Init::Glorot, seed)?;
+        let keep = Keep { kmax: k, shown: 0 };
+        let kept = keep_top(&init, images, (masks, &[]), scaling, keep);
+        for (layer, filters) in null.iter_mut().zip(kept) {
+            layer.par_extend(filters.par_iter().map(|f| {
+                let o = f.overlaps(&f.thresholds(&[k]), concepts, 0);
+                iou_of(&o.inter[0], o.mask_px[0], &all)
+            }));
+        }
+    }
+    let layers = null
         .iter()
-        .zip(maps.iter())
-        .map(|(s, m)| {
-            (0..s.cout)
-                .into_par_iter()
-                .map(|f| {
-                    let t = thresholds(m, f, s.cout, px, &[q]);
-                    let o = Overlaps::count(m, masks, (f, s.cout, px), &t, (&[], 0), concepts);
-                    iou_of(&o.inter[0], o.mask_px[0], &all)
+        .map(|filters| {
+            let levels: Vec<f64> = (0..concepts)
+                .map(|c| {
+                    let mut v: Vec<f64> = filters.iter().map(|f| f[c]).collect();
+                    v.sort_by(f64::total_cmp);
+                    chance_level(&v)
                 })
-                .collect()
+                .collect();
+            let labelled = filters
+                .iter()
+                .filter(|f| (0..concepts).any(|c| f[c] > levels[c] + settings.margin))
+                .count();
+            NullLayer {
+                levels,
+                filters: filters.len(),
+                labelled,
+            }
         })
-        .collect()
+        .collect();
+    Ok(Chance { layers })
 }
 
 /// The chance level of one concept from the sorted IoUs of the initial filters: their 95th
@@ -387,54 +286,6 @@ fn chance_level(sorted: &[f64]) -> f64 {
     }
     let rank = ((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-/// One filter's values over every image, copied out of a layer's `[n, F, px]`.
-#[cfg(test)]
-fn filter_values(maps: &[f32], f: usize, filters: usize, px: usize) -> Vec<f32> {
-    maps.chunks(filters * px)
-        .flat_map(|img| img[f * px..(f + 1) * px].iter().copied())
-        .collect()
-}
-
-/// [`threshold`] of one filter at each quantile of `qs`, equal to it but faster. After the
-/// activation most values are usually zero, and the top `k` values overall are the top `k`
-/// positive ones whenever there are at least `k` of those. Positive `f32`s order as their bit
-/// patterns do, so one pass counts them by their top 16 bits, the bucket that holds the
-/// `k`-th largest is found from the counts, and only that bucket's values are searched (a
-/// radix select; written here because no maintained crate selects over a strided view).
-fn thresholds(maps: &[f32], f: usize, filters: usize, px: usize, qs: &[f64]) -> Vec<f32> {
-    let total = maps.len() / filters;
-    let values = || {
-        maps.chunks(filters * px)
-            .flat_map(move |img| img[f * px..(f + 1) * px].iter().copied())
-    };
-    let mut counts = vec![0u32; 1 << 16];
-    let mut positive = 0usize;
-    for v in values().filter(|&v| v > 0.0) {
-        counts[(v.to_bits() >> 16) as usize] += 1;
-        positive += 1;
-    }
-    qs.iter()
-        .map(|&q| {
-            let k = ((q * total as f64).ceil() as usize).clamp(1, total);
-            if k > positive {
-                return threshold(&mut values().collect::<Vec<_>>(), q);
-            }
-            // The bucket of the k-th largest, and its rank within the bucket.
-            let (mut above, mut bucket) = (0usize, counts.len() - 1);
-            while above + (counts[bucket] as usize) < k {
-                above += counts[bucket] as usize;
-                bucket -= 1;
-            }
-            let mut inside: Vec<f32> = values()
-                .filter(|&v| v > 0.0 && (v.to_bits() >> 16) as usize == bucket)
-                .collect();
-            let rank = k - above; // 1-based from the top of the bucket
-            let at = inside.len() - rank;
-            *inside.select_nth_unstable_by(at, |a, b| a.total_cmp(b)).1
-        })
-        .collect()
 }
 
 /// The change [`Removal`] describes, from the failures with and without the filter.
@@ -467,8 +318,14 @@ fn removal(base: &Failures, without: &Failures) -> Removal {
 /// Dissects every filter of `model` over split `part` of `d`, whose concept masks are
 /// `masks` (`[n, px]` words, bit `c` concept `c` of `concepts`).
 ///
-/// Cost: one capture of the split for the model and for each null seed, one IoU pass per
-/// filter and further quantile, and one evaluation per filter for the removal check.
+/// `chance_given`: the [`Chance`] of the model's architecture on the same split, masks,
+/// scaling and settings, when the caller has it (a population shares one); measured here
+/// when `None`.
+///
+/// Cost: one forward pass over the split for the model and for each null seed, keeping only
+/// the pixels that can lie in a mask ([`kept`]), and the single removals measured by pruning's
+/// incremental evaluator ([`tinycnn::prune::single_removals`]).
+#[allow(clippy::too_many_arguments)]
 pub fn dissect(
     model: &Model,
     d: &Dataset,
@@ -477,6 +334,7 @@ pub fn dissect(
     scaling: Scaling,
     settings: &Settings,
     names: (&str, &str),
+    chance_given: Option<&Chance>,
 ) -> Result<Dissection> {
     settings.check()?;
     let split = d.try_split(part).ok_or_else(|| {
@@ -496,119 +354,71 @@ pub fn dissect(
         )));
     }
     let k = concepts.len();
-    let maps = upsampled_maps(model, &split.images, scaling);
-    // Per layer, per concept: every initial filter's IoU, sorted.
-    let mut null = vec![vec![Vec::new(); k]; maps.len()];
-    let mut buffers = Vec::new();
-    for seed in 0..settings.null_seeds {
-        let init = Model::init(&model.arch, tinycnn::Init::Glorot, seed)?;
-        for (layer, filters) in null.iter_mut().zip(all_ious(
-            &init,
-            &split.images,
-            masks,
-            scaling,
-            settings.quantile,
-            k,
-            &mut buffers,
-        )) {
-            for f in filters {
-                for (c, v) in layer.iter_mut().zip(f) {
-                    c.push(v);
-                }
-            }
-        }
-    }
-    for c in null.iter_mut().flatten() {
-        c.sort_by(f64::total_cmp);
-    }
-    let chance: Vec<Vec<f64>> = null
-        .iter()
-        .map(|l| l.iter().map(|c| chance_level(c)).collect())
+    let total = split.len() * px;
+    let qs: Vec<f64> = std::iter::once(settings.quantile)
+        .chain(settings.also_at.iter().copied())
         .collect();
-    let base = failures(model, d, part, scaling, settings.bins);
+    let keep = Keep {
+        kmax: qs.iter().map(|&q| k_of(q, total)).max().unwrap_or(1),
+        shown: sheet::SHOWN,
+    };
+    let kept = keep_top(model, &split.images, (masks, &split.labels), scaling, keep);
+    let chance = match chance_given {
+        Some(c) => {
+            let fits = c.layers.len() == model.arch.filters.len()
+                && c.layers.iter().all(|l| l.levels.len() == k);
+            if !fits {
+                return Err(Error::Usage(format!(
+                    "the chance level given was measured for another architecture or concept set than {}",
+                    model.arch.label()
+                )));
+            }
+            c.clone()
+        }
+        None => chance(&model.arch, (&split.images, masks), scaling, settings, k)?,
+    };
+    // The causal check: every single filter's removal, as pruning's first step measures it.
+    let removals = tinycnn::prune::single_removals(model, &engine_data(d, part), scaling)?;
+    let base = of_predictions(d, part, &removals.full, settings.bins);
+    let without: Vec<(tinycnn::prune::FilterId, Removal)> = removals
+        .without
+        .par_iter()
+        .map(|(id, preds)| {
+            let w = of_predictions(d, part, preds, settings.bins);
+            (*id, removal(&base, &w))
+        })
+        .collect();
     let all = concept_pixels(masks, px, k, |_| true);
     let by_class: Vec<Vec<u64>> = (0..d.class_names.len())
         .map(|c| concept_pixels(masks, px, k, |i| split.labels[i] as usize == c))
         .collect();
-    let mut layers = Vec::new();
-    for (l, s) in model.arch.layers().iter().enumerate() {
-        let chance = &chance[l];
-        // Filters are independent: one task each (the result is the same in any order).
-        let filters = (0..s.cout)
-            .into_par_iter()
-            .map(|f| -> Result<FilterDissection> {
-                let qs: Vec<f64> = std::iter::once(settings.quantile)
-                    .chain(settings.also_at.iter().copied())
-                    .collect();
-                let ts = thresholds(&maps[l], f, s.cout, px, &qs);
-                let t = ts[0];
-                let o = Overlaps::count(
-                    &maps[l],
-                    masks,
-                    (f, s.cout, px),
-                    &ts,
-                    (&split.labels, d.class_names.len()),
-                    k,
-                );
-                let coverage = o.mask_px[0] as f64 / (maps[l].len() / s.cout) as f64;
-                let iou = iou_of(&o.inter[0], o.mask_px[0], &all);
-                let mut order: Vec<usize> = (0..k).collect();
-                order.sort_by(|&a, &b| iou[b].total_cmp(&iou[a]).then(a.cmp(&b)));
-                let (best, second) = (order[0], order.get(1).copied());
-                let label = order
-                    .iter()
-                    .copied()
-                    .find(|&c| iou[c] > chance[c] + settings.margin);
-                let per_class = (0..d.class_names.len())
-                    .map(|c| {
-                        let v = iou_of(&o.class_inter[c], o.class_mask_px[c], &by_class[c]);
-                        (d.class_names[c].clone(), v[best])
-                    })
-                    .collect();
-                let at_quantiles = settings
-                    .also_at
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &q)| {
-                        let v = iou_of(&o.inter[j + 1], o.mask_px[j + 1], &all);
-                        (q, v.into_iter().fold(0.0, f64::max))
-                    })
-                    .collect();
-                let removal = if s.cout > 1 {
-                    let mut keep: Vec<Vec<bool>> =
-                        model.arch.filters.iter().map(|&n| vec![true; n]).collect();
-                    keep[l][f] = false;
-                    let small = model.pruned(&keep)?;
-                    Some(removal(
-                        &base,
-                        &failures(&small, d, part, scaling, settings.bins),
-                    ))
-                } else {
-                    None
-                };
-                Ok(FilterDissection {
-                    filter: FilterRef::of((l, f)),
-                    threshold: t,
-                    coverage,
-                    best: concepts[best].clone(),
-                    best_iou: iou[best],
-                    margin: iou[best] - second.map_or(0.0, |s| iou[s]),
-                    label: label.map(|c| concepts[c].clone()),
-                    label_margin: label.map(|c| iou[c] - chance[c]),
-                    iou,
-                    per_class,
-                    at_quantiles,
-                    removal,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        layers.push(LayerDissection {
+    let context = Context {
+        concepts,
+        classes: &d.class_names,
+        settings,
+        all: &all,
+        by_class: &by_class,
+        total,
+    };
+    let layers = kept
+        .into_iter()
+        .enumerate()
+        .map(|(l, filters)| LayerDissection {
             layer: l + 1,
-            filters,
-            null_filters: s.cout * settings.null_seeds as usize,
-            chance: chance.clone(),
-        });
-    }
+            null_filters: chance.layers[l].filters,
+            null_labelled: chance.layers[l].labelled,
+            filters: filters
+                .into_par_iter()
+                .enumerate()
+                .map(|(f, kept)| {
+                    let removal = without.iter().find(|(id, _)| *id == (l, f));
+                    let levels = &chance.layers[l].levels;
+                    context.filter((l, f), kept, levels, removal.map(|r| r.1.clone()))
+                })
+                .collect(),
+            chance: chance.layers[l].levels.clone(),
+        })
+        .collect();
     Ok(Dissection {
         schema: crate::files::schema::Schema::CURRENT,
         model: names.0.into(),
@@ -621,6 +431,75 @@ pub fn dissect(
         accuracy: base.accuracy,
         layers,
     })
+}
+
+/// What every filter of a dissection shares.
+struct Context<'a> {
+    concepts: &'a [String],
+    classes: &'a [String],
+    settings: &'a Settings,
+    /// `|L_c|` over all images, and per class.
+    all: &'a [u64],
+    by_class: &'a [Vec<u64>],
+    /// Pixels of all images.
+    total: usize,
+}
+
+impl Context<'_> {
+    /// One filter dissected from what it kept of its maps, against its layer's chance level.
+    fn filter(
+        &self,
+        id: (usize, usize),
+        kept: Kept,
+        chance: &[f64],
+        removal: Option<Removal>,
+    ) -> FilterDissection {
+        let (s, k) = (self.settings, self.concepts.len());
+        let ks: Vec<usize> = std::iter::once(s.quantile)
+            .chain(s.also_at.iter().copied())
+            .map(|q| k_of(q, self.total))
+            .collect();
+        let ts = kept.thresholds(&ks);
+        let o = kept.overlaps(&ts, k, self.classes.len());
+        let iou = iou_of(&o.inter[0], o.mask_px[0], self.all);
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by(|&a, &b| iou[b].total_cmp(&iou[a]).then(a.cmp(&b)));
+        let (best, second) = (order[0], order.get(1).copied());
+        let label = order
+            .iter()
+            .copied()
+            .find(|&c| iou[c] > chance[c] + s.margin);
+        let per_class = (0..self.classes.len())
+            .map(|c| {
+                let v = iou_of(&o.class_inter[c], o.class_mask_px[c], &self.by_class[c]);
+                (self.classes[c].clone(), v[best])
+            })
+            .collect();
+        let at_quantiles = s
+            .also_at
+            .iter()
+            .enumerate()
+            .map(|(j, &q)| {
+                let v = iou_of(&o.inter[j + 1], o.mask_px[j + 1], self.all);
+                (q, v.into_iter().fold(0.0, f64::max))
+            })
+            .collect();
+        FilterDissection {
+            filter: FilterRef::of(id),
+            threshold: ts[0],
+            coverage: o.mask_px[0] as f64 / self.total as f64,
+            best: self.concepts[best].clone(),
+            best_iou: iou[best],
+            margin: iou[best] - second.map_or(0.0, |s| iou[s]),
+            label: label.map(|c| self.concepts[c].clone()),
+            label_margin: label.map(|c| iou[c] - chance[c]),
+            iou,
+            per_class,
+            at_quantiles,
+            removal,
+            top_images: kept.peaks.iter().map(|p| p.1).collect(),
+        }
+    }
 }
 
 impl Dissection {
@@ -794,53 +673,6 @@ mod tests {
     }
 
     #[test]
-    fn the_radix_threshold_equals_a_full_selection() {
-        use rand_core::{RngCore, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let (n, filters, px) = (37, 3, 49);
-        // Mostly zeros, some negatives, many ties, a wide range of magnitudes.
-        let maps: Vec<f32> = (0..n * filters * px)
-            .map(|_| match rng.next_u32() % 6 {
-                0 | 1 => 0.0,
-                2 => -((rng.next_u32() % 100) as f32),
-                3 => 0.5,
-                _ => (rng.next_u32() % 100_000) as f32 * 1e-3,
-            })
-            .collect();
-        let qs = [0.001, 0.005, 0.05, 0.2, 0.45];
-        for f in 0..filters {
-            let got = thresholds(&maps, f, filters, px, &qs);
-            for (q, t) in qs.iter().zip(got) {
-                assert_eq!(
-                    t,
-                    threshold(&mut filter_values(&maps, f, filters, px), *q),
-                    "q {q}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn upsampling_anchors_units_at_their_receptive_field_centres() {
-        // The identity at the same size.
-        let map: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        let mut out = vec![0.0; 16];
-        upsample(&map, 4, 4, 4, &mut out);
-        assert_eq!(out, map);
-        // A 2x2 map on a 4x4 image: units sit at image coordinates 1 and 3, so pixel centres
-        // 0.5 and 1.5 clamp to the first unit's row and column... up to a quarter of the way.
-        let map = [0.0f32, 4.0, 8.0, 12.0];
-        let mut out = vec![0.0; 16];
-        upsample(&map, 2, 2, 4, &mut out);
-        assert_eq!(out[0], 0.0, "clamped at the border");
-        assert_eq!(out[1], 1.0, "a quarter of the way to the next column");
-        assert_eq!(out[2], 3.0);
-        assert_eq!(out[3], 4.0);
-        assert_eq!(out[4], 2.0, "a quarter of the way down");
-        assert_eq!(out[15], 12.0);
-    }
-
-    #[test]
     fn ious_equal_a_naive_reference() {
         let (d, masks, names) = data(16, 9);
         let arch = tinycnn::Arch::parse("3-2", 16, 16, 3).unwrap();
@@ -860,6 +692,7 @@ mod tests {
             Scaling::Unit,
             &settings,
             ("m", "d"),
+            None,
         )
         .unwrap();
         // The reference: the whole split captured at once, each filter's values sorted to find
@@ -871,7 +704,7 @@ mod tests {
                 let mut up = vec![0.0f32; n * px];
                 for i in 0..n {
                     let src = &maps[l].post[(i * s.cout + f) * s.hw()..][..s.hw()];
-                    upsample(src, s.h, s.w, 16, &mut up[i * px..(i + 1) * px]);
+                    upsample::upsample(src, s.h, s.w, 16, &mut up[i * px..(i + 1) * px]);
                 }
                 let mut sorted = up.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));
@@ -944,6 +777,7 @@ mod tests {
             Scaling::Unit,
             &Settings::default(),
             ("m", "d"),
+            None,
         )
         .unwrap();
         let labels: Vec<Option<&str>> = got.layers[0]

@@ -1,0 +1,655 @@
+//! One pass over a split's images that keeps, of every filter's upsampled activation maps,
+//! only what dissection reads: the pixels that can lie at or above its top quantile, each
+//! with its concept word and class, and the images on which its strongest unit is strongest.
+//!
+//! Why not keep the maps: they take `n x F x H x W` floats per layer (150 MB per layer of a
+//! 16-16 on 3,000 images), written once and read twice per network, and a dissection runs six
+//! networks (the model and its chance level's initialisations). The pixels above a quantile
+//! `q` are `q` of that, and the IoUs are counted from them alone. Once the bound has risen,
+//! most maps have no unit that reaches it and are not even upsampled: a bilinear value never
+//! exceeds the largest unit it interpolates.
+//!
+//! Exactness: each thread keeps every value at or above its running bound, the `kmax`-th
+//! largest value it has seen (positive values only: a silent pixel is in no mask). That bound
+//! never exceeds the global `kmax`-th largest value, so the threads' pixels together hold the
+//! global top `k` for every `k <= kmax`; and a thread that never raised its bound kept every
+//! positive value it saw, while one that did saw at least `kmax` of them. Thresholds and
+//! counts are therefore those of the full maps, whatever the number of threads (the tests
+//! compare with a full sort).
+//!
+//! Values in, counts out; must not decide labels.
+
+use rayon::prelude::*;
+use tinycnn::{Model, Scaling};
+
+use super::in_mask;
+use super::upsample::Upsampler;
+
+/// A pixel that may lie in a filter's mask.
+#[derive(Clone, Copy, Debug)]
+struct Pixel {
+    value: f32,
+    /// The concept word of the pixel (bit `c`: concept `c`).
+    word: u16,
+    /// Its image's class; `u8::MAX` for none.
+    class: u8,
+}
+
+/// Values compared at a time in [`peak`] and [`Kept::add`]'s scan.
+const LANES: usize = 16;
+
+/// The largest of `values`, in [`LANES`] independent lanes so that the loop vectorises
+/// (`f32::max` would not), for the widest vectors the CPU has.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn peak(values: &[f32]) -> f32 {
+    let mut peak = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            peak[j] = if c[j] > peak[j] { c[j] } else { peak[j] };
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(&peak)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// The positions of the values at or above `lo`, into `out` (at least as long as `values`);
+/// returns how many. [`LANES`] at a time, skipping the groups with none (most of them once
+/// the bound has risen), and without branches inside a group.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn at_least(values: &[f32], lo: f32, out: &mut [u16]) -> usize {
+    assert!(out.len() >= values.len());
+    let mut n = 0;
+    for (g, vs) in values.chunks(LANES).enumerate() {
+        let mut hit = false;
+        for &v in vs {
+            hit |= v >= lo;
+        }
+        if hit {
+            for (j, &v) in vs.iter().enumerate() {
+                out[n] = (g * LANES + j) as u16;
+                n += (v >= lo) as usize;
+            }
+        }
+    }
+    n
+}
+
+/// Pixels counted by concept: how many, and how many of them carry each concept bit.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Tally {
+    pixels: u64,
+    concept: [u64; 16],
+}
+
+impl Tally {
+    fn add(&mut self, word: u16) {
+        self.pixels += 1;
+        let mut bits = word;
+        while bits != 0 {
+            self.concept[bits.trailing_zeros() as usize] += 1;
+            bits &= bits - 1;
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.pixels += o.pixels;
+        for (a, b) in self.concept.iter_mut().zip(&o.concept) {
+            *a += b;
+        }
+    }
+}
+
+/// Pixels of one exact value, counted rather than kept. A figure's flat interior gives every
+/// interior pixel of every image the same activation, and when that value is at or above the
+/// threshold (a blur's strongest response is the interior) the mask holds all of them: kept
+/// one by one, they would be most of a pass's work.
+#[derive(Clone, Debug, PartialEq)]
+struct Flat {
+    value: f32,
+    /// Per class (by index), and for images without one.
+    classes: Vec<Tally>,
+    none: Tally,
+}
+
+impl Flat {
+    fn add(&mut self, word: u16, class: u8) {
+        if class == u8::MAX {
+            return self.none.add(word);
+        }
+        let c = class as usize;
+        if self.classes.len() <= c {
+            self.classes.resize(c + 1, Tally::default());
+        }
+        self.classes[c].add(word);
+    }
+
+    fn merge(&mut self, o: &Flat) {
+        if self.classes.len() < o.classes.len() {
+            self.classes.resize(o.classes.len(), Tally::default());
+        }
+        for (a, b) in self.classes.iter_mut().zip(&o.classes) {
+            a.merge(b);
+        }
+        self.none.merge(&o.none);
+    }
+
+    fn pixels(&self) -> u64 {
+        self.none.pixels + self.classes.iter().map(|t| t.pixels).sum::<u64>()
+    }
+}
+
+/// Flats a filter counts at most.
+const MAX_FLATS: usize = 8;
+
+/// What one filter keeps of its maps over a split.
+#[derive(Clone, Debug, Default)]
+pub struct Kept {
+    pixels: Vec<Pixel>,
+    flats: Vec<Flat>,
+    /// Pixels are kept when [`in_mask`] at this bound.
+    bound: f32,
+    /// Compact the pixels once there are more than this.
+    cap: usize,
+    /// A value kept this many times is counted as a flat.
+    often: u64,
+    /// Whether the bound was ever raised (by this thread's pixels or a merged one's); if not,
+    /// the pixels are every positive one.
+    raised: bool,
+    /// The highest peaks `(value, image)` of the maps before upsampling, highest first, ties
+    /// to the lower image.
+    pub peaks: Vec<(f32, usize)>,
+}
+
+/// How much to keep: the largest `k` asked for, and how many peak images.
+#[derive(Clone, Copy, Debug)]
+pub struct Keep {
+    pub kmax: usize,
+    pub shown: usize,
+}
+
+impl Kept {
+    fn new(keep: Keep) -> Kept {
+        Kept {
+            cap: 2 * keep.kmax.max(1024),
+            often: (keep.kmax as u64 / 8).max(256),
+            ..Kept::default()
+        }
+    }
+
+    /// Pixels kept, one by one and counted in flats.
+    fn len(&self) -> u64 {
+        self.pixels.len() as u64 + self.flats.iter().map(Flat::pixels).sum::<u64>()
+    }
+
+    /// Adds one image's map `map [h, w]`, upsampled by `up` (into `buf [px]`) when any unit
+    /// reaches the bound; `words [px]` are its concept words.
+    fn add(
+        &mut self,
+        map: &[f32],
+        (up, buf, hits): (&mut Upsampler, &mut [f32], &mut [u16]),
+        words: &[u16],
+        (class, image): (u8, usize),
+        keep: Keep,
+    ) {
+        let top = peak(map);
+        if keep.shown > 0 {
+            self.peaks.push((top, image));
+            self.trim_peaks(keep.shown);
+        }
+        // `in_mask(v, bound)` as one comparison: `v > 0` is `v >= ` the least positive float.
+        let lo = if self.bound > 0.0 {
+            self.bound
+        } else {
+            f32::from_bits(1)
+        };
+        if top < lo || top.is_nan() {
+            return; // no unit reaches the bound, so no pixel between units does
+        }
+        let values = if up.is_identity() {
+            map
+        } else {
+            up.run(map, buf);
+            &*buf
+        };
+        let found = at_least(values, lo, hits);
+        for &p in &hits[..found] {
+            let (value, word) = (values[p as usize], words[p as usize]);
+            match self.flats.iter_mut().find(|f| f.value == value) {
+                Some(f) => f.add(word, class),
+                None => self.pixels.push(Pixel { value, word, class }),
+            }
+        }
+        if self.pixels.len() > self.cap {
+            self.compact(keep.kmax);
+        }
+    }
+
+    /// Raises the bound to a value with at least `kmax` pixels at or above it, drops the
+    /// pixels below, and counts frequent values as flats. Any such bound keeps the pass exact
+    /// (see the module docs); the lower edge of the histogram bucket that holds the `kmax`-th
+    /// largest value is one, found in two cheap passes where an exact selection over the
+    /// 8-byte pixels would cost several times more.
+    fn compact(&mut self, kmax: usize) {
+        if self.len() > kmax as u64 {
+            // Positive floats order as their bits do; the top 12 bits are the bucket (an
+            // eighth of an octave wide).
+            let mut counts = vec![0u64; 1 << (32 - BUCKET_SHIFT)];
+            for p in &self.pixels {
+                counts[bucket(p.value)] += 1;
+            }
+            for f in &self.flats {
+                counts[bucket(f.value)] += f.pixels();
+            }
+            let (mut above, mut at) = (0u64, counts.len() - 1);
+            while above + counts[at] < kmax as u64 {
+                above += counts[at];
+                at -= 1;
+            }
+            let edge = f32::from_bits((at as u32) << BUCKET_SHIFT);
+            if edge > self.bound {
+                self.bound = edge;
+                self.raised = true;
+                self.pixels.retain(|p| p.value >= edge);
+                self.flats.retain(|f| f.value >= edge);
+            }
+            if self.pixels.len() > kmax + kmax / 2 {
+                // The bucket at the bound holds many pixels: look for values worth a flat.
+                self.promote(&counts);
+            }
+        }
+        // Values that are neither frequent enough for a flat nor below the bound can keep
+        // far more than kmax: never compact in a loop.
+        self.cap = self.cap.max(2 * self.pixels.len());
+    }
+
+    /// Counts as flats the values that occur at least `often` times (looked for only in the
+    /// histogram buckets `counts` that hold that many).
+    fn promote(&mut self, counts: &[u64]) {
+        let often = self.often;
+        let heavy: Vec<usize> = (0..counts.len()).filter(|&b| counts[b] >= often).collect();
+        if heavy.is_empty() || self.flats.len() >= MAX_FLATS {
+            return;
+        }
+        let mut values: Vec<f32> = self
+            .pixels
+            .iter()
+            .map(|p| p.value)
+            .filter(|&v| heavy.binary_search(&bucket(v)).is_ok())
+            .collect();
+        values.sort_unstable_by(f32::total_cmp);
+        let mut frequent = Vec::new();
+        for run in values.chunk_by(|a, b| a == b) {
+            if run.len() as u64 >= often && self.flats.len() + frequent.len() < MAX_FLATS {
+                frequent.push(run[0]);
+            }
+        }
+        if frequent.is_empty() {
+            return;
+        }
+        let start = self.flats.len();
+        self.flats.extend(frequent.iter().map(|&value| Flat {
+            value,
+            classes: Vec::new(),
+            none: Tally::default(),
+        }));
+        let flats = &mut self.flats[start..];
+        self.pixels
+            .retain(|p| match flats.iter_mut().find(|f| f.value == p.value) {
+                Some(f) => {
+                    f.add(p.word, p.class);
+                    false
+                }
+                None => true,
+            });
+    }
+
+    fn trim_peaks(&mut self, shown: usize) {
+        self.peaks
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.peaks.truncate(shown);
+    }
+
+    /// Another thread's pixels of the same filter added to these.
+    fn merge(&mut self, other: Kept, shown: usize) {
+        self.pixels.extend(other.pixels);
+        for f in other.flats {
+            match self.flats.iter_mut().find(|g| g.value == f.value) {
+                Some(g) => g.merge(&f),
+                None => self.flats.push(f),
+            }
+        }
+        self.raised |= other.raised;
+        self.peaks.extend(other.peaks);
+        self.trim_peaks(shown);
+    }
+
+    /// The thresholds at which the filter's top `k` pixels begin, for each `k` of `ks` (each
+    /// at most the `kmax` kept; see the dissection's module docs), or 0 where fewer than `k`
+    /// pixels are positive (the mask is then every positive pixel).
+    pub fn thresholds(&self, ks: &[usize]) -> Vec<f32> {
+        let mut values: Vec<f32> = self.pixels.iter().map(|p| p.value).collect();
+        // Per flat: the kept values above it, and its own count with the pixels equal to it.
+        let sizes: Vec<(u64, u64)> = self
+            .flats
+            .iter()
+            .map(|f| {
+                let above = values.iter().filter(|&&v| v > f.value).count() as u64
+                    + (self.flats.iter())
+                        .filter(|g| g.value > f.value)
+                        .map(Flat::pixels)
+                        .sum::<u64>();
+                let equal = values.iter().filter(|&&v| v == f.value).count() as u64;
+                (above, f.pixels() + equal)
+            })
+            .collect();
+        ks.iter()
+            .map(|&k| {
+                let k = k as u64;
+                if !self.raised && k > self.len() {
+                    return 0.0; // fewer than k positive pixels
+                }
+                if let Some(j) =
+                    (0..sizes.len()).find(|&j| sizes[j].0 < k && k <= sizes[j].0 + sizes[j].1)
+                {
+                    return self.flats[j].value;
+                }
+                // Among the pixels kept one by one, less the flats above the k-th.
+                let skip: u64 = (0..sizes.len())
+                    .filter(|&j| sizes[j].0 + sizes[j].1 < k)
+                    .map(|j| self.flats[j].pixels())
+                    .sum();
+                let k = (k - skip) as usize;
+                debug_assert!(k >= 1 && k <= values.len(), "k within what was kept");
+                let at = values.len() - k;
+                *values.select_nth_unstable_by(at, f32::total_cmp).1
+            })
+            .collect()
+    }
+
+    /// Counts of the filter's masks at the thresholds `ts` (the first the dissection's own):
+    /// per threshold `|M|` and `|M & L_c|` for each of `concepts`, and at the first the same
+    /// per class (of `classes`).
+    pub fn overlaps(&self, ts: &[f32], concepts: usize, classes: usize) -> Overlaps {
+        let mut o = Overlaps {
+            mask_px: vec![0; ts.len()],
+            inter: vec![vec![0; concepts]; ts.len()],
+            class_mask_px: vec![0; classes],
+            class_inter: vec![vec![0; concepts]; classes],
+        };
+        for p in &self.pixels {
+            o.count_one(ts, p);
+        }
+        for f in &self.flats {
+            o.count(ts, f.value, &f.none, usize::MAX);
+            for (class, t) in f.classes.iter().enumerate() {
+                o.count(ts, f.value, t, class);
+            }
+        }
+        o
+    }
+}
+
+/// The bits below a histogram bucket ([`Kept::compact`]).
+const BUCKET_SHIFT: u32 = 20;
+
+/// The histogram bucket of a positive float.
+fn bucket(v: f32) -> usize {
+    (v.to_bits() >> BUCKET_SHIFT) as usize
+}
+
+/// Counts of one filter's masks at several thresholds: `|M|` and `|M & L_c|` per threshold,
+/// and for the first threshold the same per class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overlaps {
+    pub mask_px: Vec<u64>,
+    pub inter: Vec<Vec<u64>>,
+    pub class_mask_px: Vec<u64>,
+    pub class_inter: Vec<Vec<u64>>,
+}
+
+impl Overlaps {
+    /// Adds one pixel to every mask that holds it.
+    fn count_one(&mut self, ts: &[f32], p: &Pixel) {
+        let (concepts, class) = (self.inter.first().map_or(0, Vec::len), p.class as usize);
+        for (q, &t) in ts.iter().enumerate() {
+            if !in_mask(p.value, t) {
+                continue;
+            }
+            self.mask_px[q] += 1;
+            let by_class = q == 0 && class < self.class_mask_px.len();
+            if by_class {
+                self.class_mask_px[class] += 1;
+            }
+            let mut bits = p.word;
+            while bits != 0 {
+                let c = bits.trailing_zeros() as usize;
+                if c < concepts {
+                    self.inter[q][c] += 1;
+                    if by_class {
+                        self.class_inter[class][c] += 1;
+                    }
+                }
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// Adds `tally`, pixels of value `value` from images of class `class` (out of range: no
+    /// class), to every mask that holds them.
+    fn count(&mut self, ts: &[f32], value: f32, tally: &Tally, class: usize) {
+        let concepts = self.inter.first().map_or(0, Vec::len);
+        for (q, &t) in ts.iter().enumerate() {
+            if !in_mask(value, t) {
+                continue;
+            }
+            self.mask_px[q] += tally.pixels;
+            for (c, n) in tally.concept.iter().take(concepts).enumerate() {
+                self.inter[q][c] += n;
+            }
+            if q == 0 && class < self.class_mask_px.len() {
+                self.class_mask_px[class] += tally.pixels;
+                for (c, n) in tally.concept.iter().take(concepts).enumerate() {
+                    self.class_inter[class][c] += n;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `model` over `images [n, side, side]` and keeps, per conv layer and filter, what
+/// [`Kept`] describes: `[layer][filter]`. `masks [n, px]` are the images' concept words,
+/// `labels [n]` their classes (empty: none).
+///
+/// Each thread takes a contiguous run of images, so that there is one [`Kept`] per filter and
+/// thread, merged at the end (the merged result does not depend on the split).
+pub fn keep_top(
+    model: &Model,
+    images: &[u8],
+    (masks, labels): (&[u16], &[u8]),
+    scaling: Scaling,
+    keep: Keep,
+) -> Vec<Vec<Kept>> {
+    let chunk = tinycnn::train::PostMaps::CHUNK;
+    let arch = &model.arch;
+    let (side, px) = (arch.height, arch.height * arch.width);
+    let n = images.len() / px;
+    let shapes = arch.layers();
+    let threads = rayon::current_num_threads().max(1);
+    let per = n.div_ceil(threads).div_ceil(chunk).max(1) * chunk;
+    let fresh = || -> Vec<Vec<Kept>> {
+        shapes
+            .iter()
+            .map(|s| vec![Kept::new(keep); s.cout])
+            .collect()
+    };
+    let parts: Vec<Vec<Vec<Kept>>> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map(|run| {
+            let mut kept = fresh();
+            let mut maps = tinycnn::train::PostMaps::new(arch);
+            let mut ups: Vec<Upsampler> = shapes
+                .iter()
+                .map(|s| Upsampler::new(s.h, s.w, side))
+                .collect();
+            let mut buf = vec![0.0f32; px];
+            let mut hits = vec![0u16; px];
+            let (a, b) = (run * per, ((run + 1) * per).min(n));
+            for first in (a..b).step_by(chunk) {
+                let last = (first + chunk).min(b);
+                let post = maps.run(model, &images[first * px..last * px], scaling);
+                let m = last - first;
+                for (l, s) in shapes.iter().enumerate() {
+                    for (f, k) in kept[l].iter_mut().enumerate() {
+                        for i in first..last {
+                            // The engine's layout: [C, b, H, W].
+                            let map = &post[l][(f * m + i - first) * s.hw()..][..s.hw()];
+                            let class = labels.get(i).copied().unwrap_or(u8::MAX);
+                            k.add(
+                                map,
+                                (&mut ups[l], &mut buf, &mut hits),
+                                &masks[i * px..(i + 1) * px],
+                                (class, i),
+                                keep,
+                            );
+                        }
+                    }
+                }
+            }
+            kept
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().unwrap_or_else(fresh);
+    for part in parts {
+        for (layer, more) in out.iter_mut().zip(part) {
+            for (k, m) in layer.iter_mut().zip(more) {
+                k.merge(m, keep.shown);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Zeros, negatives, and positives with ties: at the top (100 and 20), and a value
+    /// that 30% of the pixels share (3, as a flat interior gives) across the 20% quantile,
+    /// over values below it.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| match rng.next_u32() % 40 {
+                0..=9 => 0.0,
+                10..=13 => -((rng.next_u32() % 100) as f32),
+                14 => 100.0,
+                15..=16 => 20.0,
+                17..=28 => 3.0,
+                _ => (rng.next_u32() % 2_000) as f32 * 1e-3,
+            })
+            .collect()
+    }
+
+    /// Thresholds and mask sizes equal those of a full sort, for maps at the image's size
+    /// and upsampled, for any split into "threads", and at every quantile up to the largest
+    /// kept, asked one at a time or all at once.
+    #[test]
+    fn kept_pixels_give_the_thresholds_of_a_full_sort() {
+        let n = 301;
+        for (h, side) in [(7, 7), (7, 14)] {
+            let (hw, px) = (h * h, side * side);
+            let maps = values(n * hw, 4);
+            let mut all = vec![0.0f32; n * px];
+            for i in 0..n {
+                super::super::upsample::upsample(
+                    &maps[i * hw..(i + 1) * hw],
+                    h,
+                    h,
+                    side,
+                    &mut all[i * px..(i + 1) * px],
+                );
+            }
+            let words: Vec<u16> = (0..n * px).map(|i| (i % 7) as u16).collect();
+            let total = n * px;
+            // More than the positive pixels at 0.9 (a threshold of 0), fewer below; and
+            // without 0.9, so that the bound rises.
+            for (qs, threads) in [
+                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 1),
+                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 3),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 1),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 2),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 5),
+            ] {
+                let ks: Vec<usize> = qs.iter().map(|&q| super::super::k_of(q, total)).collect();
+                let keep = Keep {
+                    kmax: ks[0],
+                    shown: 3,
+                };
+                let per = n.div_ceil(threads);
+                let mut merged: Option<Kept> = None;
+                for t in 0..threads {
+                    let mut k = Kept::new(keep);
+                    (k.cap, k.often) = (256, 32); // compact often, count ties as flats
+                    let mut up = Upsampler::new(h, h, side);
+                    let (mut buf, mut hits) = (vec![0.0; px], vec![0; px]);
+                    for i in (t * per)..((t + 1) * per).min(n) {
+                        let words = &words[i * px..(i + 1) * px];
+                        let map = &maps[i * hw..(i + 1) * hw];
+                        k.add(map, (&mut up, &mut buf, &mut hits), words, (0, i), keep);
+                    }
+                    match &mut merged {
+                        None => merged = Some(k),
+                        Some(m) => m.merge(k, 3),
+                    }
+                }
+                let k = merged.unwrap();
+                if qs[0] < 0.5 && threads == 1 && h == side {
+                    assert!(k.raised && !k.flats.is_empty(), "ties are counted as flats");
+                }
+                let mut sorted = all.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let want: Vec<f32> = ks.iter().map(|&k| sorted[k - 1].max(0.0)).collect();
+                assert_eq!(want[0] == 0.0, qs[0] > 0.5, "both cases are tested");
+                let at = format!("{h}->{side}, {threads} threads");
+                for (j, &kq) in ks.iter().enumerate() {
+                    let t = k.thresholds(&[kq])[0];
+                    assert_eq!(t, want[j], "k {kq}, {at}");
+                }
+                let ts = k.thresholds(&ks);
+                assert_eq!(ts, want, "{at}");
+                let o = k.overlaps(&ts, 7, 1);
+                for (j, &t) in ts.iter().enumerate() {
+                    let on = all.iter().filter(|&&v| in_mask(v, t)).count() as u64;
+                    assert_eq!(o.mask_px[j], on, "k {}, {at}", ks[j]);
+                    let on_3 = all
+                        .iter()
+                        .zip(&words)
+                        .filter(|&(&v, &w)| in_mask(v, t) && w & 8 != 0)
+                        .count() as u64;
+                    assert_eq!(o.inter[j][3], on_3, "k {}, {at}", ks[j]);
+                }
+                // The peaks: the three images whose largest unit is largest, ties to the
+                // lower index.
+                let mut peaks: Vec<(f32, usize)> = (0..n)
+                    .map(|i| (peak(&maps[i * hw..(i + 1) * hw]), i))
+                    .collect();
+                peaks.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                assert_eq!(k.peaks, peaks[..3].to_vec(), "{at}");
+            }
+        }
+    }
+}

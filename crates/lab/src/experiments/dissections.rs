@@ -1,0 +1,153 @@
+//! Dissecting the learned runs of a store, each once: a dataset and its concept masks drawn
+//! once, the chance level measured once per dataset, architecture and input scaling (it does
+//! not depend on the trained weights), and every dissection recorded in the store. A run
+//! already dissected with the same split and settings is read back, not redone, so a second
+//! call costs only the reading.
+//!
+//! Glue between the store and [`crate::analyses::dissection`]; must not summarise or print.
+
+use rayon::prelude::*;
+use shapes::Split as Part;
+
+use crate::analyses::dissection::population::Member;
+use crate::analyses::dissection::{chance, dissect, Chance, Dissection, Settings};
+use crate::data::dataset::Dataset;
+use crate::data::masks::ConceptMasks;
+use crate::error::{Error, Result};
+use crate::experiments::outcome::Outcome;
+use crate::experiments::store::{RunRow, Store};
+
+/// The learned runs of `rows` dissected on split `part` (of each run's own dataset), in the
+/// order of `rows`; `progress(done, total)` after each. Runs of a dataset without a generator
+/// spec are refused: their concept masks are unknown.
+pub fn dissect_learned(
+    store: &Store,
+    rows: &[RunRow],
+    part: Part,
+    settings: &Settings,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Member>> {
+    settings.check()?;
+    let learned: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Learned)
+        .collect();
+    let mut done: Vec<Option<Dissection>> = learned
+        .iter()
+        .map(|r| recorded(store, r, part, settings))
+        .collect::<Result<_>>()?;
+    let total = learned.len();
+    let mut finished = done.iter().filter(|d| d.is_some()).count();
+    progress(finished, total);
+    // The rest, a dataset at a time.
+    let mut hashes: Vec<&str> = Vec::new();
+    for (r, d) in learned.iter().zip(&done) {
+        if d.is_none() && !hashes.contains(&r.dataset_hash.as_str()) {
+            hashes.push(&r.dataset_hash);
+        }
+    }
+    for hash in hashes {
+        let todo: Vec<usize> = (0..learned.len())
+            .filter(|&i| done[i].is_none() && learned[i].dataset_hash == hash)
+            .collect();
+        let first = learned[todo[0]];
+        let d = crate::experiments::stuck::dataset_of(store, first)?;
+        let masks = masks_of(&d, part, &first.dataset)?;
+        let words = masks.part(part.name()).expect("drawn for the part");
+        let split = d.split(part);
+        let mut chances: Vec<(String, tinycnn::Scaling, Chance)> = Vec::new();
+        let models: Vec<crate::models::run::Run> = todo
+            .iter()
+            .map(|&i| {
+                crate::models::run::Run::load(&store.resolve_model_dir(&learned[i].model_dir))
+            })
+            .collect::<Result<_>>()?;
+        for run in &models {
+            let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
+            if !chances.iter().any(|(a, s, _)| *a == arch && *s == scaling) {
+                let c = chance(
+                    &run.model.arch,
+                    (&split.images, words),
+                    scaling,
+                    settings,
+                    masks.concept_names.len(),
+                )?;
+                chances.push((arch, scaling, c));
+            }
+        }
+        let counter = std::sync::atomic::AtomicUsize::new(finished);
+        let results: Vec<Dissection> = todo
+            .par_iter()
+            .zip(&models)
+            .map(|(&i, run)| {
+                let r = learned[i];
+                let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
+                let c = &chances
+                    .iter()
+                    .find(|(a, s, _)| *a == arch && *s == scaling)
+                    .expect("measured above")
+                    .2;
+                let out = dissect(
+                    &run.model,
+                    &d,
+                    part,
+                    (words, &masks.concept_names),
+                    scaling,
+                    settings,
+                    (&r.key, &r.dataset),
+                    Some(c),
+                )?;
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                progress(n, total);
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        for (&i, result) in todo.iter().zip(results) {
+            store.put_dissection(&learned[i].key, &result)?;
+            done[i] = Some(result);
+            finished += 1;
+        }
+    }
+    learned
+        .iter()
+        .zip(done)
+        .map(|(r, d)| {
+            Ok(Member {
+                dataset: r.dataset.clone(),
+                condition: r.condition.clone(),
+                seed: r.seed_index,
+                dissection: d.expect("every run dissected"),
+                survivors: store
+                    .run_analysis(&r.key, &r.dataset)?
+                    .map(|a| a.pruning.survivors),
+            })
+        })
+        .collect()
+}
+
+/// The recorded dissection of run `r` on `part` with `settings`, if any (one that no longer
+/// reads back, from an older version, is redone and replaced).
+fn recorded(
+    store: &Store,
+    r: &RunRow,
+    part: Part,
+    settings: &Settings,
+) -> Result<Option<Dissection>> {
+    let Ok(all) = store.dissections(&r.key) else {
+        return Ok(None);
+    };
+    Ok(all
+        .into_iter()
+        .find(|d| d.split == part && d.settings == *settings && d.data == r.dataset))
+}
+
+/// The concept masks of `part` of `d`, drawn from its generator spec.
+fn masks_of(d: &Dataset, part: Part, name: &str) -> Result<ConceptMasks> {
+    let meta = d.meta.as_ref().ok_or_else(|| {
+        Error::Usage(format!(
+            "dataset {name} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; dissect its runs one by one with `shapelab dissect RUN --masks FILE.npz`"
+        ))
+    })?;
+    let spec = shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
+    Ok(ConceptMasks::of_spec_part(&spec, part))
+}
