@@ -458,7 +458,7 @@ pub struct DissectArgs {
     /// A model directory written by `shapelab train` (or listed by `shapelab runs`). Without
     /// one, `--store` dissects every learned run of the store (narrowed by --experiment,
     /// --dataset, --arch and --condition) and summarises them cell by cell.
-    #[arg(value_name = "DIR", required_unless_present = "store")]
+    #[arg(value_name = "DIR")]
     pub model: Option<PathBuf>,
 
     /// Data to dissect on (default: the model's own dataset).

@@ -58,18 +58,22 @@ pub fn dissect(args: DissectArgs, quiet: bool) -> Result<()> {
         ..Settings::default()
     };
     settings.check()?;
-    match args.model.clone() {
-        Some(model) => one(&args, &model, &settings),
-        None => population(&args, &settings, quiet),
+    match (args.model.clone(), &args.store) {
+        (Some(model), _) => one(&args, &model, &settings),
+        (None, Some(store)) => population(&args, store, &settings, quiet),
+        (None, None) => Err(usage(
+            "give a model directory (shapelab dissect DIR), or --store PATH to dissect every learned run of a store",
+        )),
     }
 }
 
 /// The learned runs of `--store`, each dissected (or read back), summarised cell by cell.
-fn population(args: &DissectArgs, settings: &Settings, quiet: bool) -> Result<()> {
-    let path = args
-        .store
-        .as_ref()
-        .expect("clap requires --store without DIR");
+fn population(
+    args: &DissectArgs,
+    path: &std::path::Path,
+    settings: &Settings,
+    quiet: bool,
+) -> Result<()> {
     for (flag, given) in [
         ("--data", args.data.is_some()),
         ("--masks", args.masks.is_some()),
@@ -81,7 +85,7 @@ fn population(args: &DissectArgs, settings: &Settings, quiet: bool) -> Result<()
             )));
         }
     }
-    let store = lab::experiments::store::Store::open(path)?;
+    let store = lab::experiments::store::Store::open_existing(path)?;
     let arch = args
         .arch
         .as_deref()
