@@ -465,8 +465,8 @@ pub struct DissectArgs {
     #[arg(long, value_name = "FILE|PRESET")]
     pub data: Option<String>,
 
-    /// Which split (default: val for one run; test for a store's runs, the held-out split that
-    /// chose nothing, not even which runs count as learned).
+    /// Which split (default: val for one run; for a store's runs their held-out split, test,
+    /// which chose nothing, not even which runs count as learned).
     #[arg(long, value_enum)]
     pub split: Option<SplitChoice>,
 

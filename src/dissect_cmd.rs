@@ -118,11 +118,11 @@ fn population(
             path.display()
         )));
     }
-    let part = match args.split.unwrap_or(SplitChoice::Test) {
+    let part = args.split.map(|s| match s {
         SplitChoice::Train => shapes::Split::Train,
         SplitChoice::Val => shapes::Split::Val,
         SplitChoice::Test => shapes::Split::Test,
-    };
+    });
     let bar = crate::progress::bar(
         rows.len() as u64,
         "dissecting learned runs [{bar:30}] {pos}/{len} {elapsed}",
@@ -141,7 +141,7 @@ fn population(
     let out = args.out.clone().unwrap_or_else(|| {
         path.parent()
             .unwrap_or(std::path::Path::new("."))
-            .join(format!("dissections-{}", part.name()))
+            .join(format!("dissections-{}", summary.split.name()))
     });
     let files = summary.write(&out)?;
     if args.json {

@@ -214,5 +214,8 @@ fn dissect_store_summarises_the_learned_runs_per_cell() {
     assert!(e.contains("--store"), "{e}");
     let e = fails(dir.path(), &["dissect", "--store", "gone.db"], 1);
     assert!(e.contains("gone.db"), "{e}");
-    assert!(!dir.path().join("gone.db").exists(), "a wrong path creates nothing");
+    assert!(
+        !dir.path().join("gone.db").exists(),
+        "a wrong path creates nothing"
+    );
 }

@@ -17,13 +17,14 @@ use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::{RunRow, Store};
 
-/// The learned runs of `rows` dissected on split `part` (of each run's own dataset), in the
-/// order of `rows`; `progress(done, total)` after each. Runs of a dataset without a generator
-/// spec are refused: their concept masks are unknown.
+/// The learned runs of `rows` dissected on split `part` of each run's own dataset (`None`:
+/// its held-out split, test, or validation for data without one), in the order of `rows`;
+/// `progress(done, total)` after each. Runs of a dataset without a generator spec are
+/// refused: their concept masks are unknown.
 pub fn dissect_learned(
     store: &Store,
     rows: &[RunRow],
-    part: Part,
+    part: Option<Part>,
     settings: &Settings,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<Member>> {
@@ -32,9 +33,18 @@ pub fn dissect_learned(
         .iter()
         .filter(|r| r.outcome == Outcome::Learned)
         .collect();
+    let held_out = |r: &RunRow| -> Result<Part> {
+        Ok(match part {
+            Some(p) => p,
+            None => match store.dataset(&r.dataset_hash)?.and_then(|d| d.test) {
+                Some(t) if t > 0 => Part::Test,
+                _ => Part::Val,
+            },
+        })
+    };
     let mut done: Vec<Option<Dissection>> = learned
         .iter()
-        .map(|r| recorded(store, r, part, settings))
+        .map(|r| recorded(store, r, held_out(r)?, settings))
         .collect::<Result<_>>()?;
     let total = learned.len();
     let mut finished = done.iter().filter(|d| d.is_some()).count();
@@ -52,6 +62,7 @@ pub fn dissect_learned(
             .collect();
         let first = learned[todo[0]];
         let d = crate::experiments::stuck::dataset_of(store, first)?;
+        let part = part.unwrap_or(d.held_out());
         let masks = masks_of(&d, part, &first.dataset)?;
         let words = masks.part(part.name()).expect("drawn for the part");
         let split = d.split(part);
@@ -113,6 +124,7 @@ pub fn dissect_learned(
         .zip(done)
         .map(|(r, d)| {
             Ok(Member {
+                key: r.key.clone(),
                 dataset: r.dataset.clone(),
                 condition: r.condition.clone(),
                 seed: r.seed_index,

@@ -159,6 +159,13 @@ pub fn plan_runs(store: &Store, plan: &Plan) -> Result<Vec<RunRow>> {
     Ok(runs)
 }
 
+/// Where the dissection stage writes the summary of the sweep's learned runs, and of the
+/// case nets'.
+pub fn dissection_dirs(dir: &Path) -> (PathBuf, PathBuf) {
+    let d = dir.join("dissection");
+    (d.join("sweep"), d.join("cases"))
+}
+
 /// Files of the datasets stage for a dataset label.
 pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
     dir.join("data").join(format!("{label}{suffix}"))

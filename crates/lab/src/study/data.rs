@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::analyses::analysis::Report as Analysis;
+use crate::analyses::dissection::population::Population;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Diagnosis;
 use crate::experiments::store::{DatasetRow, RunRow, Store};
@@ -41,6 +42,29 @@ pub struct ReportData {
     /// The replayed first updates of the runs that have them, by run key.
     pub first_steps: BTreeMap<String, crate::experiments::first_steps::FirstSteps>,
     pub cases: Vec<CaseData>,
+    /// The dissection stage's summaries: the sweep's learned runs, and the case nets'
+    /// (absent until the stage has run).
+    pub dissection: Option<Population>,
+    pub case_dissection: Option<Population>,
+}
+
+/// A population summary the dissection stage wrote, if it has; one that does not read back is
+/// an error naming the file, never a default.
+fn read_population(dir: &Path) -> Result<Option<Population>> {
+    let path = dir.join("population.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::bad(
+            &path,
+            format!(
+                "does not read back ({e}); delete it and run `shapelab study` again to rewrite it"
+            ),
+        )
+    })
 }
 
 /// One case study of the configuration.
@@ -160,6 +184,8 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         continuations: store.continuations()?,
         first_steps,
         cases,
+        dissection: read_population(&crate::study::config::dissection_dirs(dir).0)?,
+        case_dissection: read_population(&crate::study::config::dissection_dirs(dir).1)?,
     })
 }
 

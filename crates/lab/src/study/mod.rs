@@ -1,5 +1,6 @@
 //! The whole study in one command: its configuration ([`config`]), its resumable stages
-//! ([`stages`]) and its self-contained HTML report ([`report`]).
+//! ([`stages`]) and its self-contained HTML report ([`report`], with its section on what the
+//! filters detect in [`filters`] and the HTML pieces the sections share in [`html`]).
 //!
 //! The top floor: it may use everything below. Imports point one way, `stages` to `report`
 //! to `config`. The report computes nothing that needs training or a model; it reads the
@@ -7,7 +8,9 @@
 
 pub mod config;
 pub mod data;
+pub mod filters;
 pub mod findings;
+pub mod html;
 pub mod report;
 pub mod stages;
 

@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::analyses::pruning::PruneJson;
-use base64::Engine as _;
 
 use crate::draw::{Canvas, INK};
 use crate::error::{Error, Result};
@@ -25,33 +24,8 @@ use crate::study::findings::{
     Interplay, Learning, Mechanism, Redundancy, Stuck, StuckTally, StuckVerdict, SuccessModel,
     Tally, Verdict,
 };
+use crate::study::html::{esc, img_bytes, img_file};
 use tinycnn::ArchLabel;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn img_bytes(png: &[u8], alt: &str) -> String {
-    format!(
-        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-        esc(alt),
-        base64::engine::general_purpose::STANDARD.encode(png)
-    )
-}
-
-/// An image file embedded, or a note that it is missing.
-fn img_file(path: &Path, alt: &str) -> String {
-    match std::fs::read(path) {
-        Ok(b) => img_bytes(&b, alt),
-        Err(_) => format!(
-            "<p class=\"missing\">({} not found)</p>",
-            esc(&path.display().to_string())
-        ),
-    }
-}
 
 /// A drawn picture embedded as a PNG; a picture that fails to encode is an error, never an
 /// empty image.
@@ -1381,7 +1355,7 @@ fn render(c: &ReportData) -> Result<String> {
         crate::VERSION,
         esc(&c.store_path.display().to_string())
     );
-    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
+    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#filters\">What the filters detect</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
     h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
 
     h += &splits_note(c);
@@ -1389,9 +1363,10 @@ fn render(c: &ReportData) -> Result<String> {
     h += &sweep_section(c)?;
     h += &stuck_section(&c.stuck);
     h += &cases_section(c);
+    h += &crate::study::filters::section(c, 5);
 
-    // 5. Findings.
-    h += "<section id=\"findings\"><h2>5. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
+    // 6. Findings.
+    h += "<section id=\"findings\"><h2>6. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
     let sources = c.sources();
     let cases = c.case_analyses();
     h += &findings_html(&findings(&Inputs {
@@ -1406,10 +1381,10 @@ fn render(c: &ReportData) -> Result<String> {
     }));
     h += "</section>";
 
-    // 6. Reproduce.
+    // 7. Reproduce.
     let _ = write!(
         h,
-        "<section id=\"reproduce\"><h2>6. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
+        "<section id=\"reproduce\"><h2>7. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
         esc(&dir.display().to_string()),
         esc(&c.text)
     );

@@ -9,7 +9,10 @@
 //!    architecture under the case condition; the best run if none learned), each analysed in
 //!    full: activation and kernel sheets, filter statistics, greedy pruning, ranking,
 //!    similarity, interaction, failures (`cases/`, results in the store);
-//! 5. `report.html`, built from the store and those files alone ([`crate::study::report`]).
+//! 5. what the filters detect: every learned run of the sweep, and of the case nets, dissected
+//!    on the held-out split against the generator's concept masks, summarised per cell
+//!    (`dissection/`), and each case's sheets drawn (`cases/SLUG/dissection/`);
+//! 6. `report.html`, built from the store and those files alone ([`crate::study::report`]).
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +35,8 @@ pub trait StudyObserver: SweepObserver {
     fn continued(&self) {}
     /// A case study begins (`done` of `total` done before it).
     fn case(&self, _slug: &str, _done: usize, _total: usize) {}
+    /// Stage 5 has dissected (or read back) `done` of at most `total` runs.
+    fn dissected(&self, _done: usize, _total: usize) {}
 }
 
 /// Histograms of the factors that vary in a dataset's training split, as one bar chart each.
@@ -107,7 +112,7 @@ pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs (or resumes) a study into `dir`: five stages, each skipping what is done.
+/// Runs (or resumes) a study into `dir`: six stages, each skipping what is done.
 pub fn run(
     text: &str,
     source: &str,
@@ -124,7 +129,7 @@ pub fn run(
     crate::files::fsio::write_file_atomic(&config, true, |w| {
         std::io::Write::write_all(w, text.as_bytes())
     })?;
-    let total = 5;
+    let total = 6;
     obs.stage(1, total, "datasets, panels and contact sheets");
     datasets_stage(dir, &study)?;
     obs.stage(2, total, "the sweep");
@@ -142,7 +147,13 @@ pub fn run(
     sweep_stage(dir, &case_plan, source, jobs, cancel, obs)?;
     let case_runs = plan_runs(&store, &case_plan)?;
     cases_stage(dir, &store, &study, &case_runs, cancel, obs)?;
-    obs.stage(5, total, "the report");
+    obs.stage(
+        5,
+        total,
+        "what the filters detect: every learned run dissected",
+    );
+    dissection_stage(dir, &store, &study, (&runs, &case_runs), obs)?;
+    obs.stage(6, total, "the report");
     crate::study::report::build(dir)
 }
 
@@ -501,6 +512,74 @@ fn population(
             &case.dataset,
         )?;
         store.put_run_analysis(&row.key, &case.dataset, &report)?;
+    }
+    Ok(())
+}
+
+/// Stage 5: every learned run of the sweep and of the case nets dissected on the held-out
+/// split (each recorded in the store, so a resumed study reads them back), both populations
+/// summarised, and each case's first learned seed drawn as sheets.
+fn dissection_stage(
+    dir: &Path,
+    store: &Store,
+    study: &Study,
+    (runs, case_runs): (&[RunRow], &[RunRow]),
+    obs: &dyn StudyObserver,
+) -> Result<()> {
+    use crate::analyses::dissection::population::summarize;
+    let settings = crate::analyses::dissection::Settings::default();
+    let (sweep_out, cases_out) = crate::study::config::dissection_dirs(dir);
+    let total = runs.len() + case_runs.len();
+    let progress = |done: usize, _: usize| obs.dissected(done, total);
+    let members =
+        crate::experiments::dissections::dissect_learned(store, runs, None, &settings, &progress)?;
+    if let Some(p) = summarize(&members) {
+        p.write(&sweep_out)?;
+    }
+    let offset = runs.len();
+    let case_members = crate::experiments::dissections::dissect_learned(
+        store,
+        case_runs,
+        None,
+        &settings,
+        &|done, _| obs.dissected(offset + done, total),
+    )?;
+    if let Some(p) = summarize(&case_members) {
+        p.write(&cases_out)?;
+    }
+    for case in &study.table.cases {
+        let Some((row, true)) = pick_case(case_runs, case, &study.table.case_condition) else {
+            continue;
+        };
+        let Some(m) = case_members.iter().find(|m| m.key == row.key) else {
+            continue;
+        };
+        let out = dir.join("cases").join(case.slug()).join("dissection");
+        if out.join("sheet-layer-1.png").exists() {
+            continue;
+        }
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
+        let data = Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?;
+        let spec = data
+            .meta
+            .as_ref()
+            .map(|meta| shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string()))
+            .transpose()?
+            .ok_or_else(|| {
+                Error::Usage(format!("dataset {} has no generator spec", case.dataset))
+            })?;
+        let part = m.dissection.split;
+        let masks = crate::data::masks::ConceptMasks::of_spec_part(&spec, part);
+        let words = masks.part(part.name()).expect("drawn for the part");
+        m.dissection.write(&out)?;
+        crate::analyses::dissection::sheet::write_sheets(
+            &m.dissection,
+            &run.model,
+            &data.split(part).images,
+            words,
+            run.meta.train.scaling,
+            &out,
+        )?;
     }
     Ok(())
 }

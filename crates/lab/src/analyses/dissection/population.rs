@@ -17,6 +17,8 @@ use crate::error::Result;
 /// One dissected run of a population.
 #[derive(Clone, Debug)]
 pub struct Member {
+    /// The run's key in its store.
+    pub key: String,
     pub dataset: String,
     pub condition: String,
     pub seed: usize,
@@ -422,6 +424,7 @@ mod tests {
 
     fn member(condition: &str, seed: usize, labels: [Option<&str>; 4]) -> Member {
         Member {
+            key: format!("e/size/4/{condition}/seed{seed}"),
             dataset: "size".into(),
             condition: condition.into(),
             seed,
