@@ -136,8 +136,10 @@ fn population(
         &|done, _| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();
-    let summary = lab::analyses::dissection::population::summarize(&members)
-        .expect("at least one learned run");
+    let split = members
+        .first()
+        .map_or(shapes::Split::Test, |m| m.dissection.split);
+    let summary = lab::analyses::dissection::population::summarize(&members, split, settings);
     let out = args.out.clone().unwrap_or_else(|| {
         path.parent()
             .unwrap_or(std::path::Path::new("."))

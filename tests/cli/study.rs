@@ -8,11 +8,12 @@ use std::process::Command as Std;
 use crate::{fails, ok, workdir};
 
 const SMALL: &str = include_str!("small-study.toml");
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "datasets",
     "sweep",
     "stuck",
     "cases",
+    "filters",
     "findings",
     "reproduce",
 ];
@@ -55,6 +56,20 @@ fn small_study_end_to_end() {
             .path()
             .join(format!("s/cases/{slug}/analysis/prune/prune.xlsx"))
             .exists());
+    }
+    // Stage 5 dissected the learned runs and summarised them per cell.
+    let p: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(a.path().join("s/dissection/sweep/population.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(p["split"], "test");
+    assert!(report.contains("What the filters detect"));
+    if p["runs"].as_u64().unwrap() > 0 {
+        assert!(
+            report.contains("the labelled share's interval lies above")
+                || report.contains("no cell has 3 learned runs"),
+            "tallies"
+        );
     }
     // Everything embedded: no missing picture, no link to a file or the network.
     assert!(

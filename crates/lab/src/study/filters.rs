@@ -118,8 +118,11 @@ fn case_cell<'a>(
 pub fn section(c: &ReportData, n: usize) -> String {
     let mut h = format!("<section id=\"filters\"><h2>{n}. What the filters detect</h2>");
     let Some(p) = &c.dissection else {
-        return h + "<p class=\"missing\">The dissection stage has not run for this study yet: run <code>shapelab study</code> again to add it (the runs already trained are kept).</p></section>";
+        return h + "<p class=\"note\">The dissection stage has not run for this study yet: run <code>shapelab study</code> again to add it (the runs already trained are kept).</p></section>";
     };
+    if p.runs == 0 {
+        return h + "<p class=\"note\">No run of the sweep learned, so no filter was dissected.</p></section>";
+    }
     let _ = write!(
         h,
         "<p>The thesis described its filters by eye. Here each filter of every learned run is measured against the generator's exact concept masks (the interior, the outline, edges in 8 directions of the outward normal, corners, the background), as Network Dissection does on hand-labelled photographs (Bau et al. 2017): its activation map, upsampled to the image, is thresholded at its top {q} over the {split} split, and its IoU with each concept is counted. A concept labels the filter only when its IoU exceeds by {m} the 95th percentile of the IoUs that the same layer's filters reach at Glorot initialisation ({s} initialisations), not a fixed 0.04. The control for every labelled share is the share of those initial filters that the same rule labels: with 12 concepts to clear, some random filters clear one. Removing a filter (the masked evaluation that pruning uses) shows whether it matters.</p>",
@@ -131,6 +134,14 @@ pub fn section(c: &ReportData, n: usize) -> String {
     h += "<h3>Learned runs against their initial filters</h3>";
     for cond in conditions(p) {
         let (n_layers, above, below, level) = tally(p, cond, 3);
+        if n_layers == 0 {
+            let _ = write!(
+                h,
+                "<p>Under <b>{}</b>, no cell has 3 learned runs: too few to compare with its initial filters (the tables below give every cell).</p>",
+                esc(cond)
+            );
+            continue;
+        }
         let _ = write!(
             h,
             "<p>Under <b>{}</b>, of the {n_layers} layers of cells with at least 3 learned runs, the labelled share's interval lies above the initial filters' in {above}, below it in {below}, and overlaps it in {level}.</p>",
@@ -156,7 +167,10 @@ pub fn section(c: &ReportData, n: usize) -> String {
                     let _ = write!(h, "<p>{}</p>", esc(&l.sentence(cell)));
                 }
             }
-            None => h += "<p class=\"missing\">No learned case net to dissect.</p>",
+            None => {
+                h +=
+                    "<p class=\"note\">No case net of this cell learned, so none was dissected.</p>"
+            }
         }
         let dir = c.dir.join("cases").join(case.slug()).join("dissection");
         for layer in 1..=case.arch.layers() {

@@ -533,9 +533,11 @@ fn dissection_stage(
     let progress = |done: usize, _: usize| obs.dissected(done, total);
     let members =
         crate::experiments::dissections::dissect_learned(store, runs, None, &settings, &progress)?;
-    if let Some(p) = summarize(&members) {
-        p.write(&sweep_out)?;
-    }
+    let split_of = |m: &[crate::analyses::dissection::population::Member]| {
+        m.first()
+            .map_or(shapes::Split::Test, |m| m.dissection.split)
+    };
+    summarize(&members, split_of(&members), &settings).write(&sweep_out)?;
     let offset = runs.len();
     let case_members = crate::experiments::dissections::dissect_learned(
         store,
@@ -544,9 +546,7 @@ fn dissection_stage(
         &settings,
         &|done, _| obs.dissected(offset + done, total),
     )?;
-    if let Some(p) = summarize(&case_members) {
-        p.write(&cases_out)?;
-    }
+    summarize(&case_members, split_of(&case_members), &settings).write(&cases_out)?;
     for case in &study.table.cases {
         let Some((row, true)) = pick_case(case_runs, case, &study.table.case_condition) else {
             continue;

@@ -198,10 +198,9 @@ fn layer_summary(members: &[&Member], l: usize) -> LayerSummary {
     }
 }
 
-/// Summarises `members`, cell by cell (in the order cells first appear). Every member must be
-/// dissected with the same split and settings; the first's are reported.
-pub fn summarize(members: &[Member]) -> Option<Population> {
-    let first = members.first()?;
+/// Summarises `members`, cell by cell (in the order cells first appear), dissected on `split`
+/// with `settings` (an empty population has no cells).
+pub fn summarize(members: &[Member], split: Part, settings: &Settings) -> Population {
     let mut keys: Vec<(&str, &str, &str)> = Vec::new();
     for m in members {
         let k = (
@@ -233,13 +232,13 @@ pub fn summarize(members: &[Member]) -> Option<Population> {
             }
         })
         .collect();
-    Some(Population {
+    Population {
         schema: crate::files::schema::Schema::CURRENT,
-        split: first.dissection.split,
-        settings: first.dissection.settings.clone(),
+        split,
+        settings: settings.clone(),
         runs: members.len(),
         cells,
-    })
+    }
 }
 
 /// "edge-W 4, interior 3".
@@ -465,7 +464,7 @@ mod tests {
             ),
             member("sgd-raw", 1, [None, None, None, Some("interior")]),
         ];
-        let p = summarize(&members).unwrap();
+        let p = summarize(&members, Part::Test, &Settings::default());
         assert_eq!(p.cells.len(), 2, "one cell per condition");
         let a = &p.cells[0].layers[0];
         assert_eq!((a.labelled.k, a.labelled.n), (4, 8));
@@ -492,6 +491,7 @@ mod tests {
         let text = p.to_text();
         assert!(text.contains("4 of 8 (50%"), "{text}");
         assert!(text.contains("1 of 20 (5%"), "{text}");
-        assert!(summarize(&[]).is_none());
+        let empty = summarize(&[], Part::Test, &Settings::default());
+        assert!(empty.cells.is_empty() && empty.runs == 0);
     }
 }
