@@ -38,26 +38,36 @@ struct Pixel {
 /// Values compared at a time in [`peak`] and [`Kept::add`]'s scan.
 const LANES: usize = 16;
 
-/// The largest of `values`, in [`LANES`] independent lanes so that the loop vectorises
-/// (`f32::max` would not), for the widest vectors the CPU has.
+/// The largest and the smallest of `values`, in [`LANES`] independent lanes so that the loop
+/// vectorises (`f32::max` would not), for the widest vectors the CPU has.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn peak(values: &[f32]) -> f32 {
-    let mut peak = [f32::NEG_INFINITY; LANES];
+fn extremes(values: &[f32]) -> (f32, f32) {
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut lo = [f32::INFINITY; LANES];
     let mut chunks = values.chunks_exact(LANES);
     for c in &mut chunks {
         for j in 0..LANES {
-            peak[j] = if c[j] > peak[j] { c[j] } else { peak[j] };
+            hi[j] = if c[j] > hi[j] { c[j] } else { hi[j] };
+            lo[j] = if c[j] < lo[j] { c[j] } else { lo[j] };
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .chain(&peak)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    let rest = chunks.remainder();
+    (
+        rest.iter()
+            .chain(&hi)
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+        rest.iter().chain(&lo).fold(f32::INFINITY, |m, &v| m.min(v)),
+    )
+}
+
+/// The largest of `values`.
+#[cfg(test)]
+fn peak(values: &[f32]) -> f32 {
+    extremes(values).0
 }
 
 /// The positions of the values at or above `lo`, into `out` (at least as long as `values`);
@@ -203,7 +213,7 @@ impl Kept {
         (class, image): (u8, usize),
         keep: Keep,
     ) {
-        let top = peak(map);
+        let (top, bottom) = extremes(map);
         if keep.shown > 0 {
             self.peaks.push((top, image));
             self.trim_peaks(keep.shown);
@@ -214,7 +224,15 @@ impl Kept {
         } else {
             f32::from_bits(1)
         };
-        if top < lo || top.is_nan() {
+        // A bilinear value never exceeds the largest unit it interpolates, but for rounding:
+        // two-stage interpolation errs by a few units in the last place of the largest
+        // magnitude, far less than this slack.
+        let slack = if up.is_identity() {
+            0.0
+        } else {
+            1e-6 * top.abs().max(bottom.abs())
+        };
+        if top + slack < lo || top.is_nan() {
             return; // no unit reaches the bound, so no pixel between units does
         }
         let values = if up.is_identity() {
