@@ -39,11 +39,8 @@ fn masks_of(
             return Ok(m);
         }
     }
-    match d.meta.as_ref() {
-        Some(meta) => {
-            let spec = shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
-            Ok(ConceptMasks::of_spec_part(&spec, part))
-        }
+    match ConceptMasks::of_dataset(d, part)? {
+        Some(m) => Ok(m),
         None => Err(usage(format!(
             "{data_name} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; give --masks FILE.npz with masks_{} and concept_names (see docs/datasets.md)",
             part.name()
@@ -118,11 +115,7 @@ fn population(
             path.display()
         )));
     }
-    let part = args.split.map(|s| match s {
-        SplitChoice::Train => shapes::Split::Train,
-        SplitChoice::Val => shapes::Split::Val,
-        SplitChoice::Test => shapes::Split::Test,
-    });
+    let part = args.split.map(crate::model_cmds::part);
     let bar = crate::progress::bar(
         rows.len() as u64,
         "dissecting learned runs [{bar:30}] {pos}/{len} {elapsed}",

@@ -17,7 +17,7 @@ use lab::files::output::{check_disjoint, Input};
 use lab::models::run::Run;
 use lab::models::training::{check_compatible, engine_data, resolve_data, training_data};
 
-fn part(s: SplitChoice) -> Part {
+pub(crate) fn part(s: SplitChoice) -> Part {
     match s {
         SplitChoice::Train => Part::Train,
         SplitChoice::Val => Part::Val,

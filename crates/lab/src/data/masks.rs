@@ -48,6 +48,19 @@ impl ConceptMasks {
         )
     }
 
+    /// The masks of split `part` of `d`, drawn again from its generator spec; `None` for data
+    /// without one (a dataset from elsewhere: its masks are unknown).
+    pub fn of_dataset(
+        d: &crate::data::dataset::Dataset,
+        part: Part,
+    ) -> Result<Option<ConceptMasks>> {
+        let Some(meta) = d.meta.as_ref() else {
+            return Ok(None);
+        };
+        let spec = DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
+        Ok(Some(ConceptMasks::of_spec_part(&spec, part)))
+    }
+
     /// The masks of one split a spec draws.
     pub fn of_spec_part(spec: &DatasetSpec, part: Part) -> ConceptMasks {
         ConceptMasks::new(

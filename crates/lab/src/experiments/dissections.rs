@@ -11,7 +11,6 @@ use shapes::Split as Part;
 
 use crate::analyses::dissection::population::Member;
 use crate::analyses::dissection::{chance, dissect, Chance, Dissection, Settings};
-use crate::data::dataset::Dataset;
 use crate::data::masks::ConceptMasks;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
@@ -63,7 +62,12 @@ pub fn dissect_learned(
         let first = learned[todo[0]];
         let d = crate::experiments::stuck::dataset_of(store, first)?;
         let part = part.unwrap_or(d.held_out());
-        let masks = masks_of(&d, part, &first.dataset)?;
+        let masks = ConceptMasks::of_dataset(&d, part)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "dataset {} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; dissect its runs one by one with `shapelab dissect RUN --masks FILE.npz`",
+                first.dataset
+            ))
+        })?;
         let words = masks.part(part.name()).expect("drawn for the part");
         let split = d.split(part);
         let mut chances: Vec<(String, tinycnn::Scaling, Chance)> = Vec::new();
@@ -151,15 +155,4 @@ fn recorded(
     Ok(all
         .into_iter()
         .find(|d| d.split == part && d.settings == *settings && d.data == r.dataset))
-}
-
-/// The concept masks of `part` of `d`, drawn from its generator spec.
-fn masks_of(d: &Dataset, part: Part, name: &str) -> Result<ConceptMasks> {
-    let meta = d.meta.as_ref().ok_or_else(|| {
-        Error::Usage(format!(
-            "dataset {name} has no generator spec (a dataset from elsewhere), so its concept masks are unknown; dissect its runs one by one with `shapelab dissect RUN --masks FILE.npz`"
-        ))
-    })?;
-    let spec = shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string())?;
-    Ok(ConceptMasks::of_spec_part(&spec, part))
 }

@@ -560,16 +560,11 @@ fn dissection_stage(
         }
         let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
         let data = Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?;
-        let spec = data
-            .meta
-            .as_ref()
-            .map(|meta| shapes::DatasetSpec::from_canonical_json(&meta.spec.to_string()))
-            .transpose()?
-            .ok_or_else(|| {
+        let part = m.dissection.split;
+        let masks =
+            crate::data::masks::ConceptMasks::of_dataset(&data, part)?.ok_or_else(|| {
                 Error::Usage(format!("dataset {} has no generator spec", case.dataset))
             })?;
-        let part = m.dissection.split;
-        let masks = crate::data::masks::ConceptMasks::of_spec_part(&spec, part);
         let words = masks.part(part.name()).expect("drawn for the part");
         m.dissection.write(&out)?;
         crate::analyses::dissection::sheet::write_sheets(

@@ -158,6 +158,21 @@ pub struct Dissection {
     pub layers: Vec<LayerDissection>,
 }
 
+/// Labels of `filters`, most common first (ties by name).
+pub fn label_counts<'a>(
+    filters: impl IntoIterator<Item = &'a FilterDissection>,
+) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in filters.into_iter().filter_map(|f| f.label.as_ref()) {
+        match counts.iter_mut().find(|(c, _)| c == l) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l.clone(), 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    counts
+}
+
 /// Whether an activation is in a filter's mask at threshold `t` (see the module docs).
 #[inline]
 pub fn in_mask(a: f32, t: f32) -> bool {
@@ -505,17 +520,7 @@ impl Context<'_> {
 impl Dissection {
     /// Labelled filters of a layer, by concept, most common first.
     pub fn label_counts(&self, layer: &LayerDissection) -> Vec<(String, usize)> {
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for f in &layer.filters {
-            if let Some(l) = &f.label {
-                match counts.iter_mut().find(|(c, _)| c == l) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((l.clone(), 1)),
-                }
-            }
-        }
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        counts
+        label_counts(&layer.filters)
     }
 
     /// The findings in words, a table per layer.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 
-use super::{Dissection, FilterDissection, Settings};
+use super::{label_counts, Dissection, FilterDissection, Settings};
 use crate::analyses::pruning::FilterRef;
 use crate::analyses::stats::wilson;
 use crate::error::Result;
@@ -119,19 +119,6 @@ pub struct Population {
     pub cells: Vec<Cell>,
 }
 
-/// Labels of `filters`, most common first (ties by name).
-fn label_counts<'a>(filters: impl Iterator<Item = &'a FilterDissection>) -> Vec<(String, usize)> {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for l in filters.filter_map(|f| f.label.as_ref()) {
-        match counts.iter_mut().find(|(c, _)| c == l) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((l.clone(), 1)),
-        }
-    }
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    counts
-}
-
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -181,7 +168,7 @@ fn layer_summary(members: &[&Member], l: usize) -> LayerSummary {
                 kept.iter().filter(|f| f.label.is_some()).count(),
                 kept.len(),
             ),
-            concepts: label_counts(kept.into_iter()),
+            concepts: label_counts(kept),
         }
     });
     LayerSummary {
