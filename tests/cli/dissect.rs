@@ -50,6 +50,27 @@ fn dissect_labels_filters_and_writes_its_files() {
     let csv = fs::read_to_string(out.join("dissection.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 + 2);
     assert!(csv.starts_with("layer,filter,label,label_margin,best,best_iou"));
+    // The same bytes at one thread as at two.
+    ok(
+        dir.path(),
+        &[
+            "dissect",
+            "run",
+            "--null-seeds",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            "one",
+        ],
+    );
+    for f in ["dissection.json", "dissection.csv", "sheet-layer-2.png"] {
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(dir.path().join("one").join(f)).unwrap(),
+            "{f}"
+        );
+    }
     // The same result on the test split, and as JSON.
     let j: serde_json::Value = serde_json::from_str(&ok(
         dir.path(),
