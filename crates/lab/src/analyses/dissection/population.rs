@@ -253,8 +253,13 @@ impl LayerSummary {
         );
         if self.labelled.k > 0 {
             s += &format!(
-                "; {} of them are edge detectors ({} of the 8 directions), and the labels are {}",
+                "; {} of them {} ({} of the 8 directions), and the labels are {}",
                 self.edges,
+                if self.edges == 1 {
+                    "is an edge detector"
+                } else {
+                    "are edge detectors"
+                },
                 self.directions,
                 concept_list(&self.concepts)
             );
