@@ -639,6 +639,11 @@ impl PostMaps {
         self.ws.forward(model, false);
         &self.ws.post
     }
+
+    /// The maps of the last [`PostMaps::run`], as it returned them.
+    pub fn last(&self) -> &[Vec<f32>] {
+        &self.ws.post
+    }
 }
 
 /// The gradient of the mean loss over a batch, and the loss (for tests and diagnostics:

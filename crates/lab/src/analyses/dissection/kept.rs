@@ -9,13 +9,13 @@
 //! most maps have no unit that reaches it and are not even upsampled: a bilinear value never
 //! exceeds the largest unit it interpolates.
 //!
-//! Exactness: each thread keeps every value at or above its running bound, the `kmax`-th
-//! largest value it has seen (positive values only: a silent pixel is in no mask). That bound
-//! never exceeds the global `kmax`-th largest value, so the threads' pixels together hold the
-//! global top `k` for every `k <= kmax`; and a thread that never raised its bound kept every
-//! positive value it saw, while one that did saw at least `kmax` of them. Thresholds and
-//! counts are therefore those of the full maps, whatever the number of threads (the tests
-//! compare with a full sort).
+//! Exactness: each filter's maps are read as one stream, image by image, whatever the
+//! number of threads (a block's forward pass is split by images, its scan by filters). The
+//! stream keeps every value at or above its running bound, the `kmax`-th largest value it has
+//! seen (positive values only: a silent pixel is in no mask). That bound never exceeds the
+//! final `kmax`-th largest value, so the pixels kept hold the top `k` for every `k <= kmax`;
+//! and a stream that never raised its bound kept every positive value. Thresholds and counts
+//! are therefore those of the full maps (the tests compare with a full sort).
 //!
 //! Values in, counts out; must not decide labels.
 
@@ -104,19 +104,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, word: u16) {
-        self.pixels += 1;
+    /// `n` pixels of concept word `word`.
+    fn add_n(&mut self, word: u16, n: u64) {
+        self.pixels += n;
         let mut bits = word;
         while bits != 0 {
-            self.concept[bits.trailing_zeros() as usize] += 1;
+            self.concept[bits.trailing_zeros() as usize] += n;
             bits &= bits - 1;
-        }
-    }
-
-    fn merge(&mut self, o: &Tally) {
-        self.pixels += o.pixels;
-        for (a, b) in self.concept.iter_mut().zip(&o.concept) {
-            *a += b;
         }
     }
 }
@@ -135,24 +129,19 @@ struct Flat {
 
 impl Flat {
     fn add(&mut self, word: u16, class: u8) {
+        self.add_n(word, class, 1);
+    }
+
+    /// `n` pixels of concept word `word` in images of class `class`.
+    fn add_n(&mut self, word: u16, class: u8, n: u64) {
         if class == u8::MAX {
-            return self.none.add(word);
+            return self.none.add_n(word, n);
         }
         let c = class as usize;
         if self.classes.len() <= c {
             self.classes.resize(c + 1, Tally::default());
         }
-        self.classes[c].add(word);
-    }
-
-    fn merge(&mut self, o: &Flat) {
-        if self.classes.len() < o.classes.len() {
-            self.classes.resize(o.classes.len(), Tally::default());
-        }
-        for (a, b) in self.classes.iter_mut().zip(&o.classes) {
-            a.merge(b);
-        }
-        self.none.merge(&o.none);
+        self.classes[c].add_n(word, n);
     }
 
     fn pixels(&self) -> u64 {
@@ -242,12 +231,26 @@ impl Kept {
             &*buf
         };
         let found = at_least(values, lo, hits);
+        // A flat's pixels come in long runs of one word (a figure's interior): counted a run
+        // at a time, `(flat, word, pixels)`.
+        let mut run: Option<(usize, u16, u64)> = None;
         for &p in &hits[..found] {
             let (value, word) = (values[p as usize], words[p as usize]);
-            match self.flats.iter_mut().find(|f| f.value == value) {
-                Some(f) => f.add(word, class),
+            if let Some((f, w, n)) = &mut run {
+                if *w == word && self.flats[*f].value == value {
+                    *n += 1;
+                    continue;
+                }
+                self.flats[*f].add_n(*w, class, *n);
+                run = None;
+            }
+            match self.flats.iter().position(|f| f.value == value) {
+                Some(f) => run = Some((f, word, 1)),
                 None => self.pixels.push(Pixel { value, word, class }),
             }
+        }
+        if let Some((f, w, n)) = run {
+            self.flats[f].add_n(w, class, n);
         }
         if self.pixels.len() > self.cap {
             self.compact(keep.kmax);
@@ -256,9 +259,10 @@ impl Kept {
 
     /// Raises the bound to a value with at least `kmax` pixels at or above it, drops the
     /// pixels below, and counts frequent values as flats. Any such bound keeps the pass exact
-    /// (see the module docs); the lower edge of the histogram bucket that holds the `kmax`-th
-    /// largest value is one, found in two cheap passes where an exact selection over the
-    /// 8-byte pixels would cost several times more.
+    /// (see the module docs). The bound is the `kmax`-th largest value itself: a histogram
+    /// finds its bucket, and a selection among that bucket's values (a small share of the
+    /// pixels) finds the value, where a selection over all the 8-byte pixels would cost
+    /// several times more. When a flat lies in that bucket, the bucket's lower edge.
     fn compact(&mut self, kmax: usize) {
         if self.len() > kmax as u64 {
             // Positive floats order as their bits do; the top 12 bits are the bucket (an
@@ -275,7 +279,19 @@ impl Kept {
                 above += counts[at];
                 at -= 1;
             }
-            let edge = f32::from_bits((at as u32) << BUCKET_SHIFT);
+            let mut edge = f32::from_bits((at as u32) << BUCKET_SHIFT);
+            if !self.flats.iter().any(|f| bucket(f.value) == at) {
+                // The r-th largest value within the bucket is the kmax-th largest of all.
+                let r = (kmax as u64 - above) as usize;
+                let mut inside: Vec<f32> = self
+                    .pixels
+                    .iter()
+                    .map(|p| p.value)
+                    .filter(|&v| bucket(v) == at)
+                    .collect();
+                let i = inside.len() - r;
+                edge = *inside.select_nth_unstable_by(i, f32::total_cmp).1;
+            }
             if edge > self.bound {
                 self.bound = edge;
                 self.raised = true;
@@ -337,20 +353,6 @@ impl Kept {
         self.peaks
             .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         self.peaks.truncate(shown);
-    }
-
-    /// Another thread's pixels of the same filter added to these.
-    fn merge(&mut self, other: Kept, shown: usize) {
-        self.pixels.extend(other.pixels);
-        for f in other.flats {
-            match self.flats.iter_mut().find(|g| g.value == f.value) {
-                Some(g) => g.merge(&f),
-                None => self.flats.push(f),
-            }
-        }
-        self.raised |= other.raised;
-        self.peaks.extend(other.peaks);
-        self.trim_peaks(shown);
     }
 
     /// The thresholds at which the filter's top `k` pixels begin, for each `k` of `ks` (each
@@ -486,12 +488,18 @@ impl Overlaps {
     }
 }
 
+/// Images whose maps a [`keep_top`] block holds (about 4 MB for a 16-16 on 28x28).
+const BLOCK: usize = 32;
+
 /// Runs `model` over `images [n, side, side]` and keeps, per conv layer and filter, what
 /// [`Kept`] describes: `[layer][filter]`. `masks [n, px]` are the images' concept words,
 /// `labels [n]` their classes (empty: none).
 ///
-/// Each thread takes a contiguous run of images, so that there is one [`Kept`] per filter and
-/// thread, merged at the end (the merged result does not depend on the split).
+/// A block of [`BLOCK`] images at a time: its forward pass split over the threads by images,
+/// then its maps scanned split by filters, so that each filter sees every image in order as
+/// one stream. One stream per filter keeps `kmax` pixels where a stream per thread would keep
+/// `kmax` in each, and its bound rises with all the images seen; the result does not depend
+/// on the number of threads.
 pub fn keep_top(
     model: &Model,
     images: &[u8],
@@ -504,60 +512,69 @@ pub fn keep_top(
     let (side, px) = (arch.height, arch.height * arch.width);
     let n = images.len() / px;
     let shapes = arch.layers();
-    let threads = rayon::current_num_threads().max(1);
-    let per = n.div_ceil(threads).div_ceil(chunk).max(1) * chunk;
-    let fresh = || -> Vec<Vec<Kept>> {
-        shapes
-            .iter()
-            .map(|s| vec![Kept::new(keep); s.cout])
-            .collect()
-    };
-    let parts: Vec<Vec<Vec<Kept>>> = (0..n.div_ceil(per))
-        .into_par_iter()
-        .map(|run| {
-            let mut kept = fresh();
-            let mut maps = tinycnn::train::PostMaps::new(arch);
-            let mut ups: Vec<Upsampler> = shapes
-                .iter()
-                .map(|s| Upsampler::new(s.h, s.w, side))
-                .collect();
-            let mut buf = vec![0.0f32; px];
-            let mut hits = vec![0u16; px];
-            let (a, b) = (run * per, ((run + 1) * per).min(n));
-            for first in (a..b).step_by(chunk) {
-                let last = (first + chunk).min(b);
-                let post = maps.run(model, &images[first * px..last * px], scaling);
-                let m = last - first;
-                for (l, s) in shapes.iter().enumerate() {
-                    for (f, k) in kept[l].iter_mut().enumerate() {
-                        for i in first..last {
-                            // The engine's layout: [C, b, H, W].
-                            let map = &post[l][(f * m + i - first) * s.hw()..][..s.hw()];
-                            let class = labels.get(i).copied().unwrap_or(u8::MAX);
-                            k.add(
-                                map,
-                                (&mut ups[l], &mut buf, &mut hits),
-                                &masks[i * px..(i + 1) * px],
-                                (class, i),
-                                keep,
-                            );
-                        }
-                    }
-                }
-            }
-            kept
+    // One workspace per chunk of a block, so that the block's maps stay where the forward
+    // pass wrote them: chunk `c`'s maps are `[layer][C, b, H, W]` in workspace `c`.
+    let mut workspaces: Vec<tinycnn::train::PostMaps> = (0..BLOCK.div_ceil(chunk))
+        .map(|_| tinycnn::train::PostMaps::new(arch))
+        .collect();
+    // Per filter: its layer and index, what it keeps, its upsampler and scratch buffers.
+    let mut filters: Vec<Stream> = shapes
+        .iter()
+        .enumerate()
+        .flat_map(|(l, s)| {
+            (0..s.cout).map(move |f| Stream {
+                layer: l,
+                filter: f,
+                kept: Kept::new(keep),
+                up: Upsampler::new(s.h, s.w, side),
+                buf: vec![0.0; px],
+                hits: vec![0; px],
+            })
         })
         .collect();
-    let mut parts = parts.into_iter();
-    let mut out = parts.next().unwrap_or_else(fresh);
-    for part in parts {
-        for (layer, more) in out.iter_mut().zip(part) {
-            for (k, m) in layer.iter_mut().zip(more) {
-                k.merge(m, keep.shown);
+    for first in (0..n).step_by(BLOCK) {
+        let last = (first + BLOCK).min(n);
+        let blocks = images[first * px..last * px].par_chunks(chunk * px);
+        let used = blocks.len();
+        workspaces[..used]
+            .par_iter_mut()
+            .zip(blocks)
+            .for_each(|(maps, imgs)| {
+                maps.run(model, imgs, scaling);
+            });
+        let workspaces = &workspaces[..used];
+        filters.par_iter_mut().for_each(|st| {
+            let hw = shapes[st.layer].hw();
+            for i in first..last {
+                let (c, j) = ((i - first) / chunk, (i - first) % chunk);
+                let m = chunk.min(last - first - c * chunk);
+                let post = &workspaces[c].last()[st.layer];
+                let class = labels.get(i).copied().unwrap_or(u8::MAX);
+                st.kept.add(
+                    &post[(st.filter * m + j) * hw..][..hw],
+                    (&mut st.up, &mut st.buf, &mut st.hits),
+                    &masks[i * px..(i + 1) * px],
+                    (class, i),
+                    keep,
+                );
             }
-        }
+        });
+    }
+    let mut out: Vec<Vec<Kept>> = shapes.iter().map(|_| Vec::new()).collect();
+    for st in filters {
+        out[st.layer].push(st.kept);
     }
     out
+}
+
+/// One filter's pass in [`keep_top`].
+struct Stream {
+    layer: usize,
+    filter: usize,
+    kept: Kept,
+    up: Upsampler,
+    buf: Vec<f32>,
+    hits: Vec<u16>,
 }
 
 #[cfg(test)]
@@ -583,8 +600,8 @@ mod tests {
     }
 
     /// Thresholds and mask sizes equal those of a full sort, for maps at the image's size
-    /// and upsampled, for any split into "threads", and at every quantile up to the largest
-    /// kept, asked one at a time or all at once.
+    /// and upsampled, whether the pixels are compacted often or seldom, and at every quantile
+    /// up to the largest kept, asked one at a time or all at once.
     #[test]
     fn kept_pixels_give_the_thresholds_of_a_full_sort() {
         let n = 301;
@@ -605,44 +622,35 @@ mod tests {
             let total = n * px;
             // More than the positive pixels at 0.9 (a threshold of 0), fewer below; and
             // without 0.9, so that the bound rises.
-            for (qs, threads) in [
-                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 1),
-                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 3),
-                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 1),
-                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 2),
-                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 5),
+            for (qs, cap) in [
+                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 256),
+                (&[0.9, 0.001, 0.005, 0.05, 0.2][..], 4096),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 256),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 700),
+                (&[0.2, 0.001, 0.005, 0.05, 0.02][..], 100_000),
             ] {
                 let ks: Vec<usize> = qs.iter().map(|&q| super::super::k_of(q, total)).collect();
                 let keep = Keep {
                     kmax: ks[0],
                     shown: 3,
                 };
-                let per = n.div_ceil(threads);
-                let mut merged: Option<Kept> = None;
-                for t in 0..threads {
-                    let mut k = Kept::new(keep);
-                    (k.cap, k.often) = (256, 32); // compact often, count ties as flats
-                    let mut up = Upsampler::new(h, h, side);
-                    let (mut buf, mut hits) = (vec![0.0; px], vec![0; px]);
-                    for i in (t * per)..((t + 1) * per).min(n) {
-                        let words = &words[i * px..(i + 1) * px];
-                        let map = &maps[i * hw..(i + 1) * hw];
-                        k.add(map, (&mut up, &mut buf, &mut hits), words, (0, i), keep);
-                    }
-                    match &mut merged {
-                        None => merged = Some(k),
-                        Some(m) => m.merge(k, 3),
-                    }
+                let mut k = Kept::new(keep);
+                (k.cap, k.often) = (cap, 32); // compact as often as asked, count ties as flats
+                let mut up = Upsampler::new(h, h, side);
+                let (mut buf, mut hits) = (vec![0.0; px], vec![0; px]);
+                for i in 0..n {
+                    let words = &words[i * px..(i + 1) * px];
+                    let map = &maps[i * hw..(i + 1) * hw];
+                    k.add(map, (&mut up, &mut buf, &mut hits), words, (0, i), keep);
                 }
-                let k = merged.unwrap();
-                if qs[0] < 0.5 && threads == 1 && h == side {
+                if qs[0] < 0.5 && cap == 256 && h == side {
                     assert!(k.raised && !k.flats.is_empty(), "ties are counted as flats");
                 }
                 let mut sorted = all.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let want: Vec<f32> = ks.iter().map(|&k| sorted[k - 1].max(0.0)).collect();
                 assert_eq!(want[0] == 0.0, qs[0] > 0.5, "both cases are tested");
-                let at = format!("{h}->{side}, {threads} threads");
+                let at = format!("{h}->{side}, cap {cap}");
                 for (j, &kq) in ks.iter().enumerate() {
                     let t = k.thresholds(&[kq])[0];
                     assert_eq!(t, want[j], "k {kq}, {at}");

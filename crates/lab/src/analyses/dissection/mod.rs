@@ -256,17 +256,34 @@ pub fn chance(
     let px = arch.height * arch.width;
     let k = k_of(settings.quantile, images.len());
     let all = concept_pixels(masks, px, concepts, |_| true);
-    // Per layer: every initial filter's IoU with each concept.
+    // Per seed, per layer: every initial filter's IoU with each concept. The seeds run
+    // concurrently (each pass is parallel too), which keeps both cores busy between a pass's
+    // blocks.
+    let per_seed: Vec<Vec<Vec<Vec<f64>>>> = (0..settings.null_seeds)
+        .into_par_iter()
+        .map(|seed| {
+            let init = Model::init(arch, tinycnn::Init::Glorot, seed)?;
+            let keep = Keep { kmax: k, shown: 0 };
+            let kept = keep_top(&init, images, (masks, &[]), scaling, keep);
+            Ok(kept
+                .into_iter()
+                .map(|filters| {
+                    filters
+                        .par_iter()
+                        .map(|f| {
+                            let o = f.overlaps(&f.thresholds(&[k]), concepts, 0);
+                            iou_of(&o.inter[0], o.mask_px[0], &all)
+                        })
+                        .collect()
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    // Per layer: the seeds' filters in seed order.
     let mut null: Vec<Vec<Vec<f64>>> = vec![Vec::new(); arch.layers().len()];
-    for seed in 0..settings.null_seeds {
-        let init = Model::init(arch, tinycnn::Init::Glorot, seed)?;
-        let keep = Keep { kmax: k, shown: 0 };
-        let kept = keep_top(&init, images, (masks, &[]), scaling, keep);
-        for (layer, filters) in null.iter_mut().zip(kept) {
-            layer.par_extend(filters.par_iter().map(|f| {
-                let o = f.overlaps(&f.thresholds(&[k]), concepts, 0);
-                iou_of(&o.inter[0], o.mask_px[0], &all)
-            }));
+    for seed in per_seed {
+        for (layer, filters) in null.iter_mut().zip(seed) {
+            layer.extend(filters);
         }
     }
     let layers = null
@@ -377,23 +394,33 @@ pub fn dissect(
         kmax: qs.iter().map(|&q| k_of(q, total)).max().unwrap_or(1),
         shown: sheet::SHOWN,
     };
-    let kept = keep_top(model, &split.images, (masks, &split.labels), scaling, keep);
-    let chance = match chance_given {
-        Some(c) => {
-            let fits = c.layers.len() == model.arch.filters.len()
-                && c.layers.iter().all(|l| l.levels.len() == k);
-            if !fits {
-                return Err(Error::Usage(format!(
-                    "the chance level given was measured for another architecture or concept set than {}",
-                    model.arch.label()
-                )));
-            }
-            c.clone()
+    if let Some(c) = chance_given {
+        let fits = c.layers.len() == model.arch.filters.len()
+            && c.layers.iter().all(|l| l.levels.len() == k);
+        if !fits {
+            return Err(Error::Usage(format!(
+                "the chance level given was measured for another architecture or concept set than {}",
+                model.arch.label()
+            )));
         }
-        None => chance(&model.arch, (&split.images, masks), scaling, settings, k)?,
-    };
-    // The causal check: every single filter's removal, as pruning's first step measures it.
-    let removals = tinycnn::prune::single_removals(model, &engine_data(d, part), scaling)?;
+    }
+    // The three passes are independent: run together, each fills the others' idle moments.
+    let engine = engine_data(d, part);
+    let ((kept, chance), removals) = rayon::join(
+        || {
+            rayon::join(
+                || keep_top(model, &split.images, (masks, &split.labels), scaling, keep),
+                || match chance_given {
+                    Some(c) => Ok(c.clone()),
+                    None => chance(&model.arch, (&split.images, masks), scaling, settings, k),
+                },
+            )
+        },
+        // The causal check: every single filter's removal, as pruning's first step
+        // measures it.
+        || tinycnn::prune::single_removals(model, &engine, scaling),
+    );
+    let (chance, removals) = (chance?, removals?);
     let base = of_predictions(d, part, &removals.full, settings.bins);
     let without: Vec<(tinycnn::prune::FilterId, Removal)> = removals
         .without
