@@ -71,6 +71,9 @@ pub enum Command {
     /// What each filter detects: Network Dissection against the generator's concept masks,
     /// with a chance level from random initialisations and a removal check.
     Dissect(DissectArgs),
+    /// Do two runs learn the same filters? Matching, CKA, B permuted onto A, and the loss
+    /// barrier on the straight line between them.
+    Compare(CompareArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -454,6 +457,42 @@ pub struct AnalyzeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run A: a model directory written by `shapelab train` (or listed by `shapelab runs`).
+    #[arg(value_name = "RUN_A")]
+    pub a: PathBuf,
+
+    /// Run B, compared with A and permuted onto it.
+    #[arg(value_name = "RUN_B")]
+    pub b: PathBuf,
+
+    /// Data to compare on (default: the runs' own dataset, which must be the same for both).
+    #[arg(long, value_name = "FILE|PRESET")]
+    pub data: Option<String>,
+
+    /// The split everything is measured on (default: test, the held-out split, when the data
+    /// has one; else val). The matching is always chosen on val.
+    #[arg(long, value_enum)]
+    pub split: Option<SplitChoice>,
+
+    /// Glorot initialisations of B's architecture compared with A, as the control.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub null_seeds: u64,
+
+    /// Points on the straight line from A to B, ends included.
+    #[arg(long, value_name = "N", default_value_t = 21, value_parser = clap::value_parser!(u64).range(3..=201))]
+    pub points: u64,
+
+    /// The directory to write the results to (default: RUN_B/compare-with-<A>; replaced).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct DissectArgs {
     /// A model directory written by `shapelab train` (or listed by `shapelab runs`). Without
     /// one, `--store` dissects every learned run of the store (narrowed by --experiment,

@@ -4,6 +4,7 @@
 //! No computation lives here; see ARCHITECTURE.md.
 
 mod cli;
+mod compare_cmd;
 mod dissect_cmd;
 mod model_cmds;
 mod progress;
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(args) => model_cmds::prune(args),
         Command::Analyze(args) => model_cmds::analyze(args),
         Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
+        Command::Compare(args) => compare_cmd::compare(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),

@@ -1,6 +1,7 @@
 //! Integration tests: the real `shapelab` binary driven in temporary directories.
 
 mod bad_input;
+mod compare;
 mod dissect;
 mod errors;
 mod foreign;

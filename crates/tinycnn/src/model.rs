@@ -224,6 +224,98 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The same function with its filters renumbered: filter `j` of conv layer `l` in the
+    /// result is filter `perms[l][j]` here, and every weight that reads a channel (the next
+    /// conv's input channels, the dense layer's `h_L * w_L` inputs of a channel) follows it.
+    /// Pure data movement, so the result computes what this model computes (up to the order
+    /// in which the next layer sums its input channels).
+    pub fn permuted(&self, perms: &[Vec<usize>]) -> Result<Model> {
+        let layers = self.arch.layers();
+        if perms.len() != layers.len() {
+            return Err(Error::Arch(format!(
+                "{} permutations for {} conv layers",
+                perms.len(),
+                layers.len()
+            )));
+        }
+        for (l, (p, s)) in perms.iter().zip(&layers).enumerate() {
+            let mut seen = vec![false; s.cout];
+            for &f in p {
+                if f >= s.cout || std::mem::replace(&mut seen[f], true) {
+                    return Err(Error::Arch(format!(
+                        "the permutation of layer {} is not one of 0..{}: {p:?}",
+                        l + 1,
+                        s.cout
+                    )));
+                }
+            }
+            if p.len() != s.cout {
+                return Err(Error::Arch(format!(
+                    "the permutation of layer {} has {} entries for {} filters",
+                    l + 1,
+                    p.len(),
+                    s.cout
+                )));
+            }
+        }
+        let k2 = self.arch.kernel * self.arch.kernel;
+        let mut params = Vec::with_capacity(self.params.len());
+        for (l, s) in layers.iter().enumerate() {
+            let w = self.conv_weight(l);
+            let identity: Vec<usize> = (0..s.cin).collect();
+            let inputs = if l == 0 { &identity } else { &perms[l - 1] };
+            for &co in &perms[l] {
+                for &ci in inputs {
+                    let at = (co * s.cin + ci) * k2;
+                    params.extend_from_slice(&w[at..at + k2]);
+                }
+            }
+            let b = self.conv_bias(l);
+            params.extend(perms[l].iter().map(|&co| b[co]));
+        }
+        let last = layers.last().expect("a layer");
+        let hw = last.out_hw();
+        let fc = self.fc_weight();
+        let features = self.arch.features();
+        for c in 0..self.arch.classes {
+            for &ch in &perms[layers.len() - 1] {
+                let at = c * features + ch * hw;
+                params.extend_from_slice(&fc[at..at + hw]);
+            }
+        }
+        params.extend_from_slice(self.fc_bias());
+        Model::from_params(&self.arch, params)
+    }
+
+    /// The point `(1 - t) a + t b` of the straight line between two models of one
+    /// architecture, computed from the nearer end (`a + t (b - a)` up to `t = 1/2`, then
+    /// `b + (1 - t) (a - b)`): the ends are exactly `a` and `b`, and a parameter the two share
+    /// stays exactly itself at any `t`.
+    pub fn lerp(a: &Model, b: &Model, t: f32) -> Result<Model> {
+        if a.arch != b.arch {
+            return Err(Error::Arch(format!(
+                "cannot interpolate {} and {}: the architectures differ",
+                a.arch.label(),
+                b.arch.label()
+            )));
+        }
+        let params = a
+            .params
+            .iter()
+            .zip(&b.params)
+            .map(|(&x, &y)| {
+                if t <= 0.5 {
+                    x + t * (y - x)
+                } else {
+                    y + (1.0 - t) * (x - y)
+                }
+            })
+            .collect();
+        Model::from_params(&a.arch, params)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +347,68 @@ mod tests {
                 "fc.bias"
             ]
         );
+    }
+
+    #[test]
+    fn a_permuted_model_computes_the_same_function() {
+        let arch = Arch::parse("5-4", 12, 12, 3).unwrap();
+        let m = Model::init(&arch, Init::Glorot, 3).unwrap();
+        let perms = vec![vec![3, 0, 4, 1, 2], vec![2, 3, 1, 0]];
+        let p = m.permuted(&perms).unwrap();
+        // Filter j of the result is filter perms[l][j] of the original.
+        assert_eq!(&p.conv_weight(0)[9..18], &m.conv_weight(0)[0..9]);
+        assert_eq!(p.conv_bias(1)[0], m.conv_bias(1)[2]);
+        let images: Vec<u8> = (0..6 * 144).map(|i| ((i * 37) % 256) as u8).collect();
+        let labels = vec![0u8; 6];
+        let data = crate::train::Data {
+            images: &images,
+            labels: &labels,
+            height: 12,
+            width: 12,
+        };
+        let (x, y) = (
+            crate::train::logits(&m, &data, crate::Scaling::Unit),
+            crate::train::logits(&p, &data, crate::Scaling::Unit),
+        );
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+        }
+        // The inverse permutation gives back the original, bit for bit.
+        let inverse: Vec<Vec<usize>> = perms
+            .iter()
+            .map(|p| {
+                let mut inv = vec![0; p.len()];
+                for (j, &f) in p.iter().enumerate() {
+                    inv[f] = j;
+                }
+                inv
+            })
+            .collect();
+        assert_eq!(p.permuted(&inverse).unwrap().params, m.params);
+        assert!(m
+            .permuted(&[vec![0, 0, 1, 2, 3], vec![0, 1, 2, 3]])
+            .is_err());
+        assert!(m.permuted(&[vec![0, 1, 2, 3, 4]]).is_err());
+    }
+
+    #[test]
+    fn the_straight_line_ends_at_its_models() {
+        let arch = Arch::parse("3-2", 8, 8, 3).unwrap();
+        let (a, b) = (
+            Model::init(&arch, Init::Glorot, 1).unwrap(),
+            Model::init(&arch, Init::Glorot, 2).unwrap(),
+        );
+        assert_eq!(Model::lerp(&a, &b, 0.0).unwrap().params, a.params);
+        assert_eq!(Model::lerp(&a, &b, 1.0).unwrap().params, b.params);
+        let mid = Model::lerp(&a, &b, 0.5).unwrap();
+        for ((m, x), y) in mid.params.iter().zip(&a.params).zip(&b.params) {
+            assert!((m - (x + y) / 2.0).abs() < 1e-6);
+        }
+        for t in [0.1, 0.3, 0.7, 0.9] {
+            assert_eq!(Model::lerp(&a, &a, t).unwrap().params, a.params);
+        }
+        let other = Model::init(&Arch::parse("3-3", 8, 8, 3).unwrap(), Init::Glorot, 1).unwrap();
+        assert!(Model::lerp(&a, &other, 0.5).is_err());
     }
 
     #[test]

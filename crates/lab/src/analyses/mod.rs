@@ -15,5 +15,6 @@ pub mod interaction;
 pub mod plots;
 pub mod pruning;
 pub mod ranking;
+pub mod seeds;
 pub mod similarity;
 pub mod stats;

@@ -18,8 +18,21 @@ pub fn matrix(
     cmap: Colormap,
     unit: &str,
 ) -> Canvas {
+    grid(title, (labels, labels), values, (low, high), cmap, unit)
+}
+
+/// A labelled `rows x cols` heatmap, as [`matrix`] draws a square one: row labels on the
+/// left, column labels under the matrix.
+pub fn grid(
+    title: &str,
+    (rows, cols): (&[String], &[String]),
+    values: &[Vec<Option<f64>>],
+    (low, high): (f64, f64),
+    cmap: Colormap,
+    unit: &str,
+) -> Canvas {
     use plotters::prelude::*;
-    let n = labels.len().max(1);
+    let n = rows.len().max(cols.len()).max(1);
     let cell: i32 = if n <= 16 {
         28
     } else if n <= 32 {
@@ -27,22 +40,25 @@ pub fn matrix(
     } else {
         11
     };
-    let label_w = 12 + 7 * labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as i32;
+    let longest = |ls: &[String]| ls.iter().map(|l| l.chars().count()).max().unwrap_or(1) as i32;
+    let (label_w, label_h) = (12 + 7 * longest(rows), 12 + 7 * longest(cols));
     let (m, top) = (14, 40);
-    let side = n as i32 * cell;
-    let width = (2 * m + label_w + side + 10)
+    let (side_x, side_y) = (cols.len() as i32 * cell, rows.len() as i32 * cell);
+    let width = (2 * m + label_w + side_x + 10)
         .max(440)
         .max(16 + 8 * title.chars().count() as i32);
-    let height = top + side + label_w + 70;
+    let height = top + side_y + label_h + 70;
     crate::chart::draw(width as usize, height as usize, |area| {
         let ink = crate::chart::text(14.0, INK);
         crate::chart::label(area, title, (m, 12), &ink, HPos::Left, VPos::Top)?;
         let (x0, y0) = (m + label_w, top);
         let small = crate::chart::text(12.0, INK);
         let faint = crate::chart::text(12.0, FAINT);
-        for (i, l) in labels.iter().enumerate() {
+        for (i, l) in rows.iter().enumerate() {
             let c = y0 + i as i32 * cell + cell / 2;
             crate::chart::label(area, l, (x0 - 6, c), &small, HPos::Right, VPos::Center)?;
+        }
+        for (i, l) in cols.iter().enumerate() {
             // Column labels a quarter turn, read upwards, just under the matrix.
             let up = faint.transform(FontTransform::Rotate270);
             let cx = x0 + i as i32 * cell + cell / 2;
@@ -50,7 +66,7 @@ pub fn matrix(
                 l.clone(),
                 (
                     cx - 7,
-                    y0 + side + 6 + crate::chart::width_of(area, l, &faint),
+                    y0 + side_y + 6 + crate::chart::width_of(area, l, &faint),
                 ),
                 up,
             ))?;
@@ -73,7 +89,7 @@ pub fn matrix(
             }
         }
         area.draw(&Rectangle::new(
-            [(x0 - 1, y0 - 1), (x0 + side, y0 + side)],
+            [(x0 - 1, y0 - 1), (x0 + side_x, y0 + side_y)],
             crate::chart::rgb(FRAME),
         ))?;
         let range = if cmap.signed() {

@@ -1,0 +1,121 @@
+//! `shapelab compare`: two runs matched filter by filter, B permuted onto A, the barrier;
+//! from the README's command to the files and the refusals.
+
+use std::fs;
+
+use crate::{fails, ok, workdir};
+
+#[test]
+fn compare_matches_runs_and_writes_the_aligned_model() {
+    let dir = workdir();
+    crate::trained_run(dir.path(), 300, "5-3", 2);
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "train", "--data", "d.npz", "--arch", "5-3", "--epochs", "2", "--seed", "2", "--out",
+            "run2",
+        ],
+    );
+    let text = ok(
+        d,
+        &[
+            "compare",
+            "run",
+            "run2",
+            "--null-seeds",
+            "2",
+            "--points",
+            "5",
+            "--out",
+            "cmp",
+        ],
+    );
+    for want in ["Layer 1 (5 vs 5 filters)", "Layer 2", "loss barrier", "CKA"] {
+        assert!(text.contains(want), "{want} missing: {text}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("cmp/compare.json")).unwrap()).unwrap();
+    assert_eq!(j["chosen_on"], "val");
+    assert_eq!(j["layers"][0]["pairs"].as_array().unwrap().len(), 5);
+    assert_eq!(j["path"]["before"].as_array().unwrap().len(), 5);
+    // B permuted onto A computes what B computes.
+    assert_eq!(j["accuracy_aligned"], j["accuracy_b"]);
+    let eval = |run: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(d, &["eval", run, "--json"])).unwrap()
+    };
+    assert_eq!(eval("cmp/b-aligned")["accuracy"], eval("run2")["accuracy"]);
+    for f in [
+        "compare.csv",
+        "correlation-layer-1.png",
+        "correlation-layer-2.png",
+        "barrier.png",
+    ] {
+        assert!(d.join("cmp").join(f).is_file(), "{f}");
+    }
+    // A run against its own copy: every pair is itself, and the barrier after alignment 0.
+    ok(
+        d,
+        &[
+            "compare",
+            "run",
+            "run",
+            "--null-seeds",
+            "1",
+            "--points",
+            "3",
+            "--out",
+            "self",
+            "--json",
+        ],
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("self/compare.json")).unwrap()).unwrap();
+    for p in s["layers"][1]["pairs"].as_array().unwrap() {
+        assert_eq!(p["a"], p["b"]);
+    }
+    assert_eq!(s["path"]["loss_barrier_after"], 0.0);
+}
+
+#[test]
+fn compare_refuses_runs_that_cannot_be_compared() {
+    let dir = workdir();
+    crate::trained_run(dir.path(), 150, "3-2", 1);
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "train", "--data", "d.npz", "--arch", "3", "--epochs", "1", "--out", "one",
+        ],
+    );
+    let e = fails(d, &["compare", "run", "one"], 2);
+    assert!(e.contains("same number of layers"), "{e}");
+    ok(
+        d,
+        &[
+            "generate", "--preset", "rotation", "--train", "150", "--out", "r.npz",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "train", "--data", "r.npz", "--arch", "3-2", "--epochs", "1", "--out", "rot",
+        ],
+    );
+    let e = fails(d, &["compare", "run", "rot"], 2);
+    assert!(
+        e.contains("different datasets") && e.contains("--data"),
+        "{e}"
+    );
+    let e = fails(d, &["compare", "run", "nowhere"], 1);
+    assert!(e.contains("nowhere"), "{e}");
+    // Out of range: clap's message, which names the flag and the range.
+    let out = crate::shapelab()
+        .current_dir(d)
+        .args(["compare", "run", "run", "--points", "2"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(e.contains("--points") && e.contains("3..=201"), "{e}");
+}
