@@ -74,6 +74,9 @@ pub enum Command {
     /// Do two runs learn the same filters? Matching, CKA, B permuted onto A, and the loss
     /// barrier on the straight line between them.
     Compare(CompareArgs),
+    /// Which filters does every run of a cell learn? Every run aligned to a reference and
+    /// its filters read as families, with shares, the seed-own filters and CKA between runs.
+    Families(FamiliesArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -484,6 +487,52 @@ pub struct CompareArgs {
     pub points: u64,
 
     /// The directory to write the results to (default: RUN_B/compare-with-<A>; replaced).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FamiliesArgs {
+    /// The store of the sweep.
+    #[arg(long, value_name = "PATH")]
+    pub store: PathBuf,
+
+    /// The cell's dataset (its label in run keys).
+    #[arg(long, value_name = "LABEL")]
+    pub dataset: String,
+
+    /// The cell's architecture, e.g. 16-4.
+    #[arg(long, value_name = "A")]
+    pub arch: String,
+
+    /// The cell's training condition, e.g. adam-unit (needed when the runs span several).
+    #[arg(long, value_name = "NAME")]
+    pub condition: Option<String>,
+
+    /// Only this experiment's runs.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+
+    /// The split correlations are measured on (default: test, the held-out split, when the
+    /// data has one; else val). The matching is always chosen on val.
+    #[arg(long, value_enum)]
+    pub split: Option<SplitChoice>,
+
+    /// Glorot initialisations matched with the reference, as the null (each reference
+    /// filter's bar is the 95th percentile of its matched correlations over them).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub null_seeds: u64,
+
+    /// Images of the measured split the CKA matrix is computed on (at most).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = clap::value_parser!(u64).range(4..=100000))]
+    pub cka_images: u64,
+
+    /// The directory to write the results to (default: families-DATASET-ARCH-CONDITION
+    /// beside the store; replaced).
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -87,3 +87,83 @@ fn same_data(a: &Run, b: &Run, (na, nb): (&str, &str)) -> Result<()> {
         name(y)
     )))
 }
+
+/// `families`: the runs of one store cell, aligned to a reference and read as families.
+pub fn families(args: crate::cli::FamiliesArgs, quiet: bool) -> Result<()> {
+    use lab::analyses::seeds::families::{families as run_families, Settings as FamilySettings};
+    let settings = FamilySettings {
+        null_seeds: args.null_seeds,
+        cka_images: args.cka_images as usize,
+    };
+    let store = lab::experiments::store::Store::open_existing(&args.store)?;
+    let arch = args
+        .arch
+        .parse()
+        .map_err(|e| usage(format!("--arch {e}")))?;
+    let rows: Vec<_> = store
+        .runs(&lab::experiments::store::RunFilter {
+            experiment: args.experiment.clone(),
+            dataset: Some(args.dataset.clone()),
+            arch: Some(arch),
+            outcome: None,
+        })?
+        .into_iter()
+        .filter(|r| args.condition.as_ref().is_none_or(|c| *c == r.condition))
+        .collect();
+    if rows.is_empty() {
+        return Err(usage(format!(
+            "{} has no run of dataset {} and architecture {}{}; see `shapelab runs --store {}`",
+            args.store.display(),
+            args.dataset,
+            args.arch,
+            args.condition
+                .as_ref()
+                .map(|c| format!(" under condition {c}"))
+                .unwrap_or_default(),
+            args.store.display()
+        )));
+    }
+    let spinner = crate::progress::bar(1, "{msg} {elapsed}", quiet);
+    spinner.set_message(format!("loading {} runs", rows.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let held_out = |d: &lab::Dataset| {
+        if d.test.is_some() {
+            shapes::Split::Test
+        } else {
+            shapes::Split::Val
+        }
+    };
+    let cell = lab::experiments::families::load_cell(&store, rows, shapes::Split::Test)?;
+    let split = match args.split {
+        Some(s) => present(&cell.dataset, ("--split", s), &args.dataset)?,
+        None => held_out(&cell.dataset),
+    };
+    spinner.set_message("aligning them to the reference");
+    let f = run_families(
+        &cell.members(),
+        &cell.dataset,
+        (shapes::Split::Val, split),
+        &settings,
+        (&args.dataset, &cell.condition),
+    )?;
+    spinner.finish_and_clear();
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.store
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(
+                [&args.dataset, &args.arch, &cell.condition]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .fold("families".to_string(), |a, s| format!("{a}-{s}")),
+            )
+    });
+    let files = f.write(&out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+    } else {
+        print!("{}", f.to_text());
+        println!("\n{} files written to {}", files.len(), out.display());
+    }
+    Ok(())
+}

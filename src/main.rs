@@ -86,6 +86,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => model_cmds::analyze(args),
         Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
         Command::Compare(args) => compare_cmd::compare(args),
+        Command::Families(args) => compare_cmd::families(args, cli.quiet),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),

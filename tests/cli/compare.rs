@@ -119,3 +119,78 @@ fn compare_refuses_runs_that_cannot_be_compared() {
     assert_eq!(out.status.code(), Some(2));
     assert!(e.contains("--points") && e.contains("3..=201"), "{e}");
 }
+
+/// `families`: the runs of a store cell aligned to a reference, with the files and the
+/// refusals (a cell with fewer than two learned runs; conditions never pooled).
+#[test]
+fn families_reads_a_cell_of_a_sweep() {
+    let dir = workdir();
+    let d = dir.path();
+    fs::write(
+        d.join("exp.toml"),
+        "name = \"e\"\nseeds = 3\nepochs = 15\n[[dataset]]\npreset = \"thesis-1.3\"\nname = \"size\"\ntrain = 900\nval = 150\ntest = 150\n[grid]\narchs = [\"8-4\"]\n",
+    )
+    .unwrap();
+    ok(d, &["sweep", "exp.toml", "--store", "s.db", "-q"]);
+    let learned: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        d,
+        &["runs", "--store", "s.db", "--outcome", "learned", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(learned.len(), 3, "every run of this sweep learns");
+    let args = [
+        "families",
+        "--store",
+        "s.db",
+        "--dataset",
+        "size",
+        "--arch",
+        "8-4",
+        "--null-seeds",
+        "4",
+        "--cka-images",
+        "40",
+        "-q",
+    ];
+    let text = ok(d, &args);
+    assert!(
+        text.contains("Layer 1:") && text.contains("Seed-own filters"),
+        "{text}"
+    );
+    let out = d.join("families-size-8-4");
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("families.json")).unwrap()).unwrap();
+    assert_eq!(j["split"], "test");
+    assert_eq!(j["runs"].as_array().unwrap().len(), 3);
+    let l1 = &j["layers"][0];
+    assert_eq!(l1["families"].as_array().unwrap().len(), 8);
+    assert_eq!(l1["cka"].as_array().unwrap().len(), 3);
+    for f in l1["families"].as_array().unwrap() {
+        let (k, n) = (
+            f["learned_with"].as_u64().unwrap(),
+            f["learned_runs"].as_u64().unwrap(),
+        );
+        assert_eq!(n as usize, learned.len() - 1);
+        assert!(k <= n);
+        assert_eq!(f["null"].as_array().unwrap().len(), 4);
+    }
+    let csv = fs::read_to_string(out.join("families.csv")).unwrap();
+    assert!(csv.starts_with("layer,family,run,filter,correlation,member"));
+    let e = fails(
+        d,
+        &[
+            "families",
+            "--store",
+            "s.db",
+            "--dataset",
+            "size",
+            "--arch",
+            "9-9",
+        ],
+        2,
+    );
+    assert!(
+        e.contains("no run of dataset size and architecture 9-9"),
+        "{e}"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod dissections;
 pub mod experiment;
+pub mod families;
 pub mod first_steps;
 pub mod logistic;
 pub mod outcome;

@@ -286,7 +286,7 @@ pub fn permutations(layers: &[Vec<(usize, usize)>]) -> Vec<Vec<usize>> {
 }
 
 /// The matchings of every layer, chosen on `images`.
-fn matchings(a: &Side, b: (&Model, Scaling), images: &[u8]) -> Vec<Vec<(usize, usize)>> {
+pub(super) fn matchings(a: &Side, b: (&Model, Scaling), images: &[u8]) -> Vec<Vec<(usize, usize)>> {
     correlation::moments((a.model, a.scaling), b, images)
         .iter()
         .map(|m| match_filters(&m.correlation()))
@@ -294,7 +294,7 @@ fn matchings(a: &Side, b: (&Model, Scaling), images: &[u8]) -> Vec<Vec<(usize, u
 }
 
 /// Each layer's maps after the activation, flattened per image, as CKA Grams `[n, n]`.
-fn grams(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<f64>> {
+pub(super) fn grams(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<f64>> {
     let layers = model.arch.layers();
     let n = images.len() / (model.arch.height * model.arch.width);
     let mut maps: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
@@ -502,7 +502,7 @@ fn null_level(
         .collect()
 }
 
-fn mean(v: impl Iterator<Item = f64>) -> f64 {
+pub(super) fn mean(v: impl Iterator<Item = f64>) -> f64 {
     let (mut s, mut k) = (0.0, 0usize);
     for x in v {
         s += x;

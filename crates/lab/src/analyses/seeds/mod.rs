@@ -14,4 +14,5 @@ pub mod assignment;
 pub mod cka;
 pub mod compare;
 pub mod correlation;
+pub mod families;
 pub mod figures;
