@@ -900,6 +900,36 @@ pub enum BenchCommand {
     /// Dissect a trained 16-16 (concept masks drawn, every filter against them, the chance
     /// level from 5 initialisations, the removal check).
     Dissect(BenchPruneArgs),
+    /// Align many trained runs of one architecture to a reference and read their families
+    /// (the CKA matrix between all runs timed apart).
+    Families(BenchFamiliesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFamiliesArgs {
+    /// Architecture of the runs.
+    #[arg(long, value_name = "A", default_value = "16-16")]
+    pub arch: String,
+
+    /// Runs trained (not timed) and aligned.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub runs: u64,
+
+    /// Training epochs of each run (not timed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub epochs: usize,
+
+    /// Images of the validation split (the matching) and of the test split (the measure).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub images: usize,
+
+    /// Timed repetitions (the best is reported).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

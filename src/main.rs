@@ -102,6 +102,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Families(args)) => {
+            let r = lab::bench::families_speed(
+                &args.arch,
+                args.runs as usize,
+                args.epochs,
+                args.images,
+                args.repeats,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "families of {} trained {} runs ({} validation images to match, {} test images to measure, {} initialisations as the null): {:.3} s; with the CKA matrix between all runs on {} images: {:.3} s ({} threads)",
+                    r.runs, r.arch, r.images, r.images, r.null_seeds, r.align_seconds, r.cka_images, r.with_cka_seconds, r.threads
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Dissect(args)) => {
             let r = lab::bench::dissect_speed(&args.arch, args.epochs, args.images, args.repeats)?;
             if args.json {

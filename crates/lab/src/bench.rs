@@ -477,3 +477,96 @@ pub fn prune_speed(arch: &str, epochs: usize, images: usize, repeats: usize) -> 
         initial_accuracy: p.initial_accuracy,
     })
 }
+
+/// The result of [`families_speed`].
+#[derive(Clone, Debug, Serialize)]
+pub struct FamiliesSpeed {
+    pub arch: String,
+    pub runs: usize,
+    pub images: usize,
+    pub null_seeds: u64,
+    pub threads: usize,
+    /// Best of the repetitions, seconds: every run aligned to the reference (matched on the
+    /// validation images, measured on the test images), the null, and the families read.
+    pub align_seconds: f64,
+    /// Best of the repetitions, seconds: the same with the CKA matrix between all runs.
+    pub with_cka_seconds: f64,
+    pub cka_images: usize,
+}
+
+/// Trains `runs` networks `arch` on thesis-1.3 (3,000 images, `epochs` epochs each, seeds 1
+/// to `runs`, not timed), then times their families with `images` validation and test
+/// images: once without the CKA matrix (`cka_images` 4, its least), once with the default.
+pub fn families_speed(
+    arch: &str,
+    runs: usize,
+    epochs: usize,
+    images: usize,
+    repeats: usize,
+) -> Result<FamiliesSpeed> {
+    use crate::analyses::seeds::families::{families, Member, Settings};
+    let mut f = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec_file();
+    (f.train, f.val, f.test) = (Some(3000), Some(images), Some(images));
+    let d = Dataset::generate(&f.resolve()?, None, &|_| {});
+    let a = tinycnn::Arch::parse(arch, 28, 28, 3)?;
+    let val = crate::models::training::engine_data(&d, Split::Val);
+    let train = train_data(&d);
+    use rayon::prelude::*;
+    let models: Vec<tinycnn::Model> = (1..=runs as u64)
+        .into_par_iter()
+        .map(|seed| {
+            let cfg = tinycnn::TrainConfig {
+                epochs,
+                seed,
+                ..tinycnn::TrainConfig::default()
+            };
+            Ok(tinycnn::train::train(&a, &cfg, &train, &val, &mut tinycnn::train::Silent)?.model)
+        })
+        .collect::<Result<_>>()?;
+    let keys: Vec<String> = (1..=runs).map(|s| format!("seed{s}")).collect();
+    let members: Vec<Member> = models
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .map(|(i, (model, key))| Member {
+            key,
+            seed: i,
+            learned: true,
+            model,
+            scaling: tinycnn::Scaling::Unit,
+            labels: None,
+        })
+        .collect();
+    let time = |settings: &Settings| -> Result<f64> {
+        let mut best = f64::INFINITY;
+        for _ in 0..repeats.max(1) {
+            let start = Instant::now();
+            families(
+                &members,
+                &d,
+                (Split::Val, Split::Test),
+                settings,
+                ("thesis-1.3", ""),
+            )?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    let with = Settings::default();
+    let without = Settings {
+        cka_images: 4,
+        ..with.clone()
+    };
+    Ok(FamiliesSpeed {
+        arch: arch.into(),
+        runs,
+        images,
+        null_seeds: with.null_seeds,
+        threads: rayon::current_num_threads(),
+        align_seconds: time(&without)?,
+        with_cka_seconds: time(&with)?,
+        cka_images: with.cka_images,
+    })
+}

@@ -68,6 +68,55 @@ pub fn hsic_unbiased(k: &[f64], l: &[f64], n: usize) -> f64 {
         / (nf * (nf - 3.0))
 }
 
+/// A Gram matrix in U-centred form (Székely and Rizzo 2014): zero on the diagonal and
+/// `K_ij - r_i/(n-2) - r_j/(n-2) + s/((n-1)(n-2))` off it, with `r` the row sums and `s` the
+/// total of `K~` (the Gram without its diagonal). The inner product of two U-centred matrices
+/// over `n(n-3)` is the unbiased HSIC ([`hsic_unbiased`]), so a matrix of CKAs between many
+/// representations costs one pass per representation and a dot product per pair.
+#[derive(Clone, Debug)]
+pub struct Centred {
+    u: Vec<f64>,
+    /// `sum_{i != j} K_ij^2`: the scale against which a zero is judged.
+    scale: f64,
+}
+
+impl Centred {
+    pub fn of(k: &[f64], n: usize) -> Centred {
+        assert!(n >= 4, "the unbiased HSIC needs at least 4 samples");
+        let off = |i: usize, j: usize| if i == j { 0.0 } else { k[i * n + j] };
+        let rows: Vec<f64> = (0..n).map(|i| (0..n).map(|j| off(i, j)).sum()).collect();
+        let total: f64 = rows.iter().sum();
+        let nf = n as f64;
+        let mut u = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    u[i * n + j] = off(i, j) - rows[i] / (nf - 2.0) - rows[j] / (nf - 2.0)
+                        + total / ((nf - 1.0) * (nf - 2.0));
+                }
+            }
+        }
+        Centred {
+            u,
+            scale: off_diagonal_square(k, n),
+        }
+    }
+
+    fn dot(&self, o: &Centred) -> f64 {
+        self.u.iter().zip(&o.u).map(|(x, y)| x * y).sum()
+    }
+
+    /// Debiased linear CKA with another representation of the same images; 0 when either
+    /// is constant over the images (its HSIC with itself is zero, to rounding).
+    pub fn cka(&self, o: &Centred) -> f64 {
+        let (kk, ll) = (self.dot(self), o.dot(o));
+        if kk <= 1e-9 * self.scale || ll <= 1e-9 * o.scale {
+            return 0.0;
+        }
+        self.dot(o) / (kk * ll).sqrt()
+    }
+}
+
 /// Debiased linear CKA from two Gram matrices `[n, n]` of the same images:
 /// `HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`. Near 0 for unrelated representations (it can
 /// dip below), 1 for ones equal up to an orthogonal transform and a scale. 0 when either
@@ -145,6 +194,12 @@ mod tests {
             }
         }
         assert!((hsic_unbiased(&k, &l, n) - hsic_naive(&k, &l, n)).abs() < 1e-9);
+        // The U-centred inner product is the same estimator, and gives the same CKA.
+        let (ku, lu) = (Centred::of(&k, n), Centred::of(&l, n));
+        let h = hsic_unbiased(&k, &l, n);
+        assert!((ku.dot(&lu) / (n * (n - 3)) as f64 - h).abs() < 1e-9 * (1.0 + h.abs()));
+        assert!((ku.cka(&lu) - cka(&k, &l, n)).abs() < 1e-12);
+        assert_eq!(ku.cka(&Centred::of(&vec![1.0; n * n], n)), 0.0);
     }
 
     /// Debiased CKA of independent random features is near 0 at n = 256, where the plug-in

@@ -63,15 +63,13 @@ impl Moments {
         }
     }
 
-    /// Adds one chunk's maps, `x [a, s]` and `y [b, s]` (channel-major, `s` values each).
+    /// Adds one chunk's maps, `x [a, s]` and `y [b, s]` (channel-major, `s` values each):
+    /// `y`'s sums and the cross products (`x`'s sums come with its [`Captured`] maps).
     fn add_maps(&mut self, x: &[f32], y: &[f32], s: usize, part: &mut Vec<f32>) {
-        for (f, m) in x.chunks(s).enumerate() {
-            self.sum_a[f] += m.iter().map(|&v| v as f64).sum::<f64>();
-            self.sq_a[f] += m.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-        }
         for (f, m) in y.chunks(s).enumerate() {
-            self.sum_b[f] += m.iter().map(|&v| v as f64).sum::<f64>();
-            self.sq_b[f] += m.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            let (sum, sq) = sums(m);
+            self.sum_b[f] += sum;
+            self.sq_b[f] += sq;
         }
         part.resize(self.a * self.b, 0.0);
         let yt = Mat {
@@ -115,38 +113,114 @@ impl Moments {
     }
 }
 
+/// One run's maps after the activation over a set of images, kept as the engine writes them:
+/// per chunk of [`PostMaps::CHUNK`] images, per layer `[C, b, H, W]`. For comparing one run
+/// with many (a reference with a cell's runs) without running it again each time.
+pub struct Captured {
+    chunks: Vec<Vec<Vec<f32>>>,
+    widths: Vec<usize>,
+    /// Per layer, each filter's sum and sum of squares over all the images.
+    sums: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Captured {
+    /// `model`'s maps over `images [n, H, W]`, chunks in parallel.
+    pub fn of(model: &Model, scaling: Scaling, images: &[u8]) -> Captured {
+        let px = model.arch.height * model.arch.width;
+        let chunks = images
+            .par_chunks(PostMaps::CHUNK * px)
+            .map_init(
+                || PostMaps::new(&model.arch),
+                |maps, imgs| {
+                    let m = imgs.len() / px;
+                    maps.run(model, imgs, scaling)
+                        .iter()
+                        .zip(model.arch.layers())
+                        .map(|(x, s)| x[..s.cout * m * s.hw()].to_vec())
+                        .collect()
+                },
+            )
+            .collect::<Vec<Vec<Vec<f32>>>>();
+        let layers = model.arch.layers();
+        let sums = layers
+            .iter()
+            .enumerate()
+            .map(|(l, s)| {
+                let (mut sum, mut sq) = (vec![0.0; s.cout], vec![0.0; s.cout]);
+                for c in &chunks {
+                    let per = c[l].len() / s.cout;
+                    for (f, m) in c[l].chunks(per.max(1)).enumerate() {
+                        let (a, b) = sums(m);
+                        sum[f] += a;
+                        sq[f] += b;
+                    }
+                }
+                (sum, sq)
+            })
+            .collect();
+        Captured {
+            chunks,
+            widths: model.arch.filters.clone(),
+            sums,
+        }
+    }
+}
+
+/// The sum and the sum of squares of `v`, in f64, in eight independent lanes so that the
+/// loop vectorises (one running f64 sum would wait on each addition); the order is fixed, so
+/// the result is too.
+fn sums(v: &[f32]) -> (f64, f64) {
+    let (mut s, mut q) = ([0.0f64; 8], [0.0f64; 8]);
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for j in 0..8 {
+            let x = c[j] as f64;
+            s[j] += x;
+            q[j] += x * x;
+        }
+    }
+    for (j, &x) in chunks.remainder().iter().enumerate() {
+        s[j] += x as f64;
+        q[j] += (x as f64) * (x as f64);
+    }
+    (s.iter().sum(), q.iter().sum())
+}
+
 /// Per conv layer, the [`Moments`] of `a`'s and `b`'s maps over `images [n, H, W]`, each run
 /// with its own input scaling. The runs must have the same number of conv layers and input
 /// size (the caller checks, with a message).
-pub fn moments(
-    (a, scale_a): (&Model, Scaling),
-    (b, scale_b): (&Model, Scaling),
-    images: &[u8],
-) -> Vec<Moments> {
-    let (la, lb) = (a.arch.layers(), b.arch.layers());
-    assert_eq!(la.len(), lb.len(), "same number of conv layers");
-    let px = a.arch.height * a.arch.width;
+pub fn moments(a: (&Model, Scaling), b: (&Model, Scaling), images: &[u8]) -> Vec<Moments> {
+    against(&Captured::of(a.0, a.1, images), b, images)
+}
+
+/// [`moments`] with `a`'s maps captured beforehand over the same `images`.
+pub fn against(a: &Captured, (b, scale_b): (&Model, Scaling), images: &[u8]) -> Vec<Moments> {
+    let lb = b.arch.layers();
+    assert_eq!(a.widths.len(), lb.len(), "same number of conv layers");
+    let px = b.arch.height * b.arch.width;
     let chunk = PostMaps::CHUNK;
+    let per_block = BLOCK / chunk;
     let fresh = || -> Vec<Moments> {
-        la.iter()
+        a.widths
+            .iter()
             .zip(&lb)
-            .map(|(x, y)| Moments::new(x.cout, y.cout))
+            .map(|(&x, y)| Moments::new(x, y.cout))
             .collect()
     };
     let parts: Vec<Vec<Moments>> = images
         .par_chunks(BLOCK * px)
+        .enumerate()
         .map_init(
-            || (PostMaps::new(&a.arch), PostMaps::new(&b.arch), Vec::new()),
-            |(ma, mb, part), block| {
+            || (PostMaps::new(&b.arch), Vec::new()),
+            |(mb, part), (blk, block)| {
                 let mut out = fresh();
-                for imgs in block.chunks(chunk * px) {
+                for (c, imgs) in block.chunks(chunk * px).enumerate() {
                     let m = imgs.len() / px;
-                    ma.run(a, imgs, scale_a);
                     mb.run(b, imgs, scale_b);
+                    let xa = &a.chunks[blk * per_block + c];
                     for (l, o) in out.iter_mut().enumerate() {
-                        let s = m * la[l].hw();
-                        let (x, y) = (&ma.last()[l], &mb.last()[l]);
-                        o.add_maps(&x[..o.a * s], &y[..o.b * s], s, part);
+                        let s = m * lb[l].hw();
+                        o.add_maps(&xa[l][..o.a * s], &mb.last()[l][..o.b * s], s, part);
                     }
                 }
                 out
@@ -158,6 +232,10 @@ pub fn moments(
         for (t, m) in total.iter_mut().zip(p) {
             t.add(m);
         }
+    }
+    for (t, (sum, sq)) in total.iter_mut().zip(&a.sums) {
+        t.sum_a.clone_from(sum);
+        t.sq_a.clone_from(sq);
     }
     total
 }

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
-use super::compare::{grams, matchings, mean, permutations, NULL_SEEDS};
+use super::compare::{grams, match_filters, mean, permutations, NULL_SEEDS};
+use super::correlation::Captured;
 use super::{cka, correlation};
 use crate::analyses::stats::{newcombe, wilson};
 use crate::data::dataset::Dataset;
@@ -148,23 +149,24 @@ struct Aligned {
     model: Model,
 }
 
-/// `member` aligned to `reference`: matched on `choose`, measured on `measure`.
+/// A run aligned to the reference, whose maps over the choosing and the measuring images
+/// are `reference`: matched on `choose`, measured on `measure`.
 fn align(
-    reference: &Member,
+    reference: (&Captured, &Captured),
     member: (&Model, Scaling),
     (choose, measure): (&[u8], &[u8]),
 ) -> Result<Aligned> {
-    let r = super::compare::Side {
-        name: reference.key,
-        model: reference.model,
-        scaling: reference.scaling,
-    };
-    let picks = matchings(&r, member, choose);
-    let corr: Vec<Vec<Vec<f64>>> =
-        correlation::moments((reference.model, reference.scaling), member, measure)
+    let correlations = |a: &Captured, images: &[u8]| -> Vec<Vec<Vec<f64>>> {
+        correlation::against(a, member, images)
             .iter()
             .map(correlation::Moments::correlation)
-            .collect();
+            .collect()
+    };
+    let picks: Vec<Vec<(usize, usize)>> = correlations(reference.0, choose)
+        .iter()
+        .map(|c| match_filters(c))
+        .collect();
+    let corr = correlations(reference.1, measure);
     let matched = picks
         .iter()
         .zip(&corr)
@@ -220,25 +222,22 @@ pub fn families(
     };
     let (chosen, measured) = (part(choose)?, part(split)?);
     let others: Vec<&Member> = members.iter().filter(|m| m.key != reference.key).collect();
+    let images = (&chosen.images[..], &measured.images[..]);
+    // The reference's maps once, for every alignment.
+    let (on_chosen, on_measured) = rayon::join(
+        || Captured::of(reference.model, reference.scaling, images.0),
+        || Captured::of(reference.model, reference.scaling, images.1),
+    );
+    let captured = (&on_chosen, &on_measured);
     let aligned: Vec<Aligned> = others
         .par_iter()
-        .map(|m| {
-            align(
-                reference,
-                (m.model, m.scaling),
-                (&chosen.images, &measured.images),
-            )
-        })
+        .map(|m| align(captured, (m.model, m.scaling), images))
         .collect::<Result<_>>()?;
     let null: Vec<Aligned> = (0..settings.null_seeds)
         .into_par_iter()
         .map(|s| {
             let init = Model::init(&reference.model.arch, tinycnn::Init::Glorot, NULL_SEEDS + s)?;
-            align(
-                reference,
-                (&init, reference.scaling),
-                (&chosen.images, &measured.images),
-            )
+            align(captured, (&init, reference.scaling), images)
         })
         .collect::<Result<_>>()?;
     let px = d.pixels();
@@ -251,15 +250,18 @@ pub fn families(
         )));
     }
     let cka_imgs = &measured.images[..k * px];
-    let run_grams: Vec<Vec<Vec<f64>>> = members
+    let centred = |g: Vec<Vec<f64>>| -> Vec<cka::Centred> {
+        g.iter().map(|x| cka::Centred::of(x, k)).collect()
+    };
+    let run_grams: Vec<Vec<cka::Centred>> = members
         .par_iter()
-        .map(|m| grams(m.model, cka_imgs, m.scaling))
+        .map(|m| centred(grams(m.model, cka_imgs, m.scaling)))
         .collect();
-    let null_grams: Vec<Vec<Vec<f64>>> = (0..settings.null_seeds)
+    let null_grams: Vec<Vec<cka::Centred>> = (0..settings.null_seeds)
         .into_par_iter()
         .map(|s| {
             let init = Model::init(&reference.model.arch, tinycnn::Init::Glorot, NULL_SEEDS + s)?;
-            Ok(grams(&init, cka_imgs, reference.scaling))
+            Ok(centred(grams(&init, cka_imgs, reference.scaling)))
         })
         .collect::<Result<_>>()?;
     let ref_index = members
@@ -281,11 +283,11 @@ pub fn families(
                     .filter(|(x, f)| x.1 < f.bar)
                     .count();
             }
-            let n = k;
             let cka_matrix = (0..members.len())
+                .into_par_iter()
                 .map(|x| {
                     (0..members.len())
-                        .map(|y| cka::cka(&run_grams[x][l], &run_grams[y][l], n))
+                        .map(|y| run_grams[x][l].cka(&run_grams[y][l]))
                         .collect()
                 })
                 .collect();
@@ -297,7 +299,7 @@ pub fn families(
                 cka: cka_matrix,
                 cka_null: null_grams
                     .iter()
-                    .map(|g| cka::cka(&run_grams[ref_index][l], &g[l], n))
+                    .map(|g| run_grams[ref_index][l].cka(&g[l]))
                     .collect(),
             }
         })
