@@ -186,6 +186,21 @@ fn sums(v: &[f32]) -> (f64, f64) {
     (s.iter().sum(), q.iter().sum())
 }
 
+impl Captured {
+    /// Whether filter `f` of conv layer `l` (0-based) is constant over the images (a dead
+    /// ReLU): it then correlates with nothing.
+    pub fn constant(&self, l: usize, f: usize) -> bool {
+        let (sum, sq) = (&self.sums[l].0, &self.sums[l].1);
+        let n: usize = self
+            .chunks
+            .iter()
+            .map(|c| c[l].len() / self.widths[l])
+            .sum();
+        let n = n.max(1) as f64;
+        sq[f] - sum[f] * sum[f] / n <= 1e-9 * n * (1.0 + sq[f] / n)
+    }
+}
+
 /// Per conv layer, the [`Moments`] of `a`'s and `b`'s maps over `images [n, H, W]`, each run
 /// with its own input scaling. The runs must have the same number of conv layers and input
 /// size (the caller checks, with a message).

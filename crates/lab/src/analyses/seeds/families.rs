@@ -77,6 +77,9 @@ pub struct Match {
 pub struct Family {
     /// The reference's filter, 1-based.
     pub filter: usize,
+    /// Constant over the measured images in the reference (a dead filter): a family of no
+    /// one, since it correlates with nothing.
+    pub silent: bool,
     /// The bar a run's matched filter must reach: the 95th percentile of the initialisations'
     /// matched correlations with this filter (`null`).
     pub bar: f64,
@@ -273,14 +276,15 @@ pub fn families(
             let families: Vec<Family> = (0..reference.model.arch.filters[l])
                 .map(|i| {
                     let nulls: Vec<f64> = null.iter().map(|a| a.matched[l][i].1).collect();
-                    family(l, i, nulls, reference, &others, &aligned)
+                    let silent = on_measured.constant(l, i);
+                    family((l, i, silent), nulls, reference, &others, &aligned)
                 })
                 .collect();
             let (mut own, mut filters) = (0, 0);
             for (_, a) in others.iter().zip(&aligned).filter(|(m, _)| m.learned) {
                 filters += a.matched[l].len();
                 own += (a.matched[l].iter().zip(&families))
-                    .filter(|(x, f)| x.1 < f.bar)
+                    .filter(|(x, f)| f.silent || x.1 < f.bar)
                     .count();
             }
             let cka_matrix = (0..members.len())
@@ -338,8 +342,7 @@ fn percentile95(sorted: &[f64]) -> f64 {
 
 /// The family of the reference's filter `i` of layer `l`.
 fn family(
-    l: usize,
-    i: usize,
+    (l, i, silent): (usize, usize, bool),
     mut null: Vec<f64>,
     reference: &Member,
     others: &[&Member],
@@ -347,7 +350,7 @@ fn family(
 ) -> Family {
     null.sort_by(f64::total_cmp);
     let bar = percentile95(&null);
-    let has = |a: &Aligned| a.matched[l][i].1 >= bar;
+    let has = |a: &Aligned| !silent && a.matched[l][i].1 >= bar;
     let count = |learned: bool| {
         let runs: Vec<&Aligned> = others
             .iter()
@@ -389,6 +392,7 @@ fn family(
     }
     Family {
         filter: i + 1,
+        silent,
         bar,
         null,
         learned_with: lw,
@@ -466,7 +470,18 @@ impl Families {
             );
             let mut order: Vec<&Family> = l.families.iter().collect();
             order.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.filter.cmp(&b.filter)));
-            for f in order {
+            let silent: Vec<String> = order
+                .iter()
+                .filter(|f| f.silent)
+                .map(|f| format!("F{}", f.filter))
+                .collect();
+            if !silent.is_empty() {
+                t += &format!(
+                    "  Silent in the reference (no family): {}.\n",
+                    silent.join(", ")
+                );
+            }
+            for f in order.into_iter().filter(|f| !f.silent) {
                 let label = f
                     .label
                     .as_ref()
@@ -527,7 +542,7 @@ impl Families {
                         m.run.clone(),
                         m.filter.to_string(),
                         format!("{:.6}", m.correlation),
-                        (m.correlation >= f.bar).to_string(),
+                        (!f.silent && m.correlation >= f.bar).to_string(),
                     ])
                     .expect("in-memory csv");
                 }
