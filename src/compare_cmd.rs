@@ -158,7 +158,7 @@ pub fn families(args: crate::cli::FamiliesArgs, quiet: bool) -> Result<()> {
                     .fold("families".to_string(), |a, s| format!("{a}-{s}")),
             )
     });
-    let files = f.write(&out)?;
+    let files = f.write(&out, &cell.dataset)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&f)?);
     } else {

@@ -174,6 +174,14 @@ fn families_reads_a_cell_of_a_sweep() {
         assert!(k <= n);
         assert_eq!(f["null"].as_array().unwrap().len(), 4);
     }
+    for sheet in ["families-layer-1.png", "families-layer-2.png"] {
+        assert!(out.join(sheet).is_file(), "{sheet}");
+    }
+    assert_eq!(
+        j["shown"].as_array().unwrap().len(),
+        3,
+        "an image of each class"
+    );
     let csv = fs::read_to_string(out.join("families.csv")).unwrap();
     assert!(csv.starts_with("layer,family,run,filter,correlation,member"));
     let e = fails(

@@ -97,6 +97,9 @@ pub struct Family {
     pub difference: Option<(f64, f64, f64)>,
     /// The members' (and the reference's) kernel averaged after alignment, `[C_in, k, k]`.
     pub mean_kernel: Vec<f32>,
+    /// The family's typical maps: on each image of [`Families::shown`], the map of the
+    /// reference's filter and its members' matched filters, averaged, `[shown][H x W]`.
+    pub typical_maps: Vec<Vec<f32>>,
     /// The most frequent dissection label among the reference and the members, and how
     /// many carry it, of how many were dissected.
     pub label: Option<(String, usize, usize)>,
@@ -142,6 +145,9 @@ pub struct Families {
     pub cka_images: usize,
     pub settings: Settings,
     pub runs: Vec<RunEntry>,
+    /// The measured split's images whose maps show each family (its first image of each
+    /// class), by index.
+    pub shown: Vec<usize>,
     pub layers: Vec<LayerFamilies>,
 }
 
@@ -271,13 +277,55 @@ pub fn families(
         .iter()
         .position(|m| m.key == reference.key)
         .expect("a member");
+    let shown = first_of_each_class(&measured.labels);
+    let shown_images: Vec<u8> = shown
+        .iter()
+        .flat_map(|&i| measured.images[i * px..(i + 1) * px].iter().copied())
+        .collect();
+    // Every run's maps on the shown images, its filters in the reference's order.
+    let maps_of = |m: &Model, s: Scaling| tinycnn::train::capture(m, &shown_images, s).0;
+    let ref_maps = maps_of(reference.model, reference.scaling);
+    let member_maps: Vec<Vec<tinycnn::train::LayerMaps>> = others
+        .iter()
+        .zip(&aligned)
+        .map(|(m, a)| maps_of(&a.model, m.scaling))
+        .collect();
     let layers = (0..reference.model.arch.filters.len())
         .map(|l| {
+            let typical = |i: usize, f: &Family| -> Vec<Vec<f32>> {
+                let s = reference.model.arch.layers()[l];
+                let hw = s.hw();
+                let sources: Vec<&Vec<f32>> = std::iter::once(&ref_maps[l].post)
+                    .chain(
+                        member_maps
+                            .iter()
+                            .zip(&others)
+                            .zip(&aligned)
+                            .filter(|((_, m), a)| {
+                                m.learned && !f.silent && a.matched[l][i].1 >= f.bar
+                            })
+                            .map(|((mm, _), _)| &mm[l].post),
+                    )
+                    .collect();
+                (0..shown.len())
+                    .map(|img| {
+                        let at = (img * s.cout + i) * hw;
+                        (0..hw)
+                            .map(|p| {
+                                sources.iter().map(|m| m[at + p]).sum::<f32>()
+                                    / sources.len() as f32
+                            })
+                            .collect()
+                    })
+                    .collect()
+            };
             let families: Vec<Family> = (0..reference.model.arch.filters[l])
                 .map(|i| {
                     let nulls: Vec<f64> = null.iter().map(|a| a.matched[l][i].1).collect();
                     let silent = on_measured.constant(l, i);
-                    family((l, i, silent), nulls, reference, &others, &aligned)
+                    let mut f = family((l, i, silent), nulls, reference, &others, &aligned);
+                    f.typical_maps = typical(i, &f);
+                    f
                 })
                 .collect();
             let (mut own, mut filters) = (0, 0);
@@ -327,8 +375,21 @@ pub fn families(
                 learned: m.learned,
             })
             .collect(),
+        shown,
         layers,
     })
+}
+
+/// The index of the first image of each class, in class order.
+fn first_of_each_class(labels: &[u8]) -> Vec<usize> {
+    let mut seen: Vec<(u8, usize)> = Vec::new();
+    for (i, &c) in labels.iter().enumerate() {
+        if !seen.iter().any(|&(k, _)| k == c) {
+            seen.push((c, i));
+        }
+    }
+    seen.sort_unstable();
+    seen.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The nearest-rank 95th percentile of sorted values (0 for none).
@@ -403,6 +464,7 @@ fn family(
         stuck_runs: sn,
         difference: (sn > 0).then(|| newcombe(lw, ln, sw, sn)),
         mean_kernel,
+        typical_maps: Vec::new(),
         label: most_common(&labels).map(|(s, c)| (s, c, dissected)),
         mean_correlation: mean(
             others
@@ -551,8 +613,9 @@ impl Families {
         w.into_inner().expect("in-memory csv")
     }
 
-    /// Writes `families.json` and `families.csv` into `out`; returns the files written.
-    pub fn write(&self, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    /// Writes `families.json`, `families.csv` and a sheet per layer (`families-layer-L.png`)
+    /// into `out`; `d` is the dataset the families were read on. Returns the files written.
+    pub fn write(&self, out: &std::path::Path, d: &Dataset) -> Result<Vec<std::path::PathBuf>> {
         crate::files::fsio::derived_dir(out)?;
         let json = serde_json::to_string_pretty(self).expect("json") + "\n";
         let mut written = Vec::new();
@@ -564,6 +627,17 @@ impl Families {
             crate::files::fsio::write_file_atomic(&p, true, |w| {
                 std::io::Write::write_all(w, &bytes)
             })?;
+            written.push(p);
+        }
+        let (px, split) = (d.pixels(), d.split(self.split));
+        let images: Vec<u8> = self
+            .shown
+            .iter()
+            .flat_map(|&i| split.images[i * px..(i + 1) * px].iter().copied())
+            .collect();
+        for l in &self.layers {
+            let p = out.join(format!("families-layer-{}.png", l.layer));
+            super::figures::families(self, l, &images, d.height).save_png(&p)?;
             written.push(p);
         }
         Ok(written)

@@ -105,3 +105,125 @@ pub fn barrier(c: &Comparison) -> Option<Canvas> {
         Ok(())
     }))
 }
+
+/// A layer's families, most shared first: each with its mean kernel after alignment (every
+/// input channel's `k x k` slice for a deeper layer), the shown images and its typical maps
+/// on them, and its share. `images`: the shown images `[shown, side, side]`.
+pub fn families(
+    f: &super::families::Families,
+    layer: &super::families::LayerFamilies,
+    images: &[u8],
+    side: usize,
+) -> Canvas {
+    use crate::draw::{FAINT, FRAME, PAPER};
+    let mut rows: Vec<&super::families::Family> =
+        layer.families.iter().filter(|x| !x.silent).collect();
+    rows.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.filter.cmp(&b.filter)));
+    let first = rows.first().map_or(9, |x| x.mean_kernel.len());
+    let cin = if layer.layer == 1 {
+        1
+    } else {
+        (first / 9).max(1)
+    };
+    let k = ((first / cin) as f64).sqrt().round() as usize;
+    let kscale = if cin == 1 { 36 / k.max(1) } else { 4 };
+    let kernel_w = cin * (k * kscale + 2);
+    let shown = f.shown.len();
+    let hw = rows
+        .first()
+        .map_or(side * side, |x| x.typical_maps.first().map_or(1, Vec::len));
+    let mside = (hw as f64).sqrt().round() as usize;
+    let (iscale, mscale) = (2, (56 / mside.max(1)).max(1));
+    let cell = (side * iscale).max(mside * mscale) + 8;
+    let label_w = 40;
+    let text_w = 24 + Canvas::text_width("3 of 30 other learned runs (100%, CI 100-100%)", 1);
+    let title = format!(
+        "{} on {}{}: layer {} families across {} runs, most shared first (mean kernel, then each shown image and the family's mean map on it)",
+        f.arch,
+        f.data,
+        if f.condition.is_empty() { String::new() } else { format!(" ({})", f.condition) },
+        layer.layer,
+        f.runs.len()
+    );
+    let width = (12 + label_w + kernel_w + 12 + shown * 2 * cell + text_w)
+        .max(24 + Canvas::text_width(&title, 1));
+    let (top, row_h) = (36, (cell).max(k * kscale) + 10);
+    let mut c = Canvas::new(width, top + rows.len().max(1) * row_h + 12, PAPER);
+    c.text(12, 10, &title, 1, INK);
+    for (r, fam) in rows.iter().enumerate() {
+        let y = top + r * row_h;
+        c.text(12, y + 8, &format!("F{}", fam.filter), 1, INK);
+        let range = fam
+            .mean_kernel
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(1e-12);
+        let kx = 12 + label_w;
+        for ch in 0..cin {
+            let x = kx + ch * (k * kscale + 2);
+            let slice = &fam.mean_kernel[ch * k * k..(ch + 1) * k * k];
+            c.map(x, y, slice, k, k, kscale, range, Colormap::Diverging);
+            c.frame(x, y, k * kscale, k * kscale, FRAME);
+        }
+        let mrange = fam
+            .typical_maps
+            .iter()
+            .flatten()
+            .fold(0.0f32, |m, v| m.max(*v))
+            .max(1e-12);
+        for (j, map) in fam.typical_maps.iter().enumerate() {
+            let x = kx + kernel_w + 12 + j * 2 * cell;
+            c.gray(
+                x,
+                y,
+                &images[j * side * side..(j + 1) * side * side],
+                side,
+                side,
+                iscale,
+            );
+            c.map(
+                x + cell,
+                y,
+                map,
+                mside,
+                mside,
+                mscale,
+                mrange,
+                Colormap::Viridis,
+            );
+            c.frame(x + cell, y, mside * mscale, mside * mscale, FRAME);
+        }
+        let tx = kx + kernel_w + 12 + shown * 2 * cell + 12;
+        c.text(
+            tx,
+            y + 4,
+            &format!(
+                "{} of {} other learned runs ({:.0}%, CI {:.0}-{:.0}%)",
+                fam.learned_with,
+                fam.learned_runs,
+                100.0 * fam.share,
+                100.0 * fam.interval.0,
+                100.0 * fam.interval.1
+            ),
+            1,
+            INK,
+        );
+        c.text(
+            tx,
+            y + 16,
+            &format!("bar r {:.2}, mean r {:.2}", fam.bar, fam.mean_correlation),
+            1,
+            FAINT,
+        );
+        if let Some((label, n, of)) = &fam.label {
+            c.text(
+                tx,
+                y + 28,
+                &format!("{label} ({n} of {of} dissected)"),
+                1,
+                FAINT,
+            );
+        }
+    }
+    c
+}
