@@ -69,6 +69,16 @@ pub fn kendall(a: &[f64], b: &[f64]) -> Option<f64> {
     (denom > 0.0).then(|| (concordant - discordant) as f64 / denom)
 }
 
+/// The `q` quantile of sorted values by nearest rank (0 for none): the value at rank
+/// `ceil(q n)`, clamped to the values.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
 

@@ -313,11 +313,7 @@ pub fn chance(
 /// The chance level of one concept from the sorted IoUs of the initial filters: their 95th
 /// percentile (nearest rank).
 fn chance_level(sorted: &[f64]) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    crate::analyses::stats::nearest_rank(sorted, 0.95)
 }
 
 /// The change [`Removal`] describes, from the failures with and without the filter.

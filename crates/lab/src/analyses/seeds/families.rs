@@ -392,15 +392,6 @@ fn first_of_each_class(labels: &[u8]) -> Vec<usize> {
     seen.into_iter().map(|(_, i)| i).collect()
 }
 
-/// The nearest-rank 95th percentile of sorted values (0 for none).
-fn percentile95(sorted: &[f64]) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// The family of the reference's filter `i` of layer `l`.
 fn family(
     (l, i, silent): (usize, usize, bool),
@@ -410,7 +401,7 @@ fn family(
     aligned: &[Aligned],
 ) -> Family {
     null.sort_by(f64::total_cmp);
-    let bar = percentile95(&null);
+    let bar = crate::analyses::stats::nearest_rank(&null, 0.95);
     let has = |a: &Aligned| !silent && a.matched[l][i].1 >= bar;
     let count = |learned: bool| {
         let runs: Vec<&Aligned> = others
