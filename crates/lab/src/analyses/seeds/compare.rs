@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
+use super::correlation::Captured;
 use super::{assignment, cka, correlation};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -285,12 +286,32 @@ pub fn permutations(layers: &[Vec<(usize, usize)>]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The matchings of every layer, chosen on `images`.
-pub(super) fn matchings(a: &Side, b: (&Model, Scaling), images: &[u8]) -> Vec<Vec<(usize, usize)>> {
-    correlation::moments((a.model, a.scaling), b, images)
-        .iter()
-        .map(|m| match_filters(&m.correlation()))
-        .collect()
+/// A run matched to a reference whose maps are captured over the choosing and the measuring
+/// images: the matching per layer (chosen on the first) and the correlations `[C_ref][C_run]`
+/// per layer (measured on the second).
+pub(super) struct Alignment {
+    pub picks: Vec<Vec<(usize, usize)>>,
+    pub corr: Vec<Vec<Vec<f64>>>,
+}
+
+pub(super) fn align(
+    reference: (&Captured, &Captured),
+    member: (&Model, Scaling),
+    (choose, measure): (&[u8], &[u8]),
+) -> Alignment {
+    let correlations = |a: &Captured, images: &[u8]| -> Vec<Vec<Vec<f64>>> {
+        correlation::against(a, member, images)
+            .iter()
+            .map(correlation::Moments::correlation)
+            .collect()
+    };
+    Alignment {
+        picks: correlations(reference.0, choose)
+            .iter()
+            .map(|c| match_filters(c))
+            .collect(),
+        corr: correlations(reference.1, measure),
+    }
 }
 
 /// Each layer's maps after the activation, flattened per image, as CKA Grams `[n, n]`.
@@ -370,24 +391,19 @@ pub fn compare(
             split.name()
         )));
     }
-    let picks = matchings(a, (b.model, b.scaling), &chosen.images);
-    let corr: Vec<Vec<Vec<f64>>> =
-        correlation::moments((a.model, a.scaling), (b.model, b.scaling), &measured.images)
-            .iter()
-            .map(correlation::Moments::correlation)
-            .collect();
+    let images = (&chosen.images[..], &measured.images[..]);
+    // A's maps once, for B and for every initialisation of the control.
+    let (on_chosen, on_measured) = rayon::join(
+        || Captured::of(a.model, a.scaling, images.0),
+        || Captured::of(a.model, a.scaling, images.1),
+    );
+    let captured = (&on_chosen, &on_measured);
+    let Alignment { picks, corr } = align(captured, (b.model, b.scaling), images);
     let (ga, gb) = rayon::join(
         || grams(a.model, &measured.images, a.scaling),
         || grams(b.model, &measured.images, b.scaling),
     );
-    let null = null_level(
-        a,
-        b.model,
-        b.scaling,
-        (&chosen.images, &measured.images),
-        &ga,
-        settings,
-    )?;
+    let null = null_level(captured, (b.model, b.scaling), images, &ga, settings)?;
     let layers: Vec<LayerComparison> = (0..picks.len())
         .map(|l| {
             let pairs: Vec<Pair> = picks[l]
@@ -472,24 +488,18 @@ pub const NULL_SEEDS: u64 = 0x5EED_0000;
 /// Per initialisation of B's architecture: its mean matched correlation with A (matched on
 /// the choosing images, measured on the others) and its CKA with A, per layer.
 fn null_level(
-    a: &Side,
-    arch_of: &Model,
-    scaling: Scaling,
-    (choose, measure): (&[u8], &[u8]),
+    a: (&Captured, &Captured),
+    (arch_of, scaling): (&Model, Scaling),
+    images: (&[u8], &[u8]),
     grams_a: &[Vec<f64>],
     settings: &Settings,
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
-    let n = measure.len() / (a.model.arch.height * a.model.arch.width);
+    let n = images.1.len() / (arch_of.arch.height * arch_of.arch.width);
     (0..settings.null_seeds)
         .map(|seed| {
             let init = Model::init(&arch_of.arch, tinycnn::Init::Glorot, NULL_SEEDS + seed)?;
-            let picks = matchings(a, (&init, scaling), choose);
-            let corr: Vec<Vec<Vec<f64>>> =
-                correlation::moments((a.model, a.scaling), (&init, scaling), measure)
-                    .iter()
-                    .map(correlation::Moments::correlation)
-                    .collect();
-            let g = grams(&init, measure, scaling);
+            let Alignment { picks, corr } = align(a, (&init, scaling), images);
+            let g = grams(&init, images.1, scaling);
             Ok((
                 (0..picks.len())
                     .map(|l| mean(picks[l].iter().map(|&(i, j)| corr[l][i][j])))

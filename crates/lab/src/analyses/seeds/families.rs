@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
-use super::compare::{grams, match_filters, mean, permutations, NULL_SEEDS};
+use super::cka;
+use super::compare::{grams, mean, permutations, NULL_SEEDS};
 use super::correlation::Captured;
-use super::{cka, correlation};
 use crate::analyses::stats::{newcombe, wilson};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -163,19 +163,10 @@ struct Aligned {
 fn align(
     reference: (&Captured, &Captured),
     member: (&Model, Scaling),
-    (choose, measure): (&[u8], &[u8]),
+    images: (&[u8], &[u8]),
 ) -> Result<Aligned> {
-    let correlations = |a: &Captured, images: &[u8]| -> Vec<Vec<Vec<f64>>> {
-        correlation::against(a, member, images)
-            .iter()
-            .map(correlation::Moments::correlation)
-            .collect()
-    };
-    let picks: Vec<Vec<(usize, usize)>> = correlations(reference.0, choose)
-        .iter()
-        .map(|c| match_filters(c))
-        .collect();
-    let corr = correlations(reference.1, measure);
+    let super::compare::Alignment { picks, corr } =
+        super::compare::align(reference, member, images);
     let matched = picks
         .iter()
         .zip(&corr)
