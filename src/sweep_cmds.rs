@@ -453,6 +453,17 @@ impl lab::study::StudyObserver for StudyProgress {
         });
         bar.set_position(done as u64);
     }
+    fn paired(&self, done: usize, total: usize) {
+        let mut slot = self.stage_bar.lock().expect("progress lock");
+        let bar = slot.get_or_insert_with(|| {
+            crate::progress::bar(
+                total as u64,
+                "pairs of seeds aligned {pos}/{len} [{bar:30}] eta {eta}",
+                self.quiet,
+            )
+        });
+        bar.set_position(done as u64);
+    }
 }
 
 pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {

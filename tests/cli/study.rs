@@ -8,12 +8,13 @@ use std::process::Command as Std;
 use crate::{fails, ok, workdir};
 
 const SMALL: &str = include_str!("small-study.toml");
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "datasets",
     "sweep",
     "stuck",
     "cases",
     "filters",
+    "seeds",
     "findings",
     "reproduce",
 ];
@@ -162,6 +163,87 @@ fn small_study_end_to_end() {
     );
 
     browser_check(&a.path().join("s/report.html"), a.path());
+}
+
+/// Stage 6 on a study whose runs learn: each case's families and the grid's barriers are
+/// written, read back into the report's section, identical at any job count, rewritten the
+/// same when deleted, and a damaged file is named rather than skipped.
+#[test]
+fn the_seeds_stage_compares_learned_seeds() {
+    let study = |dir: &Path, jobs: &str| {
+        std::fs::write(dir.join("seeds.toml"), include_str!("seeds-study.toml")).unwrap();
+        ok(
+            dir,
+            &[
+                "--quiet",
+                "study",
+                "--config",
+                "seeds.toml",
+                "--out",
+                "s",
+                "--jobs",
+                jobs,
+            ],
+        )
+    };
+    let a = workdir();
+    study(a.path(), "2");
+    let read = |dir: &Path, p: &str| std::fs::read_to_string(dir.join("s").join(p)).unwrap();
+    let families: serde_json::Value =
+        serde_json::from_str(&read(a.path(), "seeds/cases/size-6-4/families.json")).unwrap();
+    assert_eq!(families["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(families["split"], "test");
+    assert_eq!(families["layers"].as_array().unwrap().len(), 2);
+    let barriers: serde_json::Value =
+        serde_json::from_str(&read(a.path(), "seeds/grid/barriers.json")).unwrap();
+    let cells = barriers["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        // Disjoint pairs of the learned seeds: one pair of 2 or 3, two of 4.
+        let learned = c["learned"].as_u64().unwrap();
+        assert_eq!(
+            c["pairs"].as_array().unwrap().len() as u64,
+            (learned / 2).min(2)
+        );
+    }
+    let report = read(a.path(), "report.html");
+    assert!(report.contains("Do seeds agree?"));
+    assert!(report.contains("belong to no family"), "families sentence");
+    assert!(
+        report.contains("Alignment lowered the loss barrier in"),
+        "barrier sentence"
+    );
+    assert!(
+        !report.contains("class=\"missing\""),
+        "a picture is missing"
+    );
+    // One job writes the same bytes.
+    let b = workdir();
+    study(b.path(), "1");
+    for p in [
+        "seeds/cases/size-6-4/families.json",
+        "seeds/grid/barriers.json",
+        "report.html",
+    ] {
+        assert_eq!(read(b.path(), p), read(a.path(), p), "{p}");
+    }
+    // A deleted file is measured again, the same; a damaged one is named.
+    std::fs::remove_file(b.path().join("s/seeds/grid/barriers.json")).unwrap();
+    study(b.path(), "2");
+    assert_eq!(
+        read(b.path(), "seeds/grid/barriers.json"),
+        read(a.path(), "seeds/grid/barriers.json")
+    );
+    std::fs::write(
+        b.path().join("s/seeds/grid/barriers.json"),
+        "{\"schema\": 1",
+    )
+    .unwrap();
+    let e = fails(b.path(), &["report", "s"], 1);
+    assert!(
+        e.contains("barriers.json") && e.contains("does not read back"),
+        "{e}"
+    );
 }
 
 /// Renders the report in headless Chromium: every image must load and every section exist.

@@ -5,9 +5,11 @@
 //! execution ([`sweep`]), the SQLite store ([`store`], the only code that knows SQL) and the
 //! typed records of the analyses it keeps ([`recorded`]), run outcomes and the stuck-run diagnosis ([`outcome`]), the stuck-run study ([`stuck`]) and
 //! success-rate statistics and tables ([`summary`]), and the dissection of a store's learned
-//! runs ([`dissections`]). Must not draw activation maps or implement an analysis: it runs
+//! runs ([`dissections`]), and the families and barriers across seeds ([`families`],
+//! [`barriers`]). Must not draw activation maps or implement an analysis: it runs
 //! `analyses` over a store's runs and records their results, typed by `analyses`.
 
+pub mod barriers;
 pub mod dissections;
 pub mod experiment;
 pub mod families;

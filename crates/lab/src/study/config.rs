@@ -166,6 +166,13 @@ pub fn dissection_dirs(dir: &Path) -> (PathBuf, PathBuf) {
     (d.join("sweep"), d.join("cases"))
 }
 
+/// Where the seeds stage writes: each case's families (`seeds/cases/SLUG`), and the barriers
+/// over the sweep's grid (`seeds/grid`).
+pub fn seeds_dirs(dir: &Path) -> (PathBuf, PathBuf) {
+    let d = dir.join("seeds");
+    (d.join("cases"), d.join("grid"))
+}
+
 /// Files of the datasets stage for a dataset label.
 pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
     dir.join("data").join(format!("{label}{suffix}"))
@@ -175,11 +182,18 @@ pub fn data_file(dir: &Path, label: &str, suffix: &str) -> PathBuf {
 /// best run. Returns the run and whether it learned.
 /// The learned runs of a case under `condition`, by seed index: its population.
 pub fn case_population<'a>(runs: &'a [RunRow], case: &Case, condition: &str) -> Vec<&'a RunRow> {
+    case_cell(runs, case, condition)
+        .into_iter()
+        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
+        .collect()
+}
+
+/// Every run of a case's cell under `condition`, whatever its outcome, in seed order.
+pub fn case_cell<'a>(runs: &'a [RunRow], case: &Case, condition: &str) -> Vec<&'a RunRow> {
     let mut v: Vec<&RunRow> = runs
         .iter()
         .filter(|r| r.dataset == case.dataset && r.arch == case.arch)
         .filter(|r| in_condition(&r.condition, condition))
-        .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
         .collect();
     v.sort_by_key(|r| r.seed_index);
     v

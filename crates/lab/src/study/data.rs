@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::analyses::analysis::Report as Analysis;
 use crate::analyses::dissection::population::Population;
+use crate::analyses::seeds::barriers::Barriers;
+use crate::analyses::seeds::families::Families;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Diagnosis;
 use crate::experiments::store::{DatasetRow, RunRow, Store};
@@ -46,12 +48,21 @@ pub struct ReportData {
     /// (absent until the stage has run).
     pub dissection: Option<Population>,
     pub case_dissection: Option<Population>,
+    /// The seeds stage's files: each case's families by slug (absent when the case had fewer
+    /// than two learned runs or the stage has not run), and the grid's barriers.
+    pub families: BTreeMap<String, Families>,
+    pub barriers: Option<Barriers>,
 }
 
-/// A population summary the dissection stage wrote, if it has; one that does not read back is
-/// an error naming the file, never a default.
+/// A population summary the dissection stage wrote, if it has.
 fn read_population(dir: &Path) -> Result<Option<Population>> {
-    let path = dir.join("population.json");
+    read_json(&dir.join("population.json"))
+}
+
+/// A file a stage wrote, if it has; one that does not read back is an error naming the file,
+/// never a default.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let path = path.to_path_buf();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -174,7 +185,6 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         dir: dir.to_path_buf(),
         store_path,
         text,
-        study,
         runs,
         case_runs,
         datasets,
@@ -186,6 +196,13 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         cases,
         dissection: read_population(&crate::study::config::dissection_dirs(dir).0)?,
         case_dissection: read_population(&crate::study::config::dissection_dirs(dir).1)?,
+        families: read_families(dir, &study)?,
+        barriers: read_json(
+            &crate::study::config::seeds_dirs(dir)
+                .1
+                .join("barriers.json"),
+        )?,
+        study,
     })
 }
 
@@ -236,4 +253,16 @@ fn case_data(store: &Store, study: &Study, runs: &[RunRow], case: &Case) -> Resu
             analysis,
         }),
     })
+}
+
+/// The families the seeds stage wrote for each case, by case slug.
+fn read_families(dir: &Path, study: &Study) -> Result<BTreeMap<String, Families>> {
+    let cases = crate::study::config::seeds_dirs(dir).0;
+    let mut out = BTreeMap::new();
+    for case in &study.table.cases {
+        if let Some(f) = read_json(&cases.join(case.slug()).join("families.json"))? {
+            out.insert(case.slug(), f);
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! The whole study in one command: its configuration ([`config`]), its resumable stages
 //! ([`stages`]) and its self-contained HTML report ([`report`], with its section on what the
-//! filters detect in [`filters`] and the HTML pieces the sections share in [`html`]).
+//! filters detect in [`filters`], its section on whether seeds agree in [`seeds`], and the HTML pieces the sections share in [`html`]).
 //!
 //! The top floor: it may use everything below. Imports point one way, `stages` to `report`
 //! to `config`. The report computes nothing that needs training or a model; it reads the
@@ -12,6 +12,7 @@ pub mod filters;
 pub mod findings;
 pub mod html;
 pub mod report;
+pub mod seeds;
 pub mod stages;
 
 pub use config::{Case, Study, DEFAULT, THESIS};

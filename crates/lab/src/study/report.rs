@@ -1355,7 +1355,7 @@ fn render(c: &ReportData) -> Result<String> {
         crate::VERSION,
         esc(&c.store_path.display().to_string())
     );
-    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#filters\">What the filters detect</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
+    h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#filters\">What the filters detect</a><a href=\"#seeds\">Do seeds agree?</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
     h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";
 
     h += &splits_note(c);
@@ -1364,9 +1364,10 @@ fn render(c: &ReportData) -> Result<String> {
     h += &stuck_section(&c.stuck);
     h += &cases_section(c);
     h += &crate::study::filters::section(c, 5);
+    h += &crate::study::seeds::section(c, 6);
 
-    // 6. Findings.
-    h += "<section id=\"findings\"><h2>6. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
+    // 7. Findings.
+    h += "<section id=\"findings\"><h2>7. Findings</h2><p>The thesis's observations and conclusions, restated as measured statistics of this study, each with its evidence.</p>";
     let sources = c.sources();
     let cases = c.case_analyses();
     h += &findings_html(&findings(&Inputs {
@@ -1381,10 +1382,10 @@ fn render(c: &ReportData) -> Result<String> {
     }));
     h += "</section>";
 
-    // 7. Reproduce.
+    // 8. Reproduce.
     let _ = write!(
         h,
-        "<section id=\"reproduce\"><h2>7. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
+        "<section id=\"reproduce\"><h2>8. Reproduce</h2><p>Everything above is recomputed from the study's configuration with <code>shapelab study</code> (the embedded default) or <code>shapelab study --config study.toml</code>; this report is rebuilt from the store without recomputing anything with <code>shapelab report {}</code>. Every random draw comes from the seeds recorded in the store; the same configuration gives the same bytes.</p><details><summary>study.toml</summary><pre>{}</pre></details></section>",
         esc(&dir.display().to_string()),
         esc(&c.text)
     );

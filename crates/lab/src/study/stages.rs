@@ -12,7 +12,11 @@
 //! 5. what the filters detect: every learned run of the sweep, and of the case nets, dissected
 //!    on the held-out split against the generator's concept masks, summarised per cell
 //!    (`dissection/`), and each case's sheets drawn (`cases/SLUG/dissection/`);
-//! 6. `report.html`, built from the store and those files alone ([`crate::study::report`]).
+//! 6. do seeds agree: each case's runs aligned to its first learned seed and read as filter
+//!    families, with the CKA between them (`seeds/cases/SLUG/`), and the loss barrier between
+//!    disjoint pairs of learned seeds of every cell of the sweep, before and after alignment
+//!    (`seeds/grid/`);
+//! 7. `report.html`, built from the store and those files alone ([`crate::study::report`]).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +41,8 @@ pub trait StudyObserver: SweepObserver {
     fn case(&self, _slug: &str, _done: usize, _total: usize) {}
     /// Stage 5 has dissected (or read back) `done` of at most `total` runs.
     fn dissected(&self, _done: usize, _total: usize) {}
+    /// Stage 6 has measured `done` of `total` pairs of seeds.
+    fn paired(&self, _done: usize, _total: usize) {}
 }
 
 /// Histograms of the factors that vary in a dataset's training split, as one bar chart each.
@@ -112,7 +118,7 @@ pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs (or resumes) a study into `dir`: six stages, each skipping what is done.
+/// Runs (or resumes) a study into `dir`: seven stages, each skipping what is done.
 pub fn run(
     text: &str,
     source: &str,
@@ -129,7 +135,7 @@ pub fn run(
     crate::files::fsio::write_file_atomic(&config, true, |w| {
         std::io::Write::write_all(w, text.as_bytes())
     })?;
-    let total = 6;
+    let total = 7;
     obs.stage(1, total, "datasets, panels and contact sheets");
     datasets_stage(dir, &study)?;
     obs.stage(2, total, "the sweep");
@@ -153,7 +159,13 @@ pub fn run(
         "what the filters detect: every learned run dissected",
     );
     dissection_stage(dir, &store, &study, (&runs, &case_runs), obs)?;
-    obs.stage(6, total, "the report");
+    obs.stage(
+        6,
+        total,
+        "do seeds agree: families per case, barriers over the grid",
+    );
+    seeds_stage(dir, &store, &study, (&runs, &case_runs), obs)?;
+    obs.stage(7, total, "the report");
     crate::study::report::build(dir)
 }
 
@@ -576,5 +588,52 @@ fn dissection_stage(
             &out,
         )?;
     }
+    Ok(())
+}
+
+/// Stage 6: each case's runs (the case nets under the case condition) read as families, and
+/// the barriers between disjoint pairs of learned seeds of every cell of the sweep. Each file
+/// written once: a resumed study keeps what is there.
+fn seeds_stage(
+    dir: &Path,
+    store: &Store,
+    study: &Study,
+    (runs, case_runs): (&[RunRow], &[RunRow]),
+    obs: &dyn StudyObserver,
+) -> Result<()> {
+    use crate::analyses::seeds::{barriers, families};
+    let (cases_out, grid_out) = crate::study::config::seeds_dirs(dir);
+    for case in &study.table.cases {
+        let out = cases_out.join(case.slug());
+        let rows = crate::study::config::case_cell(case_runs, case, &study.table.case_condition);
+        let learned = rows
+            .iter()
+            .filter(|r| r.outcome == crate::experiments::outcome::Outcome::Learned)
+            .count();
+        if learned < 2 || out.join("families.json").exists() {
+            continue;
+        }
+        let rows = rows.into_iter().cloned().collect();
+        let cell = crate::experiments::families::load_cell(store, rows, shapes::Split::Test)?;
+        let f = families::families(
+            &cell.members(),
+            &cell.dataset,
+            (shapes::Split::Val, cell.dataset.held_out()),
+            &families::Settings::default(),
+            (&case.dataset, &cell.condition),
+        )?;
+        f.write(&out, &cell.dataset)?;
+    }
+    if grid_out.join("barriers.json").exists() {
+        return Ok(());
+    }
+    let grid = crate::experiments::barriers::grid(
+        store,
+        runs,
+        &barriers::Settings::default(),
+        &|r| Dataset::read_npz(&data_file(dir, &r.dataset, ".npz")),
+        &|done, total| obs.paired(done, total),
+    )?;
+    grid.write(&grid_out)?;
     Ok(())
 }

@@ -465,20 +465,36 @@ pub fn compare(
         ));
         return Ok((c, Some(aligned)));
     }
+    c.path = Some(paths(
+        (a.model, b.model, &aligned),
+        &data,
+        a.scaling,
+        settings.points,
+    )?);
+    Ok((c, Some(aligned)))
+}
+
+/// The straight lines from `a` to `b` as trained and to `b` aligned onto `a`, at `points`
+/// points each, measured on `data`, with their barriers.
+pub(super) fn paths(
+    (a, b, aligned): (&Model, &Model, &Model),
+    data: &tinycnn::Data,
+    scaling: Scaling,
+    points: usize,
+) -> Result<Path> {
     let (before, after) = rayon::join(
-        || line(a.model, b.model, &data, a.scaling, settings.points),
-        || line(a.model, &aligned, &data, a.scaling, settings.points),
+        || line(a, b, data, scaling, points),
+        || line(a, aligned, data, scaling, points),
     );
     let (before, after) = (before?, after?);
-    c.path = Some(Path {
+    Ok(Path {
         loss_barrier_before: barrier(&before, |p| p.loss, 1.0),
         loss_barrier_after: barrier(&after, |p| p.loss, 1.0),
         accuracy_barrier_before: barrier(&before, |p| p.accuracy, -1.0),
         accuracy_barrier_after: barrier(&after, |p| p.accuracy, -1.0),
         before,
         after,
-    });
-    Ok((c, Some(aligned)))
+    })
 }
 
 /// The first seed of the control's initialisations: far from the seeds runs are trained
@@ -547,10 +563,10 @@ fn check_comparable(a: &Side, b: &Side) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn data() -> Dataset {
+    pub(in crate::analyses::seeds) fn data() -> Dataset {
         let mut f = shapes::presets::find("thesis-1.3")
             .expect("preset exists")
             .spec_file();
@@ -558,7 +574,7 @@ mod tests {
         Dataset::generate(&f.resolve().unwrap(), None, &|_| {})
     }
 
-    fn trained(d: &Dataset, arch: &str, seed: u64) -> Model {
+    pub(in crate::analyses::seeds) fn trained(d: &Dataset, arch: &str, seed: u64) -> Model {
         let a = tinycnn::Arch::parse(arch, 28, 28, 3).unwrap();
         let cfg = tinycnn::TrainConfig {
             epochs: 3,

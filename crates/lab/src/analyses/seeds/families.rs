@@ -490,6 +490,15 @@ fn most_common(labels: &[Option<String>]) -> Option<(String, usize)> {
 }
 
 impl Families {
+    /// A layer's CKA between every two learned runs (each pair once).
+    pub fn learned_cka(&self, l: &LayerFamilies) -> Vec<f64> {
+        (0..l.cka.len())
+            .flat_map(|x| (x + 1..l.cka.len()).map(move |y| (x, y)))
+            .filter(|&(x, y)| self.runs[x].learned && self.runs[y].learned)
+            .map(|(x, y)| l.cka[x][y])
+            .collect()
+    }
+
     /// Per layer: the families by share, the seed-own filters, and the CKA between runs
     /// against the control's.
     pub fn to_text(&self) -> String {
@@ -554,11 +563,7 @@ impl Families {
                 }
                 t += "\n";
             }
-            let pairs: Vec<f64> = (0..l.cka.len())
-                .flat_map(|x| (x + 1..l.cka.len()).map(move |y| (x, y)))
-                .filter(|&(x, y)| self.runs[x].learned && self.runs[y].learned)
-                .map(|(x, y)| l.cka[x][y])
-                .collect();
+            let pairs = self.learned_cka(l);
             t += &format!(
                 "  Seed-own filters: {} of the other learned runs' {} filters ({:.0}%) match no family. CKA between learned runs: {}; the reference against initialisations: {}.\n",
                 l.own,

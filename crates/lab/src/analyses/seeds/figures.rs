@@ -227,3 +227,145 @@ pub fn families(
     }
     c
 }
+
+/// The loss barrier of each pair of a grid's cells, as trained (grey) and with the second run
+/// permuted onto the first (blue), one column per architecture, narrowest on the left; a
+/// thin line joins a pair's two points, and a cell's pairs stand side by side in its column.
+/// `cells` in the order drawn.
+pub fn barriers(title: &str, cells: &[&super::barriers::CellBarriers]) -> Canvas {
+    use plotters::prelude::*;
+    let nc = cells.len().max(1);
+    let top = cells
+        .iter()
+        .flat_map(|c| &c.pairs)
+        .map(|p| p.loss_before.max(p.loss_after))
+        .fold(0.0f64, f64::max)
+        .max(1e-6)
+        * 1.1;
+    let width = (120 + 44 * nc).max(640);
+    let grey = crate::chart::rgb([150, 150, 150]);
+    let blue = crate::chart::rgb([33, 102, 172]);
+    crate::chart::draw(width, 330, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("{title}: loss barrier between two seeds, narrowest architecture first"),
+                crate::chart::text(13.0, INK),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(-0.5..nc as f64 - 0.5, 0.0..top)?;
+        crate::chart::house_style(
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .y_desc("loss barrier (held-out split)")
+                .y_labels(6)
+                .y_label_formatter(&|v| crate::chart::short_number(*v))
+                .x_labels(nc + 1)
+                .x_label_formatter(&|v| {
+                    let i = v.round();
+                    match cells.get(i as usize) {
+                        Some(c) if (v - i).abs() < 1e-6 && i >= 0.0 => c.arch.clone(),
+                        _ => String::new(),
+                    }
+                }),
+        )
+        .draw()?;
+        for (i, c) in cells.iter().enumerate() {
+            let n = c.pairs.len();
+            for (k, p) in c.pairs.iter().enumerate() {
+                let x = i as f64 + (k as f64 - (n as f64 - 1.0) / 2.0) * 0.2;
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, p.loss_before), (x, p.loss_after)],
+                    grey.mix(0.6),
+                )))?;
+                chart.draw_series([
+                    Circle::new((x, p.loss_before), 4, grey.filled()),
+                    Circle::new((x, p.loss_after), 4, blue.filled()),
+                ])?;
+            }
+        }
+        // Empty series carry the legend: the points above are drawn pair by pair.
+        for (name, colour) in [
+            ("as trained", grey),
+            ("second run permuted onto the first", blue),
+        ] {
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        }
+        crate::chart::legend(&mut chart, plotters::chart::SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
+}
+
+/// Per layer, the CKA between every two learned runs of a cell (blue) and of its reference
+/// with each Glorot initialisation (grey), one column each, on an axis zoomed to the values.
+pub fn cka_strip(f: &super::families::Families) -> Canvas {
+    use plotters::prelude::*;
+    let columns: Vec<(String, Vec<f64>, RGBColor)> = f
+        .layers
+        .iter()
+        .flat_map(|l| {
+            [
+                (
+                    format!("layer {}: learned runs", l.layer),
+                    f.learned_cka(l),
+                    crate::chart::rgb([33, 102, 172]),
+                ),
+                (
+                    format!("layer {}: initialisations", l.layer),
+                    l.cka_null.clone(),
+                    crate::chart::rgb([150, 150, 150]),
+                ),
+            ]
+        })
+        .collect();
+    let all = columns.iter().flat_map(|c| c.1.iter().copied());
+    let low = all.fold(1.0f64, f64::min);
+    let low = (low - 0.1 * (1.0 - low)).max(-1.0);
+    let n = columns.len().max(1);
+    let width = (140 + 150 * n).max(560);
+    crate::chart::draw(width, 300, |area| {
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "{} {}: debiased linear CKA on {} held-out images",
+                    f.data, f.arch, f.cka_images
+                ),
+                crate::chart::text(13.0, INK),
+            )
+            .margin(12)
+            .x_label_area_size(34)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, low..1.0 + 0.02 * (1.0 - low))?;
+        crate::chart::house_style(
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .y_desc("CKA")
+                .y_labels(6)
+                .y_label_formatter(&|v| format!("{v:.3}"))
+                .x_labels(n + 1)
+                .x_label_formatter(&|v| {
+                    let i = v.round();
+                    match columns.get(i as usize) {
+                        Some(c) if (v - i).abs() < 1e-6 && i >= 0.0 => c.0.clone(),
+                        _ => String::new(),
+                    }
+                }),
+        )
+        .draw()?;
+        for (i, (_, values, colour)) in columns.iter().enumerate() {
+            let k = values.len().max(1);
+            chart.draw_series(values.iter().enumerate().map(|(j, &v)| {
+                // Spread the points across the column so that equal values stay visible.
+                let x = i as f64 + (j as f64 / k as f64 - 0.5) * 0.5;
+                Circle::new((x, v), 3, colour.filled())
+            }))?;
+        }
+        Ok(())
+    })
+}
