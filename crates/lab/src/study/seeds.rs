@@ -53,9 +53,10 @@ fn layer_sentence(f: &Families, l: &LayerFamilies) -> String {
     let silent = l.families.len() - live.len();
     let learned = f.learned_cka(l);
     format!(
-        "Layer {}: of the reference's {} filters, {all} are found in all {others} other learned runs and {none} in none{}. Of the other runs' {} filters, {} ({:.0}%) belong to no family: a seed's own. CKA between learned runs: {} over {} pairs; the reference against {} initialisations: {}; {}.",
+        "Layer {}: of the reference's {} filters, {all} {} found in all {others} other learned runs and {none} in none{}. Of the other runs' {} filters, {} ({:.0}%) belong to no family: a seed's own. CKA between learned runs: {} over {} pairs; the reference against {} initialisations: {}; {}.",
         l.layer,
         l.families.len(),
+        if all == 1 { "is" } else { "are" },
         if silent > 0 { format!(" ({silent} silent in the reference)") } else { String::new() },
         l.filters,
         l.own,
@@ -159,13 +160,19 @@ fn summary_sentence(s: &Summary) -> String {
         None => "Too few pairs to correlate with width.".into(),
     };
     format!(
-        "Under <b>{}</b> on <b>{}</b>, {} cells with two learned seeds give {} pairs. Alignment lowered the loss barrier in {} of them ({:.0}%, 95% CI {:.0}&ndash;{:.0}%). The barrier as trained: median {:.3} (quartiles {:.3}&ndash;{:.3}); aligned: median {:.3} (quartiles {:.3}&ndash;{:.3}). {rho}",
+        "Under <b>{}</b> on <b>{}</b>, {} cells with two learned seeds give {} pairs.{} Alignment lowered the loss barrier in {} of the {} it changed ({:.0}%, 95% CI {:.0}&ndash;{:.0}%). The barrier as trained: median {:.3} (quartiles {:.3}&ndash;{:.3}); aligned: median {:.3} (quartiles {:.3}&ndash;{:.3}). {rho}",
         esc(&s.condition),
         esc(&s.dataset),
         s.cells,
         s.pairs,
+        match s.unmoved {
+            0 => String::new(),
+            1 => " In 1 pair the matching kept every filter in place, so its barrier cannot change.".into(),
+            k => format!(" In {k} pairs the matching kept every filter in place, so their barriers cannot change."),
+        },
         s.lowered,
-        100.0 * s.lowered as f64 / s.pairs as f64,
+        s.pairs - s.unmoved,
+        100.0 * s.lowered as f64 / (s.pairs - s.unmoved).max(1) as f64,
         100.0 * s.lowered_interval.0,
         100.0 * s.lowered_interval.1,
         s.before.1,
@@ -178,17 +185,18 @@ fn summary_sentence(s: &Summary) -> String {
 }
 
 fn barrier_table(b: &Barriers, dataset: &str, condition: &str) -> String {
-    let mut h = String::from("<table class=\"num\"><tr><th>arch</th><th>learned</th><th>seeds</th><th>loss barrier as trained</th><th>aligned</th><th>accuracy barrier as trained</th><th>aligned</th><th>matched r per layer</th></tr>");
+    let mut h = String::from("<table class=\"num\"><tr><th>arch</th><th>learned</th><th>seeds</th><th title=\"filters the alignment moved, over all layers\">moved</th><th>loss barrier as trained</th><th>aligned</th><th>accuracy barrier as trained</th><th>aligned</th><th>matched r per layer</th></tr>");
     for c in b.cells_of(dataset, condition) {
         for p in &c.pairs {
             let matched: Vec<String> = p.matched.iter().map(|m| format!("{m:.2}")).collect();
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{} &amp; {}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{} &amp; {}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
                 esc(&c.arch),
                 c.learned,
                 p.seeds.0,
                 p.seeds.1,
+                p.moved,
                 p.loss_before,
                 p.loss_after,
                 p.accuracy_before,

@@ -54,6 +54,9 @@ pub struct PairBarrier {
     pub accuracy_after: f64,
     /// Per layer, the mean correlation of matched filters on the measured split.
     pub matched: Vec<f64>,
+    /// Filters the alignment moved, over all layers: 0 when the matching kept the order, so
+    /// that both lines are one and the barrier cannot change.
+    pub moved: usize,
 }
 
 /// A cell of the grid and its pairs.
@@ -120,7 +123,8 @@ pub fn pair(
         || Captured::of(a.model, a.scaling, images.1),
     );
     let Alignment { picks, corr } = align((&on_chosen, &on_measured), (b.model, b.scaling), images);
-    let aligned = b.model.permuted(&permutations(&picks))?;
+    let perms = permutations(&picks);
+    let aligned = b.model.permuted(&perms)?;
     let data = engine_data(d, split);
     let path = paths((a.model, b.model, &aligned), &data, a.scaling, points)?;
     Ok(PairBarrier {
@@ -136,6 +140,11 @@ pub fn pair(
             .zip(&corr)
             .map(|(p, c)| mean(p.iter().map(|&(i, j)| c[i][j])))
             .collect(),
+        moved: perms
+            .iter()
+            .flat_map(|p| p.iter().enumerate())
+            .filter(|(i, j)| i != *j)
+            .count(),
     })
 }
 
@@ -146,7 +155,10 @@ pub struct Summary {
     pub condition: String,
     pub cells: usize,
     pub pairs: usize,
-    /// Pairs whose loss barrier alignment lowered, and its Wilson 95% interval.
+    /// Pairs whose alignment kept every filter in place (their barrier cannot change).
+    pub unmoved: usize,
+    /// Of the others, the pairs whose loss barrier alignment lowered, and its Wilson 95%
+    /// interval.
     pub lowered: usize,
     pub lowered_interval: (f64, f64),
     /// Loss barriers as trained and aligned: (25th, 50th, 75th percentile, nearest rank).
@@ -201,9 +213,10 @@ impl Barriers {
                 nearest_rank(&v, 0.75),
             )
         };
+        let unmoved = pairs.iter().filter(|(_, p)| p.moved == 0).count();
         let lowered = pairs
             .iter()
-            .filter(|(_, p)| p.loss_after < p.loss_before)
+            .filter(|(_, p)| p.moved > 0 && p.loss_after < p.loss_before)
             .count();
         let widths: Vec<f64> = pairs.iter().map(|(w, _)| *w as f64).collect();
         let after: Vec<f64> = pairs.iter().map(|(_, p)| p.loss_after).collect();
@@ -212,8 +225,9 @@ impl Barriers {
             condition: condition.into(),
             cells: cells.len(),
             pairs: pairs.len(),
+            unmoved,
             lowered,
-            lowered_interval: wilson(lowered, pairs.len()),
+            lowered_interval: wilson(lowered, pairs.len() - unmoved),
             before: quartiles(&|p| p.loss_before),
             after: quartiles(&|p| p.loss_after),
             width_rho: rho_interval(&widths, &after),
@@ -258,6 +272,7 @@ impl Barriers {
             "width",
             "seed_a",
             "seed_b",
+            "moved",
             "loss_barrier_before",
             "loss_barrier_after",
             "accuracy_barrier_before",
@@ -273,6 +288,7 @@ impl Barriers {
                     c.width().to_string(),
                     p.seeds.0.to_string(),
                     p.seeds.1.to_string(),
+                    p.moved.to_string(),
                     format!("{:.6}", p.loss_before),
                     format!("{:.6}", p.loss_after),
                     format!("{:.6}", p.accuracy_before),
@@ -344,6 +360,7 @@ mod tests {
         assert_eq!((p.loss_after, p.accuracy_after), (0.0, 0.0));
         assert!(p.loss_before > 0.0);
         assert!(p.matched.iter().all(|&r| r > 0.999999), "{:?}", p.matched);
+        assert_eq!(p.moved, 6 + 5);
         // Runs of two cells are refused.
         let other = trained(&d, "3-5", 2);
         let e = pair(
@@ -382,6 +399,7 @@ mod tests {
                 accuracy_before: 0.0,
                 accuracy_after: 0.0,
                 matched: vec![],
+                moved: usize::from(before != after),
             }],
         }
     }
@@ -408,7 +426,7 @@ mod tests {
             .collect();
         assert_eq!(order, ["2", "4", "2-2", "8", "16"]);
         let s = b.summary("d", "c").expect("pairs");
-        assert_eq!((s.cells, s.pairs, s.lowered), (5, 5, 4));
+        assert_eq!((s.cells, s.pairs, s.unmoved, s.lowered), (5, 5, 0, 4));
         assert_eq!(s.before.1, 1.0);
         let rho = s.width_rho.expect("five pairs").0;
         assert!(rho < -0.8, "{rho}");
