@@ -122,7 +122,12 @@ pub fn pair(
         || Captured::of(a.model, a.scaling, images.0),
         || Captured::of(a.model, a.scaling, images.1),
     );
-    let Alignment { picks, corr } = align((&on_chosen, &on_measured), (b.model, b.scaling), images);
+    let Alignment { picks, matched, .. } = align(
+        (&on_chosen, &on_measured),
+        (b.model, b.scaling),
+        images,
+        false,
+    );
     let perms = permutations(&picks);
     let aligned = b.model.permuted(&perms)?;
     let data = engine_data(d, split);
@@ -135,11 +140,7 @@ pub fn pair(
         loss_after: path.loss_barrier_after,
         accuracy_before: path.accuracy_barrier_before,
         accuracy_after: path.accuracy_barrier_after,
-        matched: picks
-            .iter()
-            .zip(&corr)
-            .map(|(p, c)| mean(p.iter().map(|&(i, j)| c[i][j])))
-            .collect(),
+        matched: matched.iter().map(|m| mean(m.iter().copied())).collect(),
         moved: perms
             .iter()
             .flat_map(|p| p.iter().enumerate())

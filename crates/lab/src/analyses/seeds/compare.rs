@@ -287,30 +287,41 @@ pub fn permutations(layers: &[Vec<(usize, usize)>]) -> Vec<Vec<usize>> {
 }
 
 /// A run matched to a reference whose maps are captured over the choosing and the measuring
-/// images: the matching per layer (chosen on the first) and the correlations `[C_ref][C_run]`
-/// per layer (measured on the second).
+/// images: the matching per layer (chosen on the first), each pair's correlation (measured on
+/// the second), and, when asked for, every correlation `[C_ref][C_run]` per layer there.
 pub(super) struct Alignment {
     pub picks: Vec<Vec<(usize, usize)>>,
-    pub corr: Vec<Vec<Vec<f64>>>,
+    /// Per layer, the correlation of each pick.
+    pub matched: Vec<Vec<f64>>,
+    pub corr: Option<Vec<Vec<Vec<f64>>>>,
 }
 
+/// `member` matched to the reference; `full` also measures the pairs not matched.
 pub(super) fn align(
     reference: (&Captured, &Captured),
     member: (&Model, Scaling),
     (choose, measure): (&[u8], &[u8]),
+    full: bool,
 ) -> Alignment {
-    let correlations = |a: &Captured, images: &[u8]| -> Vec<Vec<Vec<f64>>> {
-        correlation::against(a, member, images)
-            .iter()
-            .map(correlation::Moments::correlation)
-            .collect()
-    };
+    let picks: Vec<Vec<(usize, usize)>> = correlation::against(reference.0, member, choose, None)
+        .iter()
+        .map(|m| match_filters(&m.correlation()))
+        .collect();
+    let only = (!full).then_some(&picks[..]);
+    let measured = correlation::against(reference.1, member, measure, only);
     Alignment {
-        picks: correlations(reference.0, choose)
+        matched: picks
             .iter()
-            .map(|c| match_filters(c))
+            .zip(&measured)
+            .map(|(p, m)| p.iter().map(|&(i, j)| m.of(i, j)).collect())
             .collect(),
-        corr: correlations(reference.1, measure),
+        corr: full.then(|| {
+            measured
+                .iter()
+                .map(correlation::Moments::correlation)
+                .collect()
+        }),
+        picks,
     }
 }
 
@@ -398,7 +409,8 @@ pub fn compare(
         || Captured::of(a.model, a.scaling, images.1),
     );
     let captured = (&on_chosen, &on_measured);
-    let Alignment { picks, corr } = align(captured, (b.model, b.scaling), images);
+    let Alignment { picks, corr, .. } = align(captured, (b.model, b.scaling), images, true);
+    let corr = corr.expect("asked for");
     let (ga, gb) = rayon::join(
         || grams(a.model, &measured.images, a.scaling),
         || grams(b.model, &measured.images, b.scaling),
@@ -514,13 +526,11 @@ fn null_level(
     (0..settings.null_seeds)
         .map(|seed| {
             let init = Model::init(&arch_of.arch, tinycnn::Init::Glorot, NULL_SEEDS + seed)?;
-            let Alignment { picks, corr } = align(a, (&init, scaling), images);
+            let Alignment { matched, .. } = align(a, (&init, scaling), images, false);
             let g = grams(&init, images.1, scaling);
             Ok((
-                (0..picks.len())
-                    .map(|l| mean(picks[l].iter().map(|&(i, j)| corr[l][i][j])))
-                    .collect(),
-                (0..picks.len())
+                matched.iter().map(|m| mean(m.iter().copied())).collect(),
+                (0..matched.len())
                     .map(|l| cka::cka(&grams_a[l], &g[l], n))
                     .collect(),
             ))

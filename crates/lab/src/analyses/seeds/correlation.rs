@@ -9,7 +9,6 @@
 //! Values in, numbers out; must not write files.
 
 use rayon::prelude::*;
-use tinycnn::ops::{matmul, Mat};
 use tinycnn::train::PostMaps;
 use tinycnn::{Model, Scaling};
 
@@ -64,52 +63,62 @@ impl Moments {
     }
 
     /// Adds one chunk's maps, `x [a, s]` and `y [b, s]` (channel-major, `s` values each):
-    /// `y`'s sums and the cross products (`x`'s sums come with its [`Captured`] maps).
-    fn add_maps(&mut self, x: &[f32], y: &[f32], s: usize, part: &mut Vec<f32>) {
+    /// `y`'s sums and the cross products, of every pair or of the pairs `only` (`x`'s sums
+    /// come with its [`Captured`] maps).
+    fn add_maps(
+        &mut self,
+        (x, y): (&[f32], &[f32]),
+        s: usize,
+        only: Option<&[(usize, usize)]>,
+        part: &mut Vec<f32>,
+    ) {
         for (f, m) in y.chunks(s).enumerate() {
             let (sum, sq) = sums(m);
             self.sum_b[f] += sum;
             self.sq_b[f] += sq;
         }
-        part.resize(self.a * self.b, 0.0);
-        let yt = Mat {
-            data: y,
-            rs: 1,
-            cs: s,
-        };
-        matmul(self.a, self.b, s, Mat::rows(x, s), yt, part, self.b, false);
-        for (c, &v) in self.cross.iter_mut().zip(part.iter()) {
-            *c += v as f64;
+        match only {
+            None => {
+                part.resize(self.a * self.b, 0.0);
+                cross_products(x, y, (self.a, self.b, s), part);
+                for (c, &v) in self.cross.iter_mut().zip(part.iter()) {
+                    *c += v as f64;
+                }
+            }
+            Some(pairs) => {
+                for &(i, j) in pairs {
+                    self.cross[i * self.b + j] += cross_product(x, y, (i, j), s) as f64;
+                }
+            }
         }
         self.count += s as f64;
     }
 
     /// The correlations `[a][b]`; 0 where either filter is constant.
     pub fn correlation(&self) -> Vec<Vec<f64>> {
+        (0..self.a)
+            .map(|i| (0..self.b).map(|j| self.of(i, j)).collect())
+            .collect()
+    }
+
+    /// The correlation of filter `i` of the first run with filter `j` of the second; 0 where
+    /// either is constant. Only pairs whose cross products were summed are meaningful (every
+    /// pair, or those given to [`against`]).
+    pub fn of(&self, i: usize, j: usize) -> f64 {
         let n = self.count.max(1.0);
         let var = |sum: f64, sq: f64| (sq - sum * sum / n).max(0.0);
-        (0..self.a)
-            .map(|i| {
-                (0..self.b)
-                    .map(|j| {
-                        let cov = self.cross[i * self.b + j] - self.sum_a[i] * self.sum_b[j] / n;
-                        let (va, vb) = (
-                            var(self.sum_a[i], self.sq_a[i]),
-                            var(self.sum_b[j], self.sq_b[j]),
-                        );
-                        // Constant maps (to rounding): no correlation.
-                        let floor = 1e-9 * n;
-                        if va <= floor * (1.0 + self.sq_a[i] / n)
-                            || vb <= floor * (1.0 + self.sq_b[j] / n)
-                        {
-                            0.0
-                        } else {
-                            (cov / (va * vb).sqrt()).clamp(-1.0, 1.0)
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
+        let cov = self.cross[i * self.b + j] - self.sum_a[i] * self.sum_b[j] / n;
+        let (va, vb) = (
+            var(self.sum_a[i], self.sq_a[i]),
+            var(self.sum_b[j], self.sq_b[j]),
+        );
+        // Constant maps (to rounding): no correlation.
+        let floor = 1e-9 * n;
+        if va <= floor * (1.0 + self.sq_a[i] / n) || vb <= floor * (1.0 + self.sq_b[j] / n) {
+            0.0
+        } else {
+            (cov / (va * vb).sqrt()).clamp(-1.0, 1.0)
+        }
     }
 }
 
@@ -169,11 +178,111 @@ impl Captured {
 /// The sum and the sum of squares of `v`, in f64, in eight independent lanes so that the
 /// loop vectorises (one running f64 sum would wait on each addition); the order is fixed, so
 /// the result is too.
+/// Lanes of the partial sums in [`cross_products`]: fixed, so that every instruction set
+/// adds in the same order and gives the same bits.
+const LANES: usize = 16;
+
+/// `out [a, b] = x [a, s] . y [b, s]^T`: every row of `x` dotted with every row of `y`.
+///
+/// Written by hand because a general GEMM spends most of its time packing here: the output is
+/// at most 32 x 32 while `s` (images x positions of a chunk) runs to tens of thousands, and
+/// `y`'s rows are read as columns. Blocks of 4 rows of each are dotted together, in
+/// [`LANES`] lanes with fused multiply-adds (exactly rounded on every target, so the result
+/// is the same on every CPU; a CPU without FMA, older than the targets below, computes them
+/// in software, slowly), then the lanes are summed in order.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn cross_products(x: &[f32], y: &[f32], (a, b, s): (usize, usize, usize), out: &mut [f32]) {
+    let (full_a, full_b) = (a / 4 * 4, b / 4 * 4);
+    for i0 in (0..full_a).step_by(4) {
+        for j0 in (0..full_b).step_by(4) {
+            let d = dots::<4, 4>(x, y, (i0, j0), s);
+            for (r, row) in d.iter().enumerate() {
+                out[(i0 + r) * b + j0..][..4].copy_from_slice(row);
+            }
+        }
+    }
+    // The edges one pair at a time: the same lanes in the same order, so the same bits.
+    for i in 0..a {
+        for j in 0..b {
+            if i >= full_a || j >= full_b {
+                out[i * b + j] = dots::<1, 1>(x, y, (i, j), s)[0][0];
+            }
+        }
+    }
+}
+
+/// Row `i` of `x [_, s]` dotted with row `j` of `y [_, s]`, with the same bits as
+/// [`cross_products`] gives them.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn cross_product(x: &[f32], y: &[f32], (i, j): (usize, usize), s: usize) -> f32 {
+    dots::<1, 1>(x, y, (i, j), s)[0][0]
+}
+
+/// Rows `i0..i0 + R` of `x [_, s]` dotted with rows `j0..j0 + C` of `y [_, s]`, each in
+/// [`LANES`] partial sums summed in order, then the tail. Sizes are constants so that the
+/// partial sums stay in registers; inlined into [`cross_products`]'s instruction sets.
+#[inline(always)]
+fn dots<const R: usize, const C: usize>(
+    x: &[f32],
+    y: &[f32],
+    (i0, j0): (usize, usize),
+    s: usize,
+) -> [[f32; C]; R] {
+    let whole = s / LANES * LANES;
+    let xr: [&[f32]; R] = std::array::from_fn(|r| &x[(i0 + r) * s..][..s]);
+    let yr: [&[f32]; C] = std::array::from_fn(|c| &y[(j0 + c) * s..][..s]);
+    let mut acc = [[[0.0f32; LANES]; C]; R];
+    for k in (0..whole).step_by(LANES) {
+        let mut xv = [[0.0f32; LANES]; R];
+        let mut yv = [[0.0f32; LANES]; C];
+        for r in 0..R {
+            xv[r].copy_from_slice(&xr[r][k..k + LANES]);
+        }
+        for c in 0..C {
+            yv[c].copy_from_slice(&yr[c][k..k + LANES]);
+        }
+        for r in 0..R {
+            for c in 0..C {
+                for l in 0..LANES {
+                    acc[r][c][l] = xv[r][l].mul_add(yv[c][l], acc[r][c][l]);
+                }
+            }
+        }
+    }
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let mut t: f32 = acc[r][c].iter().sum();
+            for k in whole..s {
+                t = xr[r][k].mul_add(yr[c][k], t);
+            }
+            t
+        })
+    })
+}
+
+/// Lanes of [`sums`]: four independent vectors of eight, so that the additions do not wait
+/// on each other.
+const SUM_LANES: usize = 32;
+
+/// The sum and the sum of squares of `v`, in f64 (a square of an f32 is exact in f64).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn sums(v: &[f32]) -> (f64, f64) {
-    let (mut s, mut q) = ([0.0f64; 8], [0.0f64; 8]);
-    let mut chunks = v.chunks_exact(8);
+    let (mut s, mut q) = ([0.0f64; SUM_LANES], [0.0f64; SUM_LANES]);
+    let mut chunks = v.chunks_exact(SUM_LANES);
     for c in &mut chunks {
-        for j in 0..8 {
+        for j in 0..SUM_LANES {
             let x = c[j] as f64;
             s[j] += x;
             q[j] += x * x;
@@ -205,11 +314,17 @@ impl Captured {
 /// with its own input scaling. The runs must have the same number of conv layers and input
 /// size (the caller checks, with a message).
 pub fn moments(a: (&Model, Scaling), b: (&Model, Scaling), images: &[u8]) -> Vec<Moments> {
-    against(&Captured::of(a.0, a.1, images), b, images)
+    against(&Captured::of(a.0, a.1, images), b, images, None)
 }
 
-/// [`moments`] with `a`'s maps captured beforehand over the same `images`.
-pub fn against(a: &Captured, (b, scale_b): (&Model, Scaling), images: &[u8]) -> Vec<Moments> {
+/// [`moments`] with `a`'s maps captured beforehand over the same `images`; with `only`, the
+/// cross products of those pairs per layer (filter of `a`, filter of `b`) alone.
+pub fn against(
+    a: &Captured,
+    (b, scale_b): (&Model, Scaling),
+    images: &[u8],
+    only: Option<&[Vec<(usize, usize)>]>,
+) -> Vec<Moments> {
     let lb = b.arch.layers();
     assert_eq!(a.widths.len(), lb.len(), "same number of conv layers");
     let px = b.arch.height * b.arch.width;
@@ -235,7 +350,8 @@ pub fn against(a: &Captured, (b, scale_b): (&Model, Scaling), images: &[u8]) -> 
                     let xa = &a.chunks[blk * per_block + c];
                     for (l, o) in out.iter_mut().enumerate() {
                         let s = m * lb[l].hw();
-                        o.add_maps(&xa[l][..o.a * s], &mb.last()[l][..o.b * s], s, part);
+                        let maps = (&xa[l][..o.a * s], &mb.last()[l][..o.b * s]);
+                        o.add_maps(maps, s, only.map(|p| &p[l][..]), part);
                     }
                 }
                 out
@@ -328,5 +444,58 @@ mod tests {
             .unwrap();
         let again = one.install(|| moments((&a, Scaling::Unit), (&b, Scaling::Raw), &images));
         assert_eq!(again, got);
+    }
+
+    /// The hand-written cross products against a plain f64 sum, on shapes with edges (widths
+    /// not multiples of 4, lengths not multiples of the lanes); a single pair gives the same
+    /// bits as the block it sits in.
+    #[test]
+    fn cross_products_equal_plain_sums() {
+        let value = |i: usize| ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0;
+        for (a, b, s) in [
+            (1, 1, 5),
+            (4, 4, 16),
+            (6, 5, 37),
+            (16, 16, 784),
+            (3, 8, 200),
+        ] {
+            let x: Vec<f32> = (0..a * s).map(value).collect();
+            let y: Vec<f32> = (0..b * s).map(|i| value(i + 7)).collect();
+            let mut out = vec![0.0; a * b];
+            cross_products(&x, &y, (a, b, s), &mut out);
+            for i in 0..a {
+                for j in 0..b {
+                    let want: f64 = (0..s)
+                        .map(|k| x[i * s + k] as f64 * y[j * s + k] as f64)
+                        .sum();
+                    let got = out[i * b + j];
+                    assert!(
+                        (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{a}x{b}x{s} ({i}, {j}): {got} vs {want}"
+                    );
+                    assert_eq!(cross_product(&x, &y, (i, j), s).to_bits(), got.to_bits());
+                }
+            }
+        }
+    }
+
+    /// Measuring only some pairs gives those pairs' correlations exactly as measuring all.
+    #[test]
+    fn some_pairs_equal_all_pairs() {
+        let arch = tinycnn::Arch::parse("5-3", 12, 12, 3).unwrap();
+        let a = Model::init(&arch, tinycnn::Init::Glorot, 3).unwrap();
+        let b = Model::init(&arch, tinycnn::Init::Glorot, 4).unwrap();
+        let images: Vec<u8> = (0..40 * 144)
+            .map(|i| ((i * 31 + i / 7) % 256) as u8)
+            .collect();
+        let captured = Captured::of(&a, Scaling::Unit, &images);
+        let all = against(&captured, (&b, Scaling::Unit), &images, None);
+        let pairs = vec![vec![(0, 4), (3, 1), (4, 0)], vec![(2, 2), (1, 0)]];
+        let some = against(&captured, (&b, Scaling::Unit), &images, Some(&pairs));
+        for (l, p) in pairs.iter().enumerate() {
+            for &(i, j) in p {
+                assert_eq!(all[l].of(i, j).to_bits(), some[l].of(i, j).to_bits());
+            }
+        }
     }
 }

@@ -165,12 +165,12 @@ fn align(
     member: (&Model, Scaling),
     images: (&[u8], &[u8]),
 ) -> Result<Aligned> {
-    let super::compare::Alignment { picks, corr } =
-        super::compare::align(reference, member, images);
+    let super::compare::Alignment { picks, matched, .. } =
+        super::compare::align(reference, member, images, false);
     let matched = picks
         .iter()
-        .zip(&corr)
-        .map(|(pairs, c)| pairs.iter().map(|&(i, j)| (j, c[i][j])).collect())
+        .zip(&matched)
+        .map(|(pairs, r)| pairs.iter().zip(r).map(|(&(_, j), &r)| (j, r)).collect())
         .collect();
     Ok(Aligned {
         matched,
