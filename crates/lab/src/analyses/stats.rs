@@ -109,6 +109,22 @@ pub fn newcombe(k1: usize, n1: usize, k2: usize, n2: usize) -> (f64, f64, f64) {
     (d, low, high)
 }
 
+/// The median (the mean of the middle two for an even count), the smallest and the largest
+/// of `v`; `None` when it is empty.
+pub fn median_range(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let median = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    Some((median, s[0], s[s.len() - 1]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

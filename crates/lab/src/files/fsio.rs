@@ -81,6 +81,25 @@ pub fn derived_dir(path: &Path) -> Result<()> {
     crate::files::output::mark(path)
 }
 
+/// Writes `STEM.json` (`value`, pretty, with a final newline) and `STEM.csv` (`csv`) into the
+/// derived directory `out`, each atomically; returns their paths.
+pub fn write_json_and_csv(
+    out: &Path,
+    stem: &str,
+    value: &impl serde::Serialize,
+    csv: Vec<u8>,
+) -> Result<Vec<PathBuf>> {
+    derived_dir(out)?;
+    let json = serde_json::to_string_pretty(value).expect("our types serialise") + "\n";
+    let mut written = Vec::new();
+    for (ext, bytes) in [("json", json.into_bytes()), ("csv", csv)] {
+        let p = out.join(format!("{stem}.{ext}"));
+        write_file_atomic(&p, true, |w| w.write_all(&bytes))?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
 /// tempfile's errors repeat the path; name the directory once with the reason.
 fn cannot_create_in(dir: &Path, e: std::io::Error) -> Error {
     use std::io::ErrorKind::*;

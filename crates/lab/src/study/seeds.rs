@@ -10,24 +10,19 @@ use std::fmt::Write as _;
 
 use crate::analyses::seeds::barriers::{figure_name, Barriers, Summary};
 use crate::analyses::seeds::families::{Families, Family, LayerFamilies};
-use crate::analyses::stats::nearest_rank;
+use crate::analyses::stats::median_range;
 use crate::study::data::ReportData;
 use crate::study::html::{esc, img_bytes, img_file};
 
-/// `median (lo-hi)` of `v`, or a dash.
+/// `median (range lo-hi)` of `v`, or a dash.
 fn spread(v: &[f64], decimals: usize) -> String {
-    if v.is_empty() {
-        return "&ndash;".into();
+    match median_range(v) {
+        None => "&ndash;".into(),
+        Some((median, lo, hi)) => format!(
+            "median {median:.d$} (range {lo:.d$}&ndash;{hi:.d$})",
+            d = decimals
+        ),
     }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    format!(
-        "median {:.d$} (range {:.d$}&ndash;{:.d$})",
-        nearest_rank(&s, 0.5),
-        s[0],
-        s[s.len() - 1],
-        d = decimals
-    )
 }
 
 /// How a layer's CKA between learned runs stands against the initialisations': above all of

@@ -666,20 +666,7 @@ impl Dissection {
 
     /// Writes `dissection.json` and `dissection.csv` into `out` (derived data, replaced).
     pub fn write(&self, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-        crate::files::fsio::derived_dir(out)?;
-        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
-        let mut written = Vec::new();
-        for (name, bytes) in [
-            ("dissection.json", json.into_bytes()),
-            ("dissection.csv", self.to_csv()),
-        ] {
-            let p = out.join(name);
-            crate::files::fsio::write_file_atomic(&p, true, |w| {
-                std::io::Write::write_all(w, &bytes)
-            })?;
-            written.push(p);
-        }
-        Ok(written)
+        crate::files::fsio::write_json_and_csv(out, "dissection", self, self.to_csv())
     }
 }
 

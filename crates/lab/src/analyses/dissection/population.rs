@@ -369,20 +369,7 @@ impl Population {
 
     /// Writes `population.json` and `population.csv` into `out` (derived data, replaced).
     pub fn write(&self, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-        crate::files::fsio::derived_dir(out)?;
-        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
-        let mut written = Vec::new();
-        for (name, bytes) in [
-            ("population.json", json.into_bytes()),
-            ("population.csv", self.to_csv()),
-        ] {
-            let p = out.join(name);
-            crate::files::fsio::write_file_atomic(&p, true, |w| {
-                std::io::Write::write_all(w, &bytes)
-            })?;
-            written.push(p);
-        }
-        Ok(written)
+        crate::files::fsio::write_json_and_csv(out, "population", self, self.to_csv())
     }
 }
 

@@ -238,19 +238,8 @@ impl Barriers {
     /// Writes `barriers.json`, `barriers.csv` and a figure per dataset and condition
     /// (`barriers-DATASET-CONDITION.png`) into `out`; returns the files written.
     pub fn write(&self, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-        crate::files::fsio::derived_dir(out)?;
-        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
-        let mut written = Vec::new();
-        for (name, bytes) in [
-            ("barriers.json", json.into_bytes()),
-            ("barriers.csv", self.to_csv()),
-        ] {
-            let p = out.join(name);
-            crate::files::fsio::write_file_atomic(&p, true, |w| {
-                std::io::Write::write_all(w, &bytes)
-            })?;
-            written.push(p);
-        }
+        let mut written =
+            crate::files::fsio::write_json_and_csv(out, "barriers", self, self.to_csv())?;
         for (dataset, condition) in self.groups() {
             let cells = self.cells_of(dataset, condition);
             if cells.is_empty() {

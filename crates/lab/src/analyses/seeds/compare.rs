@@ -223,19 +223,8 @@ impl Comparison {
     /// Writes `compare.json`, `compare.csv`, a correlation matrix per layer and the barrier
     /// plot into `out`; returns the files written.
     pub fn write(&self, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-        crate::files::fsio::derived_dir(out)?;
-        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
-        let mut written = Vec::new();
-        for (name, bytes) in [
-            ("compare.json", json.into_bytes()),
-            ("compare.csv", self.to_csv()),
-        ] {
-            let p = out.join(name);
-            crate::files::fsio::write_file_atomic(&p, true, |w| {
-                std::io::Write::write_all(w, &bytes)
-            })?;
-            written.push(p);
-        }
+        let mut written =
+            crate::files::fsio::write_json_and_csv(out, "compare", self, self.to_csv())?;
         for l in &self.layers {
             let p = out.join(format!("correlation-layer-{}.png", l.layer));
             super::figures::correlation(self, l).save_png(&p)?;

@@ -30,7 +30,7 @@ use tinycnn::{Model, Scaling};
 use super::cka;
 use super::compare::{grams, mean, permutations, NULL_SEEDS};
 use super::correlation::Captured;
-use crate::analyses::stats::{newcombe, wilson};
+use crate::analyses::stats::{median_range, newcombe, wilson};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 
@@ -603,19 +603,8 @@ impl Families {
     /// Writes `families.json`, `families.csv` and a sheet per layer (`families-layer-L.png`)
     /// into `out`; `d` is the dataset the families were read on. Returns the files written.
     pub fn write(&self, out: &std::path::Path, d: &Dataset) -> Result<Vec<std::path::PathBuf>> {
-        crate::files::fsio::derived_dir(out)?;
-        let json = serde_json::to_string_pretty(self).expect("json") + "\n";
-        let mut written = Vec::new();
-        for (name, bytes) in [
-            ("families.json", json.into_bytes()),
-            ("families.csv", self.to_csv()),
-        ] {
-            let p = out.join(name);
-            crate::files::fsio::write_file_atomic(&p, true, |w| {
-                std::io::Write::write_all(w, &bytes)
-            })?;
-            written.push(p);
-        }
+        let mut written =
+            crate::files::fsio::write_json_and_csv(out, "families", self, self.to_csv())?;
         let (px, split) = (d.pixels(), d.split(self.split));
         let images: Vec<u8> = self
             .shown
@@ -633,17 +622,10 @@ impl Families {
 
 /// `median (min-max)` of `v`, or "none".
 fn spread(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "none".into();
+    match median_range(v) {
+        None => "none".into(),
+        Some((median, lo, hi)) => format!("median {median:.4} ({lo:.4}-{hi:.4})"),
     }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let median = if s.len() % 2 == 1 {
-        s[s.len() / 2]
-    } else {
-        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
-    };
-    format!("median {median:.4} ({:.4}-{:.4})", s[0], s[s.len() - 1])
 }
 
 #[cfg(test)]

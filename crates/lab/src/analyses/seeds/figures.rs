@@ -263,13 +263,7 @@ pub fn barriers(title: &str, cells: &[&super::barriers::CellBarriers]) -> Canvas
                 .y_labels(6)
                 .y_label_formatter(&|v| crate::chart::short_number(*v))
                 .x_labels(nc + 1)
-                .x_label_formatter(&|v| {
-                    let i = v.round();
-                    match cells.get(i as usize) {
-                        Some(c) if (v - i).abs() < 1e-6 && i >= 0.0 => c.arch.clone(),
-                        _ => String::new(),
-                    }
-                }),
+                .x_label_formatter(&|v| category(v, |i| cells.get(i).map(|c| c.arch.clone()))),
         )
         .draw()?;
         for (i, c) in cells.iter().enumerate() {
@@ -349,13 +343,7 @@ pub fn cka_strip(f: &super::families::Families) -> Canvas {
                 .y_labels(6)
                 .y_label_formatter(&|v| format!("{v:.3}"))
                 .x_labels(n + 1)
-                .x_label_formatter(&|v| {
-                    let i = v.round();
-                    match columns.get(i as usize) {
-                        Some(c) if (v - i).abs() < 1e-6 && i >= 0.0 => c.0.clone(),
-                        _ => String::new(),
-                    }
-                }),
+                .x_label_formatter(&|v| category(v, |i| columns.get(i).map(|c| c.0.clone()))),
         )
         .draw()?;
         for (i, (_, values, colour)) in columns.iter().enumerate() {
@@ -368,4 +356,15 @@ pub fn cka_strip(f: &super::families::Families) -> Canvas {
         }
         Ok(())
     })
+}
+
+/// The label of a category axis drawn on `f64`: category `i` sits at `x = i`; ticks between
+/// categories are left blank.
+fn category(v: &f64, label: impl Fn(usize) -> Option<String>) -> String {
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 {
+        label(i as usize).unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
