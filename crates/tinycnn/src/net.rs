@@ -86,6 +86,9 @@ pub struct Workspace {
     pub(crate) alive: Vec<Vec<bool>>,
     /// Fill `post` for every layer (activation capture).
     pub(crate) keep_post: bool,
+    /// Stop at the last conv layer's `post` (its pooling and the dense layer feed only the
+    /// logits, which a capture of maps does not read); requires `keep_post`.
+    pub(crate) maps_only: bool,
 }
 
 impl Workspace {
@@ -157,6 +160,7 @@ impl Workspace {
             dwb: vec![0.0; max_wb],
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             keep_post: false,
+            maps_only: false,
             layers,
         }
     }
@@ -278,6 +282,10 @@ impl Workspace {
                         }
                     }
                 }
+            }
+            if self.maps_only && l + 1 == self.layers.len() {
+                debug_assert!(self.keep_post);
+                return;
             }
             if s.pool {
                 let m = s.cout * b * s.out_hw();

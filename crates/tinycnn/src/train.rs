@@ -628,6 +628,7 @@ impl PostMaps {
     pub fn new(arch: &crate::arch::Arch) -> PostMaps {
         let mut ws = Workspace::new(arch, CHUNK);
         ws.keep_post = true;
+        ws.maps_only = true;
         PostMaps { ws }
     }
 
