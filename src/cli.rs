@@ -32,7 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The whole thesis in one command: datasets, sweep, stuck runs, case studies, report.
+    /// The whole thesis in one command: datasets, sweep, stuck runs, case studies, what the
+    /// filters detect, whether seeds agree, report.
     #[command(after_help = STUDY_EXAMPLES)]
     Study(StudyArgs),
     /// Rebuild a study's report.html from its store and pictures, recomputing nothing.

@@ -11,21 +11,25 @@ use rayon::prelude::*;
 use crate::analyses::seeds::barriers::{disjoint_pairs, pair, Barriers, CellBarriers, Settings};
 use crate::analyses::seeds::compare::Side;
 use crate::data::dataset::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
 use crate::experiments::store::{RunRow, Store};
 use crate::models::run::Run;
 
 /// The barriers of every cell of `runs` (one experiment's runs; cells are never pooled across
 /// datasets or conditions). `dataset` loads the dataset a run was trained on (called once per
-/// dataset); `progress(done, total)` counts pairs. The same runs give the same bytes at any
-/// thread count: the pairs are measured independently and gathered in order.
+/// dataset); `progress(done, total)` counts pairs; once `cancel` is set, no further pair
+/// starts and the call returns [`Error::Interrupted`]. The same runs give the same bytes at
+/// any thread count: the pairs are measured independently and gathered in order.
 pub fn grid(
     store: &Store,
     runs: &[RunRow],
     settings: &Settings,
     dataset: &dyn Fn(&RunRow) -> Result<Dataset>,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    (progress, cancel): (
+        &(dyn Fn(usize, usize) + Sync),
+        &std::sync::atomic::AtomicBool,
+    ),
 ) -> Result<Barriers> {
     let mut cells: BTreeMap<(String, String, String), Vec<&RunRow>> = BTreeMap::new();
     for r in runs {
@@ -70,6 +74,11 @@ pub fn grid(
     let measured: Vec<Result<_>> = jobs
         .par_iter()
         .map(|(cell, (a, dir_a), (b, dir_b))| {
+            if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Interrupted(
+                    "run the same command again to resume".into(),
+                ));
+            }
             let d = &datasets[&a.dataset_hash];
             let (ra, rb) = (Run::load(dir_a)?, Run::load(dir_b)?);
             let p = pair(

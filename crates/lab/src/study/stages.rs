@@ -164,7 +164,7 @@ pub fn run(
         total,
         "do seeds agree: families per case, barriers over the grid",
     );
-    seeds_stage(dir, &store, &study, (&runs, &case_runs), obs)?;
+    seeds_stage(dir, &store, &study, (&runs, &case_runs), (cancel, obs))?;
     obs.stage(7, total, "the report");
     crate::study::report::build(dir)
 }
@@ -599,9 +599,18 @@ fn seeds_stage(
     store: &Store,
     study: &Study,
     (runs, case_runs): (&[RunRow], &[RunRow]),
-    obs: &dyn StudyObserver,
+    (cancel, obs): (&std::sync::atomic::AtomicBool, &dyn StudyObserver),
 ) -> Result<()> {
     use crate::analyses::seeds::{barriers, families};
+    let stopped = || {
+        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(Error::Interrupted(
+                "run the same command again to resume".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
     let (cases_out, grid_out) = crate::study::config::seeds_dirs(dir);
     for case in &study.table.cases {
         let out = cases_out.join(case.slug());
@@ -613,6 +622,7 @@ fn seeds_stage(
         if learned < 2 || out.join("families.json").exists() {
             continue;
         }
+        stopped()?;
         let rows = rows.into_iter().cloned().collect();
         let cell = crate::experiments::families::load_cell(store, rows, shapes::Split::Test)?;
         let f = families::families(
@@ -632,7 +642,7 @@ fn seeds_stage(
         runs,
         &barriers::Settings::default(),
         &|r| Dataset::read_npz(&data_file(dir, &r.dataset, ".npz")),
-        &|done, total| obs.paired(done, total),
+        (&|done, total| obs.paired(done, total), cancel),
     )?;
     grid.write(&grid_out)?;
     Ok(())
