@@ -78,6 +78,9 @@ pub enum Command {
     /// Which filters does every run of a cell learn? Every run aligned to a reference and
     /// its filters read as families, with shares, the seed-own filters and CKA between runs.
     Families(FamiliesArgs),
+    /// Explore a store's runs in the browser: the grid, a cell's runs, a run's filters switched
+    /// off with the accuracy computed again.
+    Serve(ServeArgs),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -271,9 +274,28 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = SplitChoice::Val)]
     pub split: SplitChoice,
 
+    /// Evaluate the network with these filters removed (physically pruned), as LAYER:FILTER,
+    /// both from 1, e.g. --remove 1:2,2:1.
+    #[arg(long, value_name = "L:F", value_delimiter = ',', value_parser = parse_filter)]
+    pub remove: Vec<(usize, usize)>,
+
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `L:F`, a conv layer and one of its filters, both from 1.
+fn parse_filter(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?}: give LAYER:FILTER, both from 1, e.g. 1:2");
+    let (l, f) = s.split_once(':').ok_or_else(bad)?;
+    let (l, f) = (
+        l.trim().parse::<usize>().map_err(|_| bad())?,
+        f.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if l == 0 || f == 0 {
+        return Err(bad());
+    }
+    Ok((l, f))
 }
 
 #[derive(Debug, Args)]
@@ -494,6 +516,21 @@ pub struct CompareArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A study directory (its shapelab.db) or a store file.
+    #[arg(value_name = "STUDY_DIR|STORE", default_value = "study")]
+    pub path: PathBuf,
+
+    /// The port to listen on (0: any free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// The address to listen on. Anything but 127.0.0.1 lets other machines in.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
 }
 
 #[derive(Args, Debug)]

@@ -56,6 +56,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<tinycnn::Error>() {
             return if e.is_usage() { 2 } else { 1 };
         }
+        if let Some(e) = cause.downcast_ref::<server::Error>() {
+            return match e {
+                server::Error::Lab(e) => e.exit_code(),
+                server::Error::Usage(_) => 2,
+                _ => 1,
+            };
+        }
     }
     1
 }
@@ -87,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
         Command::Compare(args) => compare_cmd::compare(args),
         Command::Families(args) => compare_cmd::families(args, cli.quiet),
+        Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),
@@ -612,5 +620,28 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
         "  sweep, {} jobs                      {:>10.0}  ({:.2}x one job)",
         r.jobs, r.sweep_image_epochs_per_s, r.scaling
     );
+    Ok(())
+}
+
+/// `serve`: the store behind `path` in the browser, until Ctrl-C.
+fn serve(args: cli::ServeArgs) -> Result<()> {
+    let source = server::Source::resolve(&args.path)?;
+    let state = server::State::open(&source)?;
+    if !args.host.is_loopback() {
+        eprintln!(
+            "warning: listening on {}: other machines can reach this server; use --host 127.0.0.1 to keep it local",
+            args.host
+        );
+    }
+    server::serve(
+        state,
+        std::net::SocketAddr::new(args.host, args.port),
+        |addr| {
+            println!(
+                "serving {} at http://{addr}/ (Ctrl-C stops)",
+                source.store.display()
+            );
+        },
+    )?;
     Ok(())
 }

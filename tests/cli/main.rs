@@ -9,6 +9,7 @@ mod generate;
 mod inside;
 mod inspect;
 mod prune;
+mod serve;
 mod study;
 mod sweep;
 mod train;

@@ -228,7 +228,7 @@ pub fn to_text(groups: &[StuckGroup]) -> String {
 }
 
 /// Loads the dataset a stored run was trained on.
-pub(crate) fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
+pub fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
     let d = store
         .dataset(&r.dataset_hash)?
         .ok_or_else(|| Error::bad(store.path(), format!("lacks the dataset of run {}", r.key)))?;

@@ -1,0 +1,78 @@
+//! `shapelab serve`: a local web explorer of a store's runs. The sweep's success-rate grid,
+//! each cell's runs with their learning curves, and a run's filters switched off with the
+//! accuracy overall, per class and as a confusion matrix recomputed exactly (the masked
+//! evaluation equals evaluating the physically pruned network).
+//!
+//! An axum server on tokio. The page (HTML, CSS, JS in `assets/`) is built into the binary:
+//! no CDN and no network at run time. The server is read-only on the store (SQLite opened
+//! read-only), serves only the runs the store lists, refuses a model directory that resolves
+//! outside the store's directory, and caps request bodies.
+//!
+//! Must not write anything: not the store, not a model directory, not a file.
+
+pub mod api;
+pub mod source;
+pub mod state;
+
+use std::net::SocketAddr;
+
+pub use source::Source;
+pub use state::State;
+
+/// What can go wrong serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Lab(#[from] lab::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error(
+        "cannot listen on {addr}: {source}; give another --port, or --port 0 for any free one"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// The router of `state`: the page, its assets and the API.
+pub fn app(state: std::sync::Arc<State>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(api::index))
+        .route("/app.js", get(api::script))
+        .route("/style.css", get(api::style))
+        .route("/api/grid", get(api::grid))
+        .route("/api/runs", get(api::runs))
+        .route("/api/eval", post(api::eval))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves `state` on `addr` until Ctrl-C; `ready` gets the bound address (the port chosen
+/// when `addr` asks for port 0) before the first request is accepted.
+pub fn serve(state: State, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        ready(listener.local_addr()?);
+        axum::serve(listener, app(std::sync::Arc::new(state)))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
