@@ -174,3 +174,59 @@ fn serve_refuses_what_it_cannot_serve() {
     let e = fails(dir.path(), &["serve", "junk.db"], 1);
     assert!(e.contains("junk.db"), "{e}");
 }
+
+/// The page in headless Chromium: its script runs, asks the API, and draws the grid with a
+/// clickable cell per architecture (scripts/test.sh installs Chromium and requires it).
+#[test]
+fn the_page_draws_the_grid_in_a_browser() {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        Std::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("SHAPELAB_REQUIRE_BROWSER").is_none(),
+            "SHAPELAB_REQUIRE_BROWSER is set but chromium is not installed (run scripts/test.sh)"
+        );
+        eprintln!("chromium not installed: browser check skipped (scripts/test.sh installs it)");
+        return;
+    };
+    let dir = workdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("exp.toml"),
+        "name = \"e\"\nseeds = 1\nepochs = 2\n[[dataset]]\npreset = \"thesis-1.3\"\nname = \"size\"\ntrain = 150\nval = 60\n[grid]\narchs = [\"2\", \"2-3\"]\n",
+    )
+    .unwrap();
+    ok(d, &["sweep", "exp.toml", "--store", "s.db", "-q"]);
+    let s = start(d, "s.db");
+    let out = Std::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--dump-dom",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", d.join("profile").display()))
+        .arg(format!("http://{}/", s.addr))
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for arch in ["2", "2-3"] {
+        assert!(
+            dom.contains(&format!("data-a=\"{arch}\"")),
+            "no cell for {arch}: {dom}"
+        );
+    }
+    assert!(dom.contains("e: size under"), "{dom}");
+    assert!(!dom.contains("class=\"error\""), "{dom}");
+}
