@@ -140,6 +140,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Toggle(args)) => {
+            let r = lab::bench::toggle_speed(&args.arch, args.epochs, args.images, args.repeats)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} toggles of a trained {}'s filters, the network evaluated on {} validation images after each: median {:.1} ms, slowest {:.1} ms ({} threads)",
+                    r.toggles, r.arch, r.images, r.median_ms, r.max_ms, r.threads
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Activations(args)) => {
             let r = lab::bench::sheets_speed(&args.arch, args.repeats)?;
             if args.json {

@@ -366,6 +366,69 @@ pub struct PruneSpeed {
     pub initial_accuracy: f64,
 }
 
+/// Time of switching filters off in `shapelab serve`: the network evaluated with a set of
+/// filters removed (the pruned network's numbers), once per toggle.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToggleSpeed {
+    pub arch: String,
+    pub images: usize,
+    pub toggles: usize,
+    pub threads: usize,
+    /// Per toggle, in milliseconds: the median and the slowest.
+    pub median_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Trains `arch` on thesis-1.3 (not timed), then switches its filters off one at a time,
+/// every other layer in turn and never a layer's last, and back on, evaluating the network on
+/// `images` validation images after each toggle, `repeats` times over.
+pub fn toggle_speed(
+    arch: &str,
+    epochs: usize,
+    images: usize,
+    repeats: usize,
+) -> Result<ToggleSpeed> {
+    let mut f = shapes::presets::find("thesis-1.3")
+        .expect("preset exists")
+        .spec_file();
+    (f.train, f.val) = (Some(6000), Some(images));
+    let d = Dataset::generate(&f.resolve()?, None, &|_| {});
+    let a = tinycnn::Arch::parse(arch, 28, 28, 3)?;
+    let cfg = tinycnn::TrainConfig {
+        epochs,
+        seed: 1,
+        ..tinycnn::TrainConfig::default()
+    };
+    let val = crate::models::training::engine_data(&d, Split::Val);
+    let model =
+        tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)?.model;
+    let mut keep: Vec<Vec<bool>> = a.filters.iter().map(|&n| vec![true; n]).collect();
+    let order: Vec<(usize, usize)> = (0..*a.filters.iter().max().unwrap_or(&1) - 1)
+        .flat_map(|f| (0..a.filters.len()).map(move |l| (l, f)))
+        .filter(|&(l, f)| f + 1 < a.filters[l])
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..repeats.max(1) {
+        for on in [false, true] {
+            for &(l, f) in &order {
+                keep[l][f] = on;
+                let start = Instant::now();
+                tinycnn::train::evaluate_masked(&model, &keep, &val, tinycnn::Scaling::Unit)?;
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(ToggleSpeed {
+        arch: arch.into(),
+        images,
+        toggles: times.len(),
+        threads: rayon::current_num_threads(),
+        median_ms: times[times.len() / 2],
+        max_ms: times[times.len() - 1],
+    })
+}
+
 /// Time of a full dissection.
 #[derive(Clone, Debug, Serialize)]
 pub struct DissectSpeed {

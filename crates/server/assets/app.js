@@ -77,7 +77,8 @@ async function showCell(experiment, dataset, condition, arch) {
   try {
     const q = new URLSearchParams({ experiment, dataset, condition, arch });
     const runs = await api(`/api/runs?${q}`);
-    let h = `<table><tr><th>seed</th><th class="txt">outcome</th><th>val acc</th><th>test acc</th><th class="txt">validation accuracy by epoch</th></tr>`;
+    const outcomes = [...new Set(runs.map((r) => r.outcome))];
+    let h = `<p>Show: <select id="outcome"><option value="">every outcome</option>${outcomes.map((o) => `<option>${esc(o)}</option>`).join("")}</select></p><table><tr><th>seed</th><th class="txt">outcome</th><th>val acc</th><th>test acc</th><th class="txt">validation accuracy by epoch</th></tr>`;
     runs.forEach((r, i) => {
       h += `<tr class="run" data-i="${i}"><td>${r.seed}</td><td class="txt ${esc(r.outcome)}">${esc(r.outcome)}</td><td>${r.val_acc.toFixed(4)}</td><td>${r.test_acc == null ? "&ndash;" : r.test_acc.toFixed(4)}</td><td class="txt">${sparkline(r.curve)}</td></tr>`;
     });
@@ -85,6 +86,12 @@ async function showCell(experiment, dataset, condition, arch) {
     for (const tr of el.querySelectorAll("tr.run")) {
       tr.addEventListener("click", () => showRun(runs[+tr.dataset.i].key, arch));
     }
+    $("outcome").addEventListener("change", () => {
+      const want = $("outcome").value;
+      for (const tr of el.querySelectorAll("tr.run")) {
+        tr.hidden = want !== "" && runs[+tr.dataset.i].outcome !== want;
+      }
+    });
     $("cell").scrollIntoView();
   } catch (e) { failed(el, e); }
 }
