@@ -230,23 +230,11 @@ pub(crate) fn load_eval_data(run: &Run, data: &Option<String>) -> Result<(lab::D
 pub fn eval(args: EvalArgs) -> Result<()> {
     let mut run = Run::load(&args.model)?;
     if !args.remove.is_empty() {
-        let filters = run.model.arch.filters.clone();
-        let mut keep: Vec<Vec<bool>> = filters.iter().map(|&n| vec![true; n]).collect();
-        for &(l, f) in &args.remove {
-            if l > filters.len() || f > filters[l - 1] {
-                return Err(usage(format!(
-                    "--remove {l}:{f}: {} has no such filter (layers 1 to {}, filters {})",
-                    run.model.arch.label(),
-                    filters.len(),
-                    filters
-                        .iter()
-                        .map(|n| format!("1-{n}"))
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                )));
-            }
-            keep[l - 1][f - 1] = false;
-        }
+        let keep = run
+            .model
+            .arch
+            .keep_without(&args.remove)
+            .map_err(|e| usage(format!("--remove: {e}")))?;
         run.model = run.model.pruned(&keep)?;
     }
     let (d, name) = load_eval_data(&run, &args.data)?;

@@ -24,6 +24,25 @@ pub fn shapelab() -> Command {
     Command::cargo_bin("shapelab").expect("binary built")
 }
 
+/// Debian's Chromium, when installed. When it is not, a browser test is skipped with a note,
+/// unless `SHAPELAB_REQUIRE_BROWSER` is set (scripts/test.sh sets it), which fails it.
+pub fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SHAPELAB_REQUIRE_BROWSER").is_none(),
+            "SHAPELAB_REQUIRE_BROWSER is set but chromium is not installed (run scripts/test.sh)"
+        );
+        eprintln!("chromium not installed: browser check skipped (scripts/test.sh installs it)");
+    }
+    found
+}
+
 /// A temporary working directory.
 pub fn workdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")

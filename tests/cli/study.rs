@@ -248,17 +248,7 @@ fn the_seeds_stage_compares_learned_seeds() {
 
 /// Renders the report in headless Chromium: every image must load and every section exist.
 fn browser_check(report: &Path, tmp: &Path) {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Std::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
-        assert!(
-            std::env::var_os("SHAPELAB_REQUIRE_BROWSER").is_none(),
-            "SHAPELAB_REQUIRE_BROWSER is set but chromium is not installed (run scripts/test.sh)"
-        );
-        eprintln!("chromium not installed: browser check skipped (scripts/test.sh installs it)");
+    let Some(chromium) = crate::chromium() else {
         return;
     };
     let url = format!("file://{}", report.canonicalize().unwrap().display());

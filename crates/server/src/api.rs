@@ -206,18 +206,11 @@ pub async fn eval(
         })?;
         let run = state.run(&row)?;
         let d = state.dataset(&row)?;
-        let filters = &run.model.arch.filters;
-        let mut keep: Vec<Vec<bool>> = filters.iter().map(|&n| vec![true; n]).collect();
-        for &(l, f) in &req.off {
-            if l == 0 || l > filters.len() || f == 0 || f > filters[l - 1] {
-                return Err(bad(format!(
-                    "filter [{l}, {f}] is not in a {} (layers 1 to {}, filters from 1)",
-                    run.model.arch.label(),
-                    filters.len()
-                )));
-            }
-            keep[l - 1][f - 1] = false;
-        }
+        let keep = run
+            .model
+            .arch
+            .keep_without(&req.off)
+            .map_err(|e| bad(e.to_string()))?;
         let split = d.try_split(req.split).ok_or_else(|| {
             bad(format!(
                 "the run's data has no {} split; ask for val",

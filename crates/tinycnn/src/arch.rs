@@ -260,6 +260,29 @@ impl Arch {
             .join("-")
     }
 
+    /// Which filters stay when `off` (`(layer, filter)`, both from 1) are switched off, as
+    /// [`Arch::pruned`] and [`crate::Model::pruned`] take it: `keep[l][f]`. A filter the
+    /// architecture does not have is an error naming it.
+    pub fn keep_without(&self, off: &[(usize, usize)]) -> Result<Vec<Vec<bool>>> {
+        let mut keep: Vec<Vec<bool>> = self.filters.iter().map(|&n| vec![true; n]).collect();
+        for &(l, f) in off {
+            if l == 0 || l > self.filters.len() || f == 0 || f > self.filters[l - 1] {
+                return Err(Error::Arch(format!(
+                    "filter {l}:{f} is not in a {} (layers 1 to {}, filters {})",
+                    self.label(),
+                    self.filters.len(),
+                    self.filters
+                        .iter()
+                        .map(|n| format!("1-{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )));
+            }
+            keep[l - 1][f - 1] = false;
+        }
+        Ok(keep)
+    }
+
     /// The architecture with some filters removed: `keep[l][f]` says whether filter `f` of
     /// conv layer `l` stays. Every layer must keep at least one filter.
     pub fn pruned(&self, keep: &[Vec<bool>]) -> Result<Arch> {
@@ -304,6 +327,20 @@ pub(crate) fn check_keep(arch: &Arch, keep: &[Vec<bool>]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_without_switches_off_the_named_filters_and_refuses_others() {
+        let a = Arch::parse("4-3", 28, 28, 3).unwrap();
+        let keep = a.keep_without(&[(1, 2), (2, 3), (1, 2)]).unwrap();
+        assert_eq!(
+            keep,
+            vec![vec![true, false, true, true], vec![true, true, false]]
+        );
+        for bad in [(3, 1), (1, 5), (0, 1), (2, 0)] {
+            let e = a.keep_without(&[bad]).unwrap_err().to_string();
+            assert!(e.contains(&format!("filter {}:{}", bad.0, bad.1)), "{e}");
+        }
+    }
 
     #[test]
     fn labels_parse_print_and_sort_by_their_filters() {
