@@ -211,18 +211,13 @@ pub async fn eval(
             .arch
             .keep_without(&req.off)
             .map_err(|e| bad(e.to_string()))?;
-        let split = d.try_split(req.split).ok_or_else(|| {
-            bad(format!(
+        if d.try_split(req.split).is_none() {
+            return Err(bad(format!(
                 "the run's data has no {} split; ask for val",
                 req.split.name()
-            ))
-        })?;
-        let data = tinycnn::Data {
-            images: &split.images,
-            labels: &split.labels,
-            height: d.height,
-            width: d.width,
-        };
+            )));
+        }
+        let data = lab::models::training::engine_data(&d, req.split);
         let e = tinycnn::train::evaluate_masked(&run.model, &keep, &data, run.meta.train.scaling)
             .map_err(|e| bad(format!("{e}")))?;
         let per_class = e

@@ -20,6 +20,8 @@ pub struct State {
     root: PathBuf,
     datasets: Mutex<HashMap<String, Arc<Dataset>>>,
     runs: Mutex<HashMap<String, Arc<Run>>>,
+    /// The store's rows by key, read again only when a key is missing (a run committed since).
+    rows: Mutex<HashMap<String, RunRow>>,
 }
 
 impl State {
@@ -38,6 +40,7 @@ impl State {
             root,
             datasets: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
+            rows: Mutex::new(HashMap::new()),
         })
     }
 
@@ -51,10 +54,18 @@ impl State {
         Ok(self.store.lock().expect("store lock").history(key)?)
     }
 
-    /// The run `key` as the store lists it; `None` when it does not.
+    /// The run `key` as the store lists it; `None` when it does not. Every toggle asks, so
+    /// the rows are read once and again only for a key not seen.
     pub fn row(&self, key: &str) -> Result<Option<RunRow>> {
-        let rows = self.rows(&RunFilter::default())?;
-        Ok(rows.into_iter().find(|r| r.key == key))
+        let mut known = self.rows.lock().expect("rows lock");
+        if !known.contains_key(key) {
+            *known = self
+                .rows(&RunFilter::default())?
+                .into_iter()
+                .map(|r| (r.key.clone(), r))
+                .collect();
+        }
+        Ok(known.get(key).cloned())
     }
 
     /// The run `row`'s model, loaded once; its directory must lie inside the store's.

@@ -118,10 +118,7 @@ pub fn pair(
     }
     let (chosen, measured) = (d.split(choose), d.split(split));
     let images = (&chosen.images[..], &measured.images[..]);
-    let (on_chosen, on_measured) = rayon::join(
-        || Captured::of(a.model, a.scaling, images.0),
-        || Captured::of(a.model, a.scaling, images.1),
-    );
+    let (on_chosen, on_measured) = Captured::both(a.model, a.scaling, images);
     let Alignment { picks, matched, .. } = align(
         (&on_chosen, &on_measured),
         (b.model, b.scaling),

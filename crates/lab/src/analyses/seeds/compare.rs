@@ -393,10 +393,7 @@ pub fn compare(
     }
     let images = (&chosen.images[..], &measured.images[..]);
     // A's maps once, for B and for every initialisation of the control.
-    let (on_chosen, on_measured) = rayon::join(
-        || Captured::of(a.model, a.scaling, images.0),
-        || Captured::of(a.model, a.scaling, images.1),
-    );
+    let (on_chosen, on_measured) = Captured::both(a.model, a.scaling, images);
     let captured = (&on_chosen, &on_measured);
     let Alignment { picks, corr, .. } = align(captured, (b.model, b.scaling), images, true);
     let corr = corr.expect("asked for");

@@ -133,6 +133,15 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// `model`'s maps over the choosing and the measuring images, side by side: a reference
+    /// captured once for every run aligned to it.
+    pub fn both(model: &Model, scaling: Scaling, images: (&[u8], &[u8])) -> (Captured, Captured) {
+        rayon::join(
+            || Captured::of(model, scaling, images.0),
+            || Captured::of(model, scaling, images.1),
+        )
+    }
+
     /// `model`'s maps over `images [n, H, W]`, chunks in parallel.
     pub fn of(model: &Model, scaling: Scaling, images: &[u8]) -> Captured {
         let px = model.arch.height * model.arch.width;

@@ -224,10 +224,7 @@ pub fn families(
     let others: Vec<&Member> = members.iter().filter(|m| m.key != reference.key).collect();
     let images = (&chosen.images[..], &measured.images[..]);
     // The reference's maps once, for every alignment.
-    let (on_chosen, on_measured) = rayon::join(
-        || Captured::of(reference.model, reference.scaling, images.0),
-        || Captured::of(reference.model, reference.scaling, images.1),
-    );
+    let (on_chosen, on_measured) = Captured::both(reference.model, reference.scaling, images);
     let captured = (&on_chosen, &on_measured);
     let aligned: Vec<Aligned> = others
         .par_iter()
