@@ -651,7 +651,7 @@ fn serve(args: cli::ServeArgs) -> Result<()> {
         |addr| {
             println!(
                 "serving {} at http://{addr}/ (Ctrl-C stops)",
-                source.store.display()
+                source.path().display()
             );
         },
     )?;

@@ -367,7 +367,8 @@ pub struct PruneSpeed {
 }
 
 /// Time of switching filters off in `shapelab serve`: the network evaluated with a set of
-/// filters removed (the pruned network's numbers), once per toggle.
+/// filters removed (the pruned network's numbers: accuracy, per class, per factor bin and the
+/// confusion matrix, as the page shows them), once per toggle.
 #[derive(Clone, Debug, Serialize)]
 pub struct ToggleSpeed {
     pub arch: String,
@@ -413,7 +414,14 @@ pub fn toggle_speed(
             for &(l, f) in &order {
                 keep[l][f] = on;
                 let start = Instant::now();
-                tinycnn::train::evaluate_masked(&model, &keep, &val, tinycnn::Scaling::Unit)?;
+                crate::inside::switched::evaluate(
+                    &model,
+                    &keep,
+                    &d,
+                    Split::Val,
+                    tinycnn::Scaling::Unit,
+                    5,
+                )?;
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod source;
 pub mod state;
+pub mod view;
 
 use std::net::SocketAddr;
 
@@ -26,12 +27,14 @@ pub enum Error {
     Lab(#[from] lab::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(
-        "cannot listen on {addr}: {source}; give another --port, or --port 0 for any free one"
+        "cannot listen on {addr}: {reason}; give another --port, or --port 0 for any free one"
     )]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
@@ -49,9 +52,16 @@ pub fn app(state: std::sync::Arc<State>) -> axum::Router {
         .route("/", get(api::index))
         .route("/app.js", get(api::script))
         .route("/style.css", get(api::style))
-        .route("/api/grid", get(api::grid))
-        .route("/api/runs", get(api::runs))
-        .route("/api/eval", post(api::eval))
+        .route("/api/source", get(api::source))
+        .route("/api/grid", get(api::grid::grid))
+        .route("/api/runs", get(api::grid::runs))
+        .route("/api/run", get(api::run::run))
+        .route("/api/analysis", get(api::run::analysis))
+        .route("/api/eval", post(api::switch::eval))
+        .route("/api/maps", post(api::switch::maps))
+        .route("/api/filter", post(api::switch::filter))
+        .route("/api/image", post(api::image::upload))
+        .route("/api/compare", get(api::compare::compare))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -66,7 +76,7 @@ pub fn serve(state: State, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> 
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|reason| Error::Bind { addr, reason })?;
         ready(listener.local_addr()?);
         axum::serve(listener, app(std::sync::Arc::new(state)))
             .with_graceful_shutdown(async {

@@ -1,43 +1,48 @@
-//! What `shapelab serve` was given, resolved to a store: a study directory (its
-//! `shapelab.db`) or a store file. A single run directory is not served yet.
+//! What `shapelab serve` was given, resolved: a study directory (its `shapelab.db`), a store
+//! file, or a single model directory (served alone, without a store).
 
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// The store a server reads.
+/// What a server reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    pub store: PathBuf,
+pub enum Source {
+    /// A store, and the directory its model paths and a study's files are relative to.
+    Store(PathBuf),
+    /// One model directory written by `shapelab train` or a sweep.
+    Run(PathBuf),
 }
 
 impl Source {
-    /// Resolves `path`: a directory holding `shapelab.db`, or a store file.
+    /// Resolves `path`: a directory holding `shapelab.db`, a store file, or a model directory.
     pub fn resolve(path: &Path) -> Result<Source> {
         if path.is_dir() {
             let store = path.join("shapelab.db");
             if store.is_file() {
-                return Ok(Source { store });
+                return Ok(Source::Store(store));
             }
             if path.join("model.json").is_file() {
-                return Err(Error::Usage(format!(
-                    "{} is a model directory; serving a single run is not built yet: give the study directory or the store it belongs to",
-                    path.display()
-                )));
+                return Ok(Source::Run(path.to_path_buf()));
             }
             return Err(Error::Usage(format!(
-                "{} holds no shapelab.db; give a study directory (after `shapelab study`) or a store file",
+                "{} holds neither shapelab.db nor model.json; give a study directory (after `shapelab study`), a store file or a model directory",
                 path.display()
             )));
         }
         if path.is_file() {
-            return Ok(Source {
-                store: path.to_path_buf(),
-            });
+            return Ok(Source::Store(path.to_path_buf()));
         }
         Err(Error::Usage(format!(
-            "{} does not exist; give a study directory or a store, e.g. `shapelab serve study`",
+            "{} does not exist; give a study directory, a store or a model directory, e.g. `shapelab serve study`",
             path.display()
         )))
+    }
+
+    /// The path served, for messages.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Store(p) | Source::Run(p) => p,
+        }
     }
 }

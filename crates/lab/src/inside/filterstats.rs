@@ -10,7 +10,7 @@
 //! - `by_factor`: for each latent factor that varies in the split, the mean activation in
 //!   equal-width bins of the factor's range (e.g. size or angle), with the bin counts.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shapes::Split as Part;
 use tinycnn::{Model, Scaling};
 
@@ -18,7 +18,7 @@ use crate::data::bins::Bins;
 use crate::data::dataset::Dataset;
 
 /// One bin of a factor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Bin {
     pub low: f32,
     pub high: f32,
@@ -28,14 +28,14 @@ pub struct Bin {
 }
 
 /// A filter's response along one factor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FactorResponse {
     pub factor: String,
     pub bins: Vec<Bin>,
 }
 
 /// The statistics of one filter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterStats {
     /// 1-based, as in the thesis (L1 F3).
     pub layer: usize,
@@ -49,7 +49,7 @@ pub struct FilterStats {
 }
 
 /// Statistics of every filter of a model over a split.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterReport {
     /// Version of this document's format ([`Schema`](crate::files::schema::Schema)).
     #[serde(default)]

@@ -537,6 +537,44 @@ pub(super) fn mean(v: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// B's filters matched to A's, layer by layer (the matching of [`compare`], without its CKA,
+/// control or path): chosen on split `choose` of `d`, each pair's correlation measured on
+/// `split`. What the explorer draws side by side.
+///
+/// # Shapes
+/// Per layer, one [`Pair`] per filter of the narrower run, by A's filter.
+pub fn matching(
+    a: &Side,
+    b: &Side,
+    d: &Dataset,
+    (choose, split): (Part, Part),
+) -> Result<Vec<Vec<Pair>>> {
+    check_comparable(a, b)?;
+    let part = |p: Part| {
+        d.try_split(p).ok_or_else(|| {
+            Error::Usage(format!("the data has no {} split to compare on", p.name()))
+        })
+    };
+    let images = (&part(choose)?.images[..], &part(split)?.images[..]);
+    let (on_chosen, on_measured) = Captured::both(a.model, a.scaling, images);
+    let Alignment { picks, matched, .. } = align(
+        (&on_chosen, &on_measured),
+        (b.model, b.scaling),
+        images,
+        false,
+    );
+    Ok(picks
+        .iter()
+        .zip(&matched)
+        .map(|(p, r)| {
+            p.iter()
+                .zip(r)
+                .map(|(&(a, b), &correlation)| Pair { a, b, correlation })
+                .collect()
+        })
+        .collect())
+}
+
 /// Runs that cannot be compared: different numbers of conv layers or input sizes.
 fn check_comparable(a: &Side, b: &Side) -> Result<()> {
     let (x, y) = (&a.model.arch, &b.model.arch);
@@ -628,6 +666,10 @@ pub(super) mod tests {
         }
         assert_eq!(aligned.unwrap().params, m.params);
         assert_eq!(c.accuracy_aligned, Some(c.accuracy_b));
+        // The matching alone gives the comparison's pairs, bit for bit.
+        let pairs = matching(&a, &b, &d, (Part::Val, Part::Test)).unwrap();
+        let full: Vec<Vec<Pair>> = c.layers.iter().map(|l| l.pairs.clone()).collect();
+        assert_eq!(pairs, full);
         let path = c.path.unwrap();
         assert_eq!(path.loss_barrier_after, 0.0);
         assert_eq!(path.accuracy_barrier_after, 0.0);
