@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The tests, exactly as CI runs them: every unit, integration and golden test, including the
-# browser test that renders a study report in headless Chromium. Chromium is Debian's
-# `chromium` package, installed here with apt-get when absent (never a downloaded browser).
+# browser tests: a study report rendered in headless Chromium, and the explorer (`shapelab
+# serve`) clicked through over WebDriver. Chromium and its driver are Debian's `chromium` and
+# `chromium-driver` packages, installed here with apt-get when absent (never a downloaded
+# browser).
 # Opt-in extras: SHAPELAB_SLOW_TESTS=1 (long experiments), SHAPELAB_PYTHON_TESTS=1 (files
 # opened from Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "installing Debian's chromium for the report's browser test" >&2
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing Debian's chromium and chromium-driver for the browser tests" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "error: chromium is not installed and neither root nor sudo is available; install the 'chromium' package" >&2
     exit 1
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
 SHAPELAB_REQUIRE_BROWSER=1 cargo test --workspace --locked "$@"

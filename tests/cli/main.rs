@@ -4,6 +4,7 @@ mod bad_input;
 mod compare;
 mod dissect;
 mod errors;
+mod explorer;
 mod foreign;
 mod generate;
 mod inside;

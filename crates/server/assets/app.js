@@ -215,7 +215,7 @@ async function refreshNumbers() {
     const e = await api("/api/eval", { run: cur.key, off, split: $("split").value });
     if (seq !== cur.seq) return;
     const names = e.by_class.map((c) => c[0]);
-    let h = `<h3>Accuracy <b id="accuracy" data-value="${e.accuracy}" title="share of the ${e.images} images of the ${e.split} split predicted right by the network with these filters removed; equal to shapelab eval --remove">${e.accuracy.toFixed(4)}</b> <span class="sub">on ${e.images} ${esc(e.split)} images, <span class="def" title="mean cross-entropy">loss</span> ${e.loss.toFixed(4)}, with <span id="off-count">${off.length}</span> filter${off.length === 1 ? "" : "s"} off</span></h3>`;
+    let h = `<h3>Accuracy <b id="accuracy" data-value="${e.accuracy}" data-split="${esc(e.split)}" title="share of the ${e.images} images of the ${e.split} split predicted right by the network with these filters removed; equal to shapelab eval --remove">${e.accuracy.toFixed(4)}</b> <span class="sub">on ${e.images} ${esc(e.split)} images, <span class="def" title="mean cross-entropy">loss</span> ${e.loss.toFixed(4)}, with <span id="off-count">${off.length}</span> filter${off.length === 1 ? "" : "s"} off</span></h3>`;
     h += `<table><tr><th class="txt" title="true class down, predicted across">true \\ predicted</th>${names.map((n) => `<th>${esc(n)}</th>`).join("")}<th title="share of the class's images predicted right">right</th></tr>`;
     e.confusion.forEach((row, i) => {
       h += `<tr><td class="txt">${esc(names[i])}</td>${row.map((v) => `<td>${v}</td>`).join("")}<td>${pct1(e.by_class[i][1])}</td></tr>`;
@@ -352,13 +352,13 @@ function analysisOf(l, f) {
   if (!a) return `<h4>Pruning and twins</h4><p class="sub">computing&hellip;</p>`;
   const p = a.pruning;
   const row = p.filters.findIndex((x) => x.layer === l && x.filter === f);
-  let h = `<h4 title="Its row of the greedy pruning table: the validation accuracy if it were removed at each step; the step where it was removed is marked">Its row of the pruning table</h4><table><tr>${p.steps.map((_, i) => `<th>${i + 1}</th>`).join("")}</tr><tr>`;
+  let h = `<h4 title="Its row of the greedy pruning table: the validation accuracy if it were removed at each step; the step where it was removed is marked">Its row of the pruning table</h4><div class="scroll"><table><tr><th class="txt">step</th>${p.steps.map((_, i) => `<th>${i + 1}</th>`).join("")}</tr><tr><td class="txt">if removed</td>`;
   h += p.steps.map((st) => {
     const acc = st.accuracies[row];
     const removed = st.removed.some((r) => r.layer === l && r.filter === f);
     return `<td${removed ? ' style="background:#fde2a8;font-weight:600" title="removed at this step"' : ""}>${acc == null ? "&ndash;" : acc.toFixed(3)}</td>`;
   }).join("");
-  h += "</tr></table>";
+  h += "</tr></table></div>";
   if (p.survivors.some((x) => x.layer === l && x.filter === f)) h += `<p>It survives in the minimal network.</p>`;
   const sim = a.similarity.layers[l - 1];
   const corr = sim.activation_correlation || sim.activation_cosine;
