@@ -86,6 +86,9 @@ pub struct State {
     pub(crate) views: Cache<String, crate::view::RunView>,
     pub(crate) analyses: Cache<String, crate::view::AnalysisView>,
     pub(crate) matchings: Cache<(String, String), crate::view::Matching>,
+    /// Held while a pruning table is computed: one at a time bounds the memory (tens of MB
+    /// each for a 16-16) and leaves a core for the toggles.
+    pub(crate) heavy: Mutex<()>,
 }
 
 fn canonical(dir: &Path) -> Result<PathBuf> {
@@ -124,6 +127,7 @@ impl State {
             views: Cache::new(),
             analyses: Cache::new(),
             matchings: Cache::new(),
+            heavy: Mutex::new(()),
         })
     }
 

@@ -97,8 +97,10 @@ fn moments(model: &Model, d: &Dataset, part: Part, scaling: Scaling) -> Vec<Mome
         })
         .collect();
     let px = d.pixels();
-    for start in (0..val.len()).step_by(256) {
-        let end = (start + 256).min(val.len());
+    // 64 images at a time bound the maps' memory; the sums run image by image, so the batch
+    // changes no result.
+    for start in (0..val.len()).step_by(64) {
+        let end = (start + 64).min(val.len());
         let (maps, _) = tinycnn::train::capture(model, &val.images[start * px..end * px], scaling);
         for (l, s) in layers.iter().enumerate() {
             let hw = s.hw();

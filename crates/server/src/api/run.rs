@@ -51,6 +51,7 @@ pub async fn analysis(
             let recorded = state
                 .with_store(|s| s.run_analysis(&key, &entry.dataset))?
                 .flatten();
+            let _one_at_a_time = state.heavy.lock().expect("heavy lock");
             crate::view::analysis_view(&run, &d, recorded)
         })?))
     })
