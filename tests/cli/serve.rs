@@ -146,6 +146,11 @@ fn serve_answers_the_page_the_grid_the_runs_and_switched_off_filters() {
     );
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("is not served here"), "{body}");
+    for escape in ["/etc/passwd", "e/../../s.db", "."] {
+        let ask = serde_json::json!({ "run": escape, "split": "val" });
+        let (status, body) = request(&s, "POST", "/api/eval", ask.to_string().as_bytes());
+        assert_eq!(status, 404, "{escape}: {body}");
+    }
     let far = serde_json::json!({ "run": key, "off": [[3, 1]], "split": "val" });
     let (status, body) = request(&s, "POST", "/api/eval", far.to_string().as_bytes());
     assert_eq!(status, 400);

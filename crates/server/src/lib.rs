@@ -66,23 +66,41 @@ pub fn app(state: std::sync::Arc<State>) -> axum::Router {
         .with_state(state)
 }
 
+/// How long requests still running at Ctrl-C (a pruning table being computed) may take
+/// before the server stops anyway.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves `state` on `addr` until Ctrl-C; `ready` gets the bound address (the port chosen
-/// when `addr` asks for port 0) before the first request is accepted.
+/// when `addr` asks for port 0) before the first request is accepted. At Ctrl-C the server
+/// stops accepting, lets running requests finish for [`GRACE`], and returns.
 pub fn serve(state: State, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|reason| Error::Bind { addr, reason })?;
         ready(listener.local_addr()?);
-        axum::serve(listener, app(std::sync::Arc::new(state)))
-            .with_graceful_shutdown(async {
+        let signal = stop.clone();
+        let server = axum::serve(listener, app(std::sync::Arc::new(state))).with_graceful_shutdown(
+            async move {
                 let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+                signal.notify_one();
+            },
+        );
+        tokio::select! {
+            done = server => done?,
+            _ = async {
+                stop.notified().await;
+                tokio::time::sleep(GRACE).await;
+            } => {}
+        }
         Ok(())
-    })
+    });
+    // Blocking work still running (a pruning table) is abandoned: it writes nothing.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
