@@ -473,7 +473,10 @@ setupPad();
     const s = await api("/api/source");
     $("served").textContent = s.name;
     const link = new URLSearchParams(location.hash.slice(1));
-    if (s.kind === "run") $("grid").hidden = true; else await showGrid();
+    if (s.kind === "run") {
+      $("grid").hidden = true;
+      $("intro").textContent = "One model directory, served alone. Click a filter for its details, its corner to switch it off: every number and map is computed again, exactly (the smaller network's).";
+    } else await showGrid();
     const key = s.kind === "run" ? s.run : link.get("run");
     if (key) {
       await showRun(key, () => {

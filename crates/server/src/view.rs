@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use lab::analyses::dissection::Dissection;
-use lab::analyses::pruning::{HeldOut, PruneJson};
+use lab::analyses::pruning::PruneJson;
 use lab::analyses::seeds::compare::Pair;
 use lab::analyses::seeds::families::Families;
 use lab::analyses::similarity::Similarity;
@@ -230,13 +230,9 @@ fn families_of(key: &str, root: &Path) -> lab::Result<Option<FamiliesView>> {
         .collect();
     files.sort();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| lab::Error::io(&file, e))?;
-        let f: Families = serde_json::from_str(&text).map_err(|e| {
-            lab::Error::bad(
-                &file,
-                format!("does not read back ({e}); run `shapelab study` again to rewrite it"),
-            )
-        })?;
+        let Some(f): Option<Families> = lab::study::data::read_json(&file)? else {
+            continue;
+        };
         if f.runs.iter().any(|r| r.key == key) {
             let rel = file.strip_prefix(root).unwrap_or(&file);
             return Ok(Some(view_of_families(key, &f, rel)));
@@ -311,23 +307,8 @@ pub fn analysis_view(
     }
     let model = &run.model;
     let scaling = run.meta.train.scaling;
-    let val = lab::models::training::engine_data(d, Part::Val);
-    let start = std::time::Instant::now();
-    let p = tinycnn::prune::greedy(
-        model,
-        &val,
-        scaling,
-        tinycnn::prune::Ties::Loss,
-        tinycnn::prune::Stop::OnePerLayer,
-    )
-    .map_err(lab::Error::from)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let mut pruning = PruneJson::new(&p, "val", val.len(), "loss", seconds);
+    let (_, pruning) = lab::analyses::analysis::greedy_table(model, d, scaling)?;
     let part = d.held_out();
-    if part != Part::Val {
-        let measure = lab::models::training::engine_data(d, part);
-        pruning.held_out = Some(HeldOut::measure(model, &p, &measure, scaling, part)?);
-    }
     let similarity = lab::analyses::similarity::similarity(model, d, part, scaling, 90.0, &[]);
     Ok(AnalysisView {
         source: "computed by the server as `shapelab analyze` does (without the interaction table)"

@@ -17,7 +17,7 @@ use tinycnn::{Model, Scaling};
 
 use crate::analyses::failures::{failures, Failures};
 use crate::analyses::interaction::{interaction, Interaction};
-use crate::analyses::pruning::FilterRef;
+use crate::analyses::pruning::{FilterRef, PruneJson};
 use crate::analyses::ranking::{ranking, Ranking};
 use crate::analyses::similarity::{similarity, Similarity};
 use crate::data::dataset::Dataset;
@@ -35,7 +35,7 @@ pub struct Report {
     pub model: String,
     pub arch: String,
     pub data: String,
-    pub pruning: crate::analyses::pruning::PruneJson,
+    pub pruning: PruneJson,
     pub ranking: Ranking,
     pub similarity: Similarity,
     pub interaction: Interaction,
@@ -55,28 +55,12 @@ pub fn analyze(
     name: &str,
     data_name: &str,
 ) -> crate::error::Result<Report> {
-    let val = engine_data(d, Part::Val);
     let part = d.held_out();
     let measure = engine_data(d, part);
     let stats = crate::inside::filterstats::filter_stats(model, d, part, scaling, 5);
-    let start = std::time::Instant::now();
-    let p = tinycnn::prune::greedy(
-        model,
-        &val,
-        scaling,
-        tinycnn::prune::Ties::Loss,
-        tinycnn::prune::Stop::OnePerLayer,
-    )?;
-    let seconds = start.elapsed().as_secs_f64();
+    let (p, pruning) = greedy_table(model, d, scaling)?;
     let interaction = interaction(model, &measure, scaling, &p);
     let single_drop = single_drops(model, &interaction);
-    let mut pruning =
-        crate::analyses::pruning::PruneJson::new(&p, "val", val.len(), "loss", seconds);
-    if part != Part::Val {
-        pruning.held_out = Some(crate::analyses::pruning::HeldOut::measure(
-            model, &p, &measure, scaling, part,
-        )?);
-    }
     Ok(Report {
         schema: crate::files::schema::Schema::CURRENT,
         model: name.into(),
@@ -89,6 +73,35 @@ pub fn analyze(
         pruning,
         measured_on: Some(part),
     })
+}
+
+/// The thesis's greedy pruning table of `model`: steps chosen on `d`'s validation split (ties
+/// to the lower loss, down to one filter per layer), the chosen path measured again on its
+/// held-out split. Returns the pruning and its table.
+pub fn greedy_table(
+    model: &Model,
+    d: &Dataset,
+    scaling: Scaling,
+) -> crate::error::Result<(tinycnn::prune::Pruning, PruneJson)> {
+    let val = engine_data(d, Part::Val);
+    let start = std::time::Instant::now();
+    let p = tinycnn::prune::greedy(
+        model,
+        &val,
+        scaling,
+        tinycnn::prune::Ties::Loss,
+        tinycnn::prune::Stop::OnePerLayer,
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mut pruning = PruneJson::new(&p, "val", val.len(), "loss", seconds);
+    let part = d.held_out();
+    if part != Part::Val {
+        let measure = engine_data(d, part);
+        pruning.held_out = Some(crate::analyses::pruning::HeldOut::measure(
+            model, &p, &measure, scaling, part,
+        )?);
+    }
+    Ok((p, pruning))
 }
 
 /// `[layer][filter]`: the accuracy drop of removing each filter alone, from the interaction's

@@ -61,7 +61,7 @@ fn read_population(dir: &Path) -> Result<Option<Population>> {
 
 /// A file a stage wrote, if it has; one that does not read back is an error naming the file,
 /// never a default.
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let path = path.to_path_buf();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

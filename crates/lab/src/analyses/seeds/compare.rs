@@ -375,15 +375,7 @@ pub fn compare(
 ) -> Result<(Comparison, Option<Model>)> {
     settings.check()?;
     check_comparable(a, b)?;
-    let part = |p: Part| {
-        d.try_split(p).ok_or_else(|| {
-            Error::Usage(format!(
-                "{data_name} has no {} split to compare on",
-                p.name()
-            ))
-        })
-    };
-    let (chosen, measured) = (part(choose)?, part(split)?);
+    let (chosen, measured) = splits(d, (choose, split), data_name)?;
     let n = measured.len();
     if n < 4 {
         return Err(Error::Usage(format!(
@@ -550,12 +542,8 @@ pub fn matching(
     (choose, split): (Part, Part),
 ) -> Result<Vec<Vec<Pair>>> {
     check_comparable(a, b)?;
-    let part = |p: Part| {
-        d.try_split(p).ok_or_else(|| {
-            Error::Usage(format!("the data has no {} split to compare on", p.name()))
-        })
-    };
-    let images = (&part(choose)?.images[..], &part(split)?.images[..]);
+    let (chosen, measured) = splits(d, (choose, split), "the data")?;
+    let images = (&chosen.images[..], &measured.images[..]);
     let (on_chosen, on_measured) = Captured::both(a.model, a.scaling, images);
     let Alignment { picks, matched, .. } = align(
         (&on_chosen, &on_measured),
@@ -573,6 +561,26 @@ pub fn matching(
                 .collect()
         })
         .collect())
+}
+
+/// The choosing and the measuring splits of `d` (named `data_name` in the error).
+fn splits<'a>(
+    d: &'a Dataset,
+    (choose, split): (Part, Part),
+    data_name: &str,
+) -> Result<(
+    &'a crate::data::dataset::Split,
+    &'a crate::data::dataset::Split,
+)> {
+    let part = |p: Part| {
+        d.try_split(p).ok_or_else(|| {
+            Error::Usage(format!(
+                "{data_name} has no {} split to compare on",
+                p.name()
+            ))
+        })
+    };
+    Ok((part(choose)?, part(split)?))
 }
 
 /// Runs that cannot be compared: different numbers of conv layers or input sizes.
