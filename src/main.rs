@@ -555,9 +555,20 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             "training: {} thesis-1.3 images (28x28), batch 32, Adam; inference at batch {}",
             args.images, args.infer_batch
         );
+    }
+    // The fp32 multiply-add peak at each thread count, measured first on an idle machine.
+    let peaks: Vec<(usize, f64)> = threads
+        .iter()
+        .map(|&t| (t, lab::bench::fma_peak_gflops(t)))
+        .collect();
+    let peak = |t: usize| peaks.iter().find(|p| p.0 == t).map_or(f64::NAN, |p| p.1);
+    if !args.json {
+        for (t, p) in &peaks {
+            println!("fp32 multiply-add peak at {t} thread(s), measured: {p:.0} GFLOP/s");
+        }
         println!(
-            "  {:>6}  {:>7}  {:>12}  {:>12}",
-            "arch", "threads", "train img/s", "infer img/s"
+            "  {:>6}  {:>7}  {:>12}  {:>14}  {:>12}",
+            "arch", "threads", "train img/s", "GFLOP/s (peak)", "infer img/s"
         );
     }
     for arch in &args.arch {
@@ -565,24 +576,37 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             let r = lab::bench::train_speed(arch, &data, t, args.epochs, args.infer_batch)?;
             if !args.json {
                 println!(
-                    "  {:>6}  {:>7}  {:>12.0}  {:>12.0}",
-                    r.arch, r.threads, r.train_images_per_s, r.infer_images_per_s
+                    "  {:>6}  {:>7}  {:>12.0}  {:>14}  {:>12.0}",
+                    r.arch,
+                    r.threads,
+                    r.train_images_per_s,
+                    format!(
+                        "{:.1} ({:.0}%)",
+                        r.train_gflops,
+                        100.0 * r.train_gflops / peak(t)
+                    ),
+                    r.infer_images_per_s
                 );
             }
             configs.push(r);
         }
         if cores > 1 {
             let rate = lab::bench::parallel_runs(arch, &data, cores, args.epochs)?;
+            let flops =
+                tinycnn::Arch::parse(arch, data.height, data.width, data.class_names.len())?
+                    .train_flops_per_image();
+            let gflops = rate * flops / 1e9;
             if !args.json {
                 println!(
-                    "  {:>6}  {:>7}  {:>12.0}  {:>12}",
+                    "  {:>6}  {:>7}  {:>12.0}  {:>14}  {:>12}",
                     arch,
                     format!("{cores}x1"),
                     rate,
+                    format!("{gflops:.1} ({:.0}%)", 100.0 * gflops / peak(cores)),
                     "-"
                 );
             }
-            parallel.push(serde_json::json!({"arch": arch, "runs": cores, "threads_each": 1, "train_images_per_s": rate}));
+            parallel.push(serde_json::json!({"arch": arch, "runs": cores, "threads_each": 1, "train_images_per_s": rate, "train_gflops": gflops}));
         }
     }
     let rss = lab::bench::peak_rss_mb();
@@ -591,6 +615,7 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             "benchmark": "train",
             "images": args.images,
             "batch": 32,
+            "fma_peak_gflops": peaks.iter().map(|(t, p)| serde_json::json!({"threads": t, "gflops": p})).collect::<Vec<_>>(),
             "configs": configs,
             "parallel_runs": parallel,
             "peak_rss_mb": rss,

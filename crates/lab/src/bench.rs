@@ -86,6 +86,9 @@ pub struct TrainSpeed {
     pub threads: usize,
     /// Training images per second (Adam, batch 32), best epoch.
     pub train_images_per_s: f64,
+    /// The products' floating-point operations per second while training
+    /// ([`tinycnn::Arch::train_flops_per_image`] times the images per second), in GFLOP/s.
+    pub train_gflops: f64,
     /// Inference images per second at batch `infer_batch`, best repetition.
     pub infer_images_per_s: f64,
     pub infer_batch: usize,
@@ -161,9 +164,81 @@ pub fn train_speed(
         arch: label.to_string(),
         threads,
         train_images_per_s: d.train.len() as f64 / secs,
+        train_gflops: d.train.len() as f64 / secs * arch.train_flops_per_image() / 1e9,
         infer_images_per_s: n as f64 / best,
         infer_batch: n,
     })
+}
+
+/// The machine's fp32 fused multiply-add peak at `threads` threads, in GFLOP/s: each thread
+/// runs twelve independent multiply-add chains as wide as its widest vectors (enough to hide
+/// the instruction's latency on current x86 and Arm cores) for a fixed number of rounds; the
+/// best of three. What training's GFLOP/s is a fraction of.
+pub fn fma_peak_gflops(threads: usize) -> f64 {
+    use rayon::prelude::*;
+    const ROUNDS: usize = 4_000_000;
+    let pool = pool(threads);
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let flops: usize = pool.install(|| {
+            (0..threads)
+                .into_par_iter()
+                .map(|t| {
+                    let (sum, lanes) = fma_chains(ROUNDS, t as f32);
+                    std::hint::black_box(sum);
+                    2 * ROUNDS * lanes
+                })
+                .sum()
+        });
+        best = best.max(flops as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// `rounds` rounds of 12 multiply-add chains of the widest vectors the CPU has; returns a sum
+/// of the results (so nothing is optimised away) and the lanes updated per round.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn fma_chains(rounds: usize, seed: f32) -> (f32, usize) {
+    use multiversion::target::selected_target;
+    // A macro rather than a generic function: its loop must be compiled inside each target's
+    // clone to use that target's multiply-add instruction.
+    macro_rules! chains {
+        ($lanes:literal) => {{
+            let (x, y) = (
+                std::hint::black_box(0.999_f32),
+                std::hint::black_box(1e-3_f32),
+            );
+            // Twelve separate arrays, each one vector wide, updated lane by lane: the shape
+            // the compiler turns into one vector multiply-add per chain and round.
+            let mut acc = [[seed; $lanes]; 12];
+            let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11] = &mut acc;
+            for _ in 0..rounds {
+                for a in [&mut *a0, &mut *a1, &mut *a2, &mut *a3, &mut *a4, &mut *a5] {
+                    for i in 0..$lanes {
+                        a[i] = a[i].mul_add(x, y);
+                    }
+                }
+                for a in [&mut *a6, &mut *a7, &mut *a8, &mut *a9, &mut *a10, &mut *a11] {
+                    for i in 0..$lanes {
+                        a[i] = a[i].mul_add(x, y);
+                    }
+                }
+            }
+            (acc.iter().flatten().sum::<f32>(), 12 * $lanes)
+        }};
+    }
+    if selected_target!().supports_feature_str("avx512f") {
+        chains!(16)
+    } else if selected_target!().supports_feature_str("avx2") {
+        chains!(8)
+    } else {
+        chains!(4)
+    }
 }
 
 /// Total training images per second of `runs` independent trainings at one thread each,

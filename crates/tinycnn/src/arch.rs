@@ -235,6 +235,22 @@ impl Arch {
         l.cout * l.out_hw()
     }
 
+    /// Floating-point operations of one training image (multiply and add counted apart), as
+    /// the engine's products compute them: every conv and the dense layer forward, each
+    /// layer's weight gradient (as many as its forward), and the input gradient of every
+    /// layer but the first (the image needs none). Biases, activations and pooling are left
+    /// out: they are a few percent of the products.
+    pub fn train_flops_per_image(&self) -> f64 {
+        let k2 = (self.kernel * self.kernel) as f64;
+        let conv: Vec<f64> = self
+            .layers()
+            .iter()
+            .map(|s| 2.0 * (s.cout * s.cin) as f64 * k2 * s.hw() as f64)
+            .collect();
+        let dense = 2.0 * (self.features() * self.classes) as f64;
+        2.0 * conv.iter().sum::<f64>() + conv[1..].iter().sum::<f64>() + 3.0 * dense
+    }
+
     /// Parameters in all: weights and biases of every layer (Keras counts the same).
     pub fn param_count(&self) -> usize {
         let k2 = self.kernel * self.kernel;
@@ -327,6 +343,22 @@ pub(crate) fn check_keep(arch: &Arch, keep: &[Vec<bool>]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_training_image_of_16_16_costs_3_2_mflop() {
+        // conv1 16x1x9 at 28x28, conv2 16x16x9 at 14x14, dense 784x3; by hand:
+        // 2 x (225,792 + 903,168) forward and weight gradients, 903,168 for conv2's input
+        // gradient, 3 x 4,704 for the dense layer.
+        let a = Arch::parse("16-16", 28, 28, 3).unwrap();
+        assert_eq!(a.train_flops_per_image(), 3_175_200.0);
+        // One layer: no input gradient at all.
+        let one = Arch::parse("4", 28, 28, 3).unwrap();
+        let conv = 2.0 * 4.0 * 9.0 * 784.0;
+        assert_eq!(
+            one.train_flops_per_image(),
+            2.0 * conv + 3.0 * 2.0 * 784.0 * 3.0
+        );
+    }
 
     #[test]
     fn keep_without_switches_off_the_named_filters_and_refuses_others() {
