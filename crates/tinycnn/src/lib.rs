@@ -23,6 +23,7 @@
 //! configuration's seed. Results are bitwise identical at any thread count.
 
 pub mod arch;
+pub mod direct;
 pub mod error;
 mod fused;
 pub mod model;

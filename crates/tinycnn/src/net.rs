@@ -6,6 +6,7 @@
 //! inputs, `K` classes. Layouts are described in [`crate::ops`].
 
 use crate::arch::{Activation, Arch, LayerShape};
+use crate::direct;
 use crate::model::Model;
 use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
@@ -245,20 +246,25 @@ impl Workspace {
                     .copy_from_slice(&w[c * kdim..(c + 1) * kdim]);
                 wb[c * (kdim + 1) + kdim] = bias[c];
             }
-            // Z = [W | b] x [col; 1], computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
-            // layout: the big operand then packs along its rows, which is the faster way.
+            // Z = [W | b] x [col; 1]: read in place by the direct product where it sums in the
+            // GEMM's order; else computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
+            // layout, where the big operand packs along its rows, the faster way.
             let pre = &mut self.pre[l][..s.cout * n];
-            matmul_strided(
-                n,
-                s.cout,
-                kdim + 1,
-                Mat::t(col, n),
-                Mat::t(wb, kdim + 1),
-                pre,
-                1,
-                n,
-                false,
-            );
+            if direct::pays(s.cout, kdim + 1, n) {
+                direct::product(wb, col, (s.cout, kdim + 1, n), pre);
+            } else {
+                matmul_strided(
+                    n,
+                    s.cout,
+                    kdim + 1,
+                    Mat::t(col, n),
+                    Mat::t(wb, kdim + 1),
+                    pre,
+                    1,
+                    n,
+                    false,
+                );
+            }
             if !fused || self.keep_post {
                 let post = &mut self.post[l][..s.cout * n];
                 match act {
@@ -525,16 +531,21 @@ impl Workspace {
                 im2col(dz, s.cout, b, s.h, s.w, k, &mut self.dcol[..kt * n]);
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
-                matmul(
-                    s.cin,
-                    n,
-                    kt,
-                    Mat::rows(&self.wt[..s.cin * kt], kt),
-                    Mat::rows(&self.dcol[..kt * n], n),
-                    &mut self.dout[l - 1][..size],
-                    n,
-                    false,
-                );
+                let (wt, dcol) = (&self.wt[..s.cin * kt], &self.dcol[..kt * n]);
+                if direct::pays(s.cin, kt, n) {
+                    direct::product(wt, dcol, (s.cin, kt, n), &mut self.dout[l - 1][..size]);
+                } else {
+                    matmul(
+                        s.cin,
+                        n,
+                        kt,
+                        Mat::rows(wt, kt),
+                        Mat::rows(dcol, n),
+                        &mut self.dout[l - 1][..size],
+                        n,
+                        false,
+                    );
+                }
             }
         }
     }
