@@ -22,9 +22,11 @@
 /// by block and the block sums added in order.
 pub const KC: usize = 256;
 
-/// Whether [`product`] of `a [m, q]` by `b [q, n]` has the bits of [`crate::ops::matmul`]'s:
-/// always up to [`KC`], and beyond it where `matmul` uses `matrixmultiply` (both sides at
-/// least 8), whose blocks [`product`] follows.
+/// Whether [`product`] of `a [m, q]` by `b [q, n]` has the bits of [`crate::ops::matmul`]'s
+/// as the forward convolution and the input gradient call it: always up to [`KC`], and
+/// beyond it where `matmul` uses `matrixmultiply` (both sides at least 8), whose blocks
+/// [`product`] follows. (The weight gradient's layout has them only where `matrixmultiply`
+/// computes it: both sides at least 8.)
 pub fn same_as_gemm(m: usize, q: usize, n: usize) -> bool {
     q <= KC || (m >= 8 && n >= 8)
 }
@@ -94,6 +96,7 @@ fn block(
     macro_rules! tiles {
         ($r:literal, $p:literal) => {{
             let j = columns!($r, $p, 0, n);
+            let j = columns!($r, 16, j, n);
             let j = columns!($r, 8, j, n);
             for i in 0..m {
                 for jj in j..n {
@@ -179,6 +182,11 @@ mod tests {
             (3, 5, 17),
             (13, 256, 64),
             (8, 257, 48),
+            (145, 784, 16),
+            (10, 3136, 16),
+            (289, 784, 32),
+            (145, 196, 4),
+            (19, 600, 20),
         ];
         for (i, &(m, q, n)) in shapes.iter().enumerate() {
             let a = values(m * q, 3 + i as u64);
@@ -200,10 +208,36 @@ mod tests {
                 n,
                 false,
             );
+            // As the weight gradient: out^T [n, m] = bt [n, q] x a^T [q, m], strided into out's
+            // layout, with bt [n, q] the transpose of b.
+            let mut bt = vec![0.0; q * n];
+            for p in 0..q {
+                for j in 0..n {
+                    bt[j * q + p] = b[p * n + j];
+                }
+            }
+            let mut wgt = vec![f32::NAN; m * n];
+            matmul_strided(
+                m,
+                n,
+                q,
+                Mat::rows(&a, q),
+                Mat::t(&bt, q),
+                &mut wgt,
+                n,
+                1,
+                false,
+            );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             if same_as_gemm(m, q, n) {
                 assert_eq!(bits(&got), bits(&fwd), "forward {m}x{q}x{n}");
                 assert_eq!(bits(&got), bits(&bwd), "input gradient {m}x{q}x{n}");
+            }
+            // The weight gradient's layout goes to `gemm`'s dot-product kernels on thin
+            // shapes, which sum in another order; the engine uses the direct product for it
+            // only where `matrixmultiply` computes it.
+            if m >= 8 && n >= 8 {
+                assert_eq!(bits(&got), bits(&wgt), "weight gradient {m}x{q}x{n}");
             }
         }
     }

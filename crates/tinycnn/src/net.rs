@@ -81,8 +81,11 @@ pub struct Workspace {
     dcol: Vec<f32>,
     /// Flipped, transposed kernels of that layer, `[Cin, Cout*k*k]`.
     wt: Vec<f32>,
-    /// Gradient of `[W | b]` of that layer, `[Cout, cin*k*k + 1]`.
+    /// Gradient of `[W | b]` of that layer, `[Cout, cin*k*k + 1]` (or transposed, from the
+    /// direct product).
     dwb: Vec<f32>,
+    /// `dz` of the layer being back-propagated, transposed: `[b*H*W, Cout]`.
+    dzt: Vec<f32>,
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
     /// Fill `post` for every layer (activation capture).
@@ -159,6 +162,14 @@ impl Workspace {
             dcol: vec![0.0; max_dcol],
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
+            dzt: vec![
+                0.0;
+                layers
+                    .iter()
+                    .map(|l| l.cout * cap * l.hw())
+                    .max()
+                    .unwrap_or(0)
+            ],
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             keep_post: false,
             maps_only: false,
@@ -496,25 +507,44 @@ impl Workspace {
                     }
                 }
             }
-            // d[W | b] [Cout, kdim+1] = dz [Cout, n] x [col; 1]^T [n, kdim+1], computed
-            // transposed (as the forward product) into d[W | b]'s layout.
+            // d[W | b] [Cout, kdim+1] = dz [Cout, n] x [col; 1]^T [n, kdim+1]. The direct
+            // product reads [col; 1] in place and needs dz transposed, a small copy; it computes
+            // d[W | b]^T [kdim+1, Cout]. Else the GEMM computes it transposed (as the forward
+            // product) into d[W | b]'s layout.
             let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
-            matmul_strided(
-                kdim + 1,
-                s.cout,
-                n,
-                Mat::rows(&self.col[l][..(kdim + 1) * n], n),
-                Mat::t(dz, n),
-                dwb,
-                1,
-                kdim + 1,
-                false,
-            );
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
-            for c in 0..s.cout {
-                grad[wr + c * kdim..wr + (c + 1) * kdim]
-                    .copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
-                grad[br + c] = dwb[c * (kdim + 1) + kdim];
+            let col = &self.col[l][..(kdim + 1) * n];
+            if s.cout >= 8 && direct::pays(kdim + 1, n, s.cout) {
+                let dzt = &mut self.dzt[..n * s.cout];
+                for (p, out) in dzt.chunks_exact_mut(s.cout).enumerate() {
+                    for (c, v) in out.iter_mut().enumerate() {
+                        *v = dz[c * n + p];
+                    }
+                }
+                direct::product(col, dzt, (kdim + 1, n, s.cout), dwb);
+                for c in 0..s.cout {
+                    for i in 0..kdim {
+                        grad[wr + c * kdim + i] = dwb[i * s.cout + c];
+                    }
+                    grad[br + c] = dwb[kdim * s.cout + c];
+                }
+            } else {
+                matmul_strided(
+                    kdim + 1,
+                    s.cout,
+                    n,
+                    Mat::rows(col, n),
+                    Mat::t(dz, n),
+                    dwb,
+                    1,
+                    kdim + 1,
+                    false,
+                );
+                for c in 0..s.cout {
+                    grad[wr + c * kdim..wr + (c + 1) * kdim]
+                        .copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
+                    grad[br + c] = dwb[c * (kdim + 1) + kdim];
+                }
             }
             if l > 0 {
                 // The input gradient is a "same" convolution of dz with the flipped, transposed
