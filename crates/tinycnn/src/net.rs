@@ -162,10 +162,12 @@ impl Workspace {
             dcol: vec![0.0; max_dcol],
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
+            // Only layers of 8 filters or more use it (the direct weight gradient).
             dzt: vec![
                 0.0;
                 layers
                     .iter()
+                    .filter(|l| l.cout >= 8)
                     .map(|l| l.cout * cap * l.hw())
                     .max()
                     .unwrap_or(0)
