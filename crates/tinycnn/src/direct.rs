@@ -85,7 +85,17 @@ fn block(
                 for i0 in (0..full_m).step_by($r) {
                     tile::<$r, $p>(a, b, (q, n), (q0, q1), (i0, j0), first, out);
                 }
-                for i in full_m..m {
+                // The last rows in tiles of 4, 2 and 1.
+                let mut i = full_m;
+                while i + 4 <= m {
+                    tile::<4, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
+                    i += 4;
+                }
+                while i + 2 <= m {
+                    tile::<2, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
+                    i += 2;
+                }
+                if i < m {
                     tile::<1, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
                 }
             }
