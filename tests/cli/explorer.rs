@@ -29,17 +29,7 @@ impl Drop for Driver {
 
 /// Debian's chromedriver on a free port, once it accepts connections.
 fn driver() -> Option<(Driver, String)> {
-    let found = Std::new("chromedriver").arg("--version").output();
-    if !found.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("SHAPELAB_REQUIRE_BROWSER").is_none(),
-            "SHAPELAB_REQUIRE_BROWSER is set but chromedriver is not installed (run scripts/test.sh)"
-        );
-        eprintln!(
-            "chromedriver not installed: explorer test skipped (scripts/test.sh installs it)"
-        );
-        return None;
-    }
+    crate::browser_tool(&["chromedriver"])?;
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

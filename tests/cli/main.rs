@@ -28,7 +28,12 @@ pub fn shapelab() -> Command {
 /// Debian's Chromium, when installed. When it is not, a browser test is skipped with a note,
 /// unless `SHAPELAB_REQUIRE_BROWSER` is set (scripts/test.sh sets it), which fails it.
 pub fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
+    browser_tool(&["chromium", "chromium-browser"])
+}
+
+/// The first of `names` that runs (`NAME --version`), under the rule of [`chromium`].
+pub fn browser_tool(names: &[&'static str]) -> Option<&'static str> {
+    let found = names.iter().copied().find(|b| {
         std::process::Command::new(b)
             .arg("--version")
             .output()
@@ -37,9 +42,13 @@ pub fn chromium() -> Option<&'static str> {
     if found.is_none() {
         assert!(
             std::env::var_os("SHAPELAB_REQUIRE_BROWSER").is_none(),
-            "SHAPELAB_REQUIRE_BROWSER is set but chromium is not installed (run scripts/test.sh)"
+            "SHAPELAB_REQUIRE_BROWSER is set but {} is not installed (run scripts/test.sh)",
+            names[0]
         );
-        eprintln!("chromium not installed: browser check skipped (scripts/test.sh installs it)");
+        eprintln!(
+            "{} not installed: browser check skipped (scripts/test.sh installs it)",
+            names[0]
+        );
     }
     found
 }
