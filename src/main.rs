@@ -29,12 +29,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // The engine is pure and never reads the environment; its kernel choice is made here.
-    if std::env::var_os("TINYCNN_PORTABLE").is_some() {
-        tinycnn::use_portable_kernels();
-    }
     let cli = Cli::parse();
-    match run(cli) {
+    match choose_kernels().and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -45,6 +41,25 @@ fn main() -> ExitCode {
 
 /// The one place errors become exit codes: 130 interrupted, 2 usage, 1 failure (the first
 /// typed error in the chain decides; anything untyped is a failure).
+/// The engine is pure and never reads the environment; its kernels' version is chosen here:
+/// `TINYCNN_ISA=avx512|avx2|baseline`, or `TINYCNN_PORTABLE=1` for what an AVX2-only CPU runs.
+fn choose_kernels() -> anyhow::Result<()> {
+    use tinycnn::isa::{self, Isa};
+    if let Some(name) = std::env::var_os("TINYCNN_ISA") {
+        let name = name.to_string_lossy();
+        let Some(want) = Isa::parse(&name) else {
+            return Err(lab::Error::Usage(format!(
+                "TINYCNN_ISA={name} is not a kernel version; use avx512, avx2 or baseline, or unset it"
+            ))
+            .into());
+        };
+        isa::choose(want).map_err(|e| lab::Error::Usage(format!("TINYCNN_ISA={name}: {e}")))?;
+    } else if std::env::var_os("TINYCNN_PORTABLE").is_some() {
+        tinycnn::use_portable_kernels();
+    }
+    Ok(())
+}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(e) = cause.downcast_ref::<lab::Error>() {
@@ -555,6 +570,15 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             "training: {} thesis-1.3 images (28x28), batch 32, Adam; inference at batch {}",
             args.images, args.infer_batch
         );
+        println!(
+            "kernels: {} (this CPU runs {}; TINYCNN_ISA chooses)",
+            tinycnn::isa::isa().name(),
+            tinycnn::isa::Isa::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     // The fp32 multiply-add peak at each thread count, measured first on an idle machine.
     let peaks: Vec<(usize, f64)> = threads
@@ -615,6 +639,7 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             "benchmark": "train",
             "images": args.images,
             "batch": 32,
+            "kernels": tinycnn::isa::isa().name(),
             "fma_peak_gflops": peaks.iter().map(|(t, p)| serde_json::json!({"threads": t, "gflops": p})).collect::<Vec<_>>(),
             "configs": configs,
             "parallel_runs": parallel,

@@ -418,3 +418,70 @@ fn bad_model_input() {
     let e = fails(dir.path(), &["eval", "r"], 1);
     assert!(e.contains("model.safetensors"), "{e}");
 }
+
+/// Every kernel version this CPU runs (`TINYCNN_ISA`) trains the same bytes, on a network
+/// whose convolutions go through the direct product, the transpose and the unfolded input
+/// gradient (16-16) and one through the GEMM crates (2-4); a name the engine does not know,
+/// or one the CPU cannot run, is refused in one line.
+#[test]
+fn every_kernel_version_trains_the_same_bytes() {
+    let dir = workdir();
+    ok(
+        dir.path(),
+        &[
+            "generate", "--preset", "rotation", "--train", "200", "--out", "d.npz",
+        ],
+    );
+    let train = |isa: &str, arch: &str, out: &str| {
+        let o = crate::shapelab()
+            .current_dir(dir.path())
+            .env("TINYCNN_ISA", isa)
+            .args([
+                "train", "--data", "d.npz", "--arch", arch, "--epochs", "2", "--seed", "5",
+                "--out", out,
+            ])
+            .output()
+            .expect("runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let cpu = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpu.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let mut isas = vec!["baseline"];
+    if has("avx2") && has("fma") {
+        isas.push("avx2");
+    }
+    if ["avx512f", "avx512bw", "avx512vl", "fma"]
+        .iter()
+        .all(|f| has(f))
+    {
+        isas.push("avx512");
+    }
+    for arch in ["16-16", "2-4"] {
+        let mut first: Option<Vec<u8>> = None;
+        for isa in &isas {
+            let out = format!("{arch}-{isa}");
+            let (code, err) = train(isa, arch, &out);
+            assert_eq!(code, Some(0), "{isa}: {err}");
+            let bytes = fs::read(dir.path().join(&out).join("model.safetensors")).unwrap();
+            match &first {
+                None => first = Some(bytes),
+                Some(f) => assert!(f == &bytes, "{arch}: {isa} differs from {}", isas[0]),
+            }
+        }
+    }
+    let (code, err) = train("sse9", "2-4", "x");
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim_end(),
+        "error: TINYCNN_ISA=sse9 is not a kernel version; use avx512, avx2 or baseline, or unset it"
+    );
+    if !isas.contains(&"avx512") {
+        let (code, err) = train("avx512", "2-4", "x");
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("cannot run the avx512 kernels"), "{err}");
+    }
+}

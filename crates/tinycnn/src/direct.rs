@@ -18,6 +18,8 @@
 //!
 //! Must not allocate, and must not change the order of any sum.
 
+use crate::isa::Isa;
+
 /// The depth of `matrixmultiply`'s f32 kernels' blocks: sums over longer `q` are made block
 /// by block and the block sums added in order.
 pub const KC: usize = 256;
@@ -39,106 +41,265 @@ pub fn pays(m: usize, q: usize, n: usize) -> bool {
 }
 
 /// `out [m, n] = a [m, q] x b [q, n]`, all row-major, each output summed over `q` in order
-/// with fused multiply-adds from zero, in blocks of [`KC`].
+/// with fused multiply-adds from zero, in blocks of [`KC`], with the kernels of
+/// [`crate::isa::isa`].
 ///
 /// # Shapes
 /// `a [m, q]`, `b [q, n]`, `out [m, n]`; panics when a slice is shorter.
-pub fn product(a: &[f32], b: &[f32], (m, q, n): (usize, usize, usize), out: &mut [f32]) {
+pub fn product(a: &[f32], b: &[f32], shape: (usize, usize, usize), out: &mut [f32]) {
+    product_with(crate::isa::isa(), a, b, shape, out)
+}
+
+/// [`product`] with `b` unfolded in place ([`Unfolded`]): the input gradient's
+/// `dX [C_in, n] = Wt [C_in, C_out*k*k] x col(dz) [C_out*k*k, n]` without writing `col(dz)`.
+///
+/// # Shapes
+/// `a [m, q]`, `b` of `q = C*k*k` rows of `n`, `out [m, n]`.
+pub(crate) fn product_unfolded(
+    a: &[f32],
+    b: Unfolded,
+    shape: (usize, usize, usize),
+    out: &mut [f32],
+) {
+    product_of(crate::isa::isa(), a, b, shape, out)
+}
+
+/// [`product`] with the kernels of `isa`, which the CPU must have (tests run each).
+pub(crate) fn product_with(
+    isa: Isa,
+    a: &[f32],
+    b: &[f32],
+    (m, q, n): (usize, usize, usize),
+    out: &mut [f32],
+) {
     assert!(
-        a.len() >= m * q && b.len() >= q * n && out.len() >= m * n,
-        "direct::product: {m}x{q} by {q}x{n} into {} values needs more than {}, {}",
-        out.len(),
-        a.len(),
+        b.len() >= q * n,
+        "direct::product: {q}x{n} from {} values",
         b.len()
     );
+    product_of(isa, a, Dense { b, n }, (m, q, n), out)
+}
+
+/// `out [m, n] = a [m, q] x b [q, n]` for any right operand `b` that gives its rows.
+pub(crate) fn product_of<B: Rows>(
+    isa: Isa,
+    a: &[f32],
+    b: B,
+    (m, q, n): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    assert!(
+        a.len() >= m * q && out.len() >= m * n,
+        "direct::product: {m}x{q} by {q}x{n} into {} values from {}",
+        out.len(),
+        a.len(),
+    );
+    assert!(isa.supported(), "direct::product: no {} here", isa.name());
     let mut q0 = 0;
     let mut first = true;
     while q0 < q || first {
         let q1 = (q0 + KC).min(q);
-        block(a, b, (m, q, n), (q0, q1), first, out);
+        let args = Block {
+            a,
+            b,
+            shape: (m, q, n),
+            depth: (q0, q1),
+            first,
+        };
+        match isa {
+            // SAFETY: the CPU has the instructions (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { block_avx512(args, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { block_avx2(args, out) },
+            _ => block_baseline(args, out),
+        }
         first = false;
         q0 = q1;
     }
 }
 
-/// One block `q0..q1` of [`product`]: written into `out` (`first`) or added to it.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn block(
-    a: &[f32],
-    b: &[f32],
-    (m, q, n): (usize, usize, usize),
-    (q0, q1): (usize, usize),
-    first: bool,
-    out: &mut [f32],
-) {
-    use multiversion::target::selected_target;
-    // The tile per target: as many accumulators as the vector registers hold with room for
-    // the operands (32 x 512 bits; 16 x 256 bits; 32 x 128 bits).
-    macro_rules! columns {
-        ($r:literal, $p:literal, $from:expr, $to:expr) => {{
-            let (full_m, end) = (m / $r * $r, $from + ($to - $from) / $p * $p);
-            for j0 in ($from..end).step_by($p) {
-                for i0 in (0..full_m).step_by($r) {
-                    tile::<$r, $p>(a, b, (q, n), (q0, q1), (i0, j0), first, out);
-                }
-                // The last rows in tiles of 4, 2 and 1.
-                let mut i = full_m;
-                while i + 4 <= m {
-                    tile::<4, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
-                    i += 4;
-                }
-                while i + 2 <= m {
-                    tile::<2, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
-                    i += 2;
-                }
-                if i < m {
-                    tile::<1, $p>(a, b, (q, n), (q0, q1), (i, j0), first, out);
-                }
-            }
-            end
-        }};
-    }
-    // Full-width tiles, then narrower ones for the last columns, then one at a time.
-    macro_rules! tiles {
-        ($r:literal, $p:literal) => {{
-            let j = columns!($r, $p, 0, n);
-            let j = columns!($r, 16, j, n);
-            let j = columns!($r, 8, j, n);
-            for i in 0..m {
-                for jj in j..n {
-                    tile::<1, 1>(a, b, (q, n), (q0, q1), (i, jj), first, out);
-                }
-            }
-        }};
-    }
-    if selected_target!().supports_feature_str("avx512f") {
-        tiles!(8, 32)
-    } else if selected_target!().supports_feature_str("avx2") {
-        tiles!(6, 16)
-    } else {
-        tiles!(6, 8)
+/// The right operand of a product, row by row.
+pub(crate) trait Rows: Copy {
+    /// Row `q`'s values at columns `j0..j0 + P`.
+    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P];
+}
+
+/// A row-major `b [q, n]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Dense<'a> {
+    pub b: &'a [f32],
+    pub n: usize,
+}
+
+impl Rows for Dense<'_> {
+    #[inline(always)]
+    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        self.b[q * self.n + j0..][..P].try_into().expect("P values")
     }
 }
 
-/// Rows `i0..i0+R` by columns `j0..j0+P` of one block of [`product`]; inlined into each
-/// target's clone of [`block`], where its loops become vector multiply-adds.
-#[inline(always)]
-fn tile<const R: usize, const P: usize>(
-    a: &[f32],
-    b: &[f32],
-    (q, n): (usize, usize),
-    (q0, q1): (usize, usize),
-    (i0, j0): (usize, usize),
+/// `col(x) [C*k*k, n]`, the unfolding of `x [C, n]` (`n` = images x `h` x `w`) that
+/// [`crate::ops::im2col`] writes, read in place instead: row `(c, dy, dx)` is channel `c`
+/// shifted by `(dy - k/2, dx - k/2)`, with what falls outside an image masked to +0.0, the
+/// value im2col writes there. Saves writing and reading the unfolded copy, `k*k` times `x`.
+#[derive(Clone, Copy)]
+pub(crate) struct Unfolded<'a> {
+    /// `x` with a margin of at least `(k/2) * (w + 1)` values before and after (any values:
+    /// what is read there is masked).
+    pub x: &'a [f32],
+    /// Per row `q`: where row `q` starts in `x` (its column 0, margin included) and where
+    /// its tap's mask starts in `masks` ([`unfold_taps`]).
+    pub taps: &'a [(usize, usize)],
+    /// [`unfold_masks`].
+    pub masks: &'a [u32],
+}
+
+impl Rows for Unfolded<'_> {
+    #[inline(always)]
+    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        let (x0, m0) = self.taps[q];
+        let x: &[f32; P] = self.x[x0 + j0..][..P].try_into().expect("P values");
+        let m: &[u32; P] = self.masks[m0 + j0..][..P].try_into().expect("P masks");
+        std::array::from_fn(|j| f32::from_bits(x[j].to_bits() & m[j]))
+    }
+}
+
+/// Masks of [`Unfolded`] for up to `images` images of `h x w`, as `[k*k, images*h*w]`:
+/// all ones where tap `(dy, dx)` of a position reads inside its image, else zero.
+pub(crate) fn unfold_masks(h: usize, w: usize, k: usize, images: usize) -> Vec<u32> {
+    let pad = (k / 2) as isize;
+    let mut masks = Vec::with_capacity(k * k * images * h * w);
+    for dy in 0..k as isize {
+        for dx in 0..k as isize {
+            for _ in 0..images {
+                for y in 0..h as isize {
+                    for x in 0..w as isize {
+                        let (sy, sx) = (y + dy - pad, x + dx - pad);
+                        let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                        masks.push(if inside { u32::MAX } else { 0 });
+                    }
+                }
+            }
+        }
+    }
+    masks
+}
+
+/// The row table of [`Unfolded`] for `c` channels of `n` positions, `w` wide, a `k x k`
+/// kernel, `margin` values before `x`'s first channel and masks of `stride` per tap.
+pub(crate) fn unfold_taps(
+    (c, n, w, k): (usize, usize, usize, usize),
+    margin: usize,
+    stride: usize,
+    taps: &mut Vec<(usize, usize)>,
+) {
+    let pad = k / 2;
+    assert!(
+        margin >= pad * (w + 1),
+        "a margin of {margin} < {}",
+        pad * (w + 1)
+    );
+    taps.clear();
+    for ci in 0..c {
+        for dy in 0..k {
+            for dx in 0..k {
+                let x0 = margin + ci * n + dy * w + dx - pad * (w + 1);
+                taps.push((x0, (dy * k + dx) * stride));
+            }
+        }
+    }
+}
+
+/// One block `q0..q1` of a product, written into `out` (`first`) or added to it.
+#[derive(Clone, Copy)]
+struct Block<'a, B> {
+    a: &'a [f32],
+    b: B,
+    /// `(m, q, n)`.
+    shape: (usize, usize, usize),
+    /// `(q0, q1)`.
+    depth: (usize, usize),
     first: bool,
+}
+
+// The tile per version: as many accumulators as the vector registers hold with room for the
+// operands (32 x 512 bits; 16 x 256 bits; 16 x 128 bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn block_avx512<B: Rows>(args: Block<B>, out: &mut [f32]) {
+    tiles::<8, 32, B>(args, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn block_avx2<B: Rows>(args: Block<B>, out: &mut [f32]) {
+    tiles::<6, 16, B>(args, out)
+}
+
+fn block_baseline<B: Rows>(args: Block<B>, out: &mut [f32]) {
+    tiles::<6, 8, B>(args, out)
+}
+
+/// Tiles of `R x P`, then narrower ones for the last columns, then one at a time; the last
+/// rows of each column band in tiles of 4, 2 and 1.
+#[inline(always)]
+fn tiles<const R: usize, const P: usize, B: Rows>(args: Block<B>, out: &mut [f32]) {
+    let j = columns::<R, P, B>(args, 0, out);
+    let j = if P > 16 {
+        columns::<R, 16, B>(args, j, out)
+    } else {
+        j
+    };
+    let j = if P > 8 {
+        columns::<R, 8, B>(args, j, out)
+    } else {
+        j
+    };
+    columns::<R, 1, B>(args, j, out);
+}
+
+/// The columns `from..` of [`tiles`] in bands of `P`; returns where the last full band ends.
+#[inline(always)]
+fn columns<const R: usize, const P: usize, B: Rows>(
+    args: Block<B>,
+    from: usize,
+    out: &mut [f32],
+) -> usize {
+    let (m, _, n) = args.shape;
+    let (full_m, end) = (m / R * R, from + (n - from) / P * P);
+    for j0 in (from..end).step_by(P) {
+        for i0 in (0..full_m).step_by(R) {
+            tile::<R, P, B>(args, (i0, j0), out);
+        }
+        let mut i = full_m;
+        while i + 4 <= m {
+            tile::<4, P, B>(args, (i, j0), out);
+            i += 4;
+        }
+        while i + 2 <= m {
+            tile::<2, P, B>(args, (i, j0), out);
+            i += 2;
+        }
+        if i < m {
+            tile::<1, P, B>(args, (i, j0), out);
+        }
+    }
+    end
+}
+
+/// Rows `i0..i0+R` by columns `j0..j0+P` of one block of a product; inlined into each
+/// version's `block_*`, where its loops become vector multiply-adds.
+#[inline(always)]
+fn tile<const R: usize, const P: usize, B: Rows>(
+    args: Block<B>,
+    (i0, j0): (usize, usize),
     out: &mut [f32],
 ) {
+    let (a, (_, q, n), (q0, q1)) = (args.a, args.shape, args.depth);
     let mut acc = [[0.0f32; P]; R];
     for p in q0..q1 {
-        let x: [f32; P] = b[p * n + j0..][..P].try_into().expect("P values");
+        let x: [f32; P] = args.b.row::<P>(p, j0);
         for (r, row) in acc.iter_mut().enumerate() {
             let w = a[(i0 + r) * q + p];
             for j in 0..P {
@@ -148,7 +309,7 @@ fn tile<const R: usize, const P: usize>(
     }
     for (r, row) in acc.iter().enumerate() {
         let o = &mut out[(i0 + r) * n + j0..][..P];
-        if first {
+        if args.first {
             o.copy_from_slice(row);
         } else {
             for (d, &s) in o.iter_mut().zip(row) {
@@ -176,7 +337,8 @@ mod tests {
     }
 
     /// The product equals the GEMM path bit for bit, both as the forward convolution calls it
-    /// (transposed, into a strided output) and as the input gradient does.
+    /// (transposed, into a strided output) and as the input gradient does, with every
+    /// version of the kernels this CPU runs.
     #[test]
     fn the_same_bits_as_the_gemm_path() {
         let shapes = [
@@ -203,6 +365,12 @@ mod tests {
             let b = values(q * n, 77 + i as u64);
             let mut got = vec![f32::NAN; m * n];
             product(&a, &b, (m, q, n), &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for isa in Isa::available() {
+                let mut other = vec![f32::NAN; m * n];
+                product_with(isa, &a, &b, (m, q, n), &mut other);
+                assert_eq!(bits(&other), bits(&got), "{} {m}x{q}x{n}", isa.name());
+            }
             // As the forward convolution: out^T [n, m] = b^T [n, q] x a^T [q, m], strided.
             let mut fwd = vec![f32::NAN; m * n];
             matmul_strided(n, m, q, Mat::t(&b, n), Mat::t(&a, q), &mut fwd, 1, n, false);
@@ -238,7 +406,6 @@ mod tests {
                 1,
                 false,
             );
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             if same_as_gemm(m, q, n) {
                 assert_eq!(bits(&got), bits(&fwd), "forward {m}x{q}x{n}");
                 assert_eq!(bits(&got), bits(&bwd), "input gradient {m}x{q}x{n}");
@@ -248,6 +415,51 @@ mod tests {
             // only where `matrixmultiply` computes it.
             if m >= 8 && n >= 8 {
                 assert_eq!(bits(&got), bits(&wgt), "weight gradient {m}x{q}x{n}");
+            }
+        }
+    }
+
+    /// The unfolded operand read in place gives the bits of the product with im2col's copy,
+    /// on odd and even maps, 3x3 and 5x5 kernels, every version; +0.0 where masked, even
+    /// when the margin holds NaNs and the maps hold -0.0.
+    #[test]
+    fn unfolded_in_place_equals_im2col() {
+        for (i, &(m, c, b, h, w, k)) in [
+            (16, 16, 4, 14, 14, 3),
+            (8, 3, 2, 7, 9, 5),
+            (13, 5, 3, 6, 6, 3),
+            (32, 32, 4, 14, 14, 3),
+            (9, 2, 1, 1, 1, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let n = b * h * w;
+            let q = c * k * k;
+            let mut x = values(c * n, 5 + i as u64);
+            x[0] = -0.0;
+            let margin = (k / 2) * (w + 1) + 3;
+            let mut padded = vec![f32::NAN; margin];
+            padded.extend_from_slice(&x);
+            padded.extend(std::iter::repeat_n(f32::NAN, margin));
+            let a = values(m * q, 9 + i as u64);
+            let mut col = vec![f32::NAN; q * n];
+            crate::ops::im2col(&x, c, b, h, w, k, &mut col);
+            let masks = unfold_masks(h, w, k, b + 1);
+            let mut taps = Vec::new();
+            unfold_taps((c, n, w, k), margin, (b + 1) * h * w, &mut taps);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for isa in Isa::available() {
+                let mut want = vec![f32::NAN; m * n];
+                product_with(isa, &a, &col, (m, q, n), &mut want);
+                let mut got = vec![f32::NAN; m * n];
+                let b = Unfolded {
+                    x: &padded,
+                    taps: &taps,
+                    masks: &masks,
+                };
+                product_of(isa, &a, b, (m, q, n), &mut got);
+                assert_eq!(bits(&got), bits(&want), "{} case {i}", isa.name());
             }
         }
     }

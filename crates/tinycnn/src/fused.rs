@@ -28,33 +28,19 @@ pub(crate) const HALF: usize = ROW / 2;
 /// Most pooled rows handled (maps at most 16 high).
 const MAX_OH: usize = ROW / 2;
 
-/// Whether the AVX-512 kernels run: decided once per process, by the first kernel call or by
-/// [`use_portable_kernels`] before it.
-#[cfg(target_arch = "x86_64")]
-static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
-/// Whether the AVX-512 kernels run here: the CPU has them, and the caller did not ask for the
-/// portable versions.
+/// Whether the AVX-512 kernels run here: the kernels' version ([`crate::isa::isa`]) is.
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
-    *AVX512.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
-    })
+    crate::isa::isa() == crate::isa::Isa::Avx512
 }
 
-/// Selects the portable kernels (plain Rust, vectorised by the compiler) for the rest of the
-/// process, as a CPU without AVX-512 runs them: for tests and for comparing the two. Returns
-/// false, changing nothing, once a kernel has run (the choice is made once). The engine never
-/// reads the environment; the `shapelab` binary calls this when `TINYCNN_PORTABLE` is set.
+/// Selects the kernels an AVX2-only CPU runs ([`crate::isa::Isa::portable`]) for the rest of
+/// the process, for the engine and pruning's fused kernel: for tests and for comparing the
+/// two. Returns false, changing nothing, once a kernel has run (the choice is made once).
+/// The engine never reads the environment; the `shapelab` binary calls this when
+/// `TINYCNN_PORTABLE` is set.
 pub fn use_portable_kernels() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        AVX512.set(false).is_ok()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        true
-    }
+    crate::isa::choose(crate::isa::Isa::portable()).is_ok()
 }
 
 /// One row `[w]` (`w <= 16`) in the even/odd layout; lanes past the row are zero.

@@ -9,6 +9,8 @@
 //! - [`arch`]: architectures (`16-4`), shapes, parameter counts;
 //! - [`model`]: the flat parameter vector with PyTorch names, initialisation, pruning;
 //! - [`ops`]: im2col, matrix products (`matrixmultiply`, `gemm`), pooling;
+//! - [`direct`], [`transpose`]: the convolutions' products without packing, and the
+//!   transpose the weight gradient reads; [`isa`]: which vector instructions they use;
 //! - [`net`]: forward and backward over a chunk of images;
 //! - [`optim`]: Adam and SGD with momentum, as Keras writes them;
 //! - [`train`]: training, evaluation, masked evaluation, activation capture;
@@ -26,12 +28,14 @@ pub mod arch;
 pub mod direct;
 pub mod error;
 mod fused;
+pub mod isa;
 pub mod model;
 pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod prune;
 pub mod train;
+pub mod transpose;
 
 pub use arch::{Activation, Arch, ArchLabel};
 pub use error::{Error, Result};

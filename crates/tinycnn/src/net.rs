@@ -11,6 +11,7 @@ use crate::model::Model;
 use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
 };
+use crate::transpose::transpose;
 
 /// Images per chunk: the unit of work of one thread, and the unit of every summation, so that
 /// results do not depend on the thread count.
@@ -37,6 +38,12 @@ impl Scaling {
 }
 
 /// The pooled output if the layer pools, else the activation output: `[C, b*h*w]`.
+/// Values before and after a layer's `dz`: what its unfolding reads beyond the first and
+/// last position.
+fn dz_margin(s: &LayerShape, k: usize) -> usize {
+    (k / 2) * (s.w + 1)
+}
+
 fn output_of<'a>(s: &LayerShape, b: usize, pooled: &'a [f32], post: &'a [f32]) -> &'a [f32] {
     let n = s.cout * b * s.out_hw();
     if s.pool {
@@ -75,8 +82,15 @@ pub struct Workspace {
     dfeats: Vec<f32>,
     /// Per layer, the gradient of its output after pooling `[C, b*h*w]`.
     dout: Vec<Vec<f32>>,
-    /// Per layer, gradient of the pre-activation `[C, b*H*W]`.
+    /// Per layer, gradient of the pre-activation `[C, b*H*W]`, after a margin of
+    /// [`dz_margin`] values and before another, so that the input gradient reads it unfolded
+    /// in place ([`direct::Unfolded`]).
     dz: Vec<Vec<f32>>,
+    /// Per layer from the second, [`direct::unfold_masks`] for `cap` images (empty where the
+    /// input gradient goes through the GEMM).
+    unfold_masks: Vec<Vec<u32>>,
+    /// [`direct::unfold_taps`] of the layer being back-propagated.
+    unfold_taps: Vec<(usize, usize)>,
     /// Unfolded `dz` of the layer being back-propagated, `[Cout*k*k, b*H*W]`.
     dcol: Vec<f32>,
     /// Flipped, transposed kernels of that layer, `[Cin, Cout*k*k]`.
@@ -157,8 +171,20 @@ impl Workspace {
                 .collect(),
             dz: layers
                 .iter()
-                .map(|l| vec![0.0; l.cout * cap * l.hw()])
+                .map(|l| vec![0.0; l.cout * cap * l.hw() + 2 * dz_margin(l, arch.kernel)])
                 .collect(),
+            unfold_masks: layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i > 0 && l.cin >= 8 {
+                        direct::unfold_masks(l.h, l.w, arch.kernel, cap)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
+            unfold_taps: Vec::new(),
             dcol: vec![0.0; max_dcol],
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
@@ -380,8 +406,10 @@ impl Workspace {
         let (b, n) = (self.b, self.b * s.hw());
         for f in 0..s.cout {
             for img in 0..b {
-                let range = f * n + img * s.hw()..f * n + (img + 1) * s.hw();
-                let (z, dz) = (&self.pre[l][range.clone()], &self.dz[l][range]);
+                let at = f * n + img * s.hw();
+                let dz_at = dz_margin(&s, self.arch.kernel) + at;
+                let z = &self.pre[l][at..at + s.hw()];
+                let dz = &self.dz[l][dz_at..dz_at + s.hw()];
                 // a * dL/da = a * dz / act'(z); for ReLU, a * dz wherever a > 0.
                 let t: f64 = z
                     .iter()
@@ -459,7 +487,8 @@ impl Workspace {
             let n = b * s.hw();
             let kdim = s.cin * k * k;
             let fused = self.fused(&s);
-            let dz = &mut self.dz[l][..s.cout * n];
+            let margin = dz_margin(&s, k);
+            let dz = &mut self.dz[l][margin..margin + s.cout * n];
             let pre = &self.pre[l][..s.cout * n];
             if fused {
                 let m = s.cout * b * s.out_hw();
@@ -518,11 +547,7 @@ impl Workspace {
             let col = &self.col[l][..(kdim + 1) * n];
             if s.cout >= 8 && direct::pays(kdim + 1, n, s.cout) {
                 let dzt = &mut self.dzt[..n * s.cout];
-                for (p, out) in dzt.chunks_exact_mut(s.cout).enumerate() {
-                    for (c, v) in out.iter_mut().enumerate() {
-                        *v = dz[c * n + p];
-                    }
-                }
+                transpose(dz, (s.cout, n), dzt);
                 direct::product(col, dzt, (kdim + 1, n, s.cout), dwb);
                 for c in 0..s.cout {
                     for i in 0..kdim {
@@ -560,20 +585,30 @@ impl Workspace {
                     k,
                     &mut self.wt[..s.cin * kt],
                 );
-                im2col(dz, s.cout, b, s.h, s.w, k, &mut self.dcol[..kt * n]);
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
-                let (wt, dcol) = (&self.wt[..s.cin * kt], &self.dcol[..kt * n]);
-                if direct::pays(s.cin, kt, n) {
-                    direct::product(wt, dcol, (s.cin, kt, n), &mut self.dout[l - 1][..size]);
+                let wt = &self.wt[..s.cin * kt];
+                let dx = &mut self.dout[l - 1][..size];
+                if direct::pays(s.cin, kt, n) && !self.unfold_masks[l].is_empty() {
+                    // dz unfolded in place: no copy of Cout*k*k rows.
+                    let stride = self.cap * s.hw();
+                    direct::unfold_taps((s.cout, n, s.w, k), margin, stride, &mut self.unfold_taps);
+                    let rows = direct::Unfolded {
+                        x: &self.dz[l],
+                        taps: &self.unfold_taps,
+                        masks: &self.unfold_masks[l],
+                    };
+                    direct::product_unfolded(wt, rows, (s.cin, kt, n), dx);
                 } else {
+                    let dcol = &mut self.dcol[..kt * n];
+                    im2col(dz, s.cout, b, s.h, s.w, k, dcol);
                     matmul(
                         s.cin,
                         n,
                         kt,
                         Mat::rows(wt, kt),
                         Mat::rows(dcol, n),
-                        &mut self.dout[l - 1][..size],
+                        dx,
                         n,
                         false,
                     );

@@ -9,10 +9,10 @@
 //!
 //! im2col and pooling are written here because they are a few lines each for this one
 //! layout, and no maintained crate offers them for plain slices. The pooling loops are
-//! compiled for several instruction sets with `multiversion` and picked at run time; Rust
+//! compiled for several instruction sets and picked by [`crate::isa`]; Rust
 //! never fuses a multiply and an add on its own, so every variant computes the same bits.
 
-use multiversion::multiversion;
+use crate::isa::kernel;
 
 /// `c = a x b` (or `c += a x b` with `accumulate`), all row-major with the given row strides:
 /// `a` is `[m, k]`, `b` is `[k, n]`, `c` is `[m, n]`. Transposes are expressed by passing
@@ -222,11 +222,16 @@ pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col
     }
 }
 
-/// 2x2 max-pool with stride 2, flooring odd sizes: `y` `[c, b, h, w]` to `p`
-/// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
-/// Ties go to the first in row-major order, as in PyTorch.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+kernel! {
+    /// 2x2 max-pool with stride 2, flooring odd sizes: `y` `[c, b, h, w]` to `p`
+    /// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
+    /// Ties go to the first in row-major order, as in PyTorch.
+    pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8])
+        => maxpool_body
+}
+
+#[inline(always)]
+fn maxpool_body(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
     let (oh, ow) = (h / 2, w / 2);
     debug_assert_eq!(y.len(), planes * h * w);
     debug_assert_eq!(p.len(), planes * oh * ow);
@@ -272,12 +277,24 @@ pub fn unpool(dp: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dy: &mu
     }
 }
 
-/// [`unpool`] fused with ReLU's derivative: routes each pooled gradient to its winner only
-/// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
-/// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
-/// floored last row and column of odd sizes are cleared).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn unpool_relu(
+kernel! {
+    /// [`unpool`] fused with ReLU's derivative: routes each pooled gradient to its winner only
+    /// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
+    /// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
+    /// floored last row and column of odd sizes are cleared).
+    pub fn unpool_relu(
+        dp: &[f32],
+        pooled: &[f32],
+        arg: &[u8],
+        planes: usize,
+        h: usize,
+        w: usize,
+        dz: &mut [f32],
+    ) => unpool_relu_body
+}
+
+#[inline(always)]
+fn unpool_relu_body(
     dp: &[f32],
     pooled: &[f32],
     arg: &[u8],
