@@ -6,7 +6,10 @@
 //! both operands first, and on these shapes packing cost as much as multiplying (`perf` on
 //! `bench train --arch 16-16`: 35% packing, 37% kernel). Here the right operand's rows are
 //! already contiguous along `n`, so a register tile of `R` rows by `P` columns reads them in
-//! place and broadcasts the left operand's values: nothing is copied.
+//! place and broadcasts the left operand's values: nothing is copied. The input gradient's
+//! `col(dz)` is not even written: [`Unfolded`] reads `dz` shifted in place and masks what
+//! crosses an image's edge. The tiles come in one version per instruction set
+//! ([`crate::isa`]), each an explicit `#[target_feature]` clone.
 //!
 //! Hand-written because no maintained crate offers a product that skips packing *and* sums
 //! in a fixed, documented order: every output is summed over `q` in order with a fused
