@@ -86,8 +86,8 @@ pub struct Workspace {
     /// [`dz_margin`] values and before another, so that the input gradient reads it unfolded
     /// in place ([`direct::Unfolded`]).
     dz: Vec<Vec<f32>>,
-    /// Per layer from the second, [`direct::unfold_masks`] for `cap` images (empty where the
-    /// input gradient goes through the GEMM).
+    /// Per layer from the second, [`direct::unfold_masks`] for `cap` images (empty for the
+    /// first, whose input gradient is not needed).
     unfold_masks: Vec<Vec<u32>>,
     /// [`direct::unfold_taps`] of the layer being back-propagated.
     unfold_taps: Vec<(usize, usize)>,
@@ -177,7 +177,7 @@ impl Workspace {
                 .iter()
                 .enumerate()
                 .map(|(i, l)| {
-                    if i > 0 && l.cin >= 8 {
+                    if i > 0 {
                         direct::unfold_masks(l.h, l.w, arch.kernel, cap)
                     } else {
                         Vec::new()
@@ -589,7 +589,7 @@ impl Workspace {
                 let size = prev.cout * b * prev.out_hw();
                 let wt = &self.wt[..s.cin * kt];
                 let dx = &mut self.dout[l - 1][..size];
-                if direct::pays(s.cin, kt, n) && !self.unfold_masks[l].is_empty() {
+                if direct::pays(s.cin, kt, n) {
                     // dz unfolded in place: no copy of Cout*k*k rows.
                     let stride = self.cap * s.hw();
                     direct::unfold_taps((s.cout, n, s.w, k), margin, stride, &mut self.unfold_taps);
