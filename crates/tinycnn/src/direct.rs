@@ -36,11 +36,12 @@ pub fn same_as_gemm(m: usize, q: usize, n: usize) -> bool {
     q <= KC || (m >= 8 && n >= 8)
 }
 
-/// Whether the engine uses [`product`] for `a [m, q]` by `b [q, n]`: where it has the GEMM's
-/// bits ([`same_as_gemm`]) and its rows fill a register tile (8 or more; thinner products,
-/// such as a 2-4's, are faster through the GEMM crates, measured with `bench train`).
+/// Whether the engine uses [`product`] for `a [m, q]` by `b [q, n]`: wherever it has the
+/// GEMM's bits ([`same_as_gemm`]). Thin products (fewer than 8 rows, as a 2-4's or a 16-4's
+/// second layer) run in tiles of 4 or 2 rows made wider, so that they still keep enough
+/// independent sums in flight; measured faster than the GEMM crates with `bench train`.
 pub fn pays(m: usize, q: usize, n: usize) -> bool {
-    m >= 8 && same_as_gemm(m, q, n)
+    same_as_gemm(m, q, n)
 }
 
 /// `out [m, n] = a [m, q] x b [q, n]`, all row-major, each output summed over `q` in order
@@ -226,29 +227,52 @@ struct Block<'a, B> {
     first: bool,
 }
 
-// The tile per version: as many accumulators as the vector registers hold with room for the
-// operands (32 x 512 bits; 16 x 256 bits; 16 x 128 bits).
+// The tiles per version: as many accumulators as the vector registers hold with room for
+// the operands (32 x 512 bits; 16 x 256 bits; 16 x 128 bits): `R x P` where the product has
+// `R` rows or more, else 4 rows by `P4` or 2 rows by `P2`, as wide as the registers allow, so
+// that a thin product (a 16-4's second layer) still has enough independent sums in flight.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn block_avx512<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<8, 32, B>(args, out)
+    tiles::<8, 32, 64, 128, B>(args, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn block_avx2<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<6, 16, B>(args, out)
+    tiles::<6, 16, 24, 48, B>(args, out)
 }
 
 fn block_baseline<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<6, 8, B>(args, out)
+    tiles::<6, 8, 12, 24, B>(args, out)
 }
 
-/// Tiles of `R x P`, then narrower ones for the last columns, then one at a time; the last
-/// rows of each column band in tiles of 4, 2 and 1.
+/// The tiles of one block: `R x P` where there are `R` rows, else `4 x P4`, else `2 x P2`.
 #[inline(always)]
-fn tiles<const R: usize, const P: usize, B: Rows>(args: Block<B>, out: &mut [f32]) {
+fn tiles<const R: usize, const P: usize, const P4: usize, const P2: usize, B: Rows>(
+    args: Block<B>,
+    out: &mut [f32],
+) {
+    let m = args.shape.0;
+    if m >= R {
+        bands::<R, P, B>(args, out)
+    } else if m >= 4 {
+        bands::<4, P4, B>(args, out)
+    } else {
+        bands::<2, P2, B>(args, out)
+    }
+}
+
+/// Bands of `P` columns, then narrower ones (32, 16, 8) for the last columns, then one at a
+/// time; in each band, tiles of `R` rows and the last rows in tiles of 4, 2 and 1.
+#[inline(always)]
+fn bands<const R: usize, const P: usize, B: Rows>(args: Block<B>, out: &mut [f32]) {
     let j = columns::<R, P, B>(args, 0, out);
+    let j = if P > 32 {
+        columns::<R, 32, B>(args, j, out)
+    } else {
+        j
+    };
     let j = if P > 16 {
         columns::<R, 16, B>(args, j, out)
     } else {
@@ -262,7 +286,7 @@ fn tiles<const R: usize, const P: usize, B: Rows>(args: Block<B>, out: &mut [f32
     columns::<R, 1, B>(args, j, out);
 }
 
-/// The columns `from..` of [`tiles`] in bands of `P`; returns where the last full band ends.
+/// The columns `from..` of [`bands`] in bands of `P`; returns where the last full band ends.
 #[inline(always)]
 fn columns<const R: usize, const P: usize, B: Rows>(
     args: Block<B>,
@@ -362,6 +386,11 @@ mod tests {
             (289, 784, 32),
             (145, 196, 4),
             (19, 600, 20),
+            (2, 10, 3136),
+            (4, 19, 784),
+            (2, 36, 784),
+            (5, 73, 1001),
+            (3, 256, 250),
         ];
         for (i, &(m, q, n)) in shapes.iter().enumerate() {
             let a = values(m * q, 3 + i as u64);
@@ -433,6 +462,8 @@ mod tests {
             (13, 5, 3, 6, 6, 3),
             (32, 32, 4, 14, 14, 3),
             (9, 2, 1, 1, 1, 3),
+            (2, 4, 4, 14, 14, 3),
+            (5, 16, 2, 14, 14, 3),
         ]
         .iter()
         .enumerate()
