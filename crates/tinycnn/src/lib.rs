@@ -33,6 +33,7 @@ pub mod model;
 pub mod net;
 pub mod ops;
 pub mod optim;
+mod pool512;
 pub mod prune;
 pub mod train;
 pub mod transpose;

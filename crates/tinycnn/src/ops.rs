@@ -222,16 +222,33 @@ pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col
     }
 }
 
+/// 2x2 max-pool with stride 2, flooring odd sizes: `y` `[c, b, h, w]` to `p`
+/// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
+/// Ties go to the first in row-major order, as in PyTorch.
+pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::isa() == crate::isa::Isa::Avx512 {
+        // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
+        return unsafe { crate::pool512::maxpool(y, planes, h, w, p, arg) };
+    }
+    maxpool_compiled(y, planes, h, w, p, arg)
+}
+
 kernel! {
-    /// 2x2 max-pool with stride 2, flooring odd sizes: `y` `[c, b, h, w]` to `p`
-    /// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
-    /// Ties go to the first in row-major order, as in PyTorch.
-    pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8])
+    /// [`maxpool`] as compiled loops, for the CPUs without AVX-512.
+    fn maxpool_compiled(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8])
         => maxpool_body
 }
 
 #[inline(always)]
-fn maxpool_body(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+pub(crate) fn maxpool_body(
+    y: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    p: &mut [f32],
+    arg: &mut [u8],
+) {
     let (oh, ow) = (h / 2, w / 2);
     debug_assert_eq!(y.len(), planes * h * w);
     debug_assert_eq!(p.len(), planes * oh * ow);
@@ -277,12 +294,30 @@ pub fn unpool(dp: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, dy: &mu
     }
 }
 
+/// [`unpool`] fused with ReLU's derivative: routes each pooled gradient to its winner only
+/// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
+/// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
+/// floored last row and column of odd sizes are cleared).
+pub fn unpool_relu(
+    dp: &[f32],
+    pooled: &[f32],
+    arg: &[u8],
+    planes: usize,
+    h: usize,
+    w: usize,
+    dz: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::isa() == crate::isa::Isa::Avx512 {
+        // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
+        return unsafe { crate::pool512::unpool_relu(dp, pooled, arg, (planes, h, w), dz) };
+    }
+    unpool_relu_compiled(dp, pooled, arg, planes, h, w, dz)
+}
+
 kernel! {
-    /// [`unpool`] fused with ReLU's derivative: routes each pooled gradient to its winner only
-    /// where the pooled (post-ReLU) value is positive, which is exactly where ReLU passes the
-    /// gradient. Every 2x2 block is written whole, so `dz` needs no clearing pass (only the
-    /// floored last row and column of odd sizes are cleared).
-    pub fn unpool_relu(
+    /// [`unpool_relu`] as compiled loops, for the CPUs without AVX-512.
+    fn unpool_relu_compiled(
         dp: &[f32],
         pooled: &[f32],
         arg: &[u8],
@@ -294,7 +329,7 @@ kernel! {
 }
 
 #[inline(always)]
-fn unpool_relu_body(
+pub(crate) fn unpool_relu_body(
     dp: &[f32],
     pooled: &[f32],
     arg: &[u8],
