@@ -49,7 +49,9 @@ use crate::model::Model;
 use crate::net::{Scaling, CHUNK};
 use crate::train::Data;
 
+mod pairs;
 mod removals;
+pub use pairs::{pair_removals, PairRemovals};
 pub use removals::{single_removals, Removals};
 
 /// What to do when several removals tie.
@@ -172,6 +174,7 @@ fn relu_pool(z: &[f32], h: usize, w: usize, out: &mut [f32], row: &mut [f32]) {
 
 /// Per-image cached state of the current (pruned) network, NCHW with original channel
 /// indices (removed channels are ignored).
+#[derive(Clone)]
 struct State {
     /// Per layer below the last: output after the activation and pooling, `[n, F_l, h, w]`
     /// (the last layer's is summarised by `dp`, and not kept).

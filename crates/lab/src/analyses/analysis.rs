@@ -59,7 +59,7 @@ pub fn analyze(
     let measure = engine_data(d, part);
     let stats = crate::inside::filterstats::filter_stats(model, d, part, scaling, 5);
     let (p, pruning) = greedy_table(model, d, scaling)?;
-    let interaction = interaction(model, &measure, scaling, &p);
+    let interaction = interaction(model, &measure, scaling, &p)?;
     let single_drop = single_drops(model, &interaction);
     Ok(Report {
         schema: crate::files::schema::Schema::CURRENT,

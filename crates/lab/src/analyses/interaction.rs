@@ -6,7 +6,6 @@
 //!
 //! A pure function of a model, data and a pruning; must not write files.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tinycnn::prune::Pruning;
 use tinycnn::{Model, Scaling};
@@ -121,21 +120,24 @@ pub struct Interaction {
     pub events: Vec<Event>,
 }
 
-/// Computes [`Interaction`] exactly (every pair evaluated on the smaller network).
+/// Computes [`Interaction`] exactly: every pair's accuracy is that of the smaller network,
+/// measured incrementally ([`tinycnn::prune::pair_removals`]).
 ///
 /// `data`: the images to measure on, `[N, 1, H, W]`: the held-out split, not the one
 /// `pruning` (the greedy pruning of `model`) chose its steps on. The events are found along
-/// that path as it was chosen, and each raise is then tested on `data`. Cost: one evaluation
-/// per pair of filters, `F (F + 1) / 2`.
+/// that path as it was chosen, and each raise is then tested on `data`. Cost: one cached forward
+/// pass, then `F` incremental steps of up to `F` candidates.
 pub fn interaction(
     model: &Model,
     data: &tinycnn::Data,
     scaling: Scaling,
     pruning: &Pruning,
-) -> Interaction {
+) -> tinycnn::Result<Interaction> {
     let filters = &pruning.filters;
     let base = tinycnn::train::evaluate(model, data, scaling).accuracy;
-    let accuracy = pair_accuracies(model, data, scaling, filters);
+    let pairs = tinycnn::prune::pair_removals(model, data, scaling)?;
+    debug_assert_eq!(&pairs.filters, filters);
+    let accuracy = pairs.accuracy;
     let (inter, mut scored) = interactions(&accuracy, base, filters);
     scored.sort_by(|a, b| b.2.total_cmp(&a.2));
     let most_redundant: Vec<_> = scored
@@ -151,7 +153,7 @@ pub fn interaction(
         .take(5)
         .cloned()
         .collect();
-    Interaction {
+    Ok(Interaction {
         filters: filters.iter().map(|&f| FilterRef::of(f)).collect(),
         base_accuracy: base,
         accuracy,
@@ -159,38 +161,7 @@ pub fn interaction(
         most_redundant,
         most_antagonistic,
         events: tested(events(pruning), model, data, scaling, pruning),
-    }
-}
-
-/// Accuracy `[F, F]` with filters i and j removed (i alone on the diagonal), `None` where that
-/// would empty a layer; symmetric.
-fn pair_accuracies(
-    model: &Model,
-    data: &tinycnn::Data,
-    scaling: Scaling,
-    filters: &[(usize, usize)],
-) -> Vec<Vec<Option<f64>>> {
-    let n = filters.len();
-    let full: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
-    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|i| (i..n).map(move |j| (i, j))).collect();
-    let accs: Vec<Option<f64>> = pairs
-        .par_iter()
-        .map(|&(i, j)| {
-            let mut k = full.clone();
-            k[filters[i].0][filters[i].1] = false;
-            k[filters[j].0][filters[j].1] = false;
-            model
-                .pruned(&k)
-                .ok()
-                .map(|m| tinycnn::train::evaluate(&m, data, scaling).accuracy)
-        })
-        .collect();
-    let mut accuracy = vec![vec![None; n]; n];
-    for (&(i, j), a) in pairs.iter().zip(&accs) {
-        accuracy[i][j] = *a;
-        accuracy[j][i] = *a;
-    }
-    accuracy
+    })
 }
 
 /// A scored pair of filters.
