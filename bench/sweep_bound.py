@@ -1,0 +1,76 @@
+"""How far a finished sweep ran from the machine's limit: its training work against the fp32
+multiply-add peak, and the shortest wall time any kernel could reach with the same results.
+
+    cargo build --release
+    python3 bench/sweep_bound.py thesis/shapelab.db [--experiment study-thesis] [--jobs 2]
+
+Reads every run of the experiment from the store (architecture, dataset, epochs run, seconds),
+and asks `shapelab bench train --json` for each architecture's training work per image (the
+products' multiply-adds, forward and backward, as `bench train` counts them) and for the
+measured peak of one core. A run's work is `epochs run x training images x work per image`;
+validation and test passes are left out, so the bound is below the truth. Same results means
+the same epochs, images and products, so no kernel can do that work faster than the peak:
+`work / (peak x jobs)` is a floor on the sweep's wall time with `--jobs` single-thread jobs.
+Needs only the standard library; not run by CI.
+"""
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def work_per_image(exe, archs):
+    """MFLOP per training image of each architecture, and one core's peak in GFLOP/s."""
+    out = subprocess.run([exe, "bench", "train", "--arch", ",".join(archs), "--threads", "1",
+                          "--images", "400", "--epochs", "1", "--json", "-q"],
+                         check=True, capture_output=True, text=True).stdout
+    data = json.loads(out)
+    mflop = {c["arch"]: c["train_gflops"] / c["train_images_per_s"] * 1e3
+             for c in data["configs"]}
+    peak = next(p["gflops"] for p in data["fma_peak_gflops"] if p["threads"] == 1)
+    return mflop, peak
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("store")
+    ap.add_argument("--experiment", default=None, help="default: the store's largest")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count())
+    ap.add_argument("--shapelab", default=os.path.join(HERE, "..", "target", "release",
+                                                         "shapelab"))
+    a = ap.parse_args()
+    db = sqlite3.connect(f"file:{a.store}?mode=ro", uri=True)
+    exp = a.experiment or db.execute(
+        "select experiment from runs group by experiment order by count(*) desc").fetchone()[0]
+    train = dict(db.execute("select label, train from datasets"))
+    runs = db.execute("select arch, dataset, condition, epochs_run, seconds from runs "
+                      "where experiment = ?", (exp,)).fetchall()
+    if not runs:
+        raise SystemExit(f"no runs of experiment {exp!r} in {a.store}")
+    mflop, peak = work_per_image(a.shapelab, sorted({r[0] for r in runs}))
+    per = {}
+    for arch, ds, cond, epochs, seconds in runs:
+        w = per.setdefault(cond, [0, 0.0, 0.0])
+        w[0] += 1
+        w[1] += epochs * train[ds] * mflop[arch] * 1e6
+        w[2] += seconds
+    print(f"experiment {exp}: {len(runs)} runs; one core's fp32 FMA peak {peak:.1f} GFLOP/s")
+    print("condition | runs | training work | run-minutes at peak | run-minutes measured | of peak")
+    total = [0, 0.0, 0.0]
+    for cond, (n, flop, secs) in sorted(per.items()):
+        print(f"{cond} | {n} | {flop / 1e15:.3f} PFLOP | {flop / peak / 1e9 / 60:.1f} | "
+              f"{secs / 60:.1f} | {flop / peak / 1e9 / secs:.0%}")
+        total = [total[0] + n, total[1] + flop, total[2] + secs]
+    n, flop, secs = total
+    print(f"all | {n} | {flop / 1e15:.3f} PFLOP | {flop / peak / 1e9 / 60:.1f} | "
+          f"{secs / 60:.1f} | {flop / peak / 1e9 / secs:.0%}")
+    print(f"floor on the sweep's wall time with {a.jobs} single-thread jobs at the peak: "
+          f"{flop / peak / 1e9 / a.jobs / 60:.1f} min (measured: {secs / a.jobs / 60:.1f} "
+          f"run-minutes per job)")
+
+
+if __name__ == "__main__":
+    main()
