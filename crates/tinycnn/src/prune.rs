@@ -702,24 +702,14 @@ pub fn greedy(
             .collect();
         let mut accuracies = vec![None; filters.len()];
         let mut best: Option<(f64, FilterId)> = None;
-        // Every candidate's predictions: image by image in one pass where the network allows.
-        let all = match fast_step(
+        let all = step_predictions(
             &net,
             &mut st,
             fused.as_ref(),
             &keep,
             &candidates,
             &mut terms,
-        ) {
-            Some(all) => all,
-            None => {
-                flush(&net, &mut st, fused.as_ref(), &keep);
-                candidates
-                    .iter()
-                    .map(|&c| predictions(&st, &keep, &[c]))
-                    .collect()
-            }
-        };
+        );
         for (&c, preds) in candidates.iter().zip(&all) {
             let acc = certify(&keep, &[c], preds)?;
             evaluations += 1;
@@ -1004,6 +994,28 @@ impl Groups {
             per_f,
         }
     }
+}
+
+/// Every candidate's predictions `[candidates][n]` from the state `st` of the network
+/// `keep`: image by image in one pass where the network allows ([`fast_step`]), else
+/// candidate by candidate after applying what is pending.
+fn step_predictions(
+    net: &Net,
+    st: &mut State,
+    fused: Option<&Fused>,
+    keep: &[Vec<bool>],
+    candidates: &[FilterId],
+    terms: &mut TermCache,
+) -> Vec<Vec<(usize, bool)>> {
+    if let Some(all) = fast_step(net, st, fused, keep, candidates, terms) {
+        return all;
+    }
+    flush(net, st, fused, keep);
+    let n = st.dp.len() / (net.shapes[net.shapes.len() - 1].cout * net.classes);
+    candidates
+        .iter()
+        .map(|&c| predictions(net, st, keep, &[c], n))
+        .collect()
 }
 
 /// Predictions of every single-filter candidate, image by image (the image's cached state and

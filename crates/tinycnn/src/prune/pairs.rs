@@ -9,8 +9,7 @@
 //! the step that follows. It must not choose or remove anything itself.
 
 use super::{
-    apply_removal, certify, fast_step, flush, initial_state, predictions, FilterId, Fused, Net,
-    State, TermCache,
+    apply_removal, certify, initial_state, step_predictions, FilterId, Fused, Net, State, TermCache,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -47,6 +46,7 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
         .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
         .collect();
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
+    let terms = |n| TermCache::new(&net, n);
     let mut accuracy = vec![vec![None; filters.len()]; filters.len()];
     let removable = |keep: &[Vec<bool>], (l, f): FilterId| {
         keep[l][f] && keep[l].iter().filter(|&&x| x).count() > 1
@@ -59,14 +59,19 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
         .filter(|&(_, c)| removable(&full, c))
         .collect();
     let candidates: Vec<FilterId> = singles.iter().map(|&(_, c)| c).collect();
-    let all = evaluate(
-        &net,
-        &mut start.clone(),
-        fused.as_ref(),
-        &full,
-        &candidates,
-        n,
-    );
+    let all = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let mut st = start.clone();
+        step_predictions(
+            &net,
+            &mut st,
+            fused.as_ref(),
+            &full,
+            &candidates,
+            &mut terms(n),
+        )
+    };
     for (&(i, c), preds) in singles.iter().zip(&all) {
         accuracy[i][i] = Some(certify(
             model,
@@ -84,8 +89,7 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
             continue;
         }
         let mut keep = full.clone();
-        let mut st: State = start.clone();
-        apply_removal(&net, &mut st, fused.as_ref(), &mut keep, first.0, first.1);
+        keep[first.0][first.1] = false;
         let later: Vec<(usize, FilterId)> = filters
             .iter()
             .copied()
@@ -93,8 +97,21 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
             .skip(i + 1)
             .filter(|&(_, c)| removable(&keep, c))
             .collect();
+        if later.is_empty() {
+            continue;
+        }
+        let mut st: State = start.clone();
+        // Marks `first` removed again (it is) and takes it out of the state.
+        apply_removal(&net, &mut st, fused.as_ref(), &mut keep, first.0, first.1);
         let candidates: Vec<FilterId> = later.iter().map(|&(_, c)| c).collect();
-        let all = evaluate(&net, &mut st, fused.as_ref(), &keep, &candidates, n);
+        let all = step_predictions(
+            &net,
+            &mut st,
+            fused.as_ref(),
+            &keep,
+            &candidates,
+            &mut terms(n),
+        );
         for (&(j, c), preds) in later.iter().zip(&all) {
             let acc = certify(model, data, scaling, &keep, &[c], preds, &rechecked)?;
             accuracy[i][j] = Some(acc);
@@ -108,30 +125,6 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
     })
 }
 
-/// Every candidate's predictions from the state `st` of the network `keep`: image by image
-/// in one pass where the network allows, else candidate by candidate.
-fn evaluate(
-    net: &Net,
-    st: &mut State,
-    fused: Option<&Fused>,
-    keep: &[Vec<bool>],
-    candidates: &[FilterId],
-    n: usize,
-) -> Vec<Vec<(usize, bool)>> {
-    if candidates.is_empty() {
-        return Vec::new();
-    }
-    let mut terms = TermCache::new(net, n);
-    if let Some(all) = fast_step(net, st, fused, keep, candidates, &mut terms) {
-        return all;
-    }
-    flush(net, st, fused, keep);
-    candidates
-        .iter()
-        .map(|&c| predictions(net, st, keep, &[c], n))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,16 +136,7 @@ mod tests {
     /// one layer, and layers of one and two filters (where a pair would empty a layer).
     #[test]
     fn every_pair_equals_evaluating_the_smaller_network() {
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let n = 130;
-        let images: Vec<u8> = (0..n * 28 * 28).map(|_| (next() >> 56) as u8).collect();
-        let labels: Vec<u8> = (0..n).map(|_| (next() % 3) as u8).collect();
+        let (images, labels) = crate::prune::removals::tests::data(130, 7);
         let d = Data {
             images: &images,
             labels: &labels,

@@ -6,9 +6,7 @@
 //! Dissection's causal check reads it (removing a filter, per class and per factor bin);
 //! it must not choose or remove anything itself.
 
-use super::{
-    certified, fast_step, initial_state, predictions, FilterId, Fused, Net, State, TermCache,
-};
+use super::{certified, initial_state, step_predictions, FilterId, Fused, Net, State, TermCache};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::net::Scaling;
@@ -49,20 +47,14 @@ pub fn single_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<R
         .flat_map(|l| (0..net.shapes[l].cout).map(move |f| (l, f)))
         .collect();
     let mut terms = TermCache::new(&net, n);
-    let all = fast_step(
+    let all = step_predictions(
         &net,
         &mut st,
         fused.as_ref(),
         &keep,
         &candidates,
         &mut terms,
-    )
-    .unwrap_or_else(|| {
-        candidates
-            .iter()
-            .map(|&c| predictions(&net, &st, &keep, &[c], n))
-            .collect()
-    });
+    );
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
     let without = candidates
         .iter()
@@ -80,13 +72,13 @@ pub fn single_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<R
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::model::Init;
 
     /// Random images with random labels, `n` of them.
-    fn data(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    pub(in crate::prune) fn data(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = || {
             s ^= s << 13;
