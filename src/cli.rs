@@ -100,7 +100,7 @@ Ctrl-C stops cleanly; the same command resumes, reusing everything already done.
 pub enum Scale {
     /// Half the thesis's data, 15 epochs, 5 seeds per cell: minutes on a laptop.
     Default,
-    /// The thesis's data sizes, 40 epochs, 5 seeds per cell, filters up to 32 (about 70 min
+    /// The thesis's data sizes, 40 epochs, 5 seeds per cell, filters up to 32 (about 60 min
     /// on 2 cores).
     Thesis,
 }
