@@ -42,12 +42,21 @@ def main():
     ap.add_argument("--shapelab", default=os.path.join(HERE, "..", "target", "release",
                                                          "shapelab"))
     a = ap.parse_args()
-    db = sqlite3.connect(f"file:{a.store}?mode=ro", uri=True)
-    exp = a.experiment or db.execute(
-        "select experiment from runs group by experiment order by count(*) desc").fetchone()[0]
-    train = dict(db.execute("select label, train from datasets"))
-    runs = db.execute("select arch, dataset, condition, epochs_run, seconds from runs "
-                      "where experiment = ?", (exp,)).fetchall()
+    if not os.path.isfile(a.store):
+        raise SystemExit(f"error: no store at {a.store}: give a study's shapelab.db")
+    if not os.path.isfile(a.shapelab):
+        raise SystemExit(f"error: no shapelab binary at {a.shapelab}: run `cargo build --release`"
+                         " or pass --shapelab")
+    try:
+        db = sqlite3.connect(f"file:{a.store}?mode=ro", uri=True)
+        top = db.execute("select experiment from runs group by experiment "
+                         "order by count(*) desc").fetchone()
+        exp = a.experiment or (top[0] if top else "")
+        train = dict(db.execute("select label, train from datasets"))
+        runs = db.execute("select arch, dataset, condition, epochs_run, seconds from runs "
+                          "where experiment = ?", (exp,)).fetchall()
+    except sqlite3.DatabaseError as e:
+        raise SystemExit(f"error: {a.store} is not a readable shapelab store ({e})")
     if not runs:
         raise SystemExit(f"no runs of experiment {exp!r} in {a.store}")
     mflop, peak = work_per_image(a.shapelab, sorted({r[0] for r in runs}))
