@@ -81,9 +81,35 @@ pub enum Command {
     /// Explore a store's runs in the browser: the grid, a cell's runs, a run's filters switched
     /// off with the accuracy computed again.
     Serve(ServeArgs),
+    /// Move a store between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Measure speed (not a test: prints figures for notes and comparisons).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every run, epoch, continuation and analysis of SRC into DST (created if needed),
+    /// either way between SQLite and PostgreSQL, then check that DST reads back every row of
+    /// SRC unchanged. Model directories stay where they are: read DST with --artifacts naming
+    /// the directory they are under.
+    #[command(
+        after_help = "Example:\n  shapelab store copy results/exp.db postgres://ana@db.example/lab"
+    )]
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The store to copy from (read only).
+    #[arg(value_name = "SRC")]
+    pub src: lab::experiments::store::StoreUrl,
+
+    /// The store to copy into.
+    #[arg(value_name = "DST")]
+    pub dst: lab::experiments::store::StoreUrl,
 }
 
 const STUDY_EXAMPLES: &str = "\
@@ -334,8 +360,30 @@ const SWEEP_EXAMPLES: &str = "\
 Examples:
   shapelab sweep examples/quick.toml                 (store: examples/shapelab.db)
   shapelab sweep exp.toml --store results/exp.db --jobs 2
-  shapelab sweep exp.toml --shard $SLURM_ARRAY_TASK_ID/8   (one slice of a job array)
+  shapelab sweep exp.toml --store \"$SHAPELAB_STORE\" --artifacts /shared/runs --worker
+                                                     (one of any number of workers)
+  shapelab sweep exp.toml --emit slurm --array 16 > sweep.sbatch   (a Slurm job array)
+  shapelab sweep exp.toml --shard $SLURM_ARRAY_TASK_ID/8   (one fixed slice of the runs)
 Ctrl-C stops cleanly; the same command resumes, skipping finished runs.";
+
+/// Cluster recipes `sweep --emit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmitChoice {
+    /// An sbatch script: a job array whose every task is a worker.
+    Slurm,
+    /// A Kubernetes Indexed Job whose every pod is a worker.
+    K8s,
+}
+
+/// Where model directories live when they must be on shared storage.
+#[derive(Debug, Args)]
+pub struct ArtifactsArg {
+    /// The directory model directories are written to and read from, one every node sees;
+    /// the store records paths relative to it. Needed with a postgres:// store (default for
+    /// an SQLite store: beside the file).
+    #[arg(long, value_name = "DIR", env = "SHAPELAB_ARTIFACTS")]
+    pub artifacts: Option<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -343,13 +391,53 @@ pub struct SweepArgs {
     #[arg(value_name = "FILE.toml")]
     pub experiment: PathBuf,
 
-    /// The results store (default: shapelab.db beside the experiment file).
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    /// The results store: an SQLite file (default: shapelab.db beside the experiment file)
+    /// or a postgres://USER@HOST:PORT/DATABASE URL (the password from PGPASSWORD).
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// Run only slice i of n (1-based), a deterministic split of the runs.
-    #[arg(long, value_name = "i/n")]
+    #[arg(long, value_name = "i/n", conflicts_with = "worker")]
     pub shard: Option<String>,
+
+    /// Claim runs one at a time from the store until every run is stored, sharing the sweep
+    /// with any number of other workers; a killed worker's run is claimed again when its
+    /// lease runs out, and each run is stored exactly once.
+    #[arg(long)]
+    pub worker: bool,
+
+    /// Seconds a worker's claim lasts without renewal (it renews every third of it).
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "worker",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lease: u64,
+
+    /// Seconds a worker keeps reconnecting to a store it lost before it stops.
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "worker",
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub reconnect: u64,
+
+    /// Print a cluster recipe whose tasks are workers of this sweep, and train nothing. The
+    /// recipe reads the store's URL from SHAPELAB_STORE and the artifacts directory from
+    /// SHAPELAB_ARTIFACTS when it runs; neither is written into it.
+    #[arg(long, value_enum, value_name = "KIND", conflicts_with_all = ["worker", "shard"])]
+    pub emit: Option<EmitChoice>,
+
+    /// Workers the recipe starts (Slurm array tasks, Kubernetes pods).
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "emit",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub array: u32,
+
+    /// Workers that may run at once (Slurm's %K, Kubernetes' parallelism; default: all).
+    #[arg(long, value_name = "K", requires = "emit",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub at_once: Option<u32>,
+
+    /// The container image of a Kubernetes recipe (one with shapelab as its entrypoint).
+    #[arg(long, value_name = "IMAGE", requires = "emit")]
+    pub image: Option<String>,
 
     /// Runs trained at once, one thread each (default: all cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -368,9 +456,12 @@ pub enum OutcomeChoice {
 
 #[derive(Debug, Args)]
 pub struct StoreFilter {
-    /// The results store.
-    #[arg(long, value_name = "PATH", default_value = "shapelab.db")]
-    pub store: PathBuf,
+    /// The results store: an SQLite file or a postgres:// URL.
+    #[arg(long, value_name = "PATH|URL", default_value = "shapelab.db")]
+    pub store: lab::experiments::store::StoreUrl,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// Only this experiment.
     #[arg(long, value_name = "NAME")]
@@ -474,8 +565,11 @@ pub struct AnalyzeArgs {
     pub out: PathBuf,
 
     /// Also record the results in this store (the run must be one of its runs).
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// Print the whole report as JSON.
     #[arg(long)]
@@ -520,9 +614,13 @@ pub struct CompareArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// A study directory (its shapelab.db) or a store file.
-    #[arg(value_name = "STUDY_DIR|STORE", default_value = "study")]
-    pub path: PathBuf,
+    /// A study directory (its shapelab.db), a store file, a model directory, or a
+    /// postgres:// store (with --artifacts).
+    #[arg(value_name = "STUDY_DIR|STORE|URL", default_value = "study")]
+    pub path: String,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// The port to listen on (0: any free one).
     #[arg(long, default_value_t = 8080)]
@@ -535,9 +633,12 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct FamiliesArgs {
-    /// The store of the sweep.
-    #[arg(long, value_name = "PATH")]
-    pub store: PathBuf,
+    /// The store of the sweep: an SQLite file or a postgres:// URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: lab::experiments::store::StoreUrl,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// The cell's dataset (its label in run keys).
     #[arg(long, value_name = "LABEL")]
@@ -621,8 +722,11 @@ pub struct DissectArgs {
 
     /// With DIR: also record the results in this store (the run must be one of its runs).
     /// Without: dissect the store's learned runs.
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// Only this experiment's runs (with --store and no DIR).
     #[arg(
@@ -699,8 +803,11 @@ pub struct PruneArgs {
     pub out: Option<PathBuf>,
 
     /// Also record the result in this store (the run must be one of its runs).
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
 
     /// Print the result as JSON.
     #[arg(long)]
@@ -1028,6 +1135,11 @@ pub struct BenchSweepArgs {
     /// Training images per run (thesis-1.3; 500 validation images).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub images: usize,
+
+    /// Sweep into this database (postgres://...) as workers claiming runs, under experiment
+    /// names of their own, instead of a temporary SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
 
     /// Print JSON.
     #[arg(long)]

@@ -95,7 +95,8 @@ pub fn families(args: crate::cli::FamiliesArgs, quiet: bool) -> Result<()> {
         null_seeds: args.null_seeds,
         cka_images: args.cka_images as usize,
     };
-    let store = lab::experiments::store::Store::open_existing(&args.store)?;
+    let store = lab::experiments::store::Store::open_existing(&args.store)?
+        .with_artifacts(args.artifacts.artifacts.clone());
     let arch = args
         .arch
         .parse()
@@ -113,14 +114,14 @@ pub fn families(args: crate::cli::FamiliesArgs, quiet: bool) -> Result<()> {
     if rows.is_empty() {
         return Err(usage(format!(
             "{} has no run of dataset {} and architecture {}{}; see `shapelab runs --store {}`",
-            args.store.display(),
+            args.store,
             args.dataset,
             args.arch,
             args.condition
                 .as_ref()
                 .map(|c| format!(" under condition {c}"))
                 .unwrap_or_default(),
-            args.store.display()
+            args.store
         )));
     }
     let spinner = crate::progress::bar(1, "{msg} {elapsed}", quiet);
@@ -147,16 +148,21 @@ pub fn families(args: crate::cli::FamiliesArgs, quiet: bool) -> Result<()> {
         (&args.dataset, &cell.condition),
     )?;
     spinner.finish_and_clear();
-    let out = args.out.clone().unwrap_or_else(|| {
-        args.store
+    // Beside an SQLite store; in the working directory for a database.
+    let beside = match args.store.as_path() {
+        Some(p) => p
             .parent()
             .unwrap_or(std::path::Path::new("."))
-            .join(
-                [&args.dataset, &args.arch, &cell.condition]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .fold("families".to_string(), |a, s| format!("{a}-{s}")),
-            )
+            .to_path_buf(),
+        None => std::path::PathBuf::from("."),
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        beside.join(
+            [&args.dataset, &args.arch, &cell.condition]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .fold("families".to_string(), |a, s| format!("{a}-{s}")),
+        )
     });
     let files = f.write(&out, &cell.dataset)?;
     if args.json {

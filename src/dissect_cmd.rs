@@ -67,7 +67,7 @@ pub fn dissect(args: DissectArgs, quiet: bool) -> Result<()> {
 /// The learned runs of `--store`, each dissected (or read back), summarised cell by cell.
 fn population(
     args: &DissectArgs,
-    path: &std::path::Path,
+    path: &lab::experiments::store::StoreUrl,
     settings: &Settings,
     quiet: bool,
 ) -> Result<()> {
@@ -82,7 +82,8 @@ fn population(
             )));
         }
     }
-    let store = lab::experiments::store::Store::open_existing(path)?;
+    let store = lab::experiments::store::Store::open_existing(path)?
+        .with_artifacts(args.artifacts.artifacts.clone());
     let arch = args
         .arch
         .as_deref()
@@ -102,7 +103,7 @@ fn population(
     if rows.is_empty() {
         return Err(usage(format!(
             "{} has no learned run{}; see `shapelab runs --store {} --outcome learned`",
-            path.display(),
+            path,
             if args.experiment.is_some()
                 || args.dataset.is_some()
                 || args.arch.is_some()
@@ -112,7 +113,7 @@ fn population(
             } else {
                 ""
             },
-            path.display()
+            path
         )));
     }
     let part = args.split.map(crate::model_cmds::part);
@@ -133,11 +134,15 @@ fn population(
         .first()
         .map_or(shapes::Split::Test, |m| m.dissection.split);
     let summary = lab::analyses::dissection::population::summarize(&members, split, settings);
-    let out = args.out.clone().unwrap_or_else(|| {
-        path.parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(format!("dissections-{}", summary.split.name()))
-    });
+    // Beside an SQLite store; in the working directory for a database.
+    let beside = path
+        .as_path()
+        .and_then(|p| p.parent())
+        .unwrap_or(std::path::Path::new("."));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| beside.join(format!("dissections-{}", summary.split.name())));
     let files = summary.write(&out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -147,7 +152,7 @@ fn population(
             "\n{} files written to {}; every dissection is recorded in {}",
             files.len(),
             out.display(),
-            path.display()
+            path
         );
     }
     Ok(())
@@ -172,8 +177,14 @@ fn one(args: &DissectArgs, model: &std::path::Path, settings: &Settings) -> Resu
         .out
         .clone()
         .unwrap_or_else(|| model.join(format!("dissection-{}", part.name())));
-    check_derived_out(&out, &run, model, &args.data, args.store.as_deref())?;
-    let store = store_of_run(args.store.as_deref(), model)?;
+    check_derived_out(
+        &out,
+        &run,
+        model,
+        &args.data,
+        args.store.as_ref().and_then(|u| u.as_path()),
+    )?;
+    let store = store_of_run(args.store.as_ref(), &args.artifacts, model)?;
     let masks = masks_of(&d, part, &args.data, &args.masks, &data_name)?;
     let words = masks.part(part.name()).ok_or_else(|| {
         usage(format!(

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{BenchCommand, Cli, Command, Format, GenerateArgs, InspectArgs};
+use cli::{BenchCommand, Cli, Command, Format, GenerateArgs, InspectArgs, StoreCommand};
 use lab::data::inspect::Summary;
 use lab::{Dataset, Loaded, PanelData};
 
@@ -110,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare_cmd::compare(args),
         Command::Families(args) => compare_cmd::families(args, cli.quiet),
         Command::Serve(args) => serve(args),
+        Command::Store(StoreCommand::Copy(args)) => store_copy(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train(args),
         Command::Bench(BenchCommand::Sweep(args)) => bench_sweep(args),
@@ -660,14 +661,24 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
         return Err(usage("--runs, --epochs and --images must be at least 1"));
     }
     let cores = cores();
-    let r = lab::bench::sweep_speed(&args.arch, args.runs, args.epochs, args.images, cores)?;
+    let r = lab::bench::sweep_speed(
+        &args.arch,
+        (args.runs, args.epochs, args.images),
+        cores,
+        args.store.as_ref(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
     println!(
-        "sweep of {} runs of {} x {} epochs on {} thesis-1.3 images (500 validation), image-epochs/s:",
-        r.runs, r.arch, r.epochs, r.train_images
+        "sweep of {} runs of {} x {} epochs on {} thesis-1.3 images (500 validation) into {}{}, image-epochs/s:",
+        r.runs,
+        r.arch,
+        r.epochs,
+        r.train_images,
+        r.store,
+        if r.worker { " as workers" } else { "" }
     );
     println!(
         "  engine alone, 1 thread, no store   {:>10.0}",
@@ -686,8 +697,32 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
 }
 
 /// `serve`: the store behind `path` in the browser, until Ctrl-C.
+/// `store copy SRC DST`: copies, verifies, prints what moved.
+fn store_copy(args: cli::StoreCopyArgs) -> Result<()> {
+    let report = lab::experiments::store::copy(&args.src, &args.dst)?;
+    for (table, rows, added) in &report.tables {
+        println!("{table:<14} {rows:>8} rows, {added:>8} added");
+    }
+    println!(
+        "copied {} into {}: every row reads back the same (sha256 {})",
+        args.src, args.dst, report.sha256
+    );
+    if let Some(p) = args.src.as_path() {
+        let root = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        println!(
+            "model directories stay under {}: read the copy with --artifacts {}",
+            root.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 fn serve(args: cli::ServeArgs) -> Result<()> {
-    let source = server::Source::resolve(&args.path)?;
+    let source = server::Source::resolve_arg(&args.path, args.artifacts.artifacts.as_deref())?;
     let state = server::State::open(&source)?;
     if !args.host.is_loopback() {
         eprintln!(
@@ -699,10 +734,7 @@ fn serve(args: cli::ServeArgs) -> Result<()> {
         state,
         std::net::SocketAddr::new(args.host, args.port),
         |addr| {
-            println!(
-                "serving {} at http://{addr}/ (Ctrl-C stops)",
-                source.path().display()
-            );
+            println!("serving {} at http://{addr}/ (Ctrl-C stops)", source.name());
         },
     )?;
     Ok(())

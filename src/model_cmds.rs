@@ -531,8 +531,14 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     });
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     let split = present(&d, ("--on", args.on), &data_name)?;
-    check_derived_out(&out, &run, &args.model, &args.data, args.store.as_deref())?;
-    let store = store_of_run(args.store.as_deref(), &args.model)?;
+    check_derived_out(
+        &out,
+        &run,
+        &args.model,
+        &args.data,
+        args.store.as_ref().and_then(|u| u.as_path()),
+    )?;
+    let store = store_of_run(args.store.as_ref(), &args.artifacts, &args.model)?;
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
     let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
@@ -617,7 +623,8 @@ pub(crate) fn recorded_data(
 
 /// With `--store`, the store and the row of the run whose model directory is `model`.
 pub(crate) fn store_of_run(
-    store: Option<&std::path::Path>,
+    store: Option<&lab::experiments::store::StoreUrl>,
+    artifacts: &crate::cli::ArtifactsArg,
     model: &std::path::Path,
 ) -> Result<
     Option<(
@@ -626,12 +633,18 @@ pub(crate) fn store_of_run(
     )>,
 > {
     let Some(p) = store else { return Ok(None) };
-    let s = lab::experiments::store::Store::open_existing(p)?;
+    let s = lab::experiments::store::Store::open_existing(p)?
+        .with_artifacts(artifacts.artifacts.clone());
     let row = s.run_for_dir(model)?.ok_or_else(|| {
         usage(format!(
-            "{} is not a run of {}; drop --store or pass one of its model directories",
+            "{} is not a run of {}; drop --store or pass one of its model directories{}",
             model.display(),
-            p.display()
+            p,
+            if p.is_postgres() && artifacts.artifacts.is_none() {
+                " (and give --artifacts: the directory the store's model directories are under)"
+            } else {
+                ""
+            }
         ))
     })?;
     Ok(Some((s, row)))
@@ -644,9 +657,9 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         &run,
         &args.model,
         &args.data,
-        args.store.as_deref(),
+        args.store.as_ref().and_then(|u| u.as_path()),
     )?;
-    let store = store_of_run(args.store.as_deref(), &args.model)?;
+    let store = store_of_run(args.store.as_ref(), &args.artifacts, &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     if d.val.is_empty() {
         return Err(usage(

@@ -3,16 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
 
-use crate::cli::{OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs};
+use crate::cli::{
+    EmitChoice, OutcomeChoice, RunsArgs, StoreFilter, StuckArgs, SummaryArgs, SweepArgs,
+};
 use crate::{cores, usage};
 use lab::experiments::experiment::{parse_shard, DataSource, Plan};
 use lab::experiments::outcome::Outcome;
-use lab::experiments::store::{RunFilter, RunRow, Store};
-use lab::experiments::sweep::{SweepObserver, SweepOptions};
+use lab::experiments::store::{RunFilter, RunRow, Store, StoreUrl};
+use lab::experiments::sweep::{SweepObserver, SweepOptions, WorkerOptions};
 use lab::files::output::{check_disjoint, Input};
 
 /// The first Ctrl-C asks for a clean stop; a second one exits at once.
@@ -73,6 +76,11 @@ impl SweepObserver for SweepProgress {
         self.bar.suspend(|| eprintln!("warning: {line}"));
     }
 
+    fn reconnecting(&self, why: &str) {
+        self.bar
+            .suspend(|| eprintln!("warning: {why}; reconnecting (--reconnect sets for how long)"));
+    }
+
     fn stored(&self, row: &RunRow) {
         if row.outcome == Outcome::Learned {
             self.learned.fetch_add(1, Ordering::SeqCst);
@@ -93,29 +101,81 @@ impl SweepObserver for SweepProgress {
     }
 }
 
+/// The worker's name in the claims table: its Slurm array task or Kubernetes index if any.
+fn worker_name() -> String {
+    if let Ok(t) = std::env::var("SLURM_ARRAY_TASK_ID") {
+        let job = std::env::var("SLURM_ARRAY_JOB_ID").unwrap_or_default();
+        format!("slurm-{job}_{t}")
+    } else if let Ok(i) = std::env::var("JOB_COMPLETION_INDEX") {
+        format!("k8s-{i}")
+    } else {
+        "worker".into()
+    }
+}
+
+/// `sweep --emit`: prints the recipe, trains nothing.
+fn emit(args: &SweepArgs, plan: &Plan, kind: EmitChoice) -> Result<()> {
+    let experiment = lab::files::output::resolve(&args.experiment);
+    let binary = std::env::current_exe()?;
+    let recipe = lab::experiments::recipes::Recipe {
+        name: &plan.name,
+        experiment: &experiment,
+        text: &plan.text,
+        binary: &binary,
+        tasks: args.array,
+        at_once: args.at_once,
+        cores: args.jobs.map_or(1, |j| j as usize),
+        lease: args.lease,
+    };
+    let text = match kind {
+        EmitChoice::Slurm => lab::experiments::recipes::slurm(&recipe),
+        EmitChoice::K8s => {
+            let image = args.image.as_deref().ok_or_else(|| {
+                usage("--emit k8s needs --image IMAGE: a container image with shapelab as its entrypoint".to_string())
+            })?;
+            lab::experiments::recipes::k8s(&recipe, image)
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
 pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
     let plan = Plan::from_file(&args.experiment)?;
-    let store = args.store.clone().unwrap_or_else(|| {
-        args.experiment
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("shapelab.db")
+    if let Some(kind) = args.emit {
+        return emit(&args, &plan, kind);
+    }
+    let url = args.store.clone().unwrap_or_else(|| {
+        StoreUrl::Sqlite(
+            args.experiment
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join("shapelab.db"),
+        )
     });
-    let mut inputs = vec![Input::File(&args.experiment)];
-    inputs.extend(plan.datasets.iter().filter_map(|d| match &d.source {
-        DataSource::File(p) => Input::at(p),
-        DataSource::Spec { .. } => None,
-    }));
-    check_disjoint(&store, "--store", &inputs)?;
+    if let Some(path) = url.as_path() {
+        let mut inputs = vec![Input::File(&args.experiment)];
+        inputs.extend(plan.datasets.iter().filter_map(|d| match &d.source {
+            DataSource::File(p) => Input::at(p),
+            DataSource::Spec { .. } => None,
+        }));
+        check_disjoint(path, "--store", &inputs)?;
+    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
     let progress = SweepProgress::new(quiet);
     let opts = SweepOptions {
         shard,
+        worker: args.worker.then(|| WorkerOptions {
+            lease: Duration::from_secs(args.lease),
+            reconnect: Duration::from_secs(args.reconnect),
+            name: worker_name(),
+        }),
         jobs,
         cancel: &cancel,
     };
+    let store = Store::open(&url)?.with_artifacts(args.artifacts.artifacts.clone());
     let report = lab::experiments::sweep::run(&plan, &args.experiment, &store, &opts, &progress)?;
     progress.bar.finish_and_clear();
     let counts: Vec<String> = report
@@ -134,7 +194,7 @@ pub fn sweep(args: SweepArgs, quiet: bool) -> Result<()> {
         report.stored,
         report.already,
         counts.join(", "),
-        store.display()
+        url
     );
     if let Some(first) = report.failures.first() {
         return Err(lab::Error::RunsFailed {
@@ -175,24 +235,30 @@ fn filter_of(f: &StoreFilter, outcome: Option<OutcomeChoice>) -> Result<RunFilte
     })
 }
 
+/// A run's model directory as a user can open it, or as stored when the store's artifacts
+/// root is unknown (a postgres:// store read without --artifacts).
+fn shown_dir(store: &Store, r: &RunRow) -> String {
+    store
+        .resolve_model_dir(&r.model_dir)
+        .map_or(r.model_dir.clone(), |p| p.display().to_string())
+}
+
+/// Opens a filter's store to read, with its artifacts root.
+fn open_read(f: &StoreFilter) -> Result<Store> {
+    Ok(Store::open_read(&f.store)?.with_artifacts(f.artifacts.artifacts.clone()))
+}
+
 fn run_json(store: &Store, r: &RunRow) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(r).expect("json");
     let o = v.as_object_mut().expect("object");
-    o.insert(
-        "model_dir".into(),
-        store
-            .resolve_model_dir(&r.model_dir)
-            .display()
-            .to_string()
-            .into(),
-    );
+    o.insert("model_dir".into(), shown_dir(store, r).into());
     o.insert("seed".into(), r.seed.to_string().into());
     // Stored JSON that does not read back is an error naming the run, never a null.
     let bad = |what: &str, e: serde_json::Error| {
-        lab::Error::bad(
-            store.path(),
-            format!("run {} has a {what} that does not read back: {e}", r.key),
-        )
+        store.fault(format!(
+            "run {} has a {what} that does not read back: {e}",
+            r.key
+        ))
     };
     let config = serde_json::from_str(&r.config).map_err(|e| bad("config", e))?;
     o.insert("config".into(), config);
@@ -205,7 +271,7 @@ fn run_json(store: &Store, r: &RunRow) -> Result<serde_json::Value> {
 }
 
 pub fn runs(args: RunsArgs) -> Result<()> {
-    let store = Store::open_read(&args.filter.store)?;
+    let store = open_read(&args.filter)?;
     let rows = store.runs(&filter_of(&args.filter, args.outcome)?)?;
     if args.json {
         let v: Vec<serde_json::Value> = rows
@@ -254,7 +320,7 @@ pub fn runs(args: RunsArgs) -> Result<()> {
                 r.val_acc.to_string(),
                 r.val_loss.to_string(),
                 format!("{:.3}", r.seconds),
-                store.resolve_model_dir(&r.model_dir).display().to_string(),
+                shown_dir(&store, r),
             ])?;
         }
         w.flush()?;
@@ -280,7 +346,7 @@ pub fn runs(args: RunsArgs) -> Result<()> {
             r.never_predicted.join(", ")
         );
     }
-    println!("{} runs in {}", rows.len(), args.filter.store.display());
+    println!("{} runs in {}", rows.len(), args.filter.store);
     Ok(())
 }
 
@@ -295,20 +361,32 @@ fn beside_store(store: &Path, suffix: &str) -> PathBuf {
 }
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    let store = Store::open_read(&args.filter.store)?;
+    let store = open_read(&args.filter)?;
     let rows = store.runs(&filter_of(&args.filter, None)?)?;
     if rows.is_empty() {
         return Err(usage(format!(
             "{} holds no runs matching the filter; run `shapelab sweep` first",
-            args.filter.store.display()
+            args.filter.store
         )));
     }
     let groups = lab::experiments::summary::summarize(&rows);
-    let png = args
-        .out
-        .clone()
-        .unwrap_or_else(|| beside_store(&args.filter.store, "summary.png"));
-    let store_input = [Input::Store(&args.filter.store)];
+    let png = match (&args.out, args.filter.store.as_path()) {
+        (Some(p), _) => p.clone(),
+        (None, Some(path)) => beside_store(path, "summary.png"),
+        (None, None) => {
+            return Err(usage(format!(
+            "{} is a database, with no directory to write the heatmap beside: give --out FILE.png",
+            args.filter.store
+        )))
+        }
+    };
+    let store_input: Vec<Input> = args
+        .filter
+        .store
+        .as_path()
+        .map(Input::Store)
+        .into_iter()
+        .collect();
     check_disjoint(&png, "--out", &store_input)?;
     // The default heatmap is derived data, refreshed; a file the user named needs --force.
     lab::files::fsio::prepare_file(&png, args.force || args.out.is_none())?;
@@ -339,12 +417,12 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 }
 
 pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
-    let store = Store::open_read(&args.filter.store)?;
+    let store = open_read(&args.filter)?;
     let rows = store.runs(&filter_of(&args.filter, None)?)?;
     if rows.is_empty() {
         return Err(usage(format!(
             "{} holds no runs matching the filter; run `shapelab sweep` first",
-            args.filter.store.display()
+            args.filter.store
         )));
     }
     if let Some(extra) = args.continue_epochs {
@@ -367,14 +445,10 @@ pub fn stuck(args: StuckArgs, quiet: bool) -> Result<()> {
             .filter(|r| r.outcome == Outcome::Stuck)
             .cloned()
             .collect();
-        let done = lab::experiments::stuck::continue_runs(
-            &args.filter.store,
-            &stuck,
-            extra,
-            rescue,
-            jobs,
-            &|| bar.inc(1),
-        )?;
+        let done =
+            lab::experiments::stuck::continue_runs(&store, &stuck, extra, rescue, jobs, &|| {
+                bar.inc(1)
+            })?;
         bar.finish_and_clear();
         let escaped = done.iter().filter(|c| c.escaped).count();
         println!(

@@ -9,6 +9,7 @@ mod foreign;
 mod generate;
 mod inside;
 mod inspect;
+mod postgres;
 mod prune;
 mod serve;
 mod study;

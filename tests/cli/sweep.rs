@@ -312,7 +312,7 @@ fn bad_experiments_and_stores() {
     }
     assert!(
         !dir.path().join("shapelab.db").exists()
-            || Store::open_existing(&dir.path().join("shapelab.db"))
+            || Store::open_existing(dir.path().join("shapelab.db"))
                 .unwrap()
                 .canonical_dump()
                 .unwrap()

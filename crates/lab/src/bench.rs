@@ -281,6 +281,10 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// Sweep throughput against the engine alone.
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepSpeed {
+    /// The store swept into: a temporary SQLite file, or the database given (redacted).
+    pub store: String,
+    /// Whether the sweeps ran as `--worker`s claiming runs (with a database store).
+    pub worker: bool,
     pub arch: String,
     pub runs: usize,
     pub epochs: usize,
@@ -301,13 +305,14 @@ struct Quiet;
 impl crate::experiments::sweep::SweepObserver for Quiet {}
 
 /// Times a sweep of `runs` seeds of `arch` for `epochs` epochs on `train` thesis-1.3 images
-/// (500 validation), against the engine training the same runs alone.
+/// (500 validation), against the engine training the same runs alone. Into a temporary SQLite
+/// store, or into `store` (a database) as workers claiming runs, under experiment names of
+/// their own (`bench-...`), model directories in a temporary directory.
 pub fn sweep_speed(
     arch: &str,
-    runs: usize,
-    epochs: usize,
-    train: usize,
+    (runs, epochs, train): (usize, usize, usize),
     jobs: usize,
+    store: Option<&crate::experiments::store::StoreUrl>,
 ) -> Result<SweepSpeed> {
     let text = format!(
         "name = \"bench\"\nseeds = {runs}\nepochs = {epochs}\n[[dataset]]\npreset = \"thesis-1.3\"\ntrain = {train}\nval = 500\n[grid]\narchs = [\"{arch}\"]\n"
@@ -338,24 +343,48 @@ pub fn sweep_speed(
     let engine = image_epochs / start.elapsed().as_secs_f64();
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let mut rates = Vec::new();
+    let stamp = format!(
+        "{}-{}",
+        crate::experiments::store::timestamp(),
+        std::process::id()
+    );
     for (i, j) in [1, jobs].into_iter().enumerate() {
-        let store = dir.path().join(format!("bench{i}.db"));
+        let (url, plan) = match store {
+            Some(u) => {
+                let named = text.replacen("\"bench\"", &format!("\"bench-{stamp}-{i}\""), 1);
+                let plan = crate::experiments::experiment::Plan::parse(
+                    &named,
+                    &dir.path().join("bench.toml"),
+                )?;
+                (u.clone(), plan)
+            }
+            None => (dir.path().join(format!("bench{i}.db")).into(), plan.clone()),
+        };
         let opts = crate::experiments::sweep::SweepOptions {
             shard: None,
+            worker: store.map(|_| crate::experiments::sweep::WorkerOptions {
+                lease: std::time::Duration::from_secs(60),
+                reconnect: std::time::Duration::from_secs(0),
+                name: "bench".into(),
+            }),
             jobs: j,
             cancel: &cancel,
         };
+        let opened = crate::experiments::store::Store::open(&url)?
+            .with_artifacts(Some(dir.path().join("artifacts")));
         let start = Instant::now();
         crate::experiments::sweep::run(
             &plan,
             &dir.path().join("bench.toml"),
-            &store,
+            &opened,
             &opts,
             &Quiet,
         )?;
         rates.push(image_epochs / start.elapsed().as_secs_f64());
     }
     Ok(SweepSpeed {
+        store: store.map_or("a temporary SQLite file".into(), |u| u.to_string()),
+        worker: store.is_some(),
         arch: arch.to_string(),
         runs,
         epochs,

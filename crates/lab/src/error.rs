@@ -64,6 +64,16 @@ pub enum Error {
     #[error("{}: {err}", path.display())]
     Io { path: PathBuf, err: std::io::Error },
 
+    /// The results store refused or failed: named as the user gave it (a file, or a URL without
+    /// its password).
+    #[error("{store}: {reason}")]
+    Store { store: String, reason: String },
+
+    /// The connection to the results store's server was lost (it stopped, the network
+    /// failed); what was committed before is kept.
+    #[error("{store}: {reason}; check the server and run the same command again (finished runs are kept)")]
+    StoreLost { store: String, reason: String },
+
     /// A file exists but is not what it should be.
     #[error("{}: {reason}", path.display())]
     BadFile { path: PathBuf, reason: String },

@@ -12,9 +12,32 @@ pub enum Source {
     Store(PathBuf),
     /// One model directory written by `shapelab train` or a sweep.
     Run(PathBuf),
+    /// A PostgreSQL store, and the artifacts directory its model paths are relative to.
+    Database {
+        url: lab::experiments::store::StoreUrl,
+        artifacts: PathBuf,
+    },
 }
 
 impl Source {
+    /// Resolves what `serve` was given: a `postgres://` URL (with the `--artifacts` directory
+    /// it needs), else a path as [`Source::resolve`] reads it.
+    pub fn resolve_arg(arg: &str, artifacts: Option<&Path>) -> Result<Source> {
+        match arg.parse::<lab::experiments::store::StoreUrl>() {
+            Ok(url @ lab::experiments::store::StoreUrl::Postgres(_)) => match artifacts {
+                Some(a) => Ok(Source::Database {
+                    url,
+                    artifacts: a.to_path_buf(),
+                }),
+                None => Err(Error::Usage(format!(
+                    "{url} keeps its model directories elsewhere: give --artifacts DIR (or set SHAPELAB_ARTIFACTS)"
+                ))),
+            },
+            Ok(_) => Source::resolve(Path::new(arg)),
+            Err(e) => Err(Error::Usage(e)),
+        }
+    }
+
     /// Resolves `path`: a directory holding `shapelab.db`, a store file, or a model directory.
     pub fn resolve(path: &Path) -> Result<Source> {
         if path.is_dir() {
@@ -39,10 +62,11 @@ impl Source {
         )))
     }
 
-    /// The path served, for messages.
-    pub fn path(&self) -> &Path {
+    /// What is served, for messages (a URL without its password).
+    pub fn name(&self) -> String {
         match self {
-            Source::Store(p) | Source::Run(p) => p,
+            Source::Store(p) | Source::Run(p) => p.display().to_string(),
+            Source::Database { url, .. } => url.to_string(),
         }
     }
 }

@@ -113,6 +113,15 @@ impl State {
                 };
                 (backend, root)
             }
+            Source::Database { url, artifacts } => {
+                let store = Store::open_read(url)?.with_artifacts(Some(artifacts.clone()));
+                let root = canonical(artifacts)?;
+                let backend = Backend::Store {
+                    store: Mutex::new(store),
+                    rows: Mutex::new(HashMap::new()),
+                };
+                (backend, root)
+            }
             Source::Run(dir) => {
                 let root = canonical(dir)?;
                 let run = Run::load(&root)?;
@@ -202,7 +211,7 @@ impl State {
         };
         self.runs.get(&row.key, || {
             let dir = self
-                .with_store(|s| Ok(s.resolve_model_dir(&row.model_dir)))?
+                .with_store(|s| s.resolve_model_dir(&row.model_dir))?
                 .expect("a store");
             let real = dir.canonicalize().map_err(|e| lab::Error::io(&dir, e))?;
             if !real.starts_with(&self.root) {

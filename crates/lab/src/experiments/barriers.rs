@@ -67,8 +67,8 @@ pub fn grid(
     // The store stays on this thread (its connection is not shared); the workers get paths.
     let jobs: Vec<_> = jobs
         .into_iter()
-        .map(|(cell, a, b)| (cell, (a, dir(a)), (b, dir(b))))
-        .collect();
+        .map(|(cell, a, b)| Ok((cell, (a, dir(a)?), (b, dir(b)?))))
+        .collect::<Result<_>>()?;
     let total = jobs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let measured: Vec<Result<_>> = jobs

@@ -74,7 +74,7 @@ pub fn dissect_learned(
         let models: Vec<crate::models::run::Run> = todo
             .iter()
             .map(|&i| {
-                crate::models::run::Run::load(&store.resolve_model_dir(&learned[i].model_dir))
+                crate::models::run::Run::load(&store.resolve_model_dir(&learned[i].model_dir)?)
             })
             .collect::<Result<_>>()?;
         for run in &models {

@@ -52,7 +52,11 @@ pub fn load_cell(store: &Store, rows: Vec<RunRow>, split: shapes::Split) -> Resu
     let dataset = crate::experiments::stuck::dataset_of(store, &first)?;
     let runs: Vec<Run> = rows
         .iter()
-        .map(|r| Run::load(&store.resolve_model_dir(&r.model_dir)))
+        .map(|r| {
+            store
+                .resolve_model_dir(&r.model_dir)
+                .and_then(|d| Run::load(&d))
+        })
         .collect::<Result<_>>()?;
     let labels = rows
         .iter()

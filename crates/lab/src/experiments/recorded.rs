@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyses::analysis::Report;
 use crate::analyses::dissection::Dissection;
 use crate::analyses::pruning::PruneJson;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiments::first_steps::FirstSteps;
 use crate::experiments::store::{AnalysisKind, Store};
 
@@ -77,9 +77,7 @@ impl Store {
                 continue;
             }
             let report: Report = serde_json::from_str(&result).map_err(|e| {
-                Error::bad(
-                    self.path(),
-                    format!("the analysis of run {key} does not read back ({e}); run the analysis again to replace it"),
+                self.fault(format!("the analysis of run {key} does not read back ({e}); run the analysis again to replace it"),
                 )
             })?;
             if kind == AnalysisKind::Analysis {
@@ -110,12 +108,9 @@ impl Store {
                 continue;
             }
             let f: FirstSteps = serde_json::from_str(&result).map_err(|e| {
-                Error::bad(
-                    self.path(),
-                    format!(
-                        "the first steps of run {key} do not read back ({e}); the store is damaged"
-                    ),
-                )
+                self.fault(format!(
+                    "the first steps of run {key} do not read back ({e}); the store is damaged"
+                ))
             })?;
             if best
                 .as_ref()
@@ -148,9 +143,7 @@ impl Store {
                 continue;
             }
             out.push(serde_json::from_str(&result).map_err(|e| {
-                Error::bad(
-                    self.path(),
-                    format!("the dissection of run {key} does not read back ({e}); run `shapelab dissect` again to replace it"),
+                self.fault(format!("the dissection of run {key} does not read back ({e}); run `shapelab dissect` again to replace it"),
                 )
             })?);
         }

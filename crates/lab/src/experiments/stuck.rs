@@ -59,9 +59,7 @@ struct Identity {
 /// damaged (never a silent zero for a missing layer).
 fn dead_counts(store: &Store, key: &str, dead: &[usize], filters: &[usize]) -> Result<Vec<usize>> {
     if dead.len() != filters.len() {
-        return Err(Error::bad(
-            store.path(),
-            format!(
+        return Err(store.fault(format!(
                 "run {key} records dead filters for {} layers, but its architecture has {}; the store is damaged",
                 dead.len(),
                 filters.len()
@@ -122,10 +120,10 @@ pub fn report(store: &Store, rows: &[RunRow]) -> Result<Vec<StuckGroup>> {
                 .map(serde_json::from_str::<Diagnosis>)
                 .transpose()
                 .map_err(|e| {
-                    Error::bad(
-                        store.path(),
-                        format!("run {} has a diagnosis that does not read back: {e}", r.key),
-                    )
+                    store.fault(format!(
+                        "run {} has a diagnosis that does not read back: {e}",
+                        r.key
+                    ))
                 })?;
             if let Some(d) = diagnosis {
                 grads.push(d.grad_norm);
@@ -231,7 +229,7 @@ pub fn to_text(groups: &[StuckGroup]) -> String {
 pub fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
     let d = store
         .dataset(&r.dataset_hash)?
-        .ok_or_else(|| Error::bad(store.path(), format!("lacks the dataset of run {}", r.key)))?;
+        .ok_or_else(|| store.fault(format!("lacks the dataset of run {}", r.key)))?;
     match &d.spec {
         Some(spec) => Ok(Dataset::generate(
             &shapes::DatasetSpec::from_canonical_json(spec)?,
@@ -246,7 +244,7 @@ pub fn dataset_of(store: &Store, r: &RunRow) -> Result<Dataset> {
 /// rising) `extra` more epochs with `rescue` on `jobs` threads, and records each result.
 /// Returns the continuation rows.
 pub fn continue_runs(
-    store_path: &std::path::Path,
+    store: &Store,
     rows: &[RunRow],
     extra: usize,
     rescue: Rescue,
@@ -268,31 +266,32 @@ pub fn continue_runs(
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
+    // One connection per thread, opened here: a connection is not shared between threads.
+    let stores = (0..jobs.max(1).min(rows.len().max(1)))
+        .map(|_| store.reopen())
+        .collect::<Result<Vec<Store>>>()?;
+    let (next, results_ref, errors_ref) = (&next, &results, &errors);
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(rows.len().max(1)) {
-            s.spawn(|| {
+        for mut store in stores {
+            s.spawn(move || {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .build()
                     .expect("a pool");
-                let mut store = match Store::open_existing(store_path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        errors.lock().expect("lock").push(e.to_string());
-                        return;
-                    }
-                };
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(r) = rows.get(i) else { return };
                     match pool.install(|| continue_one(&mut store, r, extra, rescue)) {
                         Ok(c) => {
                             if let Err(e) = store.put_continuation(&c) {
-                                errors.lock().expect("lock").push(e.to_string());
+                                errors_ref.lock().expect("lock").push(e.to_string());
                             }
-                            results.lock().expect("lock").push(c);
+                            results_ref.lock().expect("lock").push(c);
                         }
-                        Err(e) => errors.lock().expect("lock").push(format!("{}: {e}", r.key)),
+                        Err(e) => errors_ref
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{}: {e}", r.key)),
                     }
                     progress();
                 }
@@ -313,13 +312,9 @@ fn continue_one(
     extra: usize,
     rescue: Rescue,
 ) -> Result<ContinuationRow> {
-    let id: Identity = serde_json::from_str(&r.config).map_err(|e| {
-        Error::bad(
-            store.path(),
-            format!("run {} has unreadable settings: {e}", r.key),
-        )
-    })?;
-    let run = Run::load(&store.resolve_model_dir(&r.model_dir))?;
+    let id: Identity = serde_json::from_str(&r.config)
+        .map_err(|e| store.fault(format!("run {} has unreadable settings: {e}", r.key)))?;
+    let run = Run::load(&store.resolve_model_dir(&r.model_dir)?)?;
     let data = dataset_of(store, r)?;
     let mut config = id.train.clone();
     config.epochs = extra;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shapes::Split as Part;
@@ -19,7 +20,7 @@ use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::experiments::experiment::{key_to_dir, DataSource, Plan, RunPlan};
 use crate::experiments::outcome::{classify, diagnose, Outcome};
-use crate::experiments::store::{timestamp, DatasetRow, RunRow, Store};
+use crate::experiments::store::{timestamp, DatasetRow, RunRow, Store, StoreUrl};
 use crate::models::run::{safetensors_bytes, DataRef};
 use crate::models::training::engine_data;
 
@@ -27,10 +28,25 @@ use crate::models::training::engine_data;
 pub struct SweepOptions<'a> {
     /// 0-based shard and shard count.
     pub shard: Option<(usize, usize)>,
+    /// Claim runs one at a time from the store instead of taking a fixed share (`--worker`).
+    pub worker: Option<WorkerOptions>,
     /// Runs trained at once.
     pub jobs: usize,
     /// Set to stop: runs in flight are abandoned (not stored), nothing else starts.
     pub cancel: &'a AtomicBool,
+}
+
+/// How a worker holds the runs it claims.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// How long a claim lasts unless renewed; a worker renews every third of it while it
+    /// trains, so a killed worker's run is claimed again this long after its last renewal.
+    pub lease: Duration,
+    /// How long a worker keeps trying to reach a store whose connection it lost before it
+    /// stops (finished runs are stored either way).
+    pub reconnect: Duration,
+    /// Names the worker in the claims table: host, process and thread are added.
+    pub name: String,
 }
 
 /// Progress hooks, called from worker threads.
@@ -44,6 +60,8 @@ pub trait SweepObserver: Sync {
     /// A line the user should read before the runs start: a grown or shrunk experiment,
     /// files a dataset read skipped.
     fn note(&self, _line: &str) {}
+    /// A worker lost its store and is trying again (`--worker`).
+    fn reconnecting(&self, _why: &str) {}
 }
 
 /// Says how an experiment changed since its last sweep into this store, when its set of
@@ -54,7 +72,7 @@ fn change_note(
     plan: &Plan,
     previous_text: &str,
     done: &HashMap<String, String>,
-    store_path: &Path,
+    store: &StoreUrl,
 ) -> Option<String> {
     if previous_text == plan.text || done.is_empty() {
         return None;
@@ -70,7 +88,7 @@ fn change_note(
     let mut line = format!(
         "experiment `{}` changed since its last sweep into {}: {kept} of its {} runs are stored already",
         plan.name,
-        store_path.display(),
+        store,
         planned.len()
     );
     if added > 0 {
@@ -112,8 +130,8 @@ struct RunIdentity<'a> {
 }
 
 /// A dataset ready for training, with its store row.
-struct Loaded {
-    data: Dataset,
+pub(super) struct Loaded {
+    pub(super) data: Dataset,
     row: DatasetRow,
     data_ref: DataRef,
 }
@@ -164,8 +182,8 @@ fn load_dataset(label: &str, source: &DataSource) -> Result<Loaded> {
 }
 
 /// A run ready to train.
-struct Job<'a> {
-    plan: &'a RunPlan,
+pub(super) struct Job<'a> {
+    pub(super) plan: &'a RunPlan,
     arch: Arch,
     config: TrainConfig,
     identity: String,
@@ -184,15 +202,36 @@ impl tinycnn::train::Observer for RunObserver<'_> {
     }
 }
 
-/// Trains, classifies, saves and stores one run. `Ok(None)` when cancelled.
-fn execute(
+/// Where a sweep saves model directories: the store's artifacts root, and the path under it
+/// that the store records.
+pub(super) struct Artifacts {
+    root: std::path::PathBuf,
+    prefix: std::path::PathBuf,
+}
+
+impl Artifacts {
+    /// Fails before any training when the store has no artifacts root (PostgreSQL without
+    /// `--artifacts`).
+    pub(super) fn of(store: &Store) -> Result<Artifacts> {
+        Ok(Artifacts {
+            root: store.artifacts()?.to_path_buf(),
+            prefix: store.runs_prefix(),
+        })
+    }
+}
+
+/// A run trained and saved, not yet stored: its row and history.
+pub(super) type Trained = (RunRow, Vec<tinycnn::EpochStats>);
+
+/// Trains, classifies and saves one run, for the caller to store. `Ok(None)` when cancelled.
+pub(super) fn execute(
     job: &Job,
     d: &Loaded,
     plan: &Plan,
-    store: &mut Store,
+    art: &Artifacts,
     opts: &SweepOptions,
     obs: &dyn SweepObserver,
-) -> Result<Option<RunRow>> {
+) -> Result<Option<Trained>> {
     let mut o = RunObserver {
         cancel: opts.cancel,
         sweep: obs,
@@ -237,11 +276,20 @@ fn execute(
         ))
         .expect("json")
     });
-    let rel = Path::new(store.runs_dir().file_name().expect("runs dir has a name"))
-        .join(key_to_dir(&job.plan.key));
-    let dir = store.resolve_model_dir(&rel.to_string_lossy());
-    run.save(&dir, true)?;
     let weights = safetensors_bytes(&run.model, &job.arch.label());
+    let sha256: String = Sha256::digest(&weights)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut rel = art.prefix.join(key_to_dir(&job.plan.key));
+    if opts.worker.is_some() {
+        // Named by content: a duplicate of this run (a worker whose lease ran out) finds the
+        // same directory finished and leaves it.
+        rel = rel.join(&sha256[..16]);
+        run.save_once(&art.root.join(&rel))?;
+    } else {
+        run.save(&art.root.join(&rel), true)?;
+    }
     let last = run.history.last();
     let row = RunRow {
         key: job.plan.key.clone(),
@@ -269,26 +317,63 @@ fn execute(
         seconds: run.meta.seconds,
         images_per_s: run.meta.images_per_s,
         model_dir: rel.to_string_lossy().into_owned(),
-        weights_sha256: Sha256::digest(&weights)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        weights_sha256: sha256,
         finished: timestamp(),
     };
-    // False when a concurrent sweep stored the same run first: same bytes, counted there.
-    let inserted = store.insert_run(&row, &run.history)?;
-    Ok(inserted.then_some(row))
+    Ok(Some((row, run.history)))
 }
 
-/// Runs every run of `plan` (or of one shard) that `store_path` does not hold yet.
+/// Runs every run of `plan` (or of one shard) that `store` does not hold yet: on `opts.jobs`
+/// threads, or, as a worker (`opts.worker`), claiming one run at a time until every run of the
+/// experiment is stored, by this worker or by others.
 pub fn run(
     plan: &Plan,
     plan_path: &Path,
-    store_path: &Path,
+    store: &Store,
     opts: &SweepOptions,
     obs: &dyn SweepObserver,
 ) -> Result<SweepReport> {
-    let store = Store::open(store_path)?;
+    let Some(w) = &opts.worker else {
+        return run_once(plan, plan_path, store, opts, obs);
+    };
+    // A worker that loses its store while setting up (or for longer than its threads wait)
+    // reconnects and starts again: every step of a sweep is idempotent.
+    let mut fresh: Option<Store> = None;
+    loop {
+        match run_once(plan, plan_path, fresh.as_ref().unwrap_or(store), opts, obs) {
+            Err(Error::StoreLost { store: url, reason }) if !opts.cancel.load(Ordering::SeqCst) => {
+                if !w.reconnect.is_zero() {
+                    obs.reconnecting(&reason);
+                }
+                let until = std::time::Instant::now() + w.reconnect;
+                fresh = loop {
+                    if std::time::Instant::now() >= until || opts.cancel.load(Ordering::SeqCst) {
+                        return Err(crate::experiments::worker::gave_up(
+                            url,
+                            &reason,
+                            w.reconnect,
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    if let Ok(s) = store.reopen() {
+                        break Some(s);
+                    }
+                };
+            }
+            r => return r,
+        }
+    }
+}
+
+/// [`run`], once.
+fn run_once(
+    plan: &Plan,
+    plan_path: &Path,
+    store: &Store,
+    opts: &SweepOptions,
+    obs: &dyn SweepObserver,
+) -> Result<SweepReport> {
+    let art = Artifacts::of(store)?;
     let previous = store
         .experiments()?
         .into_iter()
@@ -303,8 +388,8 @@ pub fn run(
     let done = store.finished(&plan.name)?;
     let changed = previous
         .as_deref()
-        .and_then(|t| change_note(plan, t, &done, store_path));
-    let (jobs, already) = build_jobs(plan, &selected, &loaded, &done, store_path)?;
+        .and_then(|t| change_note(plan, t, &done, store.url()));
+    let (jobs, already) = build_jobs(plan, &selected, &loaded, &done, store.url())?;
     if let Some(n) = changed {
         obs.note(&n);
     }
@@ -318,14 +403,28 @@ pub fn run(
     for d in loaded.values() {
         store.put_dataset(&d.row)?;
     }
-    drop(store);
     obs.start(selected.len(), already);
-    let (stored, failures) = train_jobs(&jobs, &loaded, plan, store_path, opts, obs)?;
+    let (stored, failures) = match &opts.worker {
+        Some(w) => {
+            let keys: Vec<&str> = selected.iter().map(|r| r.key.as_str()).collect();
+            store.register_claims(&plan.name, &keys)?;
+            crate::experiments::worker::train_claimed(
+                (&jobs, &loaded),
+                plan,
+                &art,
+                store,
+                opts,
+                w,
+                obs,
+            )?
+        }
+        None => train_jobs(&jobs, &loaded, plan, &art, store, opts, obs)?,
+    };
     Ok(SweepReport {
         total: selected.len(),
         already,
         stored,
-        outcomes: outcome_counts(store_path, plan, &selected)?,
+        outcomes: outcome_counts(store, plan, &selected)?,
         cancelled: opts.cancel.load(Ordering::SeqCst),
         failures,
     })
@@ -362,7 +461,7 @@ fn build_jobs<'a>(
     selected: &[&'a RunPlan],
     loaded: &HashMap<usize, Loaded>,
     done: &HashMap<String, String>,
-    store_path: &Path,
+    store: &StoreUrl,
 ) -> Result<(Vec<Job<'a>>, usize)> {
     let mut jobs = Vec::new();
     let mut already = 0;
@@ -391,8 +490,7 @@ fn build_jobs<'a>(
             Some(_) => {
                 return Err(Error::Usage(format!(
                     "run {} is in {} with other settings; the experiment changed since: give it a new name or use another --store",
-                    r.key,
-                    store_path.display()
+                    r.key, store
                 )))
             }
             None => jobs.push(Job {
@@ -413,51 +511,60 @@ fn train_jobs(
     jobs: &[Job],
     loaded: &HashMap<usize, Loaded>,
     plan: &Plan,
-    store_path: &Path,
+    art: &Artifacts,
+    store: &Store,
     opts: &SweepOptions,
     obs: &dyn SweepObserver,
 ) -> Result<(usize, Vec<String>)> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let stored = AtomicUsize::new(0);
-    let workers = opts.jobs.max(1).min(jobs.len().max(1));
-    std::thread::scope(|s| -> Result<()> {
-        let mut handles = Vec::new();
-        for _ in 0..workers {
-            handles.push(s.spawn(|| -> Result<()> {
-                let mut store = Store::open(store_path)?;
+    // One connection per thread, opened here: a connection is not shared between threads.
+    let stores = (0..opts.jobs.max(1).min(jobs.len().max(1)))
+        .map(|_| store.reopen())
+        .collect::<Result<Vec<Store>>>()?;
+    let (next, failures_ref, stored_ref) = (&next, &failures, &stored);
+    std::thread::scope(|s| {
+        for mut store in stores {
+            s.spawn(move || {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .build()
                     .expect("a one-thread pool");
                 loop {
                     if opts.cancel.load(Ordering::SeqCst) {
-                        return Ok(());
+                        return;
                     }
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else {
-                        return Ok(());
+                        return;
                     };
                     let d = &loaded[&job.plan.dataset];
-                    match pool.install(|| execute(job, d, plan, &mut store, opts, obs)) {
+                    // False when a concurrent sweep stored the same run first: same bytes,
+                    // counted there.
+                    let result = pool
+                        .install(|| execute(job, d, plan, art, opts, obs))
+                        .and_then(|t| match t {
+                            Some((row, history)) => {
+                                Ok(store.insert_run(&row, &history)?.then_some(row))
+                            }
+                            None => Ok(None),
+                        });
+                    match result {
                         Ok(Some(row)) => {
-                            stored.fetch_add(1, Ordering::SeqCst);
+                            stored_ref.fetch_add(1, Ordering::SeqCst);
                             obs.stored(&row);
                         }
                         Ok(None) => {}
-                        Err(e) => failures
+                        Err(e) => failures_ref
                             .lock()
                             .expect("no panics hold it")
                             .push(format!("{}: {e}", job.plan.key)),
                     }
                 }
-            }));
+            });
         }
-        for h in handles {
-            h.join().expect("a worker panicked")?;
-        }
-        Ok(())
-    })?;
+    });
     Ok((
         stored.load(Ordering::SeqCst),
         failures.into_inner().expect("no panics hold it"),
@@ -466,11 +573,10 @@ fn train_jobs(
 
 /// Outcome counts over every stored run of the selection (stored now or before).
 fn outcome_counts(
-    store_path: &Path,
+    store: &Store,
     plan: &Plan,
     selected: &[&RunPlan],
 ) -> Result<Vec<(String, usize)>> {
-    let store = Store::open(store_path)?;
     let keys: std::collections::HashSet<&str> = selected.iter().map(|r| r.key.as_str()).collect();
     let rows: Vec<RunRow> = store
         .runs(&crate::experiments::store::RunFilter {

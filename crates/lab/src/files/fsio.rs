@@ -192,6 +192,39 @@ pub fn write_dir_atomic(
     placed
 }
 
+/// Builds a directory tree that is named by its content (a model directory of a `--worker`
+/// sweep): `fill` writes into a fresh temporary directory, which is renamed to `path` only if
+/// nothing is there; a tree already at `path` (the same content, finished by another worker)
+/// is never replaced. Returns whether this call placed it.
+pub fn write_dir_once(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let dir = parent_dir(path);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = staging(0o777)
+        .tempdir_in(&dir)
+        .map_err(|e| cannot_create_in(&dir, e))?;
+    fill(tmp.path())?;
+    crate::files::output::mark(tmp.path())?;
+    match fs::rename(tmp.path(), path) {
+        Ok(()) => {
+            // Renamed away: nothing left for the guard to remove.
+            let _ = tmp.keep();
+            Ok(true)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Renames the staged tree to `path`, moving an existing tree aside first so the new one
 /// appears in one rename. Another process may be replacing the same tree at the same moment
 /// (two sweeps sharing a store write the same run, byte for byte): when the destination

@@ -185,20 +185,29 @@ fn grad_columns(layers: usize) -> impl Iterator<Item = String> {
 impl Run {
     /// Writes the model directory atomically.
     pub fn save(&self, dir: &Path, force: bool) -> Result<()> {
+        write_dir_atomic(dir, force, |d| self.fill(d))
+    }
+
+    /// Saves into a directory named by the weights' hash, unless one is there already (the
+    /// same weights, saved by another worker): never replaced. Returns whether it wrote.
+    pub fn save_once(&self, dir: &Path) -> Result<bool> {
+        crate::files::fsio::write_dir_once(dir, |d| self.fill(d))
+    }
+
+    /// Writes the model directory's files into `d`.
+    fn fill(&self, d: &Path) -> Result<()> {
         let weights = safetensors_bytes(&self.model, &self.model.arch.label());
         let json = serde_json::to_string_pretty(&self.meta).expect("meta serialises") + "\n";
         let csv = history_csv(&self.history, self.model.arch.filters.len());
-        write_dir_atomic(dir, force, |d| {
-            for (name, bytes) in [
-                ("model.safetensors", &weights[..]),
-                ("model.json", json.as_bytes()),
-                ("history.csv", &csv[..]),
-            ] {
-                let p = d.join(name);
-                std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
-            }
-            Ok(())
-        })
+        for (name, bytes) in [
+            ("model.safetensors", &weights[..]),
+            ("model.json", json.as_bytes()),
+            ("history.csv", &csv[..]),
+        ] {
+            let p = d.join(name);
+            std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+        }
+        Ok(())
     }
 
     /// Reads a model directory written by [`Run::save`].

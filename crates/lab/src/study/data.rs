@@ -209,13 +209,10 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
 /// The stored description of the dataset run `r` was trained on.
 fn dataset_of(store: &Store, r: &RunRow) -> Result<DatasetRow> {
     store.dataset(&r.dataset_hash)?.ok_or_else(|| {
-        Error::bad(
-            store.path(),
-            format!(
-                "has run {} but not its dataset; the store is damaged",
-                r.key
-            ),
-        )
+        store.fault(format!(
+            "has run {} but not its dataset; the store is damaged",
+            r.key
+        ))
     })
 }
 

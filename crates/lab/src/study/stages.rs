@@ -233,6 +233,7 @@ fn sweep_stage(
     let store_path = dir.join("shapelab.db");
     let opts = SweepOptions {
         shard: None,
+        worker: None,
         jobs,
         cancel,
     };
@@ -242,7 +243,13 @@ fn sweep_stage(
         p if p.is_file() => crate::files::output::resolve(p),
         p => p.to_path_buf(),
     };
-    let report = crate::experiments::sweep::run(plan, &source_path, &store_path, &opts, obs)?;
+    let report = crate::experiments::sweep::run(
+        plan,
+        &source_path,
+        &crate::experiments::store::Store::open(&store_path)?,
+        &opts,
+        obs,
+    )?;
     if report.cancelled {
         return Err(Error::Interrupted(
             "run the same command again to resume".into(),
@@ -279,14 +286,9 @@ fn stuck_stage(
             .collect();
         if !todo.is_empty() {
             obs.continuing(todo.len());
-            crate::experiments::stuck::continue_runs(
-                store.path(),
-                &todo,
-                extra,
-                rescue,
-                jobs,
-                &|| obs.continued(),
-            )?;
+            crate::experiments::stuck::continue_runs(store, &todo, extra, rescue, jobs, &|| {
+                obs.continued()
+            })?;
         }
     }
     // Partial runs cut off by the epoch cap while still rising: do they learn given time?
@@ -305,7 +307,7 @@ fn stuck_stage(
     if !rising.is_empty() {
         obs.continuing(rising.len());
         crate::experiments::stuck::continue_runs(
-            store.path(),
+            store,
             &rising,
             extra,
             crate::experiments::rescue::Rescue::Same,
@@ -340,7 +342,7 @@ fn first_steps(store: &Store, runs: &[RunRow]) -> Result<()> {
         if store.first_steps(&r.key)?.is_some() {
             continue;
         }
-        let run = crate::models::run::Run::load(&store.resolve_model_dir(&r.model_dir))?;
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&r.model_dir)?)?;
         if !data.contains_key(&r.dataset_hash) {
             let d = crate::experiments::stuck::dataset_of(store, r)?;
             data.insert(r.dataset_hash.clone(), d);
@@ -418,7 +420,7 @@ fn cases_stage(
             ));
         }
         obs.case(&case.slug(), ci, ncases);
-        let model_dir = store.resolve_model_dir(&row.model_dir);
+        let model_dir = store.resolve_model_dir(&row.model_dir)?;
         let run = crate::models::run::Run::load(&model_dir)?;
         let data_path = data_file(dir, &case.dataset, ".npz");
         let data = Dataset::read_npz(&data_path)?;
@@ -510,7 +512,7 @@ fn population(
             ));
         }
         progress(row.seed_index);
-        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir)?)?;
         let data = match &mut data {
             Some(d) => &*d,
             None => &*data.insert(Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?),
@@ -570,7 +572,7 @@ fn dissection_stage(
         if out.join("sheet-layer-1.png").exists() {
             continue;
         }
-        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir))?;
+        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir)?)?;
         let data = Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?;
         let part = m.dissection.split;
         let masks =

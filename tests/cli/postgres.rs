@@ -1,0 +1,416 @@
+//! Sweeps into PostgreSQL: workers that claim runs, killed and restarted, lost connections,
+//! `store copy` both ways, and the errors of a wrong URL. Against the throwaway server
+//! `scripts/test.sh` starts (`SHAPELAB_TEST_PG`); without one these tests say so and pass,
+//! unless `SHAPELAB_REQUIRE_POSTGRES` is set (the test script sets it).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::{fails, ok, workdir};
+
+/// 16 runs: two architectures, Adam against SGD on raw pixels, four seeds.
+const EXPERIMENT: &str = r#"
+name = "pg"
+seed = 5
+seeds = 4
+epochs = 3
+[[dataset]]
+preset = "thesis-1.3"
+train = 1500
+val = 300
+test = 300
+[grid]
+archs = ["2-2", "4-4"]
+[sweep]
+optimizer = ["adam", "sgd"]
+scaling = ["raw"]
+"#;
+
+/// The admin URL of the test server, or `None` (skipped) when there is none.
+fn server() -> Option<String> {
+    match std::env::var("SHAPELAB_TEST_PG") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                std::env::var_os("SHAPELAB_REQUIRE_POSTGRES").is_none(),
+                "SHAPELAB_REQUIRE_POSTGRES is set but SHAPELAB_TEST_PG is not (run scripts/test.sh)"
+            );
+            eprintln!("no PostgreSQL server: test skipped (scripts/test.sh starts one)");
+            None
+        }
+    }
+}
+
+fn admin(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).expect("the test server")
+}
+
+/// A fresh database on the test server; its URL.
+fn database(tag: &str) -> Option<String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let url = server()?;
+    let name = format!(
+        "cli_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    admin(&url)
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    Some(url.replacen("/postgres?", &format!("/{name}?"), 1))
+}
+
+fn worker(dir: &Path, url: &str, extra: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("shapelab"))
+        .current_dir(dir)
+        .args(["--quiet", "sweep", "exp.toml", "--worker", "--store", url])
+        .args(["--artifacts", "art", "--jobs", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Per key: what must be equal between two stores of one sweep.
+fn results(dir: &Path, store: &str, artifacts: Option<&str>) -> BTreeMap<String, String> {
+    let mut args = vec!["runs", "--store", store, "--json"];
+    if let Some(a) = artifacts {
+        args.extend(["--artifacts", a]);
+    }
+    let out = ok(dir, &args);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let mut m = BTreeMap::new();
+    for r in runs {
+        // The weights on disk are the ones the store names.
+        let bytes = fs::read(
+            dir.join(r["model_dir"].as_str().unwrap())
+                .join("model.safetensors"),
+        )
+        .unwrap();
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sha, r["weights_sha256"].as_str().unwrap(), "{}", r["key"]);
+        let v = format!(
+            "{} {} {} {} {} {} {}",
+            r["outcome"],
+            r["epochs_run"],
+            r["val_acc"],
+            r["val_loss"],
+            r["test_acc"],
+            r["confusion"],
+            r["weights_sha256"]
+        );
+        assert!(
+            m.insert(r["key"].as_str().unwrap().to_string(), v)
+                .is_none(),
+            "a key listed twice"
+        );
+    }
+    m
+}
+
+#[test]
+fn four_workers_two_killed_store_every_run_once() {
+    let Some(url) = database("workers") else {
+        return;
+    };
+    let dir = workdir();
+    fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    ok(dir.path(), &["sweep", "exp.toml", "--store", "one.db"]);
+    let want = results(dir.path(), "one.db", None);
+    assert_eq!(want.len(), 16);
+
+    let lease = ["--lease", "2"];
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(dir.path(), &url, &lease)).collect();
+    // Kill two of them with SIGKILL at pseudo-random moments, and start them again.
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut kills = 0;
+    for victim in [0, 1, 0] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(Duration::from_millis(200 + state % 700));
+        if workers[victim].try_wait().unwrap().is_none() {
+            workers[victim].kill().unwrap();
+            workers[victim].wait().unwrap();
+            kills += 1;
+        }
+        workers[victim] = worker(dir.path(), &url, &lease);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for w in &mut workers {
+        while w.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a worker never finished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = w.wait_with_output_ref();
+        assert!(out.0.success(), "a worker failed: {}", out.1);
+    }
+    assert!(kills > 0, "no worker was killed while it ran");
+    let got = results(dir.path(), &url, Some("art"));
+    assert_eq!(got, want, "after {kills} kills");
+    let mut c = admin(&url);
+    let row = c
+        .query_one("SELECT count(*), count(DISTINCT key) FROM runs", &[])
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (16, 16));
+    let held = c
+        .query_one("SELECT count(*) FROM claims WHERE worker IS NOT NULL", &[])
+        .unwrap();
+    assert_eq!(held.get::<_, i64>(0), 0, "every claim let go");
+}
+
+/// `wait_with_output` for a child already waited on: its status and what it wrote to stderr.
+trait Finished {
+    fn wait_with_output_ref(&mut self) -> (std::process::ExitStatus, String);
+}
+
+impl Finished for Child {
+    fn wait_with_output_ref(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            use std::io::Read;
+            e.read_to_string(&mut err).unwrap();
+        }
+        (status, err)
+    }
+}
+
+/// Ends every connection shapelab has to `url`'s database, as a restarting server would.
+fn cut(url: &str) -> u64 {
+    let db = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let admin_url = std::env::var("SHAPELAB_TEST_PG").unwrap();
+    admin(&admin_url)
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'shapelab'",
+            &[&db],
+        )
+        .unwrap()
+        .len() as u64
+}
+
+#[test]
+fn a_lost_connection_is_retried_or_stops_with_a_message() {
+    let Some(url) = database("lost") else {
+        return;
+    };
+    let dir = workdir();
+    fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    ok(dir.path(), &["sweep", "exp.toml", "--store", "one.db"]);
+    let want = results(dir.path(), "one.db", None);
+
+    // With no time to reconnect, the worker stops at once with one line, keeping its runs.
+    let mut w = worker(dir.path(), &url, &["--reconnect", "0"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut cuts = 0;
+    while w.try_wait().unwrap().is_none() {
+        cuts += cut(&url);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, err) = w.wait_with_output_ref();
+    if !status.success() {
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("lost the connection") && err.contains("run the same command"),
+            "{err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!err.contains(&std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap_or("-".repeat(9))));
+    }
+    assert!(cuts > 0);
+    let kept = results(dir.path(), &url, Some("art"));
+    for (k, v) in &kept {
+        assert_eq!(Some(v), want.get(k), "{k}");
+    }
+
+    // Given time, a worker whose connections are cut again and again reconnects and finishes.
+    let mut w = worker(dir.path(), &url, &["--reconnect", "60"]);
+    let mut cuts = 0;
+    while w.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1500));
+        cuts += cut(&url);
+    }
+    let (status, err) = w.wait_with_output_ref();
+    assert!(status.success(), "after {cuts} cuts: {err}");
+    assert_eq!(
+        results(dir.path(), &url, Some("art")),
+        want,
+        "after {cuts} cuts"
+    );
+}
+
+#[test]
+fn store_copy_goes_both_ways_and_checks_every_row() {
+    let Some(url) = database("copy") else {
+        return;
+    };
+    let dir = workdir();
+    fs::write(
+        dir.path().join("exp.toml"),
+        EXPERIMENT.replace("seeds = 4", "seeds = 1"),
+    )
+    .unwrap();
+    ok(dir.path(), &["sweep", "exp.toml", "--store", "one.db"]);
+    let out = ok(dir.path(), &["store", "copy", "one.db", &url]);
+    assert!(
+        out.contains("runs                  4 rows,        4 added"),
+        "{out}"
+    );
+    assert!(out.contains("read the copy with --artifacts"), "{out}");
+    ok(dir.path(), &["store", "copy", &url, "back.db"]);
+    let dump = |p: &str| {
+        lab::experiments::store::Store::open_read(dir.path().join(p))
+            .unwrap()
+            .canonical_dump()
+            .unwrap()
+    };
+    assert_eq!(dump("back.db"), dump("one.db"));
+    // The copy reads as the original, its model directories under the original's directory.
+    assert_eq!(
+        results(dir.path(), &url, Some(".")),
+        results(dir.path(), "one.db", None)
+    );
+    // Copying again adds nothing; a destination holding other rows under the same keys fails.
+    let again = ok(dir.path(), &["store", "copy", "one.db", &url]);
+    assert!(again.contains("4 rows,        0 added"), "{again}");
+    admin(&url)
+        .batch_execute("UPDATE runs SET val_acc = 0.5")
+        .unwrap();
+    let e = fails(dir.path(), &["store", "copy", "one.db", &url], 1);
+    assert!(e.contains("differ in the destination"), "{e}");
+}
+
+#[test]
+fn wrong_urls_say_which_and_what_to_do() {
+    let Some(admin_url) = server() else {
+        return;
+    };
+    let dir = workdir();
+    fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    let host = admin_url.split_once('?').unwrap().1.to_string();
+    // Unreachable: no server on that socket.
+    let e = fails(
+        dir.path(),
+        &[
+            "runs",
+            "--store",
+            "postgresql://postgres@localhost/x?host=/nonexistent&port=1",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("postgresql://postgres@localhost/x") && e.contains("cannot connect"),
+        "{e}"
+    );
+    // Wrong credentials, given in the URL: refused, and the password never shown.
+    let bad = format!("postgresql://shapelab_pw:not-the-password@localhost/postgres?{host}");
+    let e = fails(dir.path(), &["runs", "--store", &bad], 1);
+    assert!(e.contains("refused user shapelab_pw's credentials"), "{e}");
+    assert!(
+        e.contains("shapelab_pw:***@") && !e.contains("not-the-password"),
+        "{e}"
+    );
+    // The right one through PGPASSWORD, never written anywhere: an empty database is no store.
+    let good = format!("postgresql://shapelab_pw@localhost/postgres?{host}");
+    let out = crate::shapelab()
+        .current_dir(dir.path())
+        .env(
+            "PGPASSWORD",
+            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
+        )
+        .args(["runs", "--store", &good])
+        .output()
+        .unwrap();
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(e.contains("not a shapelab store"), "{e}");
+    // A database that does not exist.
+    let missing = format!("postgresql://postgres@localhost/no_such_db?{host}");
+    let e = fails(dir.path(), &["sweep", "exp.toml", "--store", &missing], 1);
+    assert!(e.contains("no_such_db") && e.contains("createdb"), "{e}");
+    // A store needs a shared directory for its model directories.
+    let url = database("newer").unwrap();
+    let e = fails(dir.path(), &["sweep", "exp.toml", "--store", &url], 2);
+    assert!(e.contains("--artifacts DIR"), "{e}");
+    // A newer schema.
+    drop(
+        lab::experiments::store::Store::open(
+            url.parse::<lab::experiments::store::StoreUrl>().unwrap(),
+        )
+        .unwrap(),
+    );
+    admin(&url)
+        .batch_execute("UPDATE shapelab_schema SET version = 99")
+        .unwrap();
+    let e = fails(
+        dir.path(),
+        &["sweep", "exp.toml", "--store", &url, "--artifacts", "a"],
+        1,
+    );
+    assert!(
+        e.contains("newer shapelab (schema 99") && e.contains("upgrade shapelab"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cluster_recipes_are_emitted_not_hand_written() {
+    let dir = workdir();
+    fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    let s = ok(
+        dir.path(),
+        &[
+            "sweep",
+            "exp.toml",
+            "--emit",
+            "slurm",
+            "--array",
+            "6",
+            "--at-once",
+            "3",
+            "--jobs",
+            "2",
+        ],
+    );
+    assert!(
+        s.starts_with("#!/bin/bash") && s.contains("#SBATCH --array=0-5%3"),
+        "{s}"
+    );
+    assert!(s.contains("--worker --store \"$SHAPELAB_STORE\""), "{s}");
+    assert!(
+        s.contains("exp.toml'") && s.contains("#SBATCH --cpus-per-task=2"),
+        "{s}"
+    );
+    assert!(
+        !dir.path().join("shapelab.db").exists(),
+        "emitting trains nothing"
+    );
+    let k = ok(
+        dir.path(),
+        &[
+            "sweep",
+            "exp.toml",
+            "--emit",
+            "k8s",
+            "--image",
+            "reg/shapelab:1",
+            "--array",
+            "6",
+        ],
+    );
+    assert!(
+        k.contains("completionMode: Indexed") && k.contains("name = \"pg\""),
+        "{k}"
+    );
+    let e = fails(dir.path(), &["sweep", "exp.toml", "--emit", "k8s"], 2);
+    assert!(e.contains("--image"), "{e}");
+}
