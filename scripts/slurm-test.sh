@@ -72,7 +72,8 @@ slurmd
 for _ in $(seq 60); do sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 1; done
 sinfo
 
-# The sweep: 16 runs, once by one process into SQLite, once by 4 Slurm workers into PostgreSQL.
+# The sweep: 16 runs of about a second each, once by one process into SQLite, once by 4 Slurm
+# workers (two at a time on two cores) into PostgreSQL.
 cd "$work"
 cat > exp.toml <<EXP
 name = "slurm"
@@ -81,11 +82,11 @@ seeds = 4
 epochs = 4
 [[dataset]]
 preset = "thesis-1.3"
-train = 3000
+train = 6000
 val = 300
 test = 300
 [grid]
-archs = ["2-2", "4-4"]
+archs = ["8-8", "16-16"]
 [sweep]
 optimizer = ["adam", "sgd"]
 scaling = ["raw"]
@@ -100,14 +101,16 @@ job=$(sbatch --parsable sweep.sbatch)
 echo "submitted job array $job"
 # Wait until tasks run, then requeue one and cancel another mid-run.
 for _ in $(seq 120); do [ "$(squeue -h -j "$job" -t R | wc -l)" -ge 2 ] && break; sleep 0.5; done
-sleep 3
+sleep 2
 squeue -j "$job"
-scontrol requeue "${job}_1" && echo "requeued ${job}_1"
-scancel "${job}_2" && echo "cancelled ${job}_2"
+# Requeue a running task (Slurm kills it and runs it again later) and cancel a running one.
+running=($(squeue -h -j "$job" -t R -o %i))
+scontrol requeue "${running[0]}" && echo "requeued ${running[0]} while it ran"
+scancel "${running[1]}" && echo "cancelled ${running[1]} while it ran"
 for _ in $(seq 600); do [ -z "$(squeue -h -j "$job")" ] && break; sleep 1; done
 if [ -n "$(squeue -h -j "$job")" ]; then echo "error: the job array did not finish" >&2; squeue; exit 1; fi
-sacct_line=$(grep -h "" "$work"/shapelab-slurm-*.out 2>/dev/null | tail -n 5 || true)
-echo "$sacct_line"
+echo "what each task printed:"
+cat "$work"/shapelab-slurm-*.out
 "$bin" runs --store "$SHAPELAB_STORE" --json > pg.json
 python3 - <<'PY'
 import json

@@ -66,7 +66,7 @@ pub fn slurm(r: &Recipe) -> String {
 #SBATCH --export=ALL
 #SBATCH --output={name}-%A_%a.out
 set -euo pipefail
-: "${{SHAPELAB_STORE:?set SHAPELAB_STORE to the store's postgres:// URL before sbatch}}"
+: "${{SHAPELAB_STORE:?set SHAPELAB_STORE to the postgres:// URL of the store before sbatch}}"
 : "${{SHAPELAB_ARTIFACTS:?set SHAPELAB_ARTIFACTS to a directory every node sees before sbatch}}"
 exec {binary} sweep {experiment} --worker --store "$SHAPELAB_STORE" \
   --artifacts "$SHAPELAB_ARTIFACTS" --lease {lease} --jobs "${{SLURM_CPUS_PER_TASK:-{cores}}}" --quiet
@@ -169,6 +169,20 @@ mod tests {
         assert!(s.contains("--worker --store \"$SHAPELAB_STORE\""));
         assert!(s.contains("'/home/ana/exp'\\''s.toml'"), "quoted: {s}");
         assert!(!s.contains("postgres://ana") && !s.contains("password="));
+        // The script parses: bash reads it without running it.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sweep.sbatch");
+        std::fs::write(&p, &s).unwrap();
+        let check = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
 
     #[test]
