@@ -134,11 +134,7 @@ fn population(
         .first()
         .map_or(shapes::Split::Test, |m| m.dissection.split);
     let summary = lab::analyses::dissection::population::summarize(&members, split, settings);
-    // Beside an SQLite store; in the working directory for a database.
-    let beside = path
-        .as_path()
-        .and_then(|p| p.parent())
-        .unwrap_or(std::path::Path::new("."));
+    let beside = path.directory();
     let out = args
         .out
         .clone()

@@ -342,23 +342,13 @@ pub fn run(
     loop {
         match run_once(plan, plan_path, fresh.as_ref().unwrap_or(store), opts, obs) {
             Err(Error::StoreLost { store: url, reason }) if !opts.cancel.load(Ordering::SeqCst) => {
-                if !w.reconnect.is_zero() {
-                    obs.reconnecting(&reason);
-                }
-                let until = std::time::Instant::now() + w.reconnect;
-                fresh = loop {
-                    if std::time::Instant::now() >= until || opts.cancel.load(Ordering::SeqCst) {
-                        return Err(crate::experiments::worker::gave_up(
-                            url,
-                            &reason,
-                            w.reconnect,
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                    if let Ok(s) = store.reopen() {
-                        break Some(s);
-                    }
-                };
+                fresh = Some(crate::experiments::worker::reconnect(
+                    store,
+                    (url, reason),
+                    w,
+                    opts.cancel,
+                    obs,
+                )?);
             }
             r => return r,
         }

@@ -203,9 +203,8 @@ fn claim_loop(
     }
 }
 
-/// The error of a worker that could not reach its store again: not [`Error::StoreLost`], so
-/// that no caller tries again.
-pub(super) fn gave_up(store: String, reason: &str, waited: Duration) -> Error {
+/// The error of a worker that could not reach its store again.
+fn gave_up(store: String, reason: &str, waited: Duration) -> Error {
     Error::Store {
         store,
         reason: format!(
@@ -215,32 +214,50 @@ pub(super) fn gave_up(store: String, reason: &str, waited: Duration) -> Error {
     }
 }
 
-/// Runs `f`; while the store's connection is lost, reconnects (every second, for up to
-/// `reconnect`) and runs it again. Every statement a worker retries this way is idempotent.
+/// Runs `f`; while the store's connection is lost, reconnects ([`reconnect`]) and runs it
+/// again. Every statement a worker retries this way is idempotent.
 fn reconnecting<T>(
     store: &mut Store,
     shared: &Shared,
     mut f: impl FnMut(&mut Store) -> Result<T>,
 ) -> Result<T> {
-    let deadline = Instant::now() + shared.worker.reconnect;
     loop {
         match f(store) {
             Err(Error::StoreLost { store: url, reason }) => {
-                if !shared.worker.reconnect.is_zero() {
-                    shared.obs.reconnecting(&reason);
-                }
-                loop {
-                    if Instant::now() >= deadline || shared.opts.cancel.load(Ordering::SeqCst) {
-                        return Err(gave_up(url, &reason, shared.worker.reconnect));
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                    if let Ok(fresh) = store.reopen() {
-                        *store = fresh;
-                        break;
-                    }
-                }
+                *store = reconnect(
+                    store,
+                    (url, reason),
+                    shared.worker,
+                    shared.opts.cancel,
+                    shared.obs,
+                )?;
             }
             r => return r,
+        }
+    }
+}
+
+/// After losing `store` (`lost`: its name and the reason), tells the observer and opens it
+/// again every second for up to `w.reconnect`: the new connection, or the error of a worker
+/// that gives up (not [`Error::StoreLost`], so that nobody tries again).
+pub(super) fn reconnect(
+    store: &Store,
+    (url, reason): (String, String),
+    w: &WorkerOptions,
+    cancel: &AtomicBool,
+    obs: &dyn SweepObserver,
+) -> Result<Store> {
+    if !w.reconnect.is_zero() {
+        obs.reconnecting(&reason);
+    }
+    let until = Instant::now() + w.reconnect;
+    loop {
+        if Instant::now() >= until || cancel.load(Ordering::SeqCst) {
+            return Err(gave_up(url, &reason, w.reconnect));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(fresh) = store.reopen() {
+            return Ok(fresh);
         }
     }
 }

@@ -28,6 +28,15 @@ impl StoreUrl {
     pub fn is_postgres(&self) -> bool {
         matches!(self, StoreUrl::Postgres(_))
     }
+
+    /// Where files derived from the store go by default: beside an SQLite file, in the
+    /// working directory for a database.
+    pub fn directory(&self) -> PathBuf {
+        match self.as_path().and_then(Path::parent) {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
 }
 
 /// Whether `s` names a PostgreSQL database rather than a file.

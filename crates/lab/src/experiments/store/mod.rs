@@ -252,6 +252,13 @@ enum Mode {
     Again,
 }
 
+/// Where model directories are found unless `--artifacts` says: beside an SQLite file;
+/// nowhere for a database.
+fn default_artifacts(url: &StoreUrl) -> Option<PathBuf> {
+    url.as_path()
+        .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf())
+}
+
 /// The user-facing error for a failed statement on `url`.
 pub(super) fn fault(url: &StoreUrl, e: DbError) -> Error {
     if let DbError::Lost(m) = &e {
@@ -412,13 +419,10 @@ impl Store {
                 retry_busy(|| db.batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"))
                     .map_err(|e| fault(&url, e))?;
             }
-            let artifacts = url
-                .as_path()
-                .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());
             return Ok(Store {
                 db: RefCell::new(db),
+                artifacts: default_artifacts(&url),
                 url,
-                artifacts,
             });
         }
         let found = if mode == Mode::Read {
@@ -442,13 +446,10 @@ impl Store {
             db.batch("SET default_transaction_read_only = on")
                 .map_err(|e| fault(&url, e))?;
         }
-        let artifacts = url
-            .as_path()
-            .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());
         Ok(Store {
             db: RefCell::new(db),
+            artifacts: default_artifacts(&url),
             url,
-            artifacts,
         })
     }
 
