@@ -414,3 +414,36 @@ fn cluster_recipes_are_emitted_not_hand_written() {
     let e = fails(dir.path(), &["sweep", "exp.toml", "--emit", "k8s"], 2);
     assert!(e.contains("--image"), "{e}");
 }
+
+#[test]
+fn serve_explores_a_postgres_store_as_it_does_the_file() {
+    let Some(url) = database("serve") else {
+        return;
+    };
+    let dir = workdir();
+    let d = dir.path();
+    crate::serve::sweep(d);
+    ok(d, &["store", "copy", "s.db", &url]);
+    let e = fails(d, &["serve", &url], 2);
+    assert!(e.contains("--artifacts") && !e.contains("password"), "{e}");
+    let file = crate::serve::start(d, "s.db");
+    let db = crate::serve::start_with(d, &[&url, "--artifacts", "."]);
+    let get = |s: &crate::serve::Server, path: &str| {
+        let (status, body) = crate::serve::request(s, "GET", path, b"");
+        assert_eq!(status, 200, "{path}: {body}");
+        crate::serve::json(&body)
+    };
+    let cell = "/api/runs?experiment=e&dataset=size&condition=&arch=4-3";
+    assert_eq!(get(&db, "/api/grid"), get(&file, "/api/grid"));
+    assert_eq!(get(&db, cell), get(&file, cell));
+    // A run's filters switched off: the same numbers from either store.
+    let key = get(&db, cell)[0]["key"].as_str().unwrap().to_string();
+    let ask = serde_json::json!({ "run": key, "off": [[1, 2]], "split": "val" }).to_string();
+    let (status, a) = crate::serve::request(&db, "POST", "/api/eval", ask.as_bytes());
+    assert_eq!(status, 200, "{a}");
+    let (_, b) = crate::serve::request(&file, "POST", "/api/eval", ask.as_bytes());
+    assert_eq!(
+        crate::serve::json(&a)["accuracy"],
+        crate::serve::json(&b)["accuracy"]
+    );
+}

@@ -23,9 +23,16 @@ impl Drop for Server {
 }
 
 pub fn start(dir: &Path, target: &str) -> Server {
+    start_with(dir, &[target])
+}
+
+/// `shapelab serve ARGS --port 0` in `dir`, once it says where it listens.
+pub fn start_with(dir: &Path, args: &[&str]) -> Server {
     let mut child = Std::new(assert_cmd::cargo::cargo_bin("shapelab"))
         .current_dir(dir)
-        .args(["serve", target, "--port", "0"])
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -65,7 +72,7 @@ pub fn json(body: &str) -> serde_json::Value {
 }
 
 /// A store `s.db` in `d` of two seeds of a 4-3 on a small size dataset with a test split.
-fn sweep(d: &Path) {
+pub fn sweep(d: &Path) {
     std::fs::write(
         d.join("exp.toml"),
         "name = \"e\"\nseeds = 2\nepochs = 4\n[[dataset]]\npreset = \"thesis-1.3\"\nname = \"size\"\ntrain = 300\nval = 150\ntest = 150\n[grid]\narchs = [\"4-3\"]\n",
