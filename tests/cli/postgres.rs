@@ -167,6 +167,9 @@ fn four_workers_two_killed_store_every_run_once() {
         .query_one("SELECT count(*) FROM claims WHERE worker IS NOT NULL", &[])
         .unwrap();
     assert_eq!(held.get::<_, i64>(0), 0, "every claim let go");
+    // What the killed workers staged was removed by the workers that wrote those runs again.
+    let leftovers = crate::leftovers(&dir.path().join("art"));
+    assert!(leftovers.is_empty(), "after {kills} kills: {leftovers:?}");
 }
 
 /// `wait_with_output` for a child already waited on: its status and what it wrote to stderr.

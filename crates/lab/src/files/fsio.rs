@@ -202,6 +202,8 @@ pub fn write_dir_once(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
     }
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    // What a killed worker staged for this run on this host goes (see `leftovers`).
+    crate::files::leftovers::sweep(&dir);
     let tmp = staging(0o777)
         .tempdir_in(&dir)
         .map_err(|e| cannot_create_in(&dir, e))?;
@@ -276,6 +278,35 @@ fn place_tree(staged: &Path, path: &Path, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_named_by_content_is_placed_once_and_clears_dead_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs").join("k").join("abc");
+        // What a killed worker staged beside it, on this host.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = crate::files::leftovers::tag().split_once('@').unwrap().1;
+        let stale = dir
+            .path()
+            .join("runs/k")
+            .join(format!(".shapelab-{dead}@{host}-zzzz.partial"));
+        fs::create_dir_all(&stale).unwrap();
+        let write = |text: &'static str| {
+            move |d: &Path| fs::write(d.join("a"), text).map_err(|e| Error::io(d, e))
+        };
+        assert!(write_dir_once(&p, write("first")).unwrap());
+        assert!(!stale.exists(), "the dead writer's staging is gone");
+        // A duplicate never replaces the finished tree, and leaves nothing behind.
+        assert!(!write_dir_once(&p, write("second")).unwrap());
+        assert_eq!(fs::read_to_string(p.join("a")).unwrap(), "first");
+        let names: Vec<_> = fs::read_dir(dir.path().join("runs/k"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["abc"]);
+    }
 
     #[test]
     fn concurrent_replacements_of_one_tree_all_succeed() {
