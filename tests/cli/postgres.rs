@@ -438,6 +438,9 @@ fn serve_explores_a_postgres_store_as_it_does_the_file() {
     };
     let cell = "/api/runs?experiment=e&dataset=size&condition=&arch=4-3";
     assert_eq!(get(&db, "/api/grid"), get(&file, "/api/grid"));
+    // The page is titled by the database's name, never by the URL with its password.
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    assert_eq!(get(&db, "/api/source")["name"], name);
     assert_eq!(get(&db, cell), get(&file, cell));
     // A run's filters switched off: the same numbers from either store.
     let key = get(&db, cell)[0]["key"].as_str().unwrap().to_string();

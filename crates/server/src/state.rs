@@ -81,6 +81,8 @@ pub struct State {
     /// The served directory, canonical: every model directory and study file read lies
     /// inside it.
     root: PathBuf,
+    /// What the page's title names: the served directory, or a database's name.
+    name: String,
     datasets: Cache<String, Dataset>,
     runs: Cache<String, Run>,
     pub(crate) views: Cache<String, crate::view::RunView>,
@@ -98,6 +100,18 @@ fn canonical(dir: &Path) -> Result<PathBuf> {
         dir
     };
     Ok(dir.canonicalize().map_err(|e| lab::Error::io(dir, e))?)
+}
+
+/// A PostgreSQL store's database name (as the URL gives it), else the URL without its
+/// password.
+fn database_name(url: &lab::experiments::store::StoreUrl) -> String {
+    let lab::experiments::store::StoreUrl::Postgres(raw) = url else {
+        return url.to_string();
+    };
+    raw.parse::<postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(str::to_string))
+        .unwrap_or_else(|| url.to_string())
 }
 
 impl State {
@@ -128,9 +142,17 @@ impl State {
                 (alone(&root, run)?, root)
             }
         };
+        let name = match source {
+            Source::Database { url, .. } => database_name(url),
+            _ => root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
         Ok(State {
             backend,
             root,
+            name,
             datasets: Cache::new(),
             runs: Cache::new(),
             views: Cache::new(),
@@ -138,6 +160,11 @@ impl State {
             matchings: Cache::new(),
             heavy: Mutex::new(()),
         })
+    }
+
+    /// What the page's title names.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The key of the run served alone, if that is what is served.

@@ -94,7 +94,7 @@ pub async fn style() -> impl IntoResponse {
 pub struct SourceInfo {
     /// `store` or `run`.
     pub kind: String,
-    /// The served path's name, for the page's title.
+    /// The served directory's or database's name, for the page's title.
     pub name: String,
     /// The key of the run served alone.
     pub run: Option<String>,
@@ -103,11 +103,7 @@ pub struct SourceInfo {
 pub async fn source(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::State>>,
 ) -> Json<SourceInfo> {
-    let name = state
-        .root()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = state.name().to_string();
     Json(SourceInfo {
         kind: if state.alone().is_some() {
             "run"
