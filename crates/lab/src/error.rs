@@ -113,6 +113,15 @@ impl Error {
         }
     }
 
+    /// The results store `store` (a path, or a URL shown without its password) refused or
+    /// failed.
+    pub fn store(store: impl std::fmt::Display, reason: impl Into<String>) -> Error {
+        Error::Store {
+            store: store.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// A malformed or foreign file.
     pub fn bad(path: &Path, reason: impl Into<String>) -> Error {
         Error::BadFile {

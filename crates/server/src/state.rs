@@ -102,18 +102,6 @@ fn canonical(dir: &Path) -> Result<PathBuf> {
     Ok(dir.canonicalize().map_err(|e| lab::Error::io(dir, e))?)
 }
 
-/// A PostgreSQL store's database name (as the URL gives it), else the URL without its
-/// password.
-fn database_name(url: &lab::experiments::store::StoreUrl) -> String {
-    let lab::experiments::store::StoreUrl::Postgres(raw) = url else {
-        return url.to_string();
-    };
-    raw.parse::<postgres::Config>()
-        .ok()
-        .and_then(|c| c.get_dbname().map(str::to_string))
-        .unwrap_or_else(|| url.to_string())
-}
-
 impl State {
     /// Opens `source`: its store read-only, or its model directory.
     pub fn open(source: &Source) -> Result<State> {
@@ -143,7 +131,7 @@ impl State {
             }
         };
         let name = match source {
-            Source::Database { url, .. } => database_name(url),
+            Source::Database { url, .. } => url.database().unwrap_or_else(|| url.to_string()),
             _ => root
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -205,13 +205,13 @@ fn claim_loop(
 
 /// The error of a worker that could not reach its store again.
 fn gave_up(store: String, reason: &str, waited: Duration) -> Error {
-    Error::Store {
+    Error::store(
         store,
-        reason: format!(
+        format!(
             "{reason}, and no connection again within {} s (--reconnect), so this worker stops; finished runs are kept: run the same command to resume",
             waited.as_secs()
         ),
-    }
+    )
 }
 
 /// Runs `f`; while the store's connection is lost, reconnects ([`reconnect`]) and runs it

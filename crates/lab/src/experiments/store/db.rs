@@ -108,6 +108,13 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
+/// What the server said, without the client's prefix; the client's words when the server
+/// said nothing (a socket error).
+pub fn server_message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or(e.to_string(), |d| d.message().to_string())
+}
+
 impl From<postgres::Error> for DbError {
     fn from(e: postgres::Error) -> DbError {
         let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
@@ -115,15 +122,9 @@ impl From<postgres::Error> for DbError {
         // connection exception, 57P the server shutting down or restarting.
         let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         if e.is_closed() || io || code.starts_with("08") || code.starts_with("57P") {
-            DbError::Lost(
-                e.as_db_error()
-                    .map_or(e.to_string(), |d| d.message().to_string()),
-            )
+            DbError::Lost(server_message(&e))
         } else {
-            let detail = e
-                .as_db_error()
-                .map_or(e.to_string(), |d| d.message().to_string());
-            DbError::Other(detail)
+            DbError::Other(server_message(&e))
         }
     }
 }

@@ -29,6 +29,17 @@ impl StoreUrl {
         matches!(self, StoreUrl::Postgres(_))
     }
 
+    /// A PostgreSQL store's database name, as its URL gives it.
+    pub fn database(&self) -> Option<String> {
+        match self {
+            StoreUrl::Postgres(raw) => raw
+                .parse::<postgres::Config>()
+                .ok()
+                .and_then(|c| c.get_dbname().map(str::to_string)),
+            StoreUrl::Sqlite(_) => None,
+        }
+    }
+
     /// Where files derived from the store go by default: beside an SQLite file, in the
     /// working directory for a database.
     pub fn directory(&self) -> PathBuf {

@@ -278,10 +278,7 @@ pub(super) fn fault(url: &StoreUrl, e: DbError) -> Error {
         DbError::Other(m) => format!("store error: {m}"),
         DbError::Damaged(m) => m.clone(),
     };
-    Error::Store {
-        store: url.to_string(),
-        reason,
-    }
+    Error::store(url, reason)
 }
 
 /// SQLite has no NaN (it would store NULL): non-finite metrics, as of a diverged run, are
@@ -460,10 +457,7 @@ impl Store {
 
     /// An error about this store, naming it.
     pub fn fault(&self, reason: impl Into<String>) -> Error {
-        Error::Store {
-            store: self.url.to_string(),
-            reason: reason.into(),
-        }
+        Error::store(&self.url, reason)
     }
 
     /// The directory model directories are recorded relative to.
@@ -852,10 +846,7 @@ fn open_sqlite(path: &Path, url: &StoreUrl, mode: Mode) -> Result<Db> {
 
 /// Refuses a database that is not a shapelab store, or one this build cannot read.
 fn check_version(url: &StoreUrl, found: &schema::Found, mode: Mode) -> Result<()> {
-    let bad = |reason: String| Error::Store {
-        store: url.to_string(),
-        reason,
-    };
+    let bad = |reason: String| Error::store(url, reason);
     let v = found.version;
     if v > SCHEMA_VERSION {
         return Err(bad(format!(
@@ -882,10 +873,9 @@ fn check_version(url: &StoreUrl, found: &schema::Found, mode: Mode) -> Result<()
 /// without its password and the fix.
 fn connect_postgres(raw: &str, url: &StoreUrl) -> Result<postgres::Client> {
     use postgres::error::SqlState;
-    let mut cfg: postgres::Config = raw.parse().map_err(|e| Error::Store {
-        store: url.to_string(),
-        reason: format!("is not a valid PostgreSQL URL ({e})"),
-    })?;
+    let mut cfg: postgres::Config = raw
+        .parse()
+        .map_err(|e| Error::store(url, format!("is not a valid PostgreSQL URL ({e})")))?;
     if cfg.get_password().is_none() {
         if let Ok(p) = std::env::var("PGPASSWORD") {
             cfg.password(p);
@@ -903,20 +893,17 @@ fn connect_postgres(raw: &str, url: &StoreUrl) -> Result<postgres::Client> {
         let reason = match code {
             Some(c) if c == SqlState::INVALID_PASSWORD || c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => format!(
                 "the server refused user {user}'s credentials ({}); check the user and the password in the URL or in PGPASSWORD",
-                e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+                db::server_message(&e)
             ),
             Some(c) if c == SqlState::INVALID_CATALOG_NAME => format!(
                 "{}; create it first (createdb NAME) or name another database in the URL",
-                e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+                db::server_message(&e)
             ),
             _ => format!(
                 "cannot connect ({e}); check that the server is running and the host, port and socket directory in the URL"
             ),
         };
-        Error::Store {
-            store: url.to_string(),
-            reason,
-        }
+        Error::store(url, reason)
     })
 }
 
