@@ -118,6 +118,7 @@ Examples:
   shapelab study --scale thesis --out thesis-study
   shapelab study --config my-study.toml --out mine --jobs 8
   shapelab study --print-config > my-study.toml   (start a custom study from the default)
+  shapelab study --store postgres://ana@db:5432/lab --out s   (results in PostgreSQL)
 Stages: datasets, sweep, stuck runs trained further, case studies, report.html.
 Ctrl-C stops cleanly; the same command resumes, reusing everything already done.";
 
@@ -141,9 +142,16 @@ pub struct StudyArgs {
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
 
-    /// The study's directory: data, store, case studies and report.html.
+    /// The study's directory: data, store, model directories, case studies and report.html.
     #[arg(long, value_name = "DIR", default_value = "study")]
     pub out: PathBuf,
+
+    /// Keep the results in a PostgreSQL database instead of DIR/shapelab.db:
+    /// postgres://USER@HOST:PORT/DATABASE (the password from PGPASSWORD). DIR records the URL
+    /// without its password, so resuming, `report` and `serve` find it again; model
+    /// directories stay in DIR.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
 
     /// Runs trained at once, one thread each (default: all cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -159,6 +167,11 @@ pub struct ReportArgs {
     /// A directory written by `shapelab study`.
     #[arg(value_name = "DIR", default_value = "study")]
     pub dir: PathBuf,
+
+    /// Read the study's results from this store instead of the one it was run with (a copy
+    /// made with `shapelab store copy`): an SQLite file or a postgres:// URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<lab::experiments::store::StoreUrl>,
 }
 
 const GENERATE_EXAMPLES: &str = "\

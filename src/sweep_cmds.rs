@@ -570,6 +570,7 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
         }
     }
     lab::study::check_dir(&args.out, &text)?;
+    let store = lab::study::location::choose(&args.out, args.store.as_ref())?;
     let jobs = args.jobs.map_or_else(cores, |j| j as usize);
     let cancel = install_ctrlc();
     let progress = StudyProgress {
@@ -579,9 +580,20 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
         stage_bar: std::sync::Mutex::new(None),
     };
     if !quiet {
-        eprintln!("study {source} into {}, {jobs} jobs", args.out.display());
+        eprintln!(
+            "study {source} into {} (store {store}), {jobs} jobs",
+            args.out.display()
+        );
     }
-    let result = lab::study::run(&text, &source, &args.out, jobs, &cancel, &progress);
+    let result = lab::study::run(
+        &text,
+        &source,
+        &args.out,
+        args.store.as_ref(),
+        jobs,
+        &cancel,
+        &progress,
+    );
     progress.sweep.bar.finish_and_clear();
     if cancel.load(Ordering::SeqCst) {
         return Err(lab::Error::Interrupted(format!(
@@ -609,7 +621,9 @@ pub fn report(args: crate::cli::ReportArgs) -> Result<()> {
             args.dir.display()
         )));
     }
-    let path = lab::study::report::build(&args.dir)?;
+    let url = lab::study::location::for_reading(&args.dir, args.store.as_ref())?;
+    let store = Store::open_read(&url)?.with_artifacts(Some(args.dir.clone()));
+    let path = lab::study::report::build(&args.dir, &store)?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -453,3 +453,153 @@ fn serve_explores_a_postgres_store_as_it_does_the_file() {
         crate::serve::json(&b)["accuracy"]
     );
 }
+
+/// `shapelab ARGS` in `dir` with `PGPASSWORD` set to the test role's password; its output.
+fn with_password(dir: &Path, args: &[&str]) -> std::process::Output {
+    crate::shapelab()
+        .current_dir(dir)
+        .env(
+            "PGPASSWORD",
+            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
+        )
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_study_runs_into_postgres_as_into_its_file() {
+    let Some(url) = database("study") else {
+        return;
+    };
+    // The database belongs to the role that needs a password, given in the URL once.
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    admin(&url)
+        .batch_execute(&format!("ALTER DATABASE {name} OWNER TO shapelab_pw"))
+        .unwrap();
+    let password = std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap();
+    let host = url.split_once('?').unwrap().1;
+    let plain = format!("postgresql://shapelab_pw@localhost/{name}?{host}");
+    let secret = plain.replacen("shapelab_pw@", &format!("shapelab_pw:{password}@"), 1);
+    let (file, db) = (workdir(), workdir());
+    let study = |d: &Path, extra: &[&str]| {
+        fs::write(d.join("small.toml"), include_str!("small-study.toml")).unwrap();
+        let mut args = vec!["-q", "study", "--config", "small.toml", "--out", "s"];
+        args.extend(extra);
+        ok(d, &args)
+    };
+    study(file.path(), &[]);
+    study(db.path(), &["--store", &secret]);
+
+    // The directory holds no store file, and its record of the database no password.
+    let (f, d) = (file.path(), db.path());
+    assert!(!d.join("s/shapelab.db").exists());
+    let recorded = fs::read_to_string(d.join("s/store.json")).unwrap();
+    assert!(
+        recorded.contains(&plain) && !recorded.contains(&password),
+        "{recorded}"
+    );
+    // Every number and picture of the report is the file study's; only its source differs.
+    let report = |dir: &Path| {
+        let html = fs::read_to_string(dir.join("s/report.html")).unwrap();
+        let at = html.find("from <code>").unwrap();
+        let end = at + html[at..].find("</code>").unwrap();
+        (
+            html[..at].to_string() + &html[end..],
+            html[at..end].to_string(),
+        )
+    };
+    let (body, source) = report(d);
+    assert_eq!(body, report(f).0);
+    assert!(
+        source.contains(name) && !source.contains(&password),
+        "{source}"
+    );
+    assert_eq!(
+        results(d, &secret, Some("s")),
+        results(f, "s/shapelab.db", None)
+    );
+
+    // `report` reads the database the directory names: without the password it says how to
+    // give it; with PGPASSWORD it rebuilds the same bytes.
+    let e = fails(d, &["report", "s"], 1);
+    assert!(e.contains("PGPASSWORD") && e.contains(name), "{e}");
+    let before = fs::read_to_string(d.join("s/report.html")).unwrap();
+    assert!(with_password(d, &["report", "s"]).status.success());
+    assert_eq!(fs::read_to_string(d.join("s/report.html")).unwrap(), before);
+    // Resumed without --store, it finds everything done in the database.
+    let out = with_password(d, &["study", "--config", "small.toml", "--out", "s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("12 of 12 runs already in the store"),
+        "{err}"
+    );
+    // Another database for this directory, the file study moved to a database, and a second
+    // directory into this database are refused; the refused directory is not created.
+    let other = plain.replacen(&format!("/{name}?"), "/postgres?", 1);
+    let e = fails(
+        d,
+        &[
+            "-q",
+            "study",
+            "--config",
+            "small.toml",
+            "--out",
+            "s",
+            "--store",
+            &other,
+        ],
+        2,
+    );
+    assert!(
+        e.contains("resume it with --store") && e.contains(name),
+        "{e}"
+    );
+    let e = fails(
+        f,
+        &[
+            "-q",
+            "study",
+            "--config",
+            "small.toml",
+            "--out",
+            "s",
+            "--store",
+            &plain,
+        ],
+        2,
+    );
+    assert!(e.contains("store copy"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "-q",
+            "study",
+            "--config",
+            "small.toml",
+            "--out",
+            "t",
+            "--store",
+            &secret,
+        ],
+        2,
+    );
+    assert!(
+        e.contains("14 of this study's runs") && !e.contains(&password),
+        "{e}"
+    );
+    assert!(!d.join("t").exists());
+
+    // `serve s` explores the database study as the file one.
+    let pw = [("PGPASSWORD", password.as_str())];
+    let a = crate::serve::start_env(d, &["s"], &pw);
+    let b = crate::serve::start(f, "s");
+    let get = |s: &crate::serve::Server, path: &str| {
+        let (status, body) = crate::serve::request(s, "GET", path, b"");
+        assert_eq!(status, 200, "{path}: {body}");
+        crate::serve::json(&body)
+    };
+    assert_eq!(get(&a, "/api/grid"), get(&b, "/api/grid"));
+    let cell = "/api/runs?experiment=small&dataset=size&condition=sgd-raw&arch=2";
+    assert_eq!(get(&a, cell), get(&b, cell));
+}

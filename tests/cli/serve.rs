@@ -28,8 +28,14 @@ pub fn start(dir: &Path, target: &str) -> Server {
 
 /// `shapelab serve ARGS --port 0` in `dir`, once it says where it listens.
 pub fn start_with(dir: &Path, args: &[&str]) -> Server {
+    start_env(dir, args, &[])
+}
+
+/// [`start_with`], with these environment variables set for the server.
+pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Std::new(assert_cmd::cargo::cargo_bin("shapelab"))
         .current_dir(dir)
+        .envs(env.iter().copied())
         .arg("serve")
         .args(args)
         .args(["--port", "0"])

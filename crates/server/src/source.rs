@@ -1,4 +1,5 @@
-//! What `shapelab serve` was given, resolved: a study directory (its `shapelab.db`), a store
+//! What `shapelab serve` was given, resolved: a study directory (its `shapelab.db` or the
+//! database it records), a store
 //! file, or a single model directory (served alone, without a store).
 
 use std::path::{Path, PathBuf};
@@ -38,9 +39,16 @@ impl Source {
         }
     }
 
-    /// Resolves `path`: a directory holding `shapelab.db`, a store file, or a model directory.
+    /// Resolves `path`: a study directory (its `shapelab.db`, or the database its `store.json`
+    /// names), a store file, or a model directory.
     pub fn resolve(path: &Path) -> Result<Source> {
         if path.is_dir() {
+            if let Some(url) = lab::study::location::recorded(path)? {
+                return Ok(Source::Database {
+                    url,
+                    artifacts: path.to_path_buf(),
+                });
+            }
             let store = path.join("shapelab.db");
             if store.is_file() {
                 return Ok(Source::Store(store));

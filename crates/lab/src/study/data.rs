@@ -24,7 +24,8 @@ use crate::study::config::{pick_case, plan_runs, Case, Study};
 pub struct ReportData {
     /// The study directory, as the user named it.
     pub dir: PathBuf,
-    pub store_path: PathBuf,
+    /// The study's store (a database's URL without its password).
+    pub store: crate::experiments::store::StoreUrl,
     /// `study.toml`, as run.
     pub text: String,
     pub study: Study,
@@ -118,10 +119,9 @@ impl ReportData {
     }
 }
 
-/// Reads the study in `dir` (its `study.toml` and `shapelab.db`) without changing anything.
-pub fn gather(dir: &Path) -> Result<ReportData> {
-    let store_path = dir.join("shapelab.db");
-    let store = Store::open_read(&store_path)?;
+/// Reads the study in `dir` (its `study.toml` and files) and `store` without changing
+/// anything.
+pub fn gather(dir: &Path, store: &Store) -> Result<ReportData> {
     let text = std::fs::read_to_string(dir.join("study.toml"))
         .map_err(|e| Error::io(&dir.join("study.toml"), e))?;
     // Relative dataset paths in a custom study are relative to the file it was run from,
@@ -135,18 +135,18 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
         .filter(|p| p.is_file())
         .unwrap_or_else(|| dir.join("study.toml"));
     let study = Study::parse(&text, &source)?;
-    let runs = plan_runs(&store, &study.plan)?;
+    let runs = plan_runs(store, &study.plan)?;
     if runs.is_empty() {
         return Err(Error::Usage(format!(
             "{} holds no runs of study {}; run `shapelab study` first",
-            store_path.display(),
+            store.url(),
             study.plan.name
         )));
     }
     let mut datasets = Vec::new();
     for d in &study.plan.datasets {
         let row = match runs.iter().find(|r| r.dataset == d.label) {
-            Some(r) => Some(dataset_of(&store, r)?),
+            Some(r) => Some(dataset_of(store, r)?),
             None => None,
         };
         datasets.push((d.label.clone(), row));
@@ -155,25 +155,25 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
     for r in &runs {
         histories.insert(r.key.clone(), store.history(&r.key)?);
     }
-    let stuck = crate::experiments::stuck::report(&store, &runs)?;
+    let stuck = crate::experiments::stuck::report(store, &runs)?;
     let mut diagnoses = BTreeMap::new();
     for r in &runs {
         if let Some(text) = &r.diagnosis {
             let d: Diagnosis = serde_json::from_str(text).map_err(|e| {
-                Error::bad(
-                    &store_path,
-                    format!("run {} has a diagnosis that does not read back ({e}); the store is damaged", r.key),
-                )
+                store.fault(format!(
+                    "has a diagnosis of run {} that does not read back ({e}); the store is damaged",
+                    r.key
+                ))
             })?;
             diagnoses.insert(r.key.clone(), d);
         }
     }
-    let case_runs = plan_runs(&store, &study.case_plan())?;
+    let case_runs = plan_runs(store, &study.case_plan())?;
     let cases = study
         .table
         .cases
         .iter()
-        .map(|case| case_data(&store, &study, &case_runs, case))
+        .map(|case| case_data(store, &study, &case_runs, case))
         .collect::<Result<_>>()?;
     let mut first_steps = BTreeMap::new();
     for r in &runs {
@@ -183,7 +183,7 @@ pub fn gather(dir: &Path) -> Result<ReportData> {
     }
     Ok(ReportData {
         dir: dir.to_path_buf(),
-        store_path,
+        store: store.url().without_password(),
         text,
         runs,
         case_runs,

@@ -1,4 +1,5 @@
-//! The whole study in one command: its configuration ([`config`]), its resumable stages
+//! The whole study in one command: its configuration ([`config`]), where its store lives
+//! ([`location`]), its resumable stages
 //! ([`stages`]) and its self-contained HTML report ([`report`], with its section on what the
 //! filters detect in [`filters`], its section on whether seeds agree in [`seeds`], and the HTML pieces the sections share in [`html`]).
 //!
@@ -11,6 +12,7 @@ pub mod data;
 pub mod filters;
 pub mod findings;
 pub mod html;
+pub mod location;
 pub mod report;
 pub mod seeds;
 pub mod stages;

@@ -1322,8 +1322,8 @@ fn case_article(dir: &Path, c: &CaseData) -> String {
 }
 
 /// Builds `DIR/report.html` from the study directory; returns its path.
-pub fn build(dir: &Path) -> Result<PathBuf> {
-    let data = crate::study::data::gather(dir)?;
+pub fn build(dir: &Path, store: &crate::experiments::store::Store) -> Result<PathBuf> {
+    let data = crate::study::data::gather(dir, store)?;
     let html = render(&data)?;
     let path = dir.join("report.html");
     crate::files::fsio::write_file_atomic(&path, true, |w| {
@@ -1353,7 +1353,7 @@ fn render(c: &ReportData) -> Result<String> {
         plan.datasets.len(),
         learned_all,
         crate::VERSION,
-        esc(&c.store_path.display().to_string())
+        esc(&c.store.to_string())
     );
     h += "<nav><a href=\"#datasets\">Datasets</a><a href=\"#sweep\">The sweep</a><a href=\"#stuck\">Stuck runs</a><a href=\"#cases\">Case studies</a><a href=\"#filters\">What the filters detect</a><a href=\"#seeds\">Do seeds agree?</a><a href=\"#findings\">Findings</a><a href=\"#reproduce\">Reproduce</a></nav>";
     h += "<p>This report follows the thesis it grows out of: synthetic images of ellipses, rectangles and triangles whose size or rotation is controlled; tiny two-layer CNNs trained again and again; the networks that learned opened up with activation maps and greedy filter pruning; and the questions the thesis left open answered with numbers. Every figure and number below comes from this study's store.</p>";

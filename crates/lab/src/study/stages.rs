@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::experiments::experiment::DataSource;
-use crate::experiments::store::{RunRow, Store};
+use crate::experiments::store::{RunRow, Store, StoreUrl};
 use crate::experiments::sweep::{SweepObserver, SweepOptions};
 
 /// The embedded studies.
@@ -118,11 +118,14 @@ pub fn check_dir(dir: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs (or resumes) a study into `dir`: seven stages, each skipping what is done.
+/// Runs (or resumes) a study into `dir`, its results into `store` (default: `DIR/shapelab.db`;
+/// a resumed study keeps the store it began with, see [`crate::study::location`]): seven
+/// stages, each skipping what is done.
 pub fn run(
     text: &str,
     source: &str,
     dir: &Path,
+    store: Option<&StoreUrl>,
     jobs: usize,
     cancel: &std::sync::atomic::AtomicBool,
     obs: &dyn StudyObserver,
@@ -130,17 +133,26 @@ pub fn run(
     let config = dir.join("study.toml");
     let study = Study::parse(text, Path::new(source))?;
     check_dir(dir, text)?;
+    let url = crate::study::location::choose(dir, store)?;
+    // A database is opened and checked before DIR is made, so that a wrong URL or another
+    // study's database leaves nothing behind; the default file needs DIR first.
+    if !url.is_postgres() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    // A study's model directories are under DIR whichever its store.
+    let store = Store::open(&url)?.with_artifacts(Some(dir.to_path_buf()));
+    check_models_here(&store, dir, &study)?;
     std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io(dir, e))?;
     crate::files::output::mark(dir)?;
     crate::files::fsio::write_file_atomic(&config, true, |w| {
         std::io::Write::write_all(w, text.as_bytes())
     })?;
+    crate::study::location::record(dir, &url)?;
     let total = 7;
     obs.stage(1, total, "datasets, panels and contact sheets");
     datasets_stage(dir, &study)?;
     obs.stage(2, total, "the sweep");
-    let store_path = sweep_stage(dir, &study.plan, source, jobs, cancel, obs)?;
-    let store = Store::open(&store_path)?;
+    sweep_stage(&store, &study.plan, source, jobs, cancel, obs)?;
     let runs = plan_runs(&store, &study.plan)?;
     obs.stage(3, total, "the stuck runs, trained further");
     stuck_stage(&store, &study, &runs, jobs, obs)?;
@@ -150,7 +162,7 @@ pub fn run(
         "the case studies: their nets trained the full epochs, then opened",
     );
     let case_plan = study.case_plan();
-    sweep_stage(dir, &case_plan, source, jobs, cancel, obs)?;
+    sweep_stage(&store, &case_plan, source, jobs, cancel, obs)?;
     let case_runs = plan_runs(&store, &case_plan)?;
     cases_stage(dir, &store, &study, &case_runs, cancel, obs)?;
     obs.stage(
@@ -166,7 +178,32 @@ pub fn run(
     );
     seeds_stage(dir, &store, &study, (&runs, &case_runs), (cancel, obs))?;
     obs.stage(7, total, "the report");
-    crate::study::report::build(dir)
+    crate::study::report::build(dir, &store)
+}
+
+/// Refuses a store whose runs of this study have no model directory under `dir`: runs a study
+/// in another directory trained into the same database (or directories deleted since), which
+/// every later stage would need.
+fn check_models_here(store: &Store, dir: &Path, study: &Study) -> Result<()> {
+    let mut missing = Vec::new();
+    for plan in [&study.plan, &study.case_plan()] {
+        for r in plan_runs(store, plan)? {
+            let path = store.resolve_model_dir(&r.model_dir)?;
+            if !path.join("model.json").is_file() {
+                missing.push(path);
+            }
+        }
+    }
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Usage(format!(
+            "{} holds {} of this study's runs whose model directories are not in {} (first: {}): a study's store and its directory go together; resume in the directory that trained them, or use a new database",
+            store.url(),
+            missing.len(),
+            dir.display(),
+            first.display()
+        ))),
+    }
 }
 
 /// Stage 1: every dataset as `data/LABEL.npz` with its contact sheet, factor histograms and
@@ -220,17 +257,15 @@ fn datasets_stage(dir: &Path, study: &Study) -> Result<()> {
     Ok(())
 }
 
-/// Stage 2 (and the case nets of stage 4): `plan` swept into `DIR/shapelab.db`; returns the
-/// store's path.
+/// Stage 2 (and the case nets of stage 4): `plan` swept into the study's store.
 fn sweep_stage(
-    dir: &Path,
+    store: &Store,
     plan: &crate::experiments::experiment::Plan,
     source: &str,
     jobs: usize,
     cancel: &std::sync::atomic::AtomicBool,
     obs: &dyn StudyObserver,
-) -> Result<PathBuf> {
-    let store_path = dir.join("shapelab.db");
+) -> Result<()> {
     let opts = SweepOptions {
         shard: None,
         worker: None,
@@ -243,13 +278,7 @@ fn sweep_stage(
         p if p.is_file() => crate::files::output::resolve(p),
         p => p.to_path_buf(),
     };
-    let report = crate::experiments::sweep::run(
-        plan,
-        &source_path,
-        &crate::experiments::store::Store::open(&store_path)?,
-        &opts,
-        obs,
-    )?;
+    let report = crate::experiments::sweep::run(plan, &source_path, store, &opts, obs)?;
     if report.cancelled {
         return Err(Error::Interrupted(
             "run the same command again to resume".into(),
@@ -261,8 +290,7 @@ fn sweep_stage(
             first: f.clone(),
         });
     }
-
-    Ok(store_path)
+    Ok(())
 }
 
 /// Stage 3: stuck runs trained `continue_epochs` more epochs with each rescue (once each; at

@@ -40,6 +40,16 @@ impl StoreUrl {
         }
     }
 
+    /// The same store without any password in its address, for writing down (its `Display`
+    /// is then the whole address): the password comes from `PGPASSWORD`, or a `--store` given
+    /// again, when it is opened.
+    pub fn without_password(&self) -> StoreUrl {
+        match self {
+            StoreUrl::Postgres(url) => StoreUrl::Postgres(rewrite_password(url, None)),
+            StoreUrl::Sqlite(_) => self.clone(),
+        }
+    }
+
     /// Where files derived from the store go by default: beside an SQLite file, in the
     /// working directory for a database.
     pub fn directory(&self) -> PathBuf {
@@ -79,6 +89,11 @@ impl std::str::FromStr for StoreUrl {
 /// `url` with any password replaced by `***`: in the user part (`user:secret@host`) and in a
 /// `password=` parameter.
 pub fn redact(url: &str) -> String {
+    rewrite_password(url, Some("***"))
+}
+
+/// `url` with its password rewritten: replaced by `with`, or dropped when `with` is `None`.
+fn rewrite_password(url: &str, with: Option<&str>) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -86,9 +101,10 @@ pub fn redact(url: &str) -> String {
         .find(['/', '?'])
         .map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
     let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => authority.to_string(),
+        Some((user, host)) => match (user.split_once(':'), with) {
+            (Some((name, _)), Some(w)) => format!("{name}:{w}@{host}"),
+            (Some((name, _)), None) => format!("{name}@{host}"),
+            (None, _) => authority.to_string(),
         },
         None => authority.to_string(),
     };
@@ -96,12 +112,16 @@ pub fn redact(url: &str) -> String {
         Some((path, query)) => {
             let q: Vec<String> = query
                 .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some(("password", _)) => "password=***".to_string(),
-                    _ => kv.to_string(),
+                .filter_map(|kv| match (kv.split_once('='), with) {
+                    (Some(("password", _)), Some(w)) => Some(format!("password={w}")),
+                    (Some(("password", _)), None) => None,
+                    _ => Some(kv.to_string()),
                 })
                 .collect();
-            format!("{path}?{}", q.join("&"))
+            match q.is_empty() {
+                true => path.to_string(),
+                false => format!("{path}?{}", q.join("&")),
+            }
         }
         None => tail.to_string(),
     };
@@ -172,5 +192,31 @@ mod tests {
             "{e}"
         );
         assert!("".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn a_url_written_down_keeps_everything_but_its_password() {
+        let cases = [
+            (
+                "postgres://ana:s3cret@db.example:5433/lab?sslmode=disable",
+                "postgres://ana@db.example:5433/lab?sslmode=disable",
+            ),
+            (
+                "postgresql:///lab?host=/tmp/s&password=hunter2&user=x",
+                "postgresql:///lab?host=/tmp/s&user=x",
+            ),
+            ("postgres://ana@h/db?password=x", "postgres://ana@h/db"),
+            ("postgres://h/db", "postgres://h/db"),
+        ];
+        for (given, written) in cases {
+            let u: StoreUrl = given.parse().unwrap();
+            let w = u.without_password();
+            assert_eq!(w.to_string(), written, "{given}");
+            // Still a URL the client parses, naming the same database.
+            assert_eq!(w.to_string().parse::<StoreUrl>().unwrap(), w);
+            assert_eq!(w.database(), u.database());
+        }
+        let p: StoreUrl = "a/s.db".parse().unwrap();
+        assert_eq!(p.without_password(), p);
     }
 }

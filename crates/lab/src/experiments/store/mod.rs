@@ -899,6 +899,10 @@ fn connect_postgres(raw: &str, url: &StoreUrl) -> Result<postgres::Client> {
                 "{}; create it first (createdb NAME) or name another database in the URL",
                 db::server_message(&e)
             ),
+            // The client's own refusal, before any server error: it has no password to send.
+            None if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("password missing")) => format!(
+                "the server asks user {user} for a password; set PGPASSWORD (or put it in the URL given to --store)"
+            ),
             _ => format!(
                 "cannot connect ({e}); check that the server is running and the host, port and socket directory in the URL"
             ),
