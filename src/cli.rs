@@ -1149,10 +1149,14 @@ pub struct BenchSweepArgs {
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub images: usize,
 
-    /// Sweep into this database (postgres://...) as workers claiming runs, under experiment
-    /// names of their own, instead of a temporary SQLite file.
+    /// Sweep into this store (postgres://... or a file) as workers claiming runs, under
+    /// experiment names of their own, instead of a temporary SQLite file as one sweep.
     #[arg(long, value_name = "URL")]
     pub store: Option<lab::experiments::store::StoreUrl>,
+
+    /// Rounds, each timing the engine and the sweeps in turn (medians are printed).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
 
     /// Print JSON.
     #[arg(long)]

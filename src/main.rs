@@ -664,7 +664,7 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
     let r = lab::bench::sweep_speed(
         &args.arch,
         (args.runs, args.epochs, args.images),
-        cores,
+        (cores, args.rounds as usize),
         args.store.as_ref(),
     )?;
     if args.json {
@@ -672,26 +672,42 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "sweep of {} runs of {} x {} epochs on {} thesis-1.3 images (500 validation) into {}{}, image-epochs/s:",
+        "sweep of {} runs of {} x {} epochs on {} thesis-1.3 images (500 validation) into {}{}, image-epochs/s, median of {} rounds:",
         r.runs,
         r.arch,
         r.epochs,
         r.train_images,
         r.store,
-        if r.worker { " as workers" } else { "" }
+        if r.worker { " as workers" } else { "" },
+        r.rounds
     );
     println!(
         "  engine alone, 1 thread, no store   {:>10.0}",
         r.engine_image_epochs_per_s
     );
     println!(
-        "  sweep, 1 job                       {:>10.0}  (store and scheduling overhead {:.1}%)",
+        "  sweep, 1 job                       {:>10.0}  (store and scheduling overhead {:.1}%; rounds {})",
         r.sweep_1_job_image_epochs_per_s,
-        100.0 * r.overhead
+        100.0 * r.overhead,
+        r.overheads
+            .iter()
+            .map(|o| format!("{:.1}%", 100.0 * o))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  sweep, {} jobs                      {:>10.0}  ({:.2}x one job)",
         r.jobs, r.sweep_image_epochs_per_s, r.scaling
+    );
+    println!(
+        "  in the store's statements: {:.2} ms per run, {:.2}% of the one-job sweep (rounds {})",
+        r.store_ms_per_run,
+        100.0 * r.store_share,
+        r.store_shares
+            .iter()
+            .map(|o| format!("{:.2}%", 100.0 * o))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

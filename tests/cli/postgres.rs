@@ -363,6 +363,34 @@ fn wrong_urls_say_which_and_what_to_do() {
         e.contains("newer shapelab (schema 99") && e.contains("upgrade shapelab"),
         "{e}"
     );
+    // A role that may connect but not read the store's tables is told what to grant.
+    let other = database("grant").unwrap();
+    drop(
+        lab::experiments::store::Store::open(
+            other.parse::<lab::experiments::store::StoreUrl>().unwrap(),
+        )
+        .unwrap(),
+    );
+    let name = other.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let out = crate::shapelab()
+        .current_dir(dir.path())
+        .env(
+            "PGPASSWORD",
+            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
+        )
+        .args([
+            "runs",
+            "--store",
+            &format!("postgresql://shapelab_pw@localhost/{name}?{host}"),
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("permission denied") && e.contains("GRANT ALL ON ALL TABLES"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -602,4 +630,34 @@ fn a_study_runs_into_postgres_as_into_its_file() {
     assert_eq!(get(&a, "/api/grid"), get(&b, "/api/grid"));
     let cell = "/api/runs?experiment=small&dataset=size&condition=sgd-raw&arch=2";
     assert_eq!(get(&a, cell), get(&b, cell));
+}
+
+#[test]
+fn bench_sweep_measures_the_store_inside_the_sweep() {
+    let Some(url) = database("bench") else {
+        return;
+    };
+    let dir = workdir();
+    for store in [None, Some(url.as_str())] {
+        let mut args = vec!["-q", "bench", "sweep", "--json", "--runs", "2"];
+        args.extend(["--epochs", "1", "--images", "60", "--rounds", "2"]);
+        args.extend(store.map(|s| ["--store", s]).into_iter().flatten());
+        let r: serde_json::Value = serde_json::from_str(&ok(dir.path(), &args)).unwrap();
+        assert_eq!(r["worker"], store.is_some());
+        assert_eq!(r["rounds"], 2);
+        let shares = r["store_shares"].as_array().unwrap();
+        assert_eq!(shares.len(), 2);
+        assert_eq!(r["overheads"].as_array().unwrap().len(), 2);
+        for s in shares {
+            let s = s.as_f64().unwrap();
+            assert!(s > 0.0 && s < 1.0, "{r}");
+        }
+        assert!(r["store_ms_per_run"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // Each round swept into the database under its own experiment names, every run once.
+    let mut db = admin(&url);
+    let row = db
+        .query_one("SELECT count(*), count(DISTINCT experiment) FROM runs", &[])
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (8, 4));
 }

@@ -3,6 +3,7 @@
 //! Each measurement runs the real code path in a rayon pool of a given size and reports the
 //! best of several repetitions (the least disturbed by the rest of the machine).
 
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -281,37 +282,62 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// Sweep throughput against the engine alone.
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepSpeed {
-    /// The store swept into: a temporary SQLite file, or the database given (redacted).
+    /// The store swept into: a temporary SQLite file, or the store given (redacted).
     pub store: String,
-    /// Whether the sweeps ran as `--worker`s claiming runs (with a database store).
+    /// Whether the sweeps ran as `--worker`s claiming runs (with a store given).
     pub worker: bool,
     pub arch: String,
     pub runs: usize,
     pub epochs: usize,
     pub train_images: usize,
-    /// Image-epochs per second training the same runs one after another in-process, no store.
+    /// Rounds, each timing the engine, the sweep with one job and with `jobs` jobs, in turn,
+    /// so that a noisy host slows both sides of a ratio alike.
+    pub rounds: usize,
+    /// Image-epochs per second training the same runs one after another in-process, no store
+    /// (median over rounds).
     pub engine_image_epochs_per_s: f64,
-    /// The sweep with one job, and with `jobs` jobs.
+    /// The sweep with one job, and with `jobs` jobs (medians).
     pub sweep_1_job_image_epochs_per_s: f64,
     pub jobs: usize,
     pub sweep_image_epochs_per_s: f64,
-    /// `1 - sweep(1 job) / engine`: what the store, files and scheduling cost.
+    /// `1 - sweep(1 job) / engine` of each round: what the store, files and scheduling cost.
+    pub overheads: Vec<f64>,
+    /// Their median.
     pub overhead: f64,
-    /// `sweep(jobs) / sweep(1 job)`.
+    /// `sweep(jobs) / sweep(1 job)`, median over rounds.
     pub scaling: f64,
+    /// Of each round's one-job sweep, the share of its time spent waiting on the store's
+    /// statements (claims, commits, set-up queries): the store's own cost, measured inside
+    /// the sweep, so that a noisy host moves it far less than `overheads`.
+    pub store_shares: Vec<f64>,
+    /// Their median.
+    pub store_share: f64,
+    /// Milliseconds in the store per run of the one-job sweep (median over rounds).
+    pub store_ms_per_run: f64,
 }
 
 struct Quiet;
 impl crate::experiments::sweep::SweepObserver for Quiet {}
 
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// Times a sweep of `runs` seeds of `arch` for `epochs` epochs on `train` thesis-1.3 images
-/// (500 validation), against the engine training the same runs alone. Into a temporary SQLite
-/// store, or into `store` (a database) as workers claiming runs, under experiment names of
-/// their own (`bench-...`), model directories in a temporary directory.
+/// (500 validation), against the engine training the same runs alone, `rounds` times in turn.
+/// Into a temporary SQLite store, or into `store` as workers claiming runs, under experiment
+/// names of their own (`bench-...`), model directories in a temporary directory.
 pub fn sweep_speed(
     arch: &str,
     (runs, epochs, train): (usize, usize, usize),
-    jobs: usize,
+    (jobs, rounds): (usize, usize),
     store: Option<&crate::experiments::store::StoreUrl>,
 ) -> Result<SweepSpeed> {
     let text = format!(
@@ -320,15 +346,59 @@ pub fn sweep_speed(
     let dir = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
     let plan = crate::experiments::experiment::Plan::parse(&text, &dir.path().join("bench.toml"))?;
     let image_epochs = (runs * epochs * train) as f64;
-    // The engine alone: the same runs, same data, one after another, one thread.
     let crate::experiments::experiment::DataSource::Spec { spec, .. } = &plan.datasets[0].source
     else {
         unreachable!("a preset")
     };
     let data = Dataset::generate(spec, None, &|_| {});
+    let stamp = format!(
+        "{}-{}",
+        crate::experiments::store::timestamp(),
+        std::process::id()
+    );
+    let (mut engine, mut one, mut many) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut store_shares, mut store_ms) = (Vec::new(), Vec::new());
+    for round in 0..rounds.max(1) {
+        engine.push(image_epochs / engine_seconds(&plan, &data)?);
+        for (i, j) in [1, jobs].into_iter().enumerate() {
+            let name = format!("bench-{stamp}-{round}-{i}");
+            let (seconds, busy) = sweep_seconds(&text, &name, dir.path(), j, store)?;
+            [&mut one, &mut many][i].push(image_epochs / seconds);
+            if i == 0 {
+                store_shares.push(busy / seconds);
+                store_ms.push(1e3 * busy / runs as f64);
+            }
+        }
+    }
+    let overheads: Vec<f64> = one.iter().zip(&engine).map(|(s, e)| 1.0 - s / e).collect();
+    let scalings: Vec<f64> = many.iter().zip(&one).map(|(m, o)| m / o).collect();
+    Ok(SweepSpeed {
+        store: store.map_or("a temporary SQLite file".into(), |u| u.to_string()),
+        worker: store.is_some(),
+        arch: arch.to_string(),
+        runs,
+        epochs,
+        train_images: train,
+        rounds: engine.len(),
+        engine_image_epochs_per_s: median(engine),
+        sweep_1_job_image_epochs_per_s: median(one),
+        jobs,
+        sweep_image_epochs_per_s: median(many),
+        overhead: median(overheads.clone()),
+        overheads,
+        scaling: median(scalings),
+        store_share: median(store_shares.clone()),
+        store_shares,
+        store_ms_per_run: median(store_ms),
+    })
+}
+
+/// Seconds the engine takes to train `plan`'s runs on `data` one after another, one thread,
+/// with no store and no files.
+fn engine_seconds(plan: &crate::experiments::experiment::Plan, data: &Dataset) -> Result<f64> {
     let (tr, va) = (
-        crate::models::training::engine_data(&data, Split::Train),
-        crate::models::training::engine_data(&data, Split::Val),
+        crate::models::training::engine_data(data, Split::Train),
+        crate::models::training::engine_data(data, Split::Val),
     );
     let start = Instant::now();
     pool(1).install(|| -> Result<()> {
@@ -340,62 +410,41 @@ pub fn sweep_speed(
         }
         Ok(())
     })?;
-    let engine = image_epochs / start.elapsed().as_secs_f64();
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds a sweep of the experiment `text`, renamed `name`, takes with `jobs` jobs: into a new
+/// SQLite file in `dir`, or into `store` as workers; and the seconds of it spent in the store's
+/// statements. Generating its data is part of the time, as it is of every sweep.
+fn sweep_seconds(
+    text: &str,
+    name: &str,
+    dir: &Path,
+    jobs: usize,
+    store: Option<&crate::experiments::store::StoreUrl>,
+) -> Result<(f64, f64)> {
+    let named = text.replacen("\"bench\"", &format!("\"{name}\""), 1);
+    let plan = crate::experiments::experiment::Plan::parse(&named, &dir.join("bench.toml"))?;
+    let url = store
+        .cloned()
+        .unwrap_or_else(|| dir.join(format!("{name}.db")).into());
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let mut rates = Vec::new();
-    let stamp = format!(
-        "{}-{}",
-        crate::experiments::store::timestamp(),
-        std::process::id()
-    );
-    for (i, j) in [1, jobs].into_iter().enumerate() {
-        let (url, plan) = match store {
-            Some(u) => {
-                let named = text.replacen("\"bench\"", &format!("\"bench-{stamp}-{i}\""), 1);
-                let plan = crate::experiments::experiment::Plan::parse(
-                    &named,
-                    &dir.path().join("bench.toml"),
-                )?;
-                (u.clone(), plan)
-            }
-            None => (dir.path().join(format!("bench{i}.db")).into(), plan.clone()),
-        };
-        let opts = crate::experiments::sweep::SweepOptions {
-            shard: None,
-            worker: store.map(|_| crate::experiments::sweep::WorkerOptions {
-                lease: std::time::Duration::from_secs(60),
-                reconnect: std::time::Duration::from_secs(0),
-                name: "bench".into(),
-            }),
-            jobs: j,
-            cancel: &cancel,
-        };
-        let opened = crate::experiments::store::Store::open(&url)?
-            .with_artifacts(Some(dir.path().join("artifacts")));
-        let start = Instant::now();
-        crate::experiments::sweep::run(
-            &plan,
-            &dir.path().join("bench.toml"),
-            &opened,
-            &opts,
-            &Quiet,
-        )?;
-        rates.push(image_epochs / start.elapsed().as_secs_f64());
-    }
-    Ok(SweepSpeed {
-        store: store.map_or("a temporary SQLite file".into(), |u| u.to_string()),
-        worker: store.is_some(),
-        arch: arch.to_string(),
-        runs,
-        epochs,
-        train_images: train,
-        engine_image_epochs_per_s: engine,
-        sweep_1_job_image_epochs_per_s: rates[0],
+    let opts = crate::experiments::sweep::SweepOptions {
+        shard: None,
+        worker: store.map(|_| crate::experiments::sweep::WorkerOptions {
+            lease: std::time::Duration::from_secs(60),
+            reconnect: std::time::Duration::from_secs(0),
+            name: "bench".into(),
+        }),
         jobs,
-        sweep_image_epochs_per_s: rates[1],
-        overhead: 1.0 - rates[0] / engine,
-        scaling: rates[1] / rates[0],
-    })
+        cancel: &cancel,
+    };
+    let opened =
+        crate::experiments::store::Store::open(&url)?.with_artifacts(Some(dir.join("artifacts")));
+    let (start, before) = (Instant::now(), opened.busy());
+    crate::experiments::sweep::run(&plan, &dir.join("bench.toml"), &opened, &opts, &Quiet)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((seconds, (opened.busy() - before).as_secs_f64()))
 }
 
 /// Time to compute and write every activation sheet of a run on a panel.

@@ -146,6 +146,7 @@ fn claim_loop(
         .num_threads(1)
         .build()
         .expect("a one-thread pool");
+    let mut waiting: Option<Instant> = None;
     loop {
         if opts.cancel.load(Ordering::SeqCst) {
             return Ok(());
@@ -154,11 +155,13 @@ fn claim_loop(
             ClaimState::Done => return Ok(()),
             ClaimState::Waiting { .. } => {
                 // Every unfinished run is held by a live worker; one may die.
-                std::thread::sleep((w.lease / 4).min(Duration::from_millis(250)));
+                let since = *waiting.get_or_insert_with(Instant::now);
+                std::thread::sleep(poll_interval(since.elapsed(), w.lease));
                 continue;
             }
             ClaimState::Claimed(c) => c,
         };
+        waiting = None;
         let Some(job) = shared.jobs.get(claim.key.as_str()) else {
             let _ = store.release(&claim.key, id);
             return Err(Error::Usage(format!(
@@ -201,6 +204,17 @@ fn claim_loop(
                 .push(format!("{}: {e}", job.plan.key)),
         }
     }
+}
+
+/// How long a worker that has waited `waited` for the runs others hold sleeps before asking
+/// again: an eighth of its wait so far (at least 10 ms, at most a quarter of the lease and a
+/// second). The last runs of a sweep usually finish within moments, so the first questions
+/// come quickly and a waiting worker is late by about an eighth of its wait; a long wait (a
+/// dead holder's lease running out) costs a few questions a second.
+fn poll_interval(waited: Duration, lease: Duration) -> Duration {
+    (waited / 8)
+        .max(Duration::from_millis(10))
+        .min((lease / 4).min(Duration::from_secs(1)))
 }
 
 /// The error of a worker that could not reach its store again.
@@ -259,5 +273,31 @@ pub(super) fn reconnect(
         if let Ok(fresh) = store.reopen() {
             return Ok(fresh);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_worker_asks_soon_then_less_often() {
+        let ms = Duration::from_millis;
+        let lease = Duration::from_secs(60);
+        assert_eq!(poll_interval(ms(0), lease), ms(10));
+        assert_eq!(poll_interval(ms(400), lease), ms(50));
+        assert_eq!(poll_interval(Duration::from_secs(30), lease), ms(1000));
+        // A short lease bounds it: the worker asks again before a dead holder's lease ends.
+        assert_eq!(
+            poll_interval(Duration::from_secs(30), Duration::from_secs(2)),
+            ms(500)
+        );
+        // Over a 300 ms tail the worker is late by at most about 50 ms, asking about 20 times.
+        let (mut t, mut asks) = (ms(0), 0);
+        while t < ms(300) {
+            t += poll_interval(t, lease);
+            asks += 1;
+        }
+        assert!(t - ms(300) <= ms(50) && asks <= 24, "{t:?} {asks}");
     }
 }

@@ -79,7 +79,7 @@ impl Store {
     pub fn register_claims(&self, experiment: &str, keys: &[&str]) -> Result<()> {
         let url = self.url().clone();
         let mut db = self.db.borrow_mut();
-        retry_busy(|| {
+        self.timed(|| retry_busy(|| {
             db.transaction(|db| {
                 let have: std::collections::HashSet<String> = db
                     .query(
@@ -104,7 +104,7 @@ impl Store {
                 }
                 Ok(())
             })
-        })
+        }))
         .map_err(|e| super::fault(&url, e))
     }
 
@@ -113,7 +113,7 @@ impl Store {
     pub fn claim(&self, experiment: &str, worker: &str, lease: Duration) -> Result<ClaimState> {
         let url = self.url().clone();
         let mut db = self.db.borrow_mut();
-        retry_busy(|| db.transaction(|db| claim_in(db, experiment, worker, lease)))
+        self.timed(|| retry_busy(|| db.transaction(|db| claim_in(db, experiment, worker, lease))))
             .map_err(|e| super::fault(&url, e))
     }
 

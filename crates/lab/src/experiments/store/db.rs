@@ -123,6 +123,12 @@ impl From<postgres::Error> for DbError {
         let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         if e.is_closed() || io || code.starts_with("08") || code.starts_with("57P") {
             DbError::Lost(server_message(&e))
+        } else if code == "42501" {
+            // insufficient_privilege: the role may connect but not use shapelab's tables.
+            DbError::Other(format!(
+                "{}; connect as the role that created the store, or have it GRANT ALL ON ALL TABLES IN SCHEMA public to this one",
+                server_message(&e)
+            ))
         } else {
             DbError::Other(server_message(&e))
         }

@@ -25,6 +25,8 @@ mod schema;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tinycnn::EpochStats;
@@ -237,6 +239,9 @@ pub struct Store {
     url: StoreUrl,
     /// Where model directories are written and resolved from.
     artifacts: Option<PathBuf>,
+    /// Nanoseconds spent waiting on the database, shared with every connection
+    /// [`Store::reopen`] made from this one: what `bench sweep` reports as the store's cost.
+    busy: Arc<AtomicU64>,
 }
 
 /// How a store is opened.
@@ -400,7 +405,25 @@ impl Store {
     /// A second connection to the same store, with the same artifacts root (one per worker
     /// thread).
     pub fn reopen(&self) -> Result<Store> {
-        Ok(Store::open_mode(self.url.clone(), Mode::Again)?.with_artifacts(self.artifacts.clone()))
+        let mut again =
+            Store::open_mode(self.url.clone(), Mode::Again)?.with_artifacts(self.artifacts.clone());
+        again.busy = Arc::clone(&self.busy);
+        Ok(again)
+    }
+
+    /// Time spent in the database's statements by this store and the connections reopened
+    /// from it (opening excluded).
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
+    }
+
+    /// Runs `f`, adding its time to [`Store::busy`].
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy.fetch_add(ns, Ordering::Relaxed);
+        out
     }
 
     fn open_mode(url: StoreUrl, mode: Mode) -> Result<Store> {
@@ -420,6 +443,7 @@ impl Store {
                 db: RefCell::new(db),
                 artifacts: default_artifacts(&url),
                 url,
+                busy: Arc::default(),
             });
         }
         let found = if mode == Mode::Read {
@@ -447,6 +471,7 @@ impl Store {
             db: RefCell::new(db),
             artifacts: default_artifacts(&url),
             url,
+            busy: Arc::default(),
         })
     }
 
@@ -490,7 +515,8 @@ impl Store {
     }
 
     fn run<T>(&self, f: impl FnOnce(&mut Db) -> DbResult<T>) -> Result<T> {
-        f(&mut self.db.borrow_mut()).map_err(|e| fault(&self.url, e))
+        self.timed(|| f(&mut self.db.borrow_mut()))
+            .map_err(|e| fault(&self.url, e))
     }
 
     /// Records (or updates) an experiment's definition.
@@ -584,10 +610,11 @@ impl Store {
     /// a worker held one. Returns false (and changes nothing) if the key is already stored,
     /// by a concurrent sweep or a worker whose lease this one's outlived.
     pub fn insert_run(&mut self, r: &RunRow, history: &[EpochStats]) -> Result<bool> {
-        let url = self.url.clone();
-        let db = self.db.get_mut();
-        retry_busy(|| db.transaction(|db| insert_run_in(db, r, history)))
-            .map_err(|e| fault(&url, e))
+        self.timed(|| {
+            let mut db = self.db.borrow_mut();
+            retry_busy(|| db.transaction(|db| insert_run_in(db, r, history)))
+        })
+        .map_err(|e| fault(&self.url, e))
     }
 
     /// Runs matching `f`, ordered by key.
