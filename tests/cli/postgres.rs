@@ -80,11 +80,32 @@ fn worker(dir: &Path, url: &str, extra: &[&str]) -> Child {
 
 /// Per key: what must be equal between two stores of one sweep.
 fn results(dir: &Path, store: &str, artifacts: Option<&str>) -> BTreeMap<String, String> {
+    results_env(dir, store, artifacts, &[])
+}
+
+/// [`results`], read by `shapelab runs` with these environment variables.
+fn results_env(
+    dir: &Path,
+    store: &str,
+    artifacts: Option<&str>,
+    env: &[(&str, &str)],
+) -> BTreeMap<String, String> {
     let mut args = vec!["runs", "--store", store, "--json"];
     if let Some(a) = artifacts {
         args.extend(["--artifacts", a]);
     }
-    let out = ok(dir, &args);
+    let out = crate::shapelab()
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
     let runs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let mut m = BTreeMap::new();
     for r in runs {
@@ -660,4 +681,121 @@ fn bench_sweep_measures_the_store_inside_the_sweep() {
         .query_one("SELECT count(*), count(DISTINCT experiment) FROM runs", &[])
         .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (8, 4));
+}
+
+/// A pod of an emitted Job run as Kubernetes would run it, without a cluster: the container's
+/// `args` with `$(VAR)` expanded from its environment (each variable from `secret`'s key),
+/// every volume's mount path replaced by a local directory (a ConfigMap's keys written as
+/// files there, a claim shared by every pod).
+fn pod(manifest: &[yaml_rust2::Yaml], dir: &Path, secret: &BTreeMap<&str, String>) -> Command {
+    let (config, job) = (&manifest[0], &manifest[1]);
+    let spec = &job["spec"]["template"]["spec"];
+    let container = &spec["containers"][0];
+    let mut env = BTreeMap::new();
+    for e in container["env"].as_vec().unwrap() {
+        let key = e["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap();
+        env.insert(e["name"].as_str().unwrap().to_string(), secret[key].clone());
+    }
+    let mut mounts = Vec::new();
+    for m in container["volumeMounts"].as_vec().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let volume = spec["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap();
+        let local = dir.join(name);
+        fs::create_dir_all(&local).unwrap();
+        if let Some(map) = volume["configMap"]["name"].as_str() {
+            assert_eq!(config["metadata"]["name"].as_str(), Some(map));
+            for (k, v) in config["data"].as_hash().unwrap() {
+                fs::write(local.join(k.as_str().unwrap()), v.as_str().unwrap()).unwrap();
+            }
+        } else {
+            assert!(volume["persistentVolumeClaim"]["claimName"]
+                .as_str()
+                .is_some());
+        }
+        mounts.push((m["mountPath"].as_str().unwrap().to_string(), local));
+    }
+    let args = container["args"].as_vec().unwrap().iter().map(|a| {
+        let mut a = a.as_str().unwrap().to_string();
+        for (k, v) in &env {
+            a = a.replace(&format!("$({k})"), v);
+        }
+        for (path, local) in &mounts {
+            if let Some(rest) = a.strip_prefix(path.as_str()) {
+                a = format!("{}{rest}", local.display());
+            }
+        }
+        a
+    });
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("shapelab"));
+    c.current_dir(dir).envs(&env).args(args.collect::<Vec<_>>());
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn k8s_pods_run_the_sweep_as_the_manifest_says() {
+    let Some(url) = database("k8s") else {
+        return;
+    };
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    admin(&url)
+        .batch_execute(&format!("ALTER DATABASE {name} OWNER TO shapelab_pw"))
+        .unwrap();
+    let host = url.split_once('?').unwrap().1;
+    let dir = workdir();
+    let d = dir.path();
+    let text = EXPERIMENT.replace("seeds = 4", "seeds = 2");
+    fs::write(d.join("exp.toml"), &text).unwrap();
+    let k = ok(
+        d,
+        &[
+            "sweep", "exp.toml", "--emit", "k8s", "--image", "r/s:1", "--array", "3",
+        ],
+    );
+    let manifest = yaml_rust2::YamlLoader::load_from_str(&k).unwrap();
+    assert_eq!(
+        manifest[0]["data"]["experiment.toml"].as_str(),
+        Some(text.as_str())
+    );
+    let job = &manifest[1]["spec"];
+    assert_eq!(job["completionMode"].as_str(), Some("Indexed"));
+    assert_eq!(job["completions"].as_i64(), Some(3));
+    // The Secret the manifest's comment tells the user to create.
+    let secret = BTreeMap::from([
+        (
+            "url",
+            format!("postgresql://shapelab_pw@localhost/{name}?{host}"),
+        ),
+        (
+            "password",
+            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
+        ),
+    ]);
+    // Three pods, and a second pod for index 0 (Kubernetes may start two for one index).
+    let pods: Vec<Child> = (0..4)
+        .map(|_| pod(&manifest, d, &secret).spawn().unwrap())
+        .collect();
+    for p in pods {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ok(d, &["sweep", "exp.toml", "--store", "one.db"]);
+    // Every run once, as one process stores it; the pods' model directories are on the
+    // claim (here its local directory).
+    let pods = results_env(
+        d,
+        &secret["url"],
+        Some("artifacts"),
+        &[("PGPASSWORD", &secret["password"])],
+    );
+    assert_eq!(pods, results(d, "one.db", None));
 }

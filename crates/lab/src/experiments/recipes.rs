@@ -81,12 +81,28 @@ exec {binary} sweep {experiment} --worker --store "$SHAPELAB_STORE" \
     )
 }
 
+/// `text` as the lines of a YAML literal block scalar indented by four spaces, and the
+/// chomping indicator that makes the scalar read back exactly as `text`: `+` keeps every final
+/// newline, `-` adds none. The indentation indicator (`|2`, two past the key's) is explicit, so
+/// a first line that begins with spaces cannot change the indentation a parser detects.
+fn block_scalar(text: &str) -> (String, char) {
+    let body: String = text
+        .split_inclusive('\n')
+        .map(|l| format!("    {l}"))
+        .collect();
+    match text.ends_with('\n') {
+        true => (body, '+'),
+        false if text.is_empty() => (String::new(), '-'),
+        false => (body + "\n", '-'),
+    }
+}
+
 /// A ConfigMap holding the experiment and an Indexed Job of workers. The store's URL and
 /// password come from the Secret `shapelab-store` (keys `url`, `password`), the artifacts
 /// from the PersistentVolumeClaim `shapelab-artifacts`; the image is `image`.
 pub fn k8s(r: &Recipe, image: &str) -> String {
     let name = job_name(r.name);
-    let text: String = r.text.lines().map(|l| format!("    {l}\n")).collect();
+    let (text, chomp) = block_scalar(r.text);
     let parallelism = r.at_once.unwrap_or(r.tasks).min(r.tasks);
     format!(
         r#"# shapelab sweep `{exp_name}` as a Kubernetes Indexed Job: each of the {tasks} pods is a worker
@@ -101,7 +117,7 @@ kind: ConfigMap
 metadata:
   name: {name}-experiment
 data:
-  experiment.toml: |
+  experiment.toml: |2{chomp}
 {text}---
 apiVersion: batch/v1
 kind: Job
@@ -183,6 +199,33 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&check.stderr)
         );
+    }
+
+    /// The documents of `manifest`, parsed by a YAML parser.
+    fn yaml(manifest: &str) -> Vec<yaml_rust2::Yaml> {
+        yaml_rust2::YamlLoader::load_from_str(manifest).expect("valid YAML")
+    }
+
+    #[test]
+    fn the_config_map_reads_back_as_the_experiment_byte_for_byte() {
+        let texts = [
+            "name = \"q\"\nseeds = 5\n",
+            "name = \"q\"\nseeds = 5",
+            "  name = \"q\"  # indented first line\nseeds = 5\n\n\n",
+            "# a comment: with a colon\n\n[grid]\n\tarchs = [\"2-2\"] # a tab\n---\n",
+        ];
+        for text in texts {
+            let k = k8s(&recipe(text), "registry/shapelab:1");
+            let docs = yaml(&k);
+            assert_eq!(docs.len(), 2, "{k}");
+            assert_eq!(docs[0]["kind"].as_str(), Some("ConfigMap"));
+            assert_eq!(
+                docs[0]["data"]["experiment.toml"].as_str(),
+                Some(text),
+                "{k}"
+            );
+            assert_eq!(docs[1]["kind"].as_str(), Some("Job"));
+        }
     }
 
     #[test]
