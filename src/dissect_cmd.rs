@@ -117,6 +117,7 @@ fn population(
         )));
     }
     let part = args.split.map(crate::model_cmds::part);
+    let cancel = crate::sweep_cmds::install_ctrlc();
     let bar = crate::progress::bar(
         rows.len() as u64,
         "dissecting learned runs [{bar:30}] {pos}/{len} {elapsed}",
@@ -127,7 +128,7 @@ fn population(
         &rows,
         part,
         settings,
-        &|done, _| bar.set_position(done as u64),
+        (&cancel, &|done, _| bar.set_position(done as u64)),
     )?;
     bar.finish_and_clear();
     let split = members

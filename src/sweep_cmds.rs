@@ -19,7 +19,7 @@ use lab::experiments::sweep::{SweepObserver, SweepOptions, WorkerOptions};
 use lab::files::output::{check_disjoint, Input};
 
 /// The first Ctrl-C asks for a clean stop; a second one exits at once.
-fn install_ctrlc() -> Arc<AtomicBool> {
+pub(crate) fn install_ctrlc() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     // An error here means a handler exists already (tests, embedding): keep going without.
@@ -28,7 +28,7 @@ fn install_ctrlc() -> Arc<AtomicBool> {
             eprintln!("\ninterrupted again: exiting now");
             std::process::exit(130);
         }
-        eprintln!("\nstopping: runs in flight are abandoned; run the same command again to resume");
+        eprintln!("\nstopping: what is in flight is abandoned, what is finished is kept; run the same command again to resume");
     });
     flag
 }

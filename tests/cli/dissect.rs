@@ -240,3 +240,42 @@ fn dissect_store_summarises_the_learned_runs_per_cell() {
         "a wrong path creates nothing"
     );
 }
+
+/// Ctrl-C during `dissect --store` stops it between dissections (exit 130, one line saying how
+/// to resume), keeps the dissections it recorded, and the same command then finishes.
+#[test]
+fn an_interrupted_dissection_stops_and_resumes() {
+    let dir = workdir();
+    let d = dir.path();
+    fs::write(
+        d.join("exp.toml"),
+        "name = \"e\"\nseeds = 3\nepochs = 10\n[[dataset]]\npreset = \"thesis-1.3\"\nname = \"size\"\ntrain = 900\nval = 150\n[grid]\narchs = [\"8\", \"8-4\"]\n",
+    )
+    .unwrap();
+    ok(d, &["sweep", "exp.toml", "--store", "s.db", "-q"]);
+    // Many initialisations for the chance level: long enough to be interrupted.
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shapelab"))
+        .current_dir(d)
+        .args(["dissect", "--store", "s.db", "--null-seeds", "40", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // SAFETY: sends SIGINT to the child we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: interrupted: ") && last.contains("run the same command"),
+        "{err}"
+    );
+    // What was recorded is intact: the same command finishes from it.
+    let text = ok(
+        d,
+        &["dissect", "--store", "s.db", "--null-seeds", "40", "-q"],
+    );
+    assert!(text.contains("learned runs dissected"), "{text}");
+}

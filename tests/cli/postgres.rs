@@ -683,21 +683,12 @@ fn bench_sweep_measures_the_store_inside_the_sweep() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (8, 4));
 }
 
-/// A pod of an emitted Job run as Kubernetes would run it, without a cluster: the container's
-/// `args` with `$(VAR)` expanded from its environment (each variable from `secret`'s key),
-/// every volume's mount path replaced by a local directory (a ConfigMap's keys written as
-/// files there, a claim shared by every pod).
-fn pod(manifest: &[yaml_rust2::Yaml], dir: &Path, secret: &BTreeMap<&str, String>) -> Command {
-    let (config, job) = (&manifest[0], &manifest[1]);
-    let spec = &job["spec"]["template"]["spec"];
-    let container = &spec["containers"][0];
-    let mut env = BTreeMap::new();
-    for e in container["env"].as_vec().unwrap() {
-        let key = e["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap();
-        env.insert(e["name"].as_str().unwrap().to_string(), secret[key].clone());
-    }
+/// The volumes of an emitted Job made local, once for every pod: each mount path with the
+/// directory standing for it (a ConfigMap's keys written there as files; a claim, shared).
+fn volumes(manifest: &[yaml_rust2::Yaml], dir: &Path) -> Vec<(String, std::path::PathBuf)> {
+    let (config, spec) = (&manifest[0], &manifest[1]["spec"]["template"]["spec"]);
     let mut mounts = Vec::new();
-    for m in container["volumeMounts"].as_vec().unwrap() {
+    for m in spec["containers"][0]["volumeMounts"].as_vec().unwrap() {
         let name = m["name"].as_str().unwrap();
         let volume = spec["volumes"]
             .as_vec()
@@ -719,12 +710,29 @@ fn pod(manifest: &[yaml_rust2::Yaml], dir: &Path, secret: &BTreeMap<&str, String
         }
         mounts.push((m["mountPath"].as_str().unwrap().to_string(), local));
     }
+    mounts
+}
+
+/// A pod of an emitted Job run as Kubernetes would run it, without a cluster: the container's
+/// `args` with `$(VAR)` expanded from its environment (each variable from `secret`'s key), and
+/// every mount path replaced by its local directory ([`volumes`]).
+fn pod(
+    manifest: &[yaml_rust2::Yaml],
+    mounts: &[(String, std::path::PathBuf)],
+    secret: &BTreeMap<&str, String>,
+) -> Command {
+    let container = &manifest[1]["spec"]["template"]["spec"]["containers"][0];
+    let mut env = BTreeMap::new();
+    for e in container["env"].as_vec().unwrap() {
+        let key = e["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap();
+        env.insert(e["name"].as_str().unwrap().to_string(), secret[key].clone());
+    }
     let args = container["args"].as_vec().unwrap().iter().map(|a| {
         let mut a = a.as_str().unwrap().to_string();
         for (k, v) in &env {
             a = a.replace(&format!("$({k})"), v);
         }
-        for (path, local) in &mounts {
+        for (path, local) in mounts {
             if let Some(rest) = a.strip_prefix(path.as_str()) {
                 a = format!("{}{rest}", local.display());
             }
@@ -732,7 +740,7 @@ fn pod(manifest: &[yaml_rust2::Yaml], dir: &Path, secret: &BTreeMap<&str, String
         a
     });
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("shapelab"));
-    c.current_dir(dir).envs(&env).args(args.collect::<Vec<_>>());
+    c.envs(&env).args(args.collect::<Vec<_>>());
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
@@ -777,8 +785,9 @@ fn k8s_pods_run_the_sweep_as_the_manifest_says() {
         ),
     ]);
     // Three pods, and a second pod for index 0 (Kubernetes may start two for one index).
+    let mounts = volumes(&manifest, d);
     let pods: Vec<Child> = (0..4)
-        .map(|_| pod(&manifest, d, &secret).spawn().unwrap())
+        .map(|_| pod(&manifest, &mounts, &secret).spawn().unwrap())
         .collect();
     for p in pods {
         let out = p.wait_with_output().unwrap();

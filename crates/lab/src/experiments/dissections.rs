@@ -6,6 +6,8 @@
 //!
 //! Glue between the store and [`crate::analyses::dissection`]; must not summarise or print.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 use shapes::Split as Part;
 
@@ -19,13 +21,15 @@ use crate::experiments::store::{RunRow, Store};
 /// The learned runs of `rows` dissected on split `part` of each run's own dataset (`None`:
 /// its held-out split, test, or validation for data without one), in the order of `rows`;
 /// `progress(done, total)` after each. Runs of a dataset without a generator spec are
-/// refused: their concept masks are unknown.
+/// refused: their concept masks are unknown. Dissections are recorded a few at a time (as many
+/// as there are threads, twice), and `cancel` is read between them: an interrupted call keeps
+/// what it recorded and returns [`Error::Interrupted`].
 pub fn dissect_learned(
     store: &Store,
     rows: &[RunRow],
     part: Option<Part>,
     settings: &Settings,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    (cancel, progress): (&AtomicBool, &(dyn Fn(usize, usize) + Sync)),
 ) -> Result<Vec<Member>> {
     settings.check()?;
     let learned: Vec<&RunRow> = rows
@@ -71,56 +75,60 @@ pub fn dissect_learned(
         let words = masks.part(part.name()).expect("drawn for the part");
         let split = d.split(part);
         let mut chances: Vec<(String, tinycnn::Scaling, Chance)> = Vec::new();
-        let models: Vec<crate::models::run::Run> = todo
-            .iter()
-            .map(|&i| {
-                crate::models::run::Run::load(&store.resolve_model_dir(&learned[i].model_dir)?)
-            })
-            .collect::<Result<_>>()?;
-        for run in &models {
-            let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
-            if !chances.iter().any(|(a, s, _)| *a == arch && *s == scaling) {
-                let c = chance(
-                    &run.model.arch,
-                    (&split.images, words),
-                    scaling,
-                    settings,
-                    masks.concept_names.len(),
-                )?;
-                chances.push((arch, scaling, c));
-            }
-        }
         let counter = std::sync::atomic::AtomicUsize::new(finished);
-        let results: Vec<Dissection> = todo
-            .par_iter()
-            .zip(&models)
-            .map(|(&i, run)| {
-                let r = learned[i];
+        for batch in todo.chunks(2 * rayon::current_num_threads()) {
+            let models: Vec<crate::models::run::Run> = batch
+                .iter()
+                .map(|&i| {
+                    crate::models::run::Run::load(&store.resolve_model_dir(&learned[i].model_dir)?)
+                })
+                .collect::<Result<_>>()?;
+            for run in &models {
                 let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
-                let c = &chances
-                    .iter()
-                    .find(|(a, s, _)| *a == arch && *s == scaling)
-                    .expect("measured above")
-                    .2;
-                let out = dissect(
-                    &run.model,
-                    &d,
-                    part,
-                    (words, &masks.concept_names),
-                    scaling,
-                    settings,
-                    (&r.key, &r.dataset),
-                    Some(c),
-                )?;
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                progress(n, total);
-                Ok(out)
-            })
-            .collect::<Result<_>>()?;
-        for (&i, result) in todo.iter().zip(results) {
-            store.put_dissection(&learned[i].key, &result)?;
-            done[i] = Some(result);
-            finished += 1;
+                if !chances.iter().any(|(a, s, _)| *a == arch && *s == scaling) {
+                    stopped(cancel)?;
+                    let c = chance(
+                        &run.model.arch,
+                        (&split.images, words),
+                        scaling,
+                        settings,
+                        masks.concept_names.len(),
+                    )?;
+                    chances.push((arch, scaling, c));
+                }
+            }
+            stopped(cancel)?;
+            let results: Vec<Dissection> = batch
+                .par_iter()
+                .zip(&models)
+                .map(|(&i, run)| {
+                    let r = learned[i];
+                    let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
+                    let c = &chances
+                        .iter()
+                        .find(|(a, s, _)| *a == arch && *s == scaling)
+                        .expect("measured above")
+                        .2;
+                    let out = dissect(
+                        &run.model,
+                        &d,
+                        part,
+                        (words, &masks.concept_names),
+                        scaling,
+                        settings,
+                        (&r.key, &r.dataset),
+                        Some(c),
+                    )?;
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    progress(n, total);
+                    Ok(out)
+                })
+                .collect::<Result<_>>()?;
+            for (&i, result) in batch.iter().zip(results) {
+                store.put_dissection(&learned[i].key, &result)?;
+                done[i] = Some(result);
+                finished += 1;
+            }
         }
     }
     learned
@@ -155,4 +163,14 @@ fn recorded(
     Ok(all
         .into_iter()
         .find(|d| d.split == part && d.settings == *settings && d.data == r.dataset))
+}
+
+/// [`Error::Interrupted`] once `cancel` is set.
+fn stopped(cancel: &AtomicBool) -> Result<()> {
+    match cancel.load(Ordering::SeqCst) {
+        true => Err(Error::Interrupted(
+            "the dissections finished are recorded in the store; run the same command again to resume".into(),
+        )),
+        false => Ok(()),
+    }
 }

@@ -170,7 +170,7 @@ pub fn run(
         total,
         "what the filters detect: every learned run dissected",
     );
-    dissection_stage(dir, &store, &study, (&runs, &case_runs), obs)?;
+    dissection_stage(dir, &store, &study, (&runs, &case_runs), (cancel, obs))?;
     obs.stage(
         6,
         total,
@@ -566,15 +566,20 @@ fn dissection_stage(
     store: &Store,
     study: &Study,
     (runs, case_runs): (&[RunRow], &[RunRow]),
-    obs: &dyn StudyObserver,
+    (cancel, obs): (&std::sync::atomic::AtomicBool, &dyn StudyObserver),
 ) -> Result<()> {
     use crate::analyses::dissection::population::summarize;
     let settings = crate::analyses::dissection::Settings::default();
     let (sweep_out, cases_out) = crate::study::config::dissection_dirs(dir);
     let total = runs.len() + case_runs.len();
     let progress = |done: usize, _: usize| obs.dissected(done, total);
-    let members =
-        crate::experiments::dissections::dissect_learned(store, runs, None, &settings, &progress)?;
+    let members = crate::experiments::dissections::dissect_learned(
+        store,
+        runs,
+        None,
+        &settings,
+        (cancel, &progress),
+    )?;
     let split_of = |m: &[crate::analyses::dissection::population::Member]| {
         m.first()
             .map_or(shapes::Split::Test, |m| m.dissection.split)
@@ -586,7 +591,7 @@ fn dissection_stage(
         case_runs,
         None,
         &settings,
-        &|done, _| obs.dissected(offset + done, total),
+        (cancel, &|done, _| obs.dissected(offset + done, total)),
     )?;
     summarize(&case_members, split_of(&case_members), &settings).write(&cases_out)?;
     for case in &study.table.cases {
