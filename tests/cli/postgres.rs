@@ -66,6 +66,30 @@ fn database(tag: &str) -> Option<String> {
     Some(url.replacen("/postgres?", &format!("/{name}?"), 1))
 }
 
+/// The database a test URL names.
+fn db_name(url: &str) -> &str {
+    url.split('?').next().unwrap().rsplit('/').next().unwrap()
+}
+
+/// Makes the database at `url` an empty shapelab store (the schema, no runs).
+fn make_store(url: &str) {
+    let url: lab::experiments::store::StoreUrl = url.parse().unwrap();
+    drop(lab::experiments::store::Store::open(url).unwrap());
+}
+
+/// `shapelab ARGS` in `dir` with `PGPASSWORD` set to the test role's password; its output.
+fn with_password(dir: &Path, args: &[&str]) -> std::process::Output {
+    crate::shapelab()
+        .current_dir(dir)
+        .env(
+            "PGPASSWORD",
+            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
+        )
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn worker(dir: &Path, url: &str, extra: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("shapelab"))
         .current_dir(dir)
@@ -212,7 +236,7 @@ impl Finished for Child {
 
 /// Ends every connection shapelab has to `url`'s database, as a restarting server would.
 fn cut(url: &str) -> u64 {
-    let db = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let db = db_name(url);
     let admin_url = std::env::var("SHAPELAB_TEST_PG").unwrap();
     admin(&admin_url)
         .query(
@@ -346,15 +370,7 @@ fn wrong_urls_say_which_and_what_to_do() {
     );
     // The right one through PGPASSWORD, never written anywhere: an empty database is no store.
     let good = format!("postgresql://shapelab_pw@localhost/postgres?{host}");
-    let out = crate::shapelab()
-        .current_dir(dir.path())
-        .env(
-            "PGPASSWORD",
-            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
-        )
-        .args(["runs", "--store", &good])
-        .output()
-        .unwrap();
+    let out = with_password(dir.path(), &["runs", "--store", &good]);
     let e = String::from_utf8(out.stderr).unwrap();
     assert!(e.contains("not a shapelab store"), "{e}");
     // A database that does not exist.
@@ -366,12 +382,7 @@ fn wrong_urls_say_which_and_what_to_do() {
     let e = fails(dir.path(), &["sweep", "exp.toml", "--store", &url], 2);
     assert!(e.contains("--artifacts DIR"), "{e}");
     // A newer schema.
-    drop(
-        lab::experiments::store::Store::open(
-            url.parse::<lab::experiments::store::StoreUrl>().unwrap(),
-        )
-        .unwrap(),
-    );
+    make_store(&url);
     admin(&url)
         .batch_execute("UPDATE shapelab_schema SET version = 99")
         .unwrap();
@@ -386,26 +397,10 @@ fn wrong_urls_say_which_and_what_to_do() {
     );
     // A role that may connect but not read the store's tables is told what to grant.
     let other = database("grant").unwrap();
-    drop(
-        lab::experiments::store::Store::open(
-            other.parse::<lab::experiments::store::StoreUrl>().unwrap(),
-        )
-        .unwrap(),
-    );
-    let name = other.split('?').next().unwrap().rsplit('/').next().unwrap();
-    let out = crate::shapelab()
-        .current_dir(dir.path())
-        .env(
-            "PGPASSWORD",
-            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
-        )
-        .args([
-            "runs",
-            "--store",
-            &format!("postgresql://shapelab_pw@localhost/{name}?{host}"),
-        ])
-        .output()
-        .unwrap();
+    make_store(&other);
+    let name = db_name(&other);
+    let role = format!("postgresql://shapelab_pw@localhost/{name}?{host}");
+    let out = with_password(dir.path(), &["runs", "--store", &role]);
     let e = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(
@@ -488,7 +483,7 @@ fn serve_explores_a_postgres_store_as_it_does_the_file() {
     let cell = "/api/runs?experiment=e&dataset=size&condition=&arch=4-3";
     assert_eq!(get(&db, "/api/grid"), get(&file, "/api/grid"));
     // The page is titled by the database's name, never by the URL with its password.
-    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let name = db_name(&url);
     assert_eq!(get(&db, "/api/source")["name"], name);
     assert_eq!(get(&db, cell), get(&file, cell));
     // A run's filters switched off: the same numbers from either store.
@@ -503,26 +498,13 @@ fn serve_explores_a_postgres_store_as_it_does_the_file() {
     );
 }
 
-/// `shapelab ARGS` in `dir` with `PGPASSWORD` set to the test role's password; its output.
-fn with_password(dir: &Path, args: &[&str]) -> std::process::Output {
-    crate::shapelab()
-        .current_dir(dir)
-        .env(
-            "PGPASSWORD",
-            std::env::var("SHAPELAB_TEST_PG_PASSWORD").unwrap(),
-        )
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_study_runs_into_postgres_as_into_its_file() {
     let Some(url) = database("study") else {
         return;
     };
     // The database belongs to the role that needs a password, given in the URL once.
-    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let name = db_name(&url);
     admin(&url)
         .batch_execute(&format!("ALTER DATABASE {name} OWNER TO shapelab_pw"))
         .unwrap();
@@ -750,7 +732,7 @@ fn k8s_pods_run_the_sweep_as_the_manifest_says() {
     let Some(url) = database("k8s") else {
         return;
     };
-    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let name = db_name(&url);
     admin(&url)
         .batch_execute(&format!("ALTER DATABASE {name} OWNER TO shapelab_pw"))
         .unwrap();
