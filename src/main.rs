@@ -656,6 +656,14 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fractions as percentages with `decimals` places, comma-separated.
+fn percents(v: &[f64], decimals: usize) -> String {
+    v.iter()
+        .map(|x| format!("{:.*}%", decimals, 100.0 * x))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
     if args.runs == 0 || args.epochs == 0 || args.images == 0 {
         return Err(usage("--runs, --epochs and --images must be at least 1"));
@@ -689,11 +697,7 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
         "  sweep, 1 job                       {:>10.0}  (store and scheduling overhead {:.1}%; rounds {})",
         r.sweep_1_job_image_epochs_per_s,
         100.0 * r.overhead,
-        r.overheads
-            .iter()
-            .map(|o| format!("{:.1}%", 100.0 * o))
-            .collect::<Vec<_>>()
-            .join(", ")
+        percents(&r.overheads, 1)
     );
     println!(
         "  sweep, {} jobs                      {:>10.0}  ({:.2}x one job)",
@@ -703,11 +707,7 @@ fn bench_sweep(args: cli::BenchSweepArgs) -> Result<()> {
         "  in the store's statements: {:.2} ms per run, {:.2}% of the one-job sweep (rounds {})",
         r.store_ms_per_run,
         100.0 * r.store_share,
-        r.store_shares
-            .iter()
-            .map(|o| format!("{:.2}%", 100.0 * o))
-            .collect::<Vec<_>>()
-            .join(", ")
+        percents(&r.store_shares, 2)
     );
     Ok(())
 }

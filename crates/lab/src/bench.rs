@@ -319,15 +319,9 @@ pub struct SweepSpeed {
 struct Quiet;
 impl crate::experiments::sweep::SweepObserver for Quiet {}
 
-/// The median of `v` (the mean of the middle two for an even count).
+/// The median of `v` (rounds: never empty).
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    crate::experiments::summary::median(&mut v).unwrap_or(f64::NAN)
 }
 
 /// Times a sweep of `runs` seeds of `arch` for `epochs` epochs on `train` thesis-1.3 images

@@ -1,6 +1,6 @@
 //! What `shapelab serve` was given, resolved: a study directory (its `shapelab.db` or the
-//! database it records), a store
-//! file, or a single model directory (served alone, without a store).
+//! database it records), a store file, or a single model directory (served alone, without a
+//! store).
 
 use std::path::{Path, PathBuf};
 
