@@ -174,13 +174,7 @@ fn one(args: &DissectArgs, model: &std::path::Path, settings: &Settings) -> Resu
         .out
         .clone()
         .unwrap_or_else(|| model.join(format!("dissection-{}", part.name())));
-    check_derived_out(
-        &out,
-        &run,
-        model,
-        &args.data,
-        args.store.as_ref().and_then(|u| u.as_path()),
-    )?;
+    check_derived_out(&out, &run, model, &args.data, args.store.as_ref())?;
     let store = store_of_run(args.store.as_ref(), &args.artifacts, model)?;
     let masks = masks_of(&d, part, &args.data, &args.masks, &data_name)?;
     let words = masks.part(part.name()).ok_or_else(|| {

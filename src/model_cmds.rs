@@ -531,13 +531,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     });
     let (d, data_name) = load_eval_data(&run, &args.data)?;
     let split = present(&d, ("--on", args.on), &data_name)?;
-    check_derived_out(
-        &out,
-        &run,
-        &args.model,
-        &args.data,
-        args.store.as_ref().and_then(|u| u.as_path()),
-    )?;
+    check_derived_out(&out, &run, &args.model, &args.data, args.store.as_ref())?;
     let store = store_of_run(args.store.as_ref(), &args.artifacts, &args.model)?;
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
@@ -600,8 +594,10 @@ pub(crate) fn check_derived_out(
     run: &Run,
     model: &std::path::Path,
     data: &Option<String>,
-    store: Option<&std::path::Path>,
+    store: Option<&lab::experiments::store::StoreUrl>,
 ) -> Result<()> {
+    // Only a store file can be written over; a database is not a path.
+    let store = store.and_then(|u| u.as_path());
     let inputs = model_inputs(model, run, data.as_deref(), store.map(Input::Store));
     check_disjoint(out, "--out", &inputs)?;
     lab::files::fsio::prepare_dir(out, true)?;
@@ -657,7 +653,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         &run,
         &args.model,
         &args.data,
-        args.store.as_ref().and_then(|u| u.as_path()),
+        args.store.as_ref(),
     )?;
     let store = store_of_run(args.store.as_ref(), &args.artifacts, &args.model)?;
     let (d, data_name) = load_eval_data(&run, &args.data)?;
