@@ -13,11 +13,13 @@
 //!
 //! Hand-written because no maintained crate offers a product that skips packing *and* sums
 //! in a fixed, documented order: every output is summed over `q` in order with a fused
-//! multiply-add from zero, in blocks of [`KC`] whose sums are then added in order. That is
-//! exactly the order of `matrixmultiply`'s kernels (and of `gemm`'s on the thin shapes of
-//! [`crate::ops::matmul`], up to [`KC`]), so the engine's results are bit for bit those of
-//! the GEMM path it replaces (tests compare the two on random shapes). `mul_add` is exactly
-//! rounded on every target, so every instruction set gives the same bits.
+//! multiply-add from zero, in blocks whose sums are then added in order ([`block_depth`]).
+//! That is exactly the order of `matrixmultiply`'s kernels (blocks of [`KC`]) where both
+//! sides have 8 or more, and of `gemm`'s packed kernels on the thin shapes, with the blocks
+//! `gemm` chooses on a CPU with a 32 KiB 8-way L1 ([`gemm_depth`]); so the engine's results
+//! are bit for bit those of the GEMM path it replaces (tests compare the two on random
+//! shapes), and the same on every CPU. `mul_add` is exactly rounded on every target, so every
+//! instruction set gives the same bits.
 //!
 //! Must not allocate, and must not change the order of any sum.
 
@@ -27,26 +29,50 @@ use crate::isa::Isa;
 /// by block and the block sums added in order.
 pub const KC: usize = 256;
 
-/// Whether [`product`] of `a [m, q]` by `b [q, n]` has the bits of [`crate::ops::matmul`]'s
-/// as the forward convolution and the input gradient call it: always up to [`KC`], and
-/// beyond it where `matmul` uses `matrixmultiply` (both sides at least 8), whose blocks
-/// [`product`] follows. (The weight gradient's layout has them only where `matrixmultiply`
-/// computes it: both sides at least 8.)
-pub fn same_as_gemm(m: usize, q: usize, n: usize) -> bool {
-    q <= KC || (m >= 8 && n >= 8)
+/// The depth of the blocks a product of `a [m, q]` by `b [q, n]` is summed in, as
+/// [`crate::ops::matmul`] sums the forward convolution and the input gradient: [`KC`] where
+/// `matrixmultiply` computes it (both sides 8 or more) or where the depth fits one block,
+/// else `gemm`'s blocks ([`gemm_depth`]). `None` for a single row or column deeper than
+/// [`KC`], which `gemm` sums with its matrix-vector kernels in another order.
+pub fn block_depth(m: usize, q: usize, n: usize) -> Option<usize> {
+    if q <= KC || (m >= 8 && n >= 8) {
+        Some(KC)
+    } else if m >= 2 && n >= 2 {
+        Some(gemm_depth(m, q, n))
+    } else {
+        None
+    }
+}
+
+/// The depth of `gemm` 0.18's blocks for a product of `m x q` by `q x n` that its packed
+/// kernels compute, as it chooses them on a CPU whose L1 data cache is 32 KiB and 8-way (AMD
+/// Zen 2 to 4, Intel up to Skylake; `gemm_common::cache::kernel_params`): `min(q, 512)` when
+/// both sides are 64 or less, else `q` cut into the fewest blocks of at most 512, all of the
+/// same depth but the last. `gemm` derives the 512 from the cache it detects (a 48 KiB 12-way
+/// L1 gives 1024), so its bits differ from one CPU to another; the engine's own kernels
+/// ([`product`], [`crate::wgrad`]) fix them to these, on every CPU.
+pub fn gemm_depth(m: usize, q: usize, n: usize) -> usize {
+    const MOST: usize = 512;
+    if m <= 64 && n <= 64 {
+        q.min(MOST)
+    } else if q <= MOST {
+        q
+    } else {
+        q.div_ceil(q.div_ceil(MOST))
+    }
 }
 
 /// Whether the engine uses [`product`] for `a [m, q]` by `b [q, n]`: wherever it has the
-/// GEMM's bits ([`same_as_gemm`]). Thin products (fewer than 8 rows, as a 2-4's or a 16-4's
+/// GEMM's bits ([`block_depth`]). Thin products (fewer than 8 rows, as a 2-4's or a 16-4's
 /// second layer) run in tiles of 4 or 2 rows made wider, so that they still keep enough
 /// independent sums in flight; measured faster than the GEMM crates with `bench train`.
 pub fn pays(m: usize, q: usize, n: usize) -> bool {
-    same_as_gemm(m, q, n)
+    block_depth(m, q, n).is_some()
 }
 
 /// `out [m, n] = a [m, q] x b [q, n]`, all row-major, each output summed over `q` in order
-/// with fused multiply-adds from zero, in blocks of [`KC`], with the kernels of
-/// [`crate::isa::isa`].
+/// with fused multiply-adds from zero, in blocks of [`block_depth`] (of [`KC`] where it has
+/// none), with the kernels of [`crate::isa::isa`].
 ///
 /// # Shapes
 /// `a [m, q]`, `b [q, n]`, `out [m, n]`; panics when a slice is shorter.
@@ -99,10 +125,11 @@ pub(crate) fn product_of<B: Rows>(
         a.len(),
     );
     assert!(isa.supported(), "direct::product: no {} here", isa.name());
+    let depth = block_depth(m, q, n).unwrap_or(KC);
     let mut q0 = 0;
     let mut first = true;
     while q0 < q || first {
-        let q1 = (q0 + KC).min(q);
+        let q1 = (q0 + depth).min(q);
         let args = Block {
             a,
             b,
@@ -350,22 +377,12 @@ fn tile<const R: usize, const P: usize, B: Rows>(
 mod tests {
     use super::*;
     use crate::ops::{matmul, matmul_strided, Mat};
+    use crate::testkit::{bits, gemm_depth_here, reference, values};
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s % 2001) as f32 - 1000.0) / 997.0
-            })
-            .collect()
-    }
-
-    /// The product equals the GEMM path bit for bit, both as the forward convolution calls it
-    /// (transposed, into a strided output) and as the input gradient does, with every
-    /// version of the kernels this CPU runs.
+    /// The product is the plain sum in its blocks, and equals the GEMM path bit for bit, both
+    /// as the forward convolution calls it (transposed, into a strided output) and as the
+    /// input gradient does, with every version of the kernels this CPU runs: wherever the
+    /// engine uses it, and `gemm` blocks as [`gemm_depth`] says on this CPU.
     #[test]
     fn the_same_bits_as_the_gemm_path() {
         let shapes = [
@@ -391,13 +408,21 @@ mod tests {
             (2, 36, 784),
             (5, 73, 1001),
             (3, 256, 250),
+            (4, 289, 784),
+            (2, 289, 784),
+            (2, 600, 300),
+            (3, 1100, 70),
+            (5, 700, 40),
+            (4, 1537, 196),
         ];
         for (i, &(m, q, n)) in shapes.iter().enumerate() {
             let a = values(m * q, 3 + i as u64);
             let b = values(q * n, 77 + i as u64);
             let mut got = vec![f32::NAN; m * n];
             product(&a, &b, (m, q, n), &mut got);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let depth = block_depth(m, q, n).unwrap_or(KC);
+            let want = reference(&a, &b, (m, q, n), depth);
+            assert_eq!(bits(&got), bits(&want), "the plain sum {m}x{q}x{n}");
             for isa in Isa::available() {
                 let mut other = vec![f32::NAN; m * n];
                 product_with(isa, &a, &b, (m, q, n), &mut other);
@@ -438,7 +463,12 @@ mod tests {
                 1,
                 false,
             );
-            if same_as_gemm(m, q, n) {
+            let theirs = if q <= KC || (m >= 8 && n >= 8) {
+                KC
+            } else {
+                gemm_depth_here(m, q, n)
+            };
+            if pays(m, q, n) && theirs == depth {
                 assert_eq!(bits(&got), bits(&fwd), "forward {m}x{q}x{n}");
                 assert_eq!(bits(&got), bits(&bwd), "input gradient {m}x{q}x{n}");
             }
@@ -482,7 +512,6 @@ mod tests {
             let masks = unfold_masks(h, w, k, b + 1);
             let mut taps = Vec::new();
             unfold_taps((c, n, w, k), margin, (b + 1) * h * w, &mut taps);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             for isa in Isa::available() {
                 let mut want = vec![f32::NAN; m * n];
                 product_with(isa, &a, &col, (m, q, n), &mut want);

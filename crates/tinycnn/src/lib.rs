@@ -9,8 +9,9 @@
 //! - [`arch`]: architectures (`16-4`), shapes, parameter counts;
 //! - [`model`]: the flat parameter vector with PyTorch names, initialisation, pruning;
 //! - [`ops`]: im2col, matrix products (`matrixmultiply`, `gemm`), pooling;
-//! - [`direct`], [`transpose`]: the convolutions' products without packing, and the
-//!   transpose the weight gradient reads; [`isa`]: which vector instructions they use;
+//! - [`direct`], [`transpose`], [`wgrad`]: the convolutions' products without packing, the
+//!   transpose the weight gradient reads, and the weight gradient of a layer with few
+//!   filters; [`isa`]: which vector instructions they use;
 //! - [`net`]: forward and backward over a chunk of images;
 //! - [`optim`]: Adam and SGD with momentum, as Keras writes them;
 //! - [`train`]: training, evaluation, masked evaluation, activation capture;
@@ -35,8 +36,11 @@ pub mod ops;
 pub mod optim;
 mod pool512;
 pub mod prune;
+#[cfg(test)]
+mod testkit;
 pub mod train;
 pub mod transpose;
+pub mod wgrad;
 
 pub use arch::{Activation, Arch, ArchLabel};
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
 };
 use crate::transpose::transpose;
+use crate::wgrad;
 
 /// Images per chunk: the unit of work of one thread, and the unit of every summation, so that
 /// results do not depend on the thread count.
@@ -541,7 +542,7 @@ impl Workspace {
             // d[W | b] [Cout, kdim+1] = dz [Cout, n] x [col; 1]^T [n, kdim+1]. The direct
             // product reads [col; 1] in place and needs dz transposed, a small copy; it computes
             // d[W | b]^T [kdim+1, Cout]. Else the GEMM computes it transposed (as the forward
-            // product) into d[W | b]'s layout.
+            // product) into d[W | b]'s layout, and so does `wgrad` for 2 to 7 filters.
             let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
             let col = &self.col[l][..(kdim + 1) * n];
@@ -556,17 +557,21 @@ impl Workspace {
                     grad[br + c] = dwb[kdim * s.cout + c];
                 }
             } else {
-                matmul_strided(
-                    kdim + 1,
-                    s.cout,
-                    n,
-                    Mat::rows(col, n),
-                    Mat::t(dz, n),
-                    dwb,
-                    1,
-                    kdim + 1,
-                    false,
-                );
+                if wgrad::applies(kdim + 1, s.cout) {
+                    wgrad::weight_gradient(col, dz, (kdim + 1, n, s.cout), dwb);
+                } else {
+                    matmul_strided(
+                        kdim + 1,
+                        s.cout,
+                        n,
+                        Mat::rows(col, n),
+                        Mat::t(dz, n),
+                        dwb,
+                        1,
+                        kdim + 1,
+                        false,
+                    );
+                }
                 for c in 0..s.cout {
                     grad[wr + c * kdim..wr + (c + 1) * kdim]
                         .copy_from_slice(&dwb[c * (kdim + 1)..c * (kdim + 1) + kdim]);
