@@ -1,10 +1,9 @@
 //! Which vector instructions the engine's own kernels use, chosen once per process.
 //!
 //! The direct product ([`crate::direct`]), the thin weight gradient ([`crate::wgrad`]), the
-//! transpose ([`crate::transpose`]), pooling and
-//! its backward pass ([`crate::ops`]) and pruning's fused kernel each come compiled for
-//! AVX-512, for AVX2 with FMA, and for the baseline of the target (SSE2 on x86-64, NEON on
-//! aarch64). Every version sums in the same order with exactly rounded multiply-adds, so the
+//! transpose ([`crate::transpose`]), pooling and its backward pass ([`crate::ops`]) and
+//! pruning's fused kernel each come compiled for AVX-512, for AVX2 with FMA, and for the
+//! baseline of the target (SSE2 on x86-64, NEON on aarch64). Every version sums in the same order with exactly rounded multiply-adds, so the
 //! choice changes speed, never a bit of a result; tests run every version the CPU has.
 //!
 //! The default is the widest the CPU has ([`Isa::detected`]). That holds on Zen 4 too, which
