@@ -125,11 +125,7 @@ pub(crate) fn product_of<B: Rows>(
         a.len(),
     );
     assert!(isa.supported(), "direct::product: no {} here", isa.name());
-    let depth = block_depth(m, q, n).unwrap_or(KC);
-    let mut q0 = 0;
-    let mut first = true;
-    while q0 < q || first {
-        let q1 = (q0 + depth).min(q);
+    for (q0, q1, first) in blocks(q, block_depth(m, q, n).unwrap_or(KC)) {
         let args = Block {
             a,
             b,
@@ -145,9 +141,14 @@ pub(crate) fn product_of<B: Rows>(
             Isa::Avx2 => unsafe { block_avx2(args, out) },
             _ => block_baseline(args, out),
         }
-        first = false;
-        q0 = q1;
     }
+}
+
+/// The blocks `(q0, q1, first)` of a sum over `q` terms in blocks of `depth`: at least one,
+/// so that an empty sum still writes its zeros.
+pub(crate) fn blocks(q: usize, depth: usize) -> impl Iterator<Item = (usize, usize, bool)> {
+    let starts = (0..q.max(1)).step_by(depth.max(1));
+    starts.map(move |q0| (q0, (q0 + depth).min(q), q0 == 0))
 }
 
 /// The right operand of a product, row by row.

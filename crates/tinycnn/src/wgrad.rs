@@ -19,7 +19,7 @@
 //!
 //! Must not allocate, and must not change the order of any sum.
 
-use crate::direct::gemm_depth;
+use crate::direct::{blocks, gemm_depth};
 use crate::isa::Isa;
 
 /// Whether [`weight_gradient`] computes `d[W | b]` for `q` rows of `col` and `c` filters:
@@ -56,10 +56,7 @@ pub(crate) fn weight_gradient_with(
     );
     assert!((2..8).contains(&c), "wgrad: {c} filters, not 2 to 7");
     assert!(isa.supported(), "wgrad: no {} here", isa.name());
-    let depth = gemm_depth(q, n, c);
-    let (mut p0, mut first) = (0, true);
-    while p0 < n || first {
-        let p1 = (p0 + depth).min(n);
+    for (p0, p1, first) in blocks(n, gemm_depth(q, n, c)) {
         let args = Block {
             col,
             dz,
@@ -76,8 +73,6 @@ pub(crate) fn weight_gradient_with(
             Isa::Avx2 => unsafe { block_avx2(args, out) },
             _ => rows(args, out),
         }
-        first = false;
-        p0 = p1;
     }
 }
 
