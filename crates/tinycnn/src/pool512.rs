@@ -188,6 +188,7 @@ pub unsafe fn unpool_relu(
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use crate::testkit::bits;
 
     /// Values with many ties, signed zeros and NaNs, so every branch of the choice is taken.
     fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -218,10 +219,6 @@ mod tests {
         (1, 9, 33),
         (2, 2, 32),
     ];
-
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
 
     #[test]
     fn maxpool_has_the_portable_bits() {
