@@ -592,6 +592,10 @@ fn bench_train(args: cli::BenchTrainArgs) -> Result<()> {
             println!("fp32 multiply-add peak at {t} thread(s), measured: {p:.0} GFLOP/s");
         }
         println!(
+            "GFLOP/s: the dense products' work per image x images/s (an effective rate: pooled \
+             layers' weight gradients skip dz's zeros)"
+        );
+        println!(
             "  {:>6}  {:>7}  {:>12}  {:>14}  {:>12}",
             "arch", "threads", "train img/s", "GFLOP/s (peak)", "infer img/s"
         );

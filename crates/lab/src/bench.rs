@@ -88,7 +88,8 @@ pub struct TrainSpeed {
     /// Training images per second (Adam, batch 32), best epoch.
     pub train_images_per_s: f64,
     /// The products' floating-point operations per second while training
-    /// ([`tinycnn::Arch::train_flops_per_image`] times the images per second), in GFLOP/s.
+    /// ([`tinycnn::Arch::train_flops_per_image`] times the images per second), in GFLOP/s:
+    /// the dense products' count, so an effective rate where the engine skips zeros.
     pub train_gflops: f64,
     /// Inference images per second at batch `infer_batch`, best repetition.
     pub infer_images_per_s: f64,

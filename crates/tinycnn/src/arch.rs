@@ -236,10 +236,12 @@ impl Arch {
     }
 
     /// Floating-point operations of one training image (multiply and add counted apart), as
-    /// the engine's products compute them: every conv and the dense layer forward, each
-    /// layer's weight gradient (as many as its forward), and the input gradient of every
-    /// layer but the first (the image needs none). Biases, activations and pooling are left
-    /// out: they are a few percent of the products.
+    /// the dense products define them: every conv and the dense layer forward, each layer's
+    /// weight gradient (as many as its forward), and the input gradient of every layer but
+    /// the first (the image needs none). Biases, activations and pooling are left out: they
+    /// are a few percent of the products. The engine executes fewer where a pooled layer's
+    /// weight gradient skips the zeros of `dz` (`sparse.rs`), with the same results; a rate
+    /// computed from this count is then an effective one.
     pub fn train_flops_per_image(&self) -> f64 {
         let k2 = (self.kernel * self.kernel) as f64;
         let conv: Vec<f64> = self

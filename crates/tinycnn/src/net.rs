@@ -11,6 +11,7 @@ use crate::model::Model;
 use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
 };
+use crate::sparse;
 use crate::transpose::transpose;
 use crate::wgrad;
 
@@ -43,6 +44,15 @@ impl Scaling {
 /// last position.
 fn dz_margin(s: &LayerShape, k: usize) -> usize {
     (k / 2) * (s.w + 1)
+}
+
+/// Whether layer `l`'s weight gradient may come from `dz`'s non-zeros ([`sparse`]): where it
+/// pools (three values of `dz` in four are zero), has 3x3 kernels and 8 filters or more (the
+/// direct product's shapes, whose bits it keeps), and is not the first layer. The first
+/// layer's patches are 10 values (one channel): per non-zero there is too little to multiply
+/// for the gather to beat the direct product (measured: slower, README "Speed").
+fn sparse_takes(l: usize, s: &LayerShape, k: usize) -> bool {
+    l > 0 && s.pool && k == sparse::K && s.cout >= 8
 }
 
 fn output_of<'a>(s: &LayerShape, b: usize, pooled: &'a [f32], post: &'a [f32]) -> &'a [f32] {
@@ -101,6 +111,12 @@ pub struct Workspace {
     dwb: Vec<f32>,
     /// `dz` of the layer being back-propagated, transposed: `[b*H*W, Cout]`.
     dzt: Vec<f32>,
+    /// `dz`'s non-zero values of the layer being back-propagated, for [`sparse`].
+    nonzeros: sparse::Nonzeros,
+    /// Per layer that [`sparse`] takes (pooled, 3x3), [`sparse::frame`] for `cap` images.
+    frames: Vec<Vec<u32>>,
+    /// [`sparse`]'s buffers, each of the largest [`sparse::scratch_len`].
+    sparse_scratch: [Vec<f32>; 2],
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
     /// Fill `post` for every layer (activation capture).
@@ -199,6 +215,29 @@ impl Workspace {
                     .max()
                     .unwrap_or(0)
             ],
+            nonzeros: sparse::Nonzeros::default(),
+            frames: layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if sparse_takes(i, l, arch.kernel) {
+                        sparse::frame(cap, l.h, l.w)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
+            sparse_scratch: {
+                let len = layers
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, l)| sparse_takes(*i, l, arch.kernel))
+                    .map(|(_, l)| l)
+                    .map(|l| sparse::scratch_len(l.cin, cap, l.h, l.w))
+                    .max()
+                    .unwrap_or(0);
+                [vec![0.0; len], vec![0.0; len]]
+            },
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             keep_post: false,
             maps_only: false,
@@ -435,6 +474,38 @@ impl Workspace {
         }
     }
 
+    /// Layer `l`'s `d[W | b]` from `dz`'s non-zeros ([`sparse::weight_gradient`]) into `dwb`
+    /// as `[dW [Cout, cin*k*k] | db [Cout]]`; `false` (nothing written) where it does not
+    /// apply. Needs `dz` of the layer and the state of the last forward pass.
+    fn sparse_weight_gradient(&mut self, l: usize) -> bool {
+        let (s, b, k) = (self.layers[l], self.b, self.arch.kernel);
+        if !sparse_takes(l, &s, k) {
+            return false;
+        }
+        let (n, kdim, margin) = (b * s.hw(), s.cin * k * k, dz_margin(&s, k));
+        let dz = &self.dz[l][margin..margin + s.cout * n];
+        self.nonzeros.collect(dz, (s.cout, n));
+        let prev = &self.layers[l - 1];
+        let args = sparse::WeightArgs {
+            nz: &self.nonzeros,
+            x: output_of(prev, b, &self.pooled[l - 1], &self.post[l - 1]),
+            col: &self.col[l][..(kdim + 1) * n],
+            dz,
+            frame: &self.frames[l],
+            depth: direct::block_depth(kdim + 1, n, s.cout).expect("the direct product's"),
+        };
+        let shape = sparse::Shape {
+            cin: s.cin,
+            cout: s.cout,
+            b,
+            h: s.h,
+            w: s.w,
+        };
+        let (gw, gb) = self.dwb[..s.cout * (kdim + 1)].split_at_mut(s.cout * kdim);
+        let [one, two] = &mut self.sparse_scratch;
+        sparse::weight_gradient(crate::isa::isa(), args, shape, [one, two], gw, gb)
+    }
+
     /// Back-propagates `dlogits [b, K]` (already scaled by the caller) and overwrites `grad`
     /// (laid out like the parameters) with the gradient of the chunk's share of the loss.
     /// Needs the state of the last [`Workspace::forward`].
@@ -543,10 +614,18 @@ impl Workspace {
             // product reads [col; 1] in place and needs dz transposed, a small copy; it computes
             // d[W | b]^T [kdim+1, Cout]. Else the GEMM computes it transposed (as the forward
             // product) into d[W | b]'s layout, and so does `wgrad` for 2 to 7 filters.
-            let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
+            // A pooled layer's comes from dz's non-zeros instead, where it can ([`sparse`]).
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
+            let direct_w = s.cout >= 8 && direct::pays(kdim + 1, n, s.cout);
+            let sparse = direct_w && self.sparse_weight_gradient(l);
+            let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
             let col = &self.col[l][..(kdim + 1) * n];
-            if s.cout >= 8 && direct::pays(kdim + 1, n, s.cout) {
+            let dz = &self.dz[l][margin..margin + s.cout * n];
+            if sparse {
+                // [d W | d b] as [Cout*kdim | Cout].
+                grad[wr..wr + s.cout * kdim].copy_from_slice(&dwb[..s.cout * kdim]);
+                grad[br..br + s.cout].copy_from_slice(&dwb[s.cout * kdim..]);
+            } else if direct_w {
                 let dzt = &mut self.dzt[..n * s.cout];
                 transpose(dz, (s.cout, n), dzt);
                 direct::product(col, dzt, (kdim + 1, n, s.cout), dwb);
