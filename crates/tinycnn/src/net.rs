@@ -232,8 +232,7 @@ impl Workspace {
                     .iter()
                     .enumerate()
                     .filter(|(i, l)| sparse_takes(*i, l, arch.kernel))
-                    .map(|(_, l)| l)
-                    .map(|l| sparse::scratch_len(l.cin, cap, l.h, l.w))
+                    .map(|(_, l)| sparse::scratch_len(l.cin, cap, l.h, l.w))
                     .max()
                     .unwrap_or(0);
                 [vec![0.0; len], vec![0.0; len]]

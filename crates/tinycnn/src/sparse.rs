@@ -277,6 +277,7 @@ pub(crate) fn weight_gradient(
     gw: &mut [f32],
     gb: &mut [f32],
 ) -> bool {
+    assert!(isa.supported(), "sparse: no {} here", isa.name());
     let n = s.n();
     if !all_finite(&a.x[..s.cin * n]) {
         return false;
@@ -389,7 +390,7 @@ fn gather_with<const T: usize, const L: usize>(
     offs: &[isize; T],
 ) -> ([[f32; L]; T], f32) {
     match isa {
-        // SAFETY: callers pass an `isa` the CPU runs (`isa::isa()`, or tests that check).
+        // SAFETY: `weight_gradient` asserted that the CPU runs `isa`.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { gather_avx512::<T, L>(g, offs) },
         #[cfg(target_arch = "x86_64")]
