@@ -55,7 +55,12 @@ pub(crate) struct Nonzeros {
 
 impl Nonzeros {
     /// Gathers the values of `dz [c, n]` that are not `±0` (a NaN is kept), row by row.
-    pub(crate) fn collect(&mut self, dz: &[f32], (c, n): (usize, usize)) {
+    pub(crate) fn collect(&mut self, dz: &[f32], shape: (usize, usize)) {
+        self.collect_with(crate::isa::isa(), dz, shape)
+    }
+
+    /// [`Nonzeros::collect`] with the kernels of `isa` (tests run each).
+    fn collect_with(&mut self, isa: Isa, dz: &[f32], (c, n): (usize, usize)) {
         // Room for a whole vector written past the last value kept.
         if self.pos.len() < c * n + 16 {
             self.pos.resize(c * n + 16, 0);
@@ -67,8 +72,8 @@ impl Nonzeros {
         for row in dz[..c * n].chunks_exact(n.max(1)) {
             let (pos, val) = (&mut self.pos[k..k + n + 16], &mut self.val[k..k + n + 16]);
             #[cfg(target_arch = "x86_64")]
-            if crate::isa::isa() == Isa::Avx512 {
-                // SAFETY: the CPU has AVX-512 (`isa()`); `pos` and `val` hold `n + 16`.
+            if isa == Isa::Avx512 && isa.supported() {
+                // SAFETY: the CPU has AVX-512 (checked); `pos` and `val` hold `n + 16`.
                 k += unsafe { keep_nonzero_avx512(row, pos, val) };
                 self.start.push(k);
                 continue;
@@ -548,7 +553,7 @@ mod tests {
         transpose(dz, (sh.cout, n), &mut dzt);
         let want = reference(&col, &dzt, (kdim + 1, n, sh.cout), depth);
         let mut nz = Nonzeros::default();
-        nz.collect(dz, (sh.cout, n));
+        nz.collect_with(isa, dz, (sh.cout, n));
         let fr = frame(sh.b, sh.h, sh.w);
         let len = scratch_len(sh.cin, sh.b, sh.h, sh.w);
         let mut bufs = [vec![f32::NAN; len], vec![f32::NAN; len]];
@@ -625,7 +630,7 @@ mod tests {
         x[5] = f32::INFINITY;
         let col = vec![0.0; (2 * TAPS + 1) * n];
         let mut nz = Nonzeros::default();
-        nz.collect(&dz, (8, n));
+        nz.collect_with(Isa::Baseline, &dz, (8, n));
         let fr = frame(1, 4, 4);
         let len = scratch_len(2, 1, 4, 4);
         let mut bufs = [vec![0.0; len], vec![0.0; len]];
@@ -646,16 +651,30 @@ mod tests {
         }
     }
 
-    /// Zeros of both signs are dropped, NaNs and everything else kept, in order.
+    /// Zeros of both signs are dropped, NaNs and everything else kept, in order, by every
+    /// version, on rows shorter and longer than a vector.
     #[test]
     fn nonzeros_keep_order_and_nans() {
         let dz = [0.0, 2.0, -0.0, f32::NAN, 0.0, -1.0, 0.0, 0.0, 3.0];
-        let mut nz = Nonzeros::default();
-        nz.collect(&dz, (3, 3));
-        assert_eq!(nz.of(0), (&[1u32][..], &[2.0f32][..]));
-        let (p, v) = nz.of(1);
-        assert_eq!(p, &[0, 2]);
-        assert!(v[0].is_nan() && v[1] == -1.0);
-        assert_eq!(nz.of(2), (&[2u32][..], &[3.0f32][..]));
+        let long = sparse_values(3 * 37, 5);
+        for isa in Isa::available() {
+            let mut nz = Nonzeros::default();
+            nz.collect_with(isa, &dz, (3, 3));
+            assert_eq!(nz.of(0), (&[1u32][..], &[2.0f32][..]));
+            let (p, v) = nz.of(1);
+            assert_eq!(p, &[0, 2]);
+            assert!(v[0].is_nan() && v[1] == -1.0);
+            assert_eq!(nz.of(2), (&[2u32][..], &[3.0f32][..]));
+            nz.collect_with(isa, &long, (3, 37));
+            for (c, row) in long.chunks(37).enumerate() {
+                let want: Vec<(u32, f32)> = (0u32..)
+                    .zip(row.iter().copied())
+                    .filter(|&(_, g)| g != 0.0)
+                    .collect();
+                let (p, v) = nz.of(c);
+                let got: Vec<(u32, f32)> = p.iter().copied().zip(v.iter().copied()).collect();
+                assert_eq!(got, want, "{isa:?} row {c}");
+            }
+        }
     }
 }
