@@ -169,17 +169,18 @@ impl Shape {
 }
 
 /// Where each of `images x h x w` positions sits in a copy of the chunk padded by one on
-/// every side, `[images, h + 2, w + 2]`, in positions.
+/// every side, `[images, h + 2, w + 2]`, in positions ([`padded_row`] plus the column).
 pub(crate) fn frame(images: usize, h: usize, w: usize) -> Vec<u32> {
-    let mut at = Vec::with_capacity(images * h * w);
-    for img in 0..images {
-        for y in 0..h {
-            for x in 0..w {
-                at.push(((img * (h + 2) + y + 1) * (w + 2) + x + 1) as u32);
-            }
-        }
-    }
-    at
+    let s = Shape {
+        cin: 0,
+        cout: 0,
+        b: images,
+        h,
+        w,
+    };
+    (0..images * h)
+        .flat_map(|r| (0..w).map(move |x| (padded_row(s, r) + x) as u32))
+        .collect()
 }
 
 /// Values each buffer of [`weight_gradient`] needs at most for a layer of `cin` inputs on
