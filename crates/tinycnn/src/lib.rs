@@ -36,6 +36,7 @@ pub mod ops;
 pub mod optim;
 mod pool512;
 pub mod prune;
+mod silent;
 mod sparse;
 #[cfg(test)]
 mod testkit;

@@ -11,6 +11,7 @@ use crate::model::Model;
 use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
 };
+use crate::silent;
 use crate::sparse;
 use crate::transpose::transpose;
 use crate::wgrad;
@@ -281,6 +282,15 @@ impl Workspace {
         output_of(&self.layers[l], self.b, &self.pooled[l], &self.post[l])
     }
 
+    /// The input of layer `l` for the loaded chunk, `[Cin, b*H*W]`.
+    fn layer_in(&self, l: usize) -> &[f32] {
+        if l == 0 {
+            &self.x[..self.b * self.layers[0].hw()]
+        } else {
+            self.layer_out(l - 1)
+        }
+    }
+
     /// True when layer `l` pools straight from `pre` (ReLU), without `post`.
     fn fused(&self, s: &LayerShape) -> bool {
         s.pool && self.arch.activation == Activation::Relu
@@ -314,6 +324,7 @@ impl Workspace {
                     &self.post[l - 1],
                 )
             };
+            let silent_input = silent::all_zero(input);
             let col = &mut self.col[l][..(kdim + 1) * n];
             im2col(input, s.cin, b, s.h, s.w, k, col);
             col[kdim * n..].fill(1.0);
@@ -328,7 +339,11 @@ impl Workspace {
             // GEMM's order; else computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
             // layout, where the big operand packs along its rows, the faster way.
             let pre = &mut self.pre[l][..s.cout * n];
-            if direct::pays(s.cout, kdim + 1, n) {
+            let pays = direct::pays(s.cout, kdim + 1, n);
+            if pays && silent_input && silent::all_finite(wb) {
+                // A silent input (a dead layer before): the biases ([`silent`]).
+                silent::bias_only(bias, n, pre);
+            } else if pays {
                 direct::product(wb, col, (s.cout, kdim + 1, n), pre);
             } else {
                 matmul_strided(
@@ -614,13 +629,22 @@ impl Workspace {
             // d[W | b]^T [kdim+1, Cout]. Else the GEMM computes it transposed (as the forward
             // product) into d[W | b]'s layout, and so does `wgrad` for 2 to 7 filters.
             // A pooled layer's comes from dz's non-zeros instead, where it can ([`sparse`]).
+            // A silent layer (dz all zeros) has +0 gradients, where the engine's own products
+            // would compute them ([`silent`]).
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
             let direct_w = s.cout >= 8 && direct::pays(kdim + 1, n, s.cout);
-            let sparse = direct_w && self.sparse_weight_gradient(l);
+            let silent_dz = silent::all_zero(&self.dz[l][margin..margin + s.cout * n]);
+            let skip_w = silent_dz
+                && (direct_w || wgrad::applies(kdim + 1, s.cout))
+                && silent::all_finite(self.layer_in(l));
+            let sparse = !skip_w && direct_w && self.sparse_weight_gradient(l);
             let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
             let col = &self.col[l][..(kdim + 1) * n];
             let dz = &self.dz[l][margin..margin + s.cout * n];
-            if sparse {
+            if skip_w {
+                grad[wr..wr + s.cout * kdim].fill(0.0);
+                grad[br..br + s.cout].fill(0.0);
+            } else if sparse {
                 // [d W | d b] as [Cout*kdim | Cout].
                 grad[wr..wr + s.cout * kdim].copy_from_slice(&dwb[..s.cout * kdim]);
                 grad[br..br + s.cout].copy_from_slice(&dwb[s.cout * kdim..]);
@@ -672,7 +696,9 @@ impl Workspace {
                 let size = prev.cout * b * prev.out_hw();
                 let wt = &self.wt[..s.cin * kt];
                 let dx = &mut self.dout[l - 1][..size];
-                if direct::pays(s.cin, kt, n) {
+                if direct::pays(s.cin, kt, n) && silent_dz && silent::all_finite(wt) {
+                    dx.fill(0.0);
+                } else if direct::pays(s.cin, kt, n) {
                     // dz unfolded in place: no copy of Cout*k*k rows.
                     let stride = self.cap * s.hw();
                     direct::unfold_taps((s.cout, n, s.w, k), margin, stride, &mut self.unfold_taps);

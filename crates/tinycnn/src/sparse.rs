@@ -33,6 +33,7 @@
 
 use crate::direct::blocks;
 use crate::isa::Isa;
+use crate::silent::all_finite;
 use crate::transpose::transpose_with;
 
 /// The kernel side these products handle.
@@ -246,11 +247,6 @@ fn padded_row(s: Shape, r: usize) -> usize {
 fn any_negative_zero(v: &[f32]) -> bool {
     v.iter()
         .fold(false, |any, x| any | (x.to_bits() == NEG_ZERO))
-}
-
-fn all_finite(v: &[f32]) -> bool {
-    // A fold, not `all`: no early exit, so that it vectorises.
-    v.iter().fold(true, |ok, x| ok & x.is_finite())
 }
 
 /// What [`weight_gradient`] reads.

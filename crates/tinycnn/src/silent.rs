@@ -1,0 +1,110 @@
+//! Products not multiplied where one side is all zeros: a layer whose filters are all silent.
+//!
+//! A stuck run's last conv layer is often dead for whole epochs, and then every value of its
+//! `dz` is zero (its ReLU passes no gradient); a dead first layer makes the second layer's
+//! input all zero. In the thesis-scale study, 67% of the sweep's run time went to epochs whose
+//! last conv layer output nothing on any training image, 34% to epochs whose first did (the
+//! store's per-epoch dead-filter counts). Those chunks multiplied zeros: the input gradient,
+//! the weight gradients, the second layer's forward product.
+//!
+//! **Same bits.** The engine's own products ([`crate::direct`], [`crate::wgrad`],
+//! [`crate::sparse`]) sum every output from `+0` with fused multiply-adds in blocks whose sums
+//! are added. For a finite `w`, `±0 x w` is a zero and `+0 + ±0` is `+0`, so a product whose
+//! one side is all zeros (of either sign) is `+0` everywhere, and a forward product
+//! `[W | b] x [col; 1]` whose `col` is all zeros is each filter's bias (`+0` for a bias of
+//! either zero: the bias's term is added to a `+0` sum). Where the other side is not finite
+//! (`0 x inf` is NaN) the products run.
+//!
+//! Must only stand in for the engine's own products: the GEMM crates do not document that
+//! their sums start from `+0`.
+
+/// Whether every value is a zero of either sign; a fold, so that it vectorises.
+pub(crate) fn all_zero(v: &[f32]) -> bool {
+    v.iter().fold(true, |z, &x| z & (x == 0.0))
+}
+
+/// Whether every value is finite; a fold, not `all`: no early exit, so that it vectorises.
+pub(crate) fn all_finite(v: &[f32]) -> bool {
+    v.iter().fold(true, |ok, x| ok & x.is_finite())
+}
+
+/// `pre [C, n]` of a forward product `[W | b] x [col; 1]` whose `col` is all zeros and `W`
+/// finite: each filter's bias, `+0` where the bias is a zero.
+///
+/// # Shapes
+/// `bias [C]`, `pre [C, n]`.
+pub(crate) fn bias_only(bias: &[f32], n: usize, pre: &mut [f32]) {
+    for (row, &b) in pre.chunks_exact_mut(n).zip(bias) {
+        row.fill(if b == 0.0 { 0.0 } else { b });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::direct::{block_depth, product, KC};
+    use crate::testkit::{bits, reference, values};
+
+    /// Zeros of both signs.
+    fn zeros(len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| if i % 3 == 0 { -0.0 } else { 0.0 })
+            .collect()
+    }
+
+    /// A product with one side all zeros is +0 everywhere: the plain sum's bits and the
+    /// direct product's, in one block and in several.
+    #[test]
+    fn a_side_of_zeros_gives_positive_zeros() {
+        for (i, &(m, q, n)) in [(16, 145, 784), (32, 289, 784), (8, 600, 40), (289, 784, 32)]
+            .iter()
+            .enumerate()
+        {
+            let a = values(m * q, i as u64);
+            let b = zeros(q * n);
+            let depth = block_depth(m, q, n).unwrap_or(KC);
+            let want = reference(&a, &b, (m, q, n), depth);
+            let mut got = vec![f32::NAN; m * n];
+            product(&a, &b, (m, q, n), &mut got);
+            assert_eq!(bits(&got), bits(&want));
+            assert!(want.iter().all(|v| v.to_bits() == 0), "{m}x{q}x{n}");
+        }
+    }
+
+    /// The forward product of an all-zero input is the bias, +0 for a bias of -0 or +0, as
+    /// the direct product computes it with the ones row last, over one block and two.
+    #[test]
+    fn the_forward_of_a_zero_input_is_the_bias() {
+        for (m, cin, n) in [(16, 16, 784), (32, 32, 784), (9, 40, 50)] {
+            let q = cin * 9 + 1;
+            let mut wb = values(m * q, 7);
+            let bias: Vec<f32> = (0..m)
+                .map(|c| match c % 4 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    _ => wb[c * q + q - 1],
+                })
+                .collect();
+            for (c, &b) in bias.iter().enumerate() {
+                wb[c * q + q - 1] = b;
+            }
+            let mut col = zeros(q * n);
+            col[(q - 1) * n..].fill(1.0);
+            let mut want = vec![f32::NAN; m * n];
+            product(&wb, &col, (m, q, n), &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            bias_only(&bias, n, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{m} filters, {cin} inputs");
+        }
+    }
+
+    #[test]
+    fn scans() {
+        assert!(all_zero(&[0.0, -0.0, 0.0]));
+        assert!(!all_zero(&[0.0, 1e-40, 0.0]));
+        assert!(!all_zero(&[f32::NAN]));
+        assert!(all_finite(&[0.0, -1e38, 3.0]));
+        assert!(!all_finite(&[0.0, f32::INFINITY]));
+        assert!(!all_finite(&[f32::NAN, 1.0]));
+    }
+}
