@@ -694,9 +694,12 @@ impl Workspace {
                 );
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
+                // A silent layer below (ReLU and pooling, no positive output) passes none of
+                // dX back: its dz is zero whatever dX holds, so dX is not computed.
+                let unread = self.fused(&prev) && silent::all_zero(self.layer_out(l - 1));
                 let wt = &self.wt[..s.cin * kt];
                 let dx = &mut self.dout[l - 1][..size];
-                if direct::pays(s.cin, kt, n) && silent_dz && silent::all_finite(wt) {
+                if unread || (direct::pays(s.cin, kt, n) && silent_dz && silent::all_finite(wt)) {
                     dx.fill(0.0);
                 } else if direct::pays(s.cin, kt, n) {
                     // dz unfolded in place: no copy of Cout*k*k rows.

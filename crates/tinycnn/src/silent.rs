@@ -98,6 +98,48 @@ mod tests {
         }
     }
 
+    /// A chunk through a network whose layer `dead` is silent (biases far below zero): every
+    /// gradient of that layer and those below is +0, as the products give it (a sum of -0s
+    /// written instead would fail), and the layer above computes its biases.
+    #[test]
+    fn a_dead_layer_backpropagates_positive_zeros() {
+        use crate::arch::Arch;
+        use crate::model::{Init, Model};
+        use crate::net::{Scaling, Workspace, CHUNK};
+        for label in ["16-16", "32-32", "8-16", "16-4", "16-8-8"] {
+            for dead in 0..label.split('-').count() {
+                let arch = Arch::parse(label, 28, 28, 3).unwrap();
+                let mut model = Model::init(&arch, Init::Glorot, 3).unwrap();
+                let layout = model.layout().clone();
+                for p in &mut model.params[layout.conv_b[dead].clone()] {
+                    *p = -50.0;
+                }
+                let px = 28 * 28;
+                let images: Vec<u8> = values(CHUNK * px, 9)
+                    .iter()
+                    .map(|v| ((v + 1.0) * 127.0) as u8)
+                    .collect();
+                let mut ws = Workspace::new(&arch, CHUNK);
+                ws.load(&images, Scaling::Unit);
+                ws.forward(&model, false);
+                let dl = values(CHUNK * 3, 11);
+                ws.dlogits[..dl.len()].copy_from_slice(&dl);
+                let mut grad = vec![f32::NAN; model.params.len()];
+                ws.backward(&model, &mut grad);
+                for r in layout.conv_w[..=dead].iter().chain(&layout.conv_b[..=dead]) {
+                    assert!(
+                        grad[r.clone()].iter().all(|v| v.to_bits() == 0),
+                        "{label}, layer {dead} dead: a gradient at or below it is not +0"
+                    );
+                }
+                assert!(
+                    grad.iter().all(|v| v.is_finite()),
+                    "{label}, layer {dead} dead"
+                );
+            }
+        }
+    }
+
     #[test]
     fn scans() {
         assert!(all_zero(&[0.0, -0.0, 0.0]));

@@ -378,3 +378,39 @@ fn gradient_norms_are_those_of_the_applied_updates() {
         assert!((got - step).abs() <= 1e-4 * step, "{got} against {step}");
     }
 }
+
+/// A layer whose filters are all silent (biases far below zero, as a stuck run's dead layer)
+/// leaves products of zeros, which the engine writes without multiplying (`silent.rs`, whose
+/// tests check the bits per chunk): the gradient is still the f64 reference's.
+#[test]
+fn silent_layers_give_the_reference_gradient() {
+    for (i, label) in ["16-16", "32-32", "8-16", "16-4", "16-8-8"]
+        .iter()
+        .enumerate()
+    {
+        for dead in 0..label.split('-').count() {
+            let arch = Arch::parse(label, 28, 28, 3).unwrap();
+            let mut model = Model::init(&arch, Init::Glorot, 40 + i as u64).unwrap();
+            let layout = model.layout().clone();
+            for p in &mut model.params[layout.conv_b[dead].clone()] {
+                *p = -50.0;
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
+            let n = 9;
+            let px = arch.height * arch.width;
+            let images: Vec<u8> = (0..n * px).map(|_| (rng.next_u32() % 256) as u8).collect();
+            let labels: Vec<u8> = (0..n).map(|_| (rng.next_u32() % 3) as u8).collect();
+            let xs = scaled(&images, px);
+            let p = reference::Params::of(&model);
+            let want = reference::gradient(&arch, &p, &xs, &labels);
+            let (_, grad) = loss_and_gradient(&model, &images, &labels, Scaling::Unit);
+            assert!(
+                rel_err(&to64(&grad), &want) < 1e-5,
+                "{label} layer {dead} dead"
+            );
+            for r in layout.conv_w[..=dead].iter().chain(&layout.conv_b[..=dead]) {
+                assert!(want[r.clone()].iter().all(|&v| v == 0.0));
+            }
+        }
+    }
+}
