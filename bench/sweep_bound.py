@@ -1,5 +1,5 @@
-"""How far a finished sweep ran from the machine's limit: its training work against the fp32
-multiply-add peak, and the shortest wall time any kernel could reach with the same results.
+"""How far a finished sweep ran from the machine's limit: its training work (the dense
+products' multiply-adds) against the fp32 multiply-add peak.
 
     cargo build --release
     python3 bench/sweep_bound.py thesis/shapelab.db [--experiment study-thesis] [--jobs 2]
@@ -8,9 +8,12 @@ Reads every run of the experiment from the store (architecture, dataset, epochs 
 and asks `shapelab bench train --json` for each architecture's training work per image (the
 products' multiply-adds, forward and backward, as `bench train` counts them) and for the
 measured peak of one core. A run's work is `epochs run x training images x work per image`;
-validation and test passes are left out, so the bound is below the truth. Same results means
-the same epochs, images and products, so no kernel can do that work faster than the peak:
-`work / (peak x jobs)` is a floor on the sweep's wall time with `--jobs` single-thread jobs.
+validation and test passes are left out. Same results means the same epochs, images and
+sums, but not the same multiply-adds: the engine leaves out terms that are exact zeros (the
+sparse weight gradient, the products of silent layers) with the same bits. So the work is the
+dense count, an upper bound on what the kernels multiply, and `of peak` is an effective rate
+against it (above 100% is possible); `work / (peak x jobs)` is the wall time the dense
+products would take at the peak with `--jobs` single-thread jobs, not a floor.
 Needs only the standard library; not run by CI.
 """
 import argparse
@@ -76,7 +79,7 @@ def main():
     n, flop, secs = total
     print(f"all | {n} | {flop / 1e15:.3f} PFLOP | {flop / peak / 1e9 / 60:.1f} | "
           f"{secs / 60:.1f} | {flop / peak / 1e9 / secs:.0%}")
-    print(f"floor on the sweep's wall time with {a.jobs} single-thread jobs at the peak: "
+    print(f"the dense products at the peak with {a.jobs} single-thread jobs: "
           f"{flop / peak / 1e9 / a.jobs / 60:.1f} min (measured: {secs / a.jobs / 60:.1f} "
           f"run-minutes per job)")
 

@@ -471,6 +471,27 @@ struct StudyProgress {
     quiet: bool,
     started: std::time::Instant,
     stage_bar: std::sync::Mutex<Option<ProgressBar>>,
+    /// Each stage's name (up to its first `:` or `,`) and when it began, in seconds.
+    stages: std::sync::Mutex<Vec<(String, f64)>>,
+}
+
+impl StudyProgress {
+    /// `stage times: NAME N s, ...`: how long each stage took, from the stage lines' times.
+    fn stage_times(&self) -> String {
+        let stages = self.stages.lock().expect("progress lock");
+        let end = self.started.elapsed().as_secs_f64();
+        let ends = stages
+            .iter()
+            .skip(1)
+            .map(|s| s.1)
+            .chain(std::iter::once(end));
+        let parts: Vec<String> = stages
+            .iter()
+            .zip(ends)
+            .map(|((name, start), end)| format!("{name} {:.0} s", end - start))
+            .collect();
+        format!("stage times: {}", parts.join(", "))
+    }
 }
 
 impl SweepObserver for StudyProgress {
@@ -487,6 +508,11 @@ impl SweepObserver for StudyProgress {
 
 impl lab::study::StudyObserver for StudyProgress {
     fn stage(&self, index: usize, total: usize, what: &str) {
+        let name = what.split([':', ',']).next().unwrap_or(what);
+        self.stages
+            .lock()
+            .expect("progress lock")
+            .push((name.to_string(), self.started.elapsed().as_secs_f64()));
         self.sweep.bar.finish_and_clear();
         if let Some(b) = self.stage_bar.lock().expect("progress lock").take() {
             b.finish_and_clear();
@@ -578,6 +604,7 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
         quiet,
         started: std::time::Instant::now(),
         stage_bar: std::sync::Mutex::new(None),
+        stages: std::sync::Mutex::new(Vec::new()),
     };
     if !quiet {
         eprintln!(
@@ -608,6 +635,7 @@ pub fn study(args: crate::cli::StudyArgs, quiet: bool) -> Result<()> {
         progress.started.elapsed().as_secs_f64(),
         report.display()
     );
+    println!("{}", progress.stage_times());
     Ok(())
 }
 

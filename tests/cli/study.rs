@@ -41,6 +41,17 @@ fn small_study_end_to_end() {
     let a = workdir();
     let out = run_study(a.path(), "2");
     assert!(out.contains("s/report.html"), "{out}");
+    // How long each of the seven stages took.
+    let times = out
+        .lines()
+        .find(|l| l.starts_with("stage times: "))
+        .expect(&out);
+    let parts: Vec<&str> = times["stage times: ".len()..].split(", ").collect();
+    assert_eq!(parts.len(), 7, "{times}");
+    assert!(parts.iter().all(|p| p.ends_with(" s")), "{times}");
+    for name in ["datasets", "the sweep", "the stuck runs", "the report"] {
+        assert!(times.contains(name), "{times}");
+    }
     let report = std::fs::read_to_string(a.path().join("s/report.html")).unwrap();
     for id in SECTIONS {
         assert!(
