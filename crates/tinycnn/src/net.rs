@@ -699,9 +699,10 @@ impl Workspace {
                 let unread = self.fused(&prev) && silent::all_zero(self.layer_out(l - 1));
                 let wt = &self.wt[..s.cin * kt];
                 let dx = &mut self.dout[l - 1][..size];
-                if unread || (direct::pays(s.cin, kt, n) && silent_dz && silent::all_finite(wt)) {
+                let pays = direct::pays(s.cin, kt, n);
+                if unread || (pays && silent_dz && silent::all_finite(wt)) {
                     dx.fill(0.0);
-                } else if direct::pays(s.cin, kt, n) {
+                } else if pays {
                     // dz unfolded in place: no copy of Cout*k*k rows.
                     let stride = self.cap * s.hw();
                     direct::unfold_taps((s.cout, n, s.w, k), margin, stride, &mut self.unfold_taps);
