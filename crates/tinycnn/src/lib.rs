@@ -28,6 +28,7 @@
 pub mod arch;
 pub mod direct;
 pub mod error;
+mod frozen;
 mod fused;
 pub mod isa;
 pub mod model;

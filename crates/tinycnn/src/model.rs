@@ -49,6 +49,13 @@ impl Layout {
             total: at,
         }
     }
+
+    /// The weight tensors, each conv layer's then the dense layer's (biases excluded).
+    pub fn weight_tensors(&self) -> Vec<Range<usize>> {
+        let mut all = self.conv_w.clone();
+        all.push(self.fc_w.clone());
+        all
+    }
 }
 
 /// How weights start. Biases always start at zero (Keras's default).

@@ -424,7 +424,7 @@ impl Workspace {
         // Flatten per image in C, H, W order, then the dense layer.
         let last = self.layers.len() - 1;
         let s = self.layers[last];
-        let (hw, d, kk) = (s.out_hw(), self.arch.features(), self.arch.classes);
+        let (hw, d) = (s.out_hw(), self.arch.features());
         let out = output_of(&s, b, &self.pooled[last], &self.post[last]);
         for c in 0..s.cout {
             for img in 0..b {
@@ -432,6 +432,12 @@ impl Workspace {
                     .copy_from_slice(&out[(c * b + img) * hw..][..hw]);
             }
         }
+        self.dense_forward(model);
+    }
+
+    /// The dense layer: `logits [b, K] = feats [b, D] x fc^T [D, K] + fc.bias`.
+    fn dense_forward(&mut self, model: &Model) {
+        let (b, d, kk) = (self.b, self.arch.features(), self.arch.classes);
         let logits = &mut self.logits[..b * kk];
         // logits [b, K] = feats [b, D] x fc^T [D, K]
         matmul(
@@ -450,6 +456,67 @@ impl Workspace {
                 *o += bias;
             }
         }
+    }
+
+    /// The dense layer's weight and bias gradients from `dlogits`, into `grad`'s `fc`
+    /// ranges.
+    ///
+    /// # Shapes
+    /// `dlogits [b, K]`, `feats [b, D]` to `fc.weight [K, D]`, `fc.bias [K]`.
+    fn dense_backward(&mut self, model: &Model, grad: &mut [f32]) {
+        let (b, d, kk) = (self.b, self.arch.features(), self.arch.classes);
+        let layout = model.layout();
+        let dl = &self.dlogits[..b * kk];
+        // fc.weight grad [K, D] = dlogits^T [K, b] x feats [b, D]
+        matmul(
+            kk,
+            d,
+            b,
+            Mat::t(dl, kk),
+            Mat::rows(&self.feats[..b * d], d),
+            &mut grad[layout.fc_w.clone()],
+            d,
+            false,
+        );
+        let gb = &mut grad[layout.fc_b.clone()];
+        gb.fill(0.0);
+        for row in dl.chunks(kk) {
+            for (g, v) in gb.iter_mut().zip(row) {
+                *g += v;
+            }
+        }
+    }
+
+    /// Whether the loaded chunk's last conv layer output `+0` everywhere (bits: `-0` counts
+    /// as output) from finite pre-activations: what [`crate::frozen`] needs of every chunk.
+    pub(crate) fn last_silent(&self) -> bool {
+        let last = self.layers.len() - 1;
+        let n = self.layers[last].cout * self.b * self.layers[last].hw();
+        let out = self.layer_out(last);
+        out.iter().fold(true, |z, &x| z & (x.to_bits() == 0))
+            && silent::all_finite(&self.pre[last][..n])
+    }
+
+    /// [`Workspace::forward`] of `b` images on which the last conv layer is known to output
+    /// `+0` everywhere ([`crate::frozen`]): the dense layer on features of `+0`, the input
+    /// [`Workspace::forward`] would give it. Leaves the conv layers' buffers as they were.
+    ///
+    /// # Shapes
+    /// `b` images to `logits [b, K]`.
+    pub(crate) fn forward_silent(&mut self, model: &Model, b: usize) {
+        assert!(b <= self.cap, "chunk of {b} images exceeds {}", self.cap);
+        self.b = b;
+        self.feats[..b * self.arch.features()].fill(0.0);
+        self.dense_forward(model);
+    }
+
+    /// [`Workspace::backward`] after [`Workspace::forward_silent`]: `+0` for every conv
+    /// parameter (a last layer that outputs `+0` passes no gradient back: `unpool_relu` and
+    /// the ReLU write `+0` whatever `dlogits` is, and every product below sums that to `+0`,
+    /// [`silent`]), the dense layer's as [`Workspace::backward`] computes them.
+    pub(crate) fn backward_silent(&mut self, model: &Model, grad: &mut [f32]) {
+        grad.fill(0.0);
+        self.dense_backward(model, grad);
     }
 
     /// First-order Taylor importance terms of the last forward and backward (Molchanov et al.
@@ -529,25 +596,8 @@ impl Workspace {
         let k = self.arch.kernel;
         let (d, kk) = (self.arch.features(), self.arch.classes);
         let layout = model.layout().clone();
+        self.dense_backward(model, grad);
         let dl = &self.dlogits[..b * kk];
-        // fc.weight grad [K, D] = dlogits^T [K, b] x feats [b, D]
-        matmul(
-            kk,
-            d,
-            b,
-            Mat::t(dl, kk),
-            Mat::rows(&self.feats[..b * d], d),
-            &mut grad[layout.fc_w.clone()],
-            d,
-            false,
-        );
-        let gb = &mut grad[layout.fc_b.clone()];
-        gb.fill(0.0);
-        for row in dl.chunks(kk) {
-            for (g, v) in gb.iter_mut().zip(row) {
-                *g += v;
-            }
-        }
         // dfeats [b, D] = dlogits [b, K] x fc [K, D]
         matmul(
             b,

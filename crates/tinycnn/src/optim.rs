@@ -107,6 +107,11 @@ impl OptimizerState {
         }
     }
 
+    /// The velocity of each parameter (SGD), or Adam's first moment.
+    pub(crate) fn velocity(&self) -> &[f32] {
+        &self.m
+    }
+
     /// Applies one update to `params` from the gradient `grad` of the mean batch loss.
     pub fn update(&mut self, params: &mut [f32], grad: &[f32]) {
         debug_assert_eq!(params.len(), grad.len());

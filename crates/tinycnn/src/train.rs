@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arch::Arch;
 use crate::error::{Error, Result};
+use crate::frozen::{Frozen, Watch};
 use crate::model::{Init, Model};
 use crate::net::{Scaling, Workspace, CHUNK};
 use crate::optim::{Optimizer, OptimizerState};
@@ -229,6 +230,11 @@ pub struct Trainer {
     grad: Vec<f32>,
     /// The weights before the last update, to fall back on if it overflowed.
     backup: Vec<f32>,
+    /// Set once an epoch proved the run frozen: later epochs compute the dense layer alone
+    /// ([`crate::frozen`]).
+    frozen: Option<Frozen>,
+    /// Whether an epoch may prove the run frozen (tests turn it off to compare).
+    pub(crate) may_freeze: bool,
 }
 
 impl Trainer {
@@ -250,6 +256,8 @@ impl Trainer {
             alive: model.arch.filters.iter().map(|&f| vec![false; f]).collect(),
             grad: vec![0.0; model.params.len()],
             backup: vec![0.0; model.params.len()],
+            frozen: None,
+            may_freeze: true,
             epoch: 0,
             model,
             config,
@@ -282,73 +290,44 @@ impl Trainer {
             return Err(Error::Data("the training split is empty".into()));
         }
         let scaling = self.config.scaling;
+        let settings = (&self.config.optimizer, scaling, self.config.batch_size);
+        // A run proved frozen computes the dense layer alone; any other may prove it.
+        let frozen = self
+            .frozen
+            .take()
+            .filter(|f| f.holds((&self.model, &self.state), settings, train, val));
+        let mut watch = match frozen {
+            Some(_) => None,
+            None if self.may_freeze => Watch::begin(&self.model, &self.state),
+            None => None,
+        };
         let perm = self.permutation(train.len(), self.epoch);
         let kk = self.model.arch.classes;
         for a in &mut self.alive {
             a.fill(false);
         }
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let arch = self.model.arch.clone();
-        let layout = self.model.layout().clone();
-        let weight_tensors: Vec<std::ops::Range<usize>> = layout
-            .conv_w
-            .iter()
-            .cloned()
-            .chain(std::iter::once(layout.fc_w.clone()))
-            .collect();
+        let weight_tensors = self.model.layout().weight_tensors();
         let mut grad_square_sums = vec![0.0f64; weight_tensors.len()];
         let mut updates = 0usize;
         for batch in perm.chunks(self.config.batch_size) {
-            let scale = 1.0 / batch.len() as f32;
-            let chunks: Vec<&[usize]> = batch.chunks(CHUNK).collect();
-            let (model, pool, alive) = (&self.model, &self.pool, &self.alive);
-            let stats: Vec<(f64, usize, Vec<Vec<bool>>)> = self.chunk_grads[..chunks.len()]
-                .par_iter_mut()
-                .zip(chunks.par_iter())
-                .map(|(grad, idx)| {
-                    let mut ws = pool
-                        .lock()
-                        .expect("no panics hold the pool")
-                        .pop()
-                        .unwrap_or_else(|| Workspace::new(&arch, CHUNK));
-                    ws.load_images(idx.iter().map(|&i| train.image(i)), scaling);
-                    for (a, seen) in ws.alive.iter_mut().zip(alive) {
-                        a.copy_from_slice(seen);
-                    }
-                    ws.forward(model, true);
-                    let (mut loss, mut ok) = (0.0, 0);
-                    for (k, &i) in idx.iter().enumerate() {
-                        let label = train.labels[i] as usize;
-                        let (l, pred) = softmax_xent(
-                            &ws.logits[k * kk..(k + 1) * kk],
-                            label,
-                            scale,
-                            &mut ws.dlogits[k * kk..(k + 1) * kk],
-                        );
-                        loss += l;
-                        ok += (pred == label) as usize;
-                    }
-                    ws.backward(model, grad);
-                    let seen = ws.alive.clone();
-                    pool.lock().expect("no panics hold the pool").push(ws);
-                    (loss, ok, seen)
-                })
-                .collect();
-            let batch_loss: f64 = stats.iter().map(|s| s.0).sum();
+            let watching = watch.as_ref().is_some_and(Watch::watching);
+            let stats = self.chunk_gradients(train, batch, frozen.is_some(), watching);
+            let batch_loss: f64 = stats.iter().map(|s| s.loss).sum();
             if !batch_loss.is_finite() {
                 return Ok(None);
             }
             loss_sum += batch_loss;
-            correct += stats.iter().map(|s| s.1).sum::<usize>();
-            for (_, _, seen) in &stats {
-                for (a, s) in self.alive.iter_mut().zip(seen) {
-                    for (x, y) in a.iter_mut().zip(s) {
+            correct += stats.iter().map(|s| s.correct).sum::<usize>();
+            for s in &stats {
+                for (a, seen) in self.alive.iter_mut().zip(&s.alive) {
+                    for (x, y) in a.iter_mut().zip(seen) {
                         *x |= *y;
                     }
                 }
             }
             self.grad.copy_from_slice(&self.chunk_grads[0]);
-            for g in &self.chunk_grads[1..chunks.len()] {
+            for g in &self.chunk_grads[1..stats.len()] {
                 for (acc, v) in self.grad.iter_mut().zip(g) {
                     *acc += v;
                 }
@@ -367,8 +346,16 @@ impl Trainer {
                 self.model.params.copy_from_slice(&self.backup);
                 return Ok(None);
             }
+            if let Some(w) = &mut watch {
+                let silent = stats.iter().all(|s| s.silent);
+                w.step(silent, &self.grad, &self.model, &self.state);
+            }
             obs.batch(batch.len());
             obs.step(&self.backup, &self.model, &self.grad);
+        }
+        if let Some(f) = &frozen {
+            // The proving epoch's: the same weights on the same images.
+            self.alive.clone_from(&f.alive);
         }
         let dead = self
             .alive
@@ -376,11 +363,19 @@ impl Trainer {
             .map(|a| a.iter().filter(|&&x| !x).count())
             .collect();
         self.epoch += 1;
-        let v = if val.is_empty() {
-            Evaluation::empty(kk)
-        } else {
-            evaluate(&self.model, val, scaling)
+        let (v, val_silent) = match &frozen {
+            _ if val.is_empty() => (Evaluation::empty(kk), true),
+            Some(f) if f.val_silent => (self.silent_evaluation(val), true),
+            _ => {
+                let watching = watch.as_ref().is_some_and(Watch::watching);
+                let (logits, silent) = logits_watched(&self.model, val, scaling, watching);
+                (Evaluation::of_logits(&logits, val.labels, kk), silent)
+            }
         };
+        self.frozen = frozen.or_else(|| {
+            let settings = (&self.config.optimizer, scaling, self.config.batch_size);
+            watch?.finish((&self.alive, val_silent), settings, train, val)
+        });
         let stats = EpochStats {
             epoch: self.epoch,
             train_loss: loss_sum / train.len() as f64,
@@ -401,6 +396,105 @@ impl Trainer {
         }
         Ok(Some(stats))
     }
+
+    /// Whether the run is proved frozen ([`crate::frozen`]).
+    #[cfg(test)]
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Each chunk of `batch` (indices into `train`) forward and backward, its gradient into
+    /// `chunk_grads`, in parallel. `frozen`: the run is proved frozen, so only the dense layer
+    /// runs; `watching`: report whether each chunk's last conv layer was silent.
+    fn chunk_gradients(
+        &mut self,
+        train: &Data,
+        batch: &[usize],
+        frozen: bool,
+        watching: bool,
+    ) -> Vec<ChunkOut> {
+        let scale = 1.0 / batch.len() as f32;
+        let kk = self.model.arch.classes;
+        let chunks: Vec<&[usize]> = batch.chunks(CHUNK).collect();
+        let (model, pool, alive) = (&self.model, &self.pool, &self.alive);
+        let scaling = self.config.scaling;
+        self.chunk_grads[..chunks.len()]
+            .par_iter_mut()
+            .zip(chunks.par_iter())
+            .map(|(grad, idx)| {
+                let mut ws = pool
+                    .lock()
+                    .expect("no panics hold the pool")
+                    .pop()
+                    .unwrap_or_else(|| Workspace::new(&model.arch, CHUNK));
+                if frozen {
+                    ws.forward_silent(model, idx.len());
+                } else {
+                    ws.load_images(idx.iter().map(|&i| train.image(i)), scaling);
+                    for (a, seen) in ws.alive.iter_mut().zip(alive) {
+                        a.copy_from_slice(seen);
+                    }
+                    ws.forward(model, true);
+                }
+                let silent = watching && ws.last_silent();
+                let (mut loss, mut correct) = (0.0, 0);
+                for (k, &i) in idx.iter().enumerate() {
+                    let label = train.labels[i] as usize;
+                    let (l, pred) = softmax_xent(
+                        &ws.logits[k * kk..(k + 1) * kk],
+                        label,
+                        scale,
+                        &mut ws.dlogits[k * kk..(k + 1) * kk],
+                    );
+                    loss += l;
+                    correct += (pred == label) as usize;
+                }
+                let alive = if frozen {
+                    ws.backward_silent(model, grad);
+                    Vec::new()
+                } else {
+                    ws.backward(model, grad);
+                    ws.alive.clone()
+                };
+                pool.lock().expect("no panics hold the pool").push(ws);
+                ChunkOut {
+                    loss,
+                    correct,
+                    alive,
+                    silent,
+                }
+            })
+            .collect()
+    }
+
+    /// [`evaluate`] of a frozen run whose last conv layer is silent on every image of `val`:
+    /// the dense layer on features of `+0`, chunk by chunk as [`logits`] cuts them.
+    fn silent_evaluation(&self, val: &Data) -> Evaluation {
+        let kk = self.model.arch.classes;
+        let mut ws = self
+            .pool
+            .lock()
+            .expect("no panics hold the pool")
+            .pop()
+            .unwrap_or_else(|| Workspace::new(&self.model.arch, CHUNK));
+        let mut logits = vec![0.0f32; val.len() * kk];
+        for dst in logits.chunks_mut(CHUNK * kk) {
+            ws.forward_silent(&self.model, dst.len() / kk);
+            dst.copy_from_slice(&ws.logits[..dst.len()]);
+        }
+        self.pool.lock().expect("no panics hold the pool").push(ws);
+        Evaluation::of_logits(&logits, val.labels, kk)
+    }
+}
+
+/// What one chunk of a batch measured.
+struct ChunkOut {
+    loss: f64,
+    correct: usize,
+    /// Per conv layer and filter, whether it output anything (empty in a frozen epoch).
+    alive: Vec<Vec<bool>>,
+    /// The last conv layer output `+0` everywhere (only looked at while watched).
+    silent: bool,
 }
 
 /// Trains `arch` from scratch for `config.epochs` epochs (fewer with early stop, divergence or
@@ -489,6 +583,12 @@ impl Evaluation {
 /// # Shapes
 /// `data.images [n, H, W]` to `[n, K]`.
 pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
+    logits_watched(model, data, scaling, false).0
+}
+
+/// [`logits`], and with `watch` whether the last conv layer output `+0` on every image
+/// ([`crate::net::Workspace::last_silent`]; `false` without `watch`).
+fn logits_watched(model: &Model, data: &Data, scaling: Scaling, watch: bool) -> (Vec<f32>, bool) {
     let px = data.height * data.width;
     let kk = model.arch.classes;
     let mut out = vec![0.0f32; data.len() * kk];
@@ -496,6 +596,7 @@ pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
     // every sum) stay fixed, and memory stays at one workspace per thread.
     let chunks = data.len().div_ceil(CHUNK);
     let per = chunks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let silent = std::sync::atomic::AtomicBool::new(true);
     out.par_chunks_mut(per * CHUNK * kk)
         .zip(data.images.par_chunks(per * CHUNK * px))
         .for_each(|(dst, imgs)| {
@@ -504,9 +605,12 @@ pub fn logits(model: &Model, data: &Data, scaling: Scaling) -> Vec<f32> {
                 ws.load(im, scaling);
                 ws.forward(model, false);
                 d.copy_from_slice(&ws.logits[..d.len()]);
+                if watch && !ws.last_silent() {
+                    silent.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         });
-    out
+    (out, watch && silent.into_inner())
 }
 
 /// Evaluates a model on labelled data.
