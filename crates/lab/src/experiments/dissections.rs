@@ -1,6 +1,7 @@
 //! Dissecting the learned runs of a store, each once: a dataset and its concept masks drawn
 //! once, the chance level measured once per dataset, architecture and input scaling (it does
-//! not depend on the trained weights), and every dissection recorded in the store. A run
+//! not depend on the trained weights; its first layer's once per first layer, shared by every
+//! architecture that starts with it), and every dissection recorded in the store. A run
 //! already dissected with the same split and settings is read back, not redone, so a second
 //! call costs only the reading.
 //!
@@ -12,7 +13,9 @@ use rayon::prelude::*;
 use shapes::Split as Part;
 
 use crate::analyses::dissection::population::Member;
-use crate::analyses::dissection::{chance, dissect, Chance, Dissection, Settings};
+use crate::analyses::dissection::{
+    chance, dissect, first_layer, Chance, Dissection, NullLayer, Settings,
+};
 use crate::data::masks::ConceptMasks;
 use crate::error::{Error, Result};
 use crate::experiments::outcome::Outcome;
@@ -75,6 +78,7 @@ pub fn dissect_learned(
         let words = masks.part(part.name()).expect("drawn for the part");
         let split = d.split(part);
         let mut chances: Vec<(String, tinycnn::Scaling, Chance)> = Vec::new();
+        let mut firsts: Vec<(tinycnn::Arch, tinycnn::Scaling, NullLayer)> = Vec::new();
         let counter = std::sync::atomic::AtomicUsize::new(finished);
         for batch in todo.chunks(2 * rayon::current_num_threads()) {
             let models: Vec<crate::models::run::Run> = batch
@@ -87,12 +91,12 @@ pub fn dissect_learned(
                 let (arch, scaling) = (run.model.arch.label(), run.meta.train.scaling);
                 if !chances.iter().any(|(a, s, _)| *a == arch && *s == scaling) {
                     stopped(cancel)?;
-                    let c = chance(
+                    let c = shared_chance(
                         &run.model.arch,
                         (&split.images, words),
                         scaling,
-                        settings,
-                        masks.concept_names.len(),
+                        (settings, masks.concept_names.len()),
+                        &mut firsts,
                     )?;
                     chances.push((arch, scaling, c));
                 }
@@ -147,6 +151,33 @@ pub fn dissect_learned(
             })
         })
         .collect()
+}
+
+/// The chance level of `arch` on `data`, its first layer's measured once per first layer and
+/// scaling (in `firsts`) and shared by every architecture that starts with that layer
+/// ([`first_layer`]: the same initial weights at every seed, so the same level).
+///
+/// # Shapes
+/// As [`chance`].
+fn shared_chance(
+    arch: &tinycnn::Arch,
+    data: (&[u8], &[u16]),
+    scaling: tinycnn::Scaling,
+    (settings, concepts): (&Settings, usize),
+    firsts: &mut Vec<(tinycnn::Arch, tinycnn::Scaling, NullLayer)>,
+) -> Result<Chance> {
+    let one = first_layer(arch);
+    let first = match firsts.iter().find(|(a, s, _)| *a == one && *s == scaling) {
+        Some((_, _, f)) => f.clone(),
+        None => {
+            let f = chance(&one, data, scaling, settings, concepts)?
+                .layers
+                .remove(0);
+            firsts.push((one, scaling, f.clone()));
+            f
+        }
+    };
+    Chance::with_first(&first, arch, data, scaling, (settings, concepts))
 }
 
 /// The recorded dissection of run `r` on `part` with `settings`, if any (one that no longer

@@ -508,6 +508,20 @@ pub fn keep_top(
     scaling: Scaling,
     keep: Keep,
 ) -> Vec<Vec<Kept>> {
+    keep_top_from(model, images, (masks, labels), scaling, keep, 0)
+}
+
+/// [`keep_top`] for the filters of layers `from..` (0-based) only; the earlier layers' lists
+/// are empty. The forward pass is the same: a layer's maps do not depend on which filters are
+/// followed.
+pub fn keep_top_from(
+    model: &Model,
+    images: &[u8],
+    (masks, labels): (&[u16], &[u8]),
+    scaling: Scaling,
+    keep: Keep,
+    from: usize,
+) -> Vec<Vec<Kept>> {
     let chunk = tinycnn::train::PostMaps::CHUNK;
     let arch = &model.arch;
     let (side, px) = (arch.height, arch.height * arch.width);
@@ -522,6 +536,7 @@ pub fn keep_top(
     let mut filters: Vec<Stream> = shapes
         .iter()
         .enumerate()
+        .skip(from)
         .flat_map(|(l, s)| {
             (0..s.cout).map(move |f| Stream {
                 layer: l,

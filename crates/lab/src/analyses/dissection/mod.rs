@@ -248,11 +248,65 @@ pub struct NullLayer {
 /// `settings.quantile`.
 pub fn chance(
     arch: &tinycnn::Arch,
-    (images, masks): (&[u8], &[u16]),
+    data: (&[u8], &[u16]),
     scaling: Scaling,
     settings: &Settings,
     concepts: usize,
 ) -> Result<Chance> {
+    Ok(Chance {
+        layers: null_layers(arch, data, scaling, settings, concepts, 0)?,
+    })
+}
+
+/// `arch`'s first layer alone, as a one-layer network. Glorot draws the first layer's
+/// weights first, with a limit set by that layer's own shape (one input channel, its filters),
+/// and its biases start at zero, so at every seed this network's first layer *is* `arch`'s,
+/// and so is its chance level: one measurement serves every architecture with that first
+/// layer ([`Chance::with_first`]).
+pub fn first_layer(arch: &tinycnn::Arch) -> tinycnn::Arch {
+    tinycnn::Arch {
+        filters: arch.filters[..1].to_vec(),
+        pool: arch.pool[..1].to_vec(),
+        ..arch.clone()
+    }
+}
+
+impl Chance {
+    /// The [`Chance`] of `arch` given its first layer's (`first`, measured on
+    /// [`first_layer`]`(arch)` with the same data, scaling and settings): the later layers
+    /// measured on `arch` itself.
+    ///
+    /// # Shapes
+    /// As [`chance`].
+    pub fn with_first(
+        first: &NullLayer,
+        arch: &tinycnn::Arch,
+        data: (&[u8], &[u16]),
+        scaling: Scaling,
+        (settings, concepts): (&Settings, usize),
+    ) -> Result<Chance> {
+        let mut layers = vec![first.clone()];
+        if arch.filters.len() > 1 {
+            layers.extend(null_layers(arch, data, scaling, settings, concepts, 1)?);
+        }
+        Ok(Chance { layers })
+    }
+}
+
+/// The chance level of each of `arch`'s layers from `from` on (0-based), as [`chance`]
+/// measures it.
+///
+/// # Shapes
+/// `images [n, px]`, `masks [n, px]` to one [`NullLayer`] per layer from `from`, each with
+/// `concepts` levels.
+fn null_layers(
+    arch: &tinycnn::Arch,
+    (images, masks): (&[u8], &[u16]),
+    scaling: Scaling,
+    settings: &Settings,
+    concepts: usize,
+    from: usize,
+) -> Result<Vec<NullLayer>> {
     let px = arch.height * arch.width;
     let k = k_of(settings.quantile, images.len());
     let all = concept_pixels(masks, px, concepts, |_| true);
@@ -264,9 +318,10 @@ pub fn chance(
         .map(|seed| {
             let init = Model::init(arch, tinycnn::Init::Glorot, seed)?;
             let keep = Keep { kmax: k, shown: 0 };
-            let kept = keep_top(&init, images, (masks, &[]), scaling, keep);
+            let kept = kept::keep_top_from(&init, images, (masks, &[]), scaling, keep, from);
             Ok(kept
                 .into_iter()
+                .skip(from)
                 .map(|filters| {
                     filters
                         .par_iter()
@@ -280,13 +335,13 @@ pub fn chance(
         })
         .collect::<Result<_>>()?;
     // Per layer: the seeds' filters in seed order.
-    let mut null: Vec<Vec<Vec<f64>>> = vec![Vec::new(); arch.layers().len()];
+    let mut null: Vec<Vec<Vec<f64>>> = vec![Vec::new(); arch.layers().len() - from];
     for seed in per_seed {
         for (layer, filters) in null.iter_mut().zip(seed) {
             layer.extend(filters);
         }
     }
-    let layers = null
+    Ok(null
         .iter()
         .map(|filters| {
             let levels: Vec<f64> = (0..concepts)
@@ -306,8 +361,7 @@ pub fn chance(
                 labelled,
             }
         })
-        .collect();
-    Ok(Chance { layers })
+        .collect())
 }
 
 /// The chance level of one concept from the sorted IoUs of the initial filters: their 95th
@@ -751,6 +805,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The chance level with the first layer's measured on the one-layer network is the chance
+    /// level measured on the whole architecture, layer for layer; a different first layer
+    /// measures differently (so the comparison can fail).
+    #[test]
+    fn a_first_layers_chance_level_is_shared() {
+        let (d, masks, names) = data(28, 40);
+        let settings = Settings::default();
+        let at = |arch: &str| {
+            let a = tinycnn::Arch::parse(arch, 28, 28, 3).unwrap();
+            let full = chance(
+                &a,
+                (&d.val.images, &masks),
+                Scaling::Raw,
+                &settings,
+                names.len(),
+            );
+            (a, full.unwrap())
+        };
+        let (_, four) = at("4");
+        for arch in ["4-2", "4-16", "4-3-5"] {
+            let (a, full) = at(arch);
+            assert_eq!(
+                first_layer(&a),
+                tinycnn::Arch::parse("4", 28, 28, 3).unwrap()
+            );
+            let shared = Chance::with_first(
+                &four.layers[0],
+                &a,
+                (&d.val.images, &masks),
+                Scaling::Raw,
+                (&settings, names.len()),
+            )
+            .unwrap();
+            assert_eq!(shared, full, "{arch}");
+        }
+        assert!(four.layers[0].levels.iter().any(|&l| l > 0.0));
+        let (_, five) = at("5-2");
+        assert_ne!(five.layers[0], four.layers[0]);
     }
 
     /// A one-layer net whose kernels are set by hand: Sobel in x and y of both signs, a
