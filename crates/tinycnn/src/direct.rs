@@ -94,6 +94,22 @@ pub(crate) fn product_unfolded(
     product_of(crate::isa::isa(), a, b, shape, out)
 }
 
+/// [`product_unfolded`] of some rows of a product summed in blocks of `depth`: each output is
+/// summed in the same order whatever the number of rows, so with the `depth` of the whole
+/// product ([`block_depth`] of its shape) these rows get the whole product's bits.
+///
+/// # Shapes
+/// `a [m, q]` (the rows wanted), `b` of `q` rows of `n`, `out [m, n]`.
+pub(crate) fn product_unfolded_rows(
+    a: &[f32],
+    b: Unfolded,
+    shape: (usize, usize, usize),
+    depth: usize,
+    out: &mut [f32],
+) {
+    product_in(crate::isa::isa(), a, b, shape, depth, out)
+}
+
 /// [`product`] with the kernels of `isa`, which the CPU must have (tests run each).
 pub(crate) fn product_with(
     isa: Isa,
@@ -118,6 +134,56 @@ pub(crate) fn product_of<B: Rows>(
     (m, q, n): (usize, usize, usize),
     out: &mut [f32],
 ) {
+    let depth = block_depth(m, q, n).unwrap_or(KC);
+    product_in(isa, a, b, (m, q, n), depth, out)
+}
+
+/// [`product_of`] summed in blocks of `depth`.
+fn product_in<B: Rows>(
+    isa: Isa,
+    a: &[f32],
+    b: B,
+    shape: (usize, usize, usize),
+    depth: usize,
+    out: &mut [f32],
+) {
+    product_over(isa, a, b, shape, blocks(shape.1, depth), out)
+}
+
+/// `out [m, n] = a [m, q] x b [q, n]` with `b`'s rows gathered ([`Gathered`]), summed in the
+/// blocks `spans` (`(q0, q1)` in order, covering `0..q`): the first written, each later one's
+/// sum added. A product whose zero terms were left out, in the blocks the whole one had.
+///
+/// # Shapes
+/// `a [m, q]`, `b.rows` of `q`, `out [m, n]`.
+pub(crate) fn product_gathered(
+    a: &[f32],
+    b: Gathered,
+    shape: (usize, usize, usize),
+    spans: &[(usize, usize)],
+    out: &mut [f32],
+) {
+    assert_eq!(
+        b.rows.len(),
+        shape.1,
+        "direct::product_gathered: one row per term"
+    );
+    let spans = spans
+        .iter()
+        .enumerate()
+        .map(|(i, &(q0, q1))| (q0, q1, i == 0));
+    product_over(crate::isa::isa(), a, b, shape, spans, out)
+}
+
+/// The product of [`product_of`] over the given blocks `(q0, q1, first)`.
+fn product_over<B: Rows>(
+    isa: Isa,
+    a: &[f32],
+    b: B,
+    (m, q, n): (usize, usize, usize),
+    spans: impl Iterator<Item = (usize, usize, bool)>,
+    out: &mut [f32],
+) {
     assert!(
         a.len() >= m * q && out.len() >= m * n,
         "direct::product: {m}x{q} by {q}x{n} into {} values from {}",
@@ -125,7 +191,7 @@ pub(crate) fn product_of<B: Rows>(
         a.len(),
     );
     assert!(isa.supported(), "direct::product: no {} here", isa.name());
-    for (q0, q1, first) in blocks(q, block_depth(m, q, n).unwrap_or(KC)) {
+    for (q0, q1, first) in spans {
         let args = Block {
             a,
             b,
@@ -168,6 +234,23 @@ impl Rows for Dense<'_> {
     #[inline(always)]
     fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
         self.b[q * self.n + j0..][..P].try_into().expect("P values")
+    }
+}
+
+/// Some rows of a row-major `b [_, n]`: row `i` of the operand is row `rows[i]` of `b`.
+#[derive(Clone, Copy)]
+pub(crate) struct Gathered<'a> {
+    pub b: &'a [f32],
+    pub n: usize,
+    pub rows: &'a [usize],
+}
+
+impl Rows for Gathered<'_> {
+    #[inline(always)]
+    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        self.b[self.rows[q] * self.n + j0..][..P]
+            .try_into()
+            .expect("P values")
     }
 }
 

@@ -120,6 +120,14 @@ pub struct Workspace {
     sparse_scratch: [Vec<f32>; 2],
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
+    /// The channels below the layer being back-propagated that are not silent on the chunk.
+    live: Vec<usize>,
+    /// [`live_terms`]'s buffers.
+    gather: Gather,
+    /// Multiply silent channels too: every term of the forward product, every row of the
+    /// input gradient (tests compare).
+    #[cfg(test)]
+    pub(crate) every_row: bool,
     /// Fill `post` for every layer (activation capture).
     pub(crate) keep_post: bool,
     /// Stop at the last conv layer's `post` (its pooling and the dense layer feed only the
@@ -239,6 +247,10 @@ impl Workspace {
                 [vec![0.0; len], vec![0.0; len]]
             },
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
+            live: Vec::with_capacity(arch.filters.iter().copied().max().unwrap_or(0)),
+            gather: Gather::default(),
+            #[cfg(test)]
+            every_row: false,
             keep_post: false,
             maps_only: false,
             layers,
@@ -344,7 +356,18 @@ impl Workspace {
                 // A silent input (a dead layer before): the biases ([`silent`]).
                 silent::bias_only(bias, n, pre);
             } else if pays {
-                direct::product(wb, col, (s.cout, kdim + 1, n), pre);
+                let mut live = std::mem::take(&mut self.live);
+                live.clear();
+                live.extend((0..s.cin).filter(|&c| !silent::all_zero(&input[c * n..][..n])));
+                #[cfg(test)]
+                let dropped = live.len() < s.cin && silent::all_finite(wb) && !self.every_row;
+                #[cfg(not(test))]
+                let dropped = live.len() < s.cin && silent::all_finite(wb);
+                let shape = (s.cout, k * k, n);
+                if !(dropped && live_terms(&live, (wb, col), shape, &mut self.gather, pre)) {
+                    direct::product(wb, col, (s.cout, kdim + 1, n), pre);
+                }
+                self.live = live;
             } else {
                 matmul_strided(
                     n,
@@ -744,13 +767,25 @@ impl Workspace {
                 );
                 let prev = self.layers[l - 1];
                 let size = prev.cout * b * prev.out_hw();
-                // A silent layer below (ReLU and pooling, no positive output) passes none of
-                // dX back: its dz is zero whatever dX holds, so dX is not computed.
-                let unread = self.fused(&prev) && silent::all_zero(self.layer_out(l - 1));
-                let wt = &self.wt[..s.cin * kt];
+                // A channel below that is silent on the chunk (ReLU and pooling, no positive
+                // output) passes none of dX back: its dz is zero whatever its row of dX holds,
+                // so the row is not computed; nor is dX when the whole layer is silent.
+                let mut live = std::mem::take(&mut self.live);
+                live.clear();
+                let below = self.layer_out(l - 1);
+                #[cfg(test)]
+                let fused = self.fused(&prev) && !self.every_row;
+                #[cfg(not(test))]
+                let fused = self.fused(&prev);
+                if fused {
+                    live.extend((0..s.cin).filter(|&c| !silent::all_zero(&below[c * n..][..n])));
+                } else {
+                    live.extend(0..s.cin);
+                }
+                let unread = live.is_empty();
                 let dx = &mut self.dout[l - 1][..size];
                 let pays = direct::pays(s.cin, kt, n);
-                if unread || (pays && silent_dz && silent::all_finite(wt)) {
+                if unread || (pays && silent_dz && silent::all_finite(&self.wt[..s.cin * kt])) {
                     dx.fill(0.0);
                 } else if pays {
                     // dz unfolded in place: no copy of Cout*k*k rows.
@@ -761,7 +796,11 @@ impl Workspace {
                         taps: &self.unfold_taps,
                         masks: &self.unfold_masks[l],
                     };
-                    direct::product_unfolded(wt, rows, (s.cin, kt, n), dx);
+                    if live.len() == s.cin {
+                        direct::product_unfolded(&self.wt[..s.cin * kt], rows, (s.cin, kt, n), dx);
+                    } else {
+                        live_rows(&live, (&mut self.wt, kt, n), rows, dx);
+                    }
                 } else {
                     let dcol = &mut self.dcol[..kt * n];
                     im2col(dz, s.cout, b, s.h, s.w, k, dcol);
@@ -769,14 +808,110 @@ impl Workspace {
                         s.cin,
                         n,
                         kt,
-                        Mat::rows(wt, kt),
+                        Mat::rows(&self.wt[..s.cin * kt], kt),
                         Mat::rows(dcol, n),
                         dx,
                         n,
                         false,
                     );
                 }
+                self.live = live;
             }
+        }
+    }
+}
+
+/// Buffers of [`live_terms`]: the rows of `col` kept, and `[W | b]`'s columns for them.
+#[derive(Default)]
+struct Gather {
+    rows: Vec<usize>,
+    wb: Vec<f32>,
+}
+
+/// The forward product `pre [C_out, n] = [W | b] [C_out, q+1] x [col; 1] [q+1, n]` without the
+/// terms of the input channels that are silent on the chunk (not in `live`): their `col` rows
+/// are zeros, whose products with finite weights are zeros. The kept terms are summed in the
+/// same order and in the blocks of the whole product, so each output is the whole product's
+/// or, where a left-out zero would have turned a `-0` sum into `+0`, `-0` (the argument of
+/// [`crate::sparse`]): returns `false` when an output is `-0`, and the caller computes the
+/// whole product.
+///
+/// # Shapes
+/// `wb [C_out, q+1]`, `col [q+1, n]` (`q = C_in*per`, `per = k*k` rows per channel),
+/// `pre [C_out, n]`.
+fn live_terms(
+    live: &[usize],
+    (wb, col): (&[f32], &[f32]),
+    (cout, per, n): (usize, usize, usize),
+    gather: &mut Gather,
+    pre: &mut [f32],
+) -> bool {
+    let q = wb.len() / cout - 1;
+    let depth = direct::block_depth(cout, q + 1, n).unwrap_or(direct::KC);
+    gather.rows.clear();
+    for &c in live {
+        gather.rows.extend(c * per..(c + 1) * per);
+    }
+    gather.rows.push(q);
+    let kept = gather.rows.len();
+    gather.wb.clear();
+    for f in 0..cout {
+        let row = &wb[f * (q + 1)..(f + 1) * (q + 1)];
+        gather.wb.extend(gather.rows.iter().map(|&r| row[r]));
+    }
+    // The blocks of the whole product, `depth` terms each, as runs of the kept terms.
+    let mut spans = [(0usize, 0usize); 8];
+    let mut count = 0;
+    let mut start = 0;
+    for i in 1..=kept {
+        if i == kept || gather.rows[i] / depth != gather.rows[start] / depth {
+            assert!(count < spans.len(), "at most 8 blocks");
+            spans[count] = (start, i);
+            count += 1;
+            start = i;
+        }
+    }
+    let b = direct::Gathered {
+        b: col,
+        n,
+        rows: &gather.rows,
+    };
+    direct::product_gathered(&gather.wb, b, (cout, kept, n), &spans[..count], pre);
+    pre[..cout * n].iter().all(|v| v.to_bits() != 0x8000_0000)
+}
+
+/// The input gradient `dX [C_in, n] = Wt [C_in, q] x col(dz) [q, n]` on the rows of the
+/// channels in `live` (ascending) alone, the others `+0`: each row summed in the blocks of the
+/// whole product ([`direct::product_unfolded_rows`]), so with its bits. `wt`'s rows are moved
+/// up in place to make the smaller left operand.
+///
+/// # Shapes
+/// `wt [C_in, q]`, `dx [C_in, n]`, `live` of at most `C_in` channels.
+fn live_rows(
+    live: &[usize],
+    (wt, q, n): (&mut [f32], usize, usize),
+    rows: direct::Unfolded,
+    dx: &mut [f32],
+) {
+    let cin = dx.len() / n;
+    let depth = direct::block_depth(cin, q, n).unwrap_or(direct::KC);
+    for (i, &c) in live.iter().enumerate() {
+        wt.copy_within(c * q..(c + 1) * q, i * q);
+    }
+    let m = live.len();
+    direct::product_unfolded_rows(&wt[..m * q], rows, (m, q, n), depth, &mut dx[..m * n]);
+    // Each row to its channel, the last first (a row only moves down).
+    for (i, &c) in live.iter().enumerate().rev() {
+        if c != i {
+            dx.copy_within(i * n..(i + 1) * n, c * n);
+        }
+    }
+    let mut next = live.iter().peekable();
+    for c in 0..cin {
+        if next.peek() == Some(&&c) {
+            next.next();
+        } else {
+            dx[c * n..(c + 1) * n].fill(0.0);
         }
     }
 }

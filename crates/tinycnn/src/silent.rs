@@ -140,6 +140,57 @@ mod tests {
         }
     }
 
+    /// A chunk whose first layer has some silent filters gives the full computation's
+    /// pre-activations, logits and gradient bit for bit, with the second layer's forward terms
+    /// and input gradient rows of the silent channels left out: one live channel, three (thin
+    /// blocks, where a product of so few rows alone would be summed in other blocks; terms in
+    /// both of a 32-channel product's blocks), half, all but one.
+    #[test]
+    fn silent_channels_rows_are_left_out_with_the_same_bits() {
+        use crate::arch::Arch;
+        use crate::model::{Init, Model};
+        use crate::net::{Scaling, Workspace, CHUNK};
+        for label in ["32-32", "16-16", "32-4", "32-2", "8-16", "16-8-8"] {
+            let arch = Arch::parse(label, 28, 28, 3).unwrap();
+            let f1 = arch.filters[0];
+            let patterns: [&dyn Fn(usize) -> bool; 4] =
+                [&|c| c != 5, &|c| c % 5 != 1, &|c| c % 2 == 0, &|c| c == 3];
+            for (p, dead) in patterns.iter().enumerate() {
+                let mut model = Model::init(&arch, Init::Glorot, 3).unwrap();
+                let layout = model.layout().clone();
+                for c in (0..f1).filter(|&c| dead(c)) {
+                    model.params[layout.conv_b[0].start + c] = -50.0;
+                }
+                let images: Vec<u8> = values(CHUNK * 28 * 28, 9)
+                    .iter()
+                    .map(|v| ((v + 1.0) * 127.0) as u8)
+                    .collect();
+                let dl = values(CHUNK * 3, 11);
+                let grad = |every_row: bool| {
+                    let mut ws = Workspace::new(&arch, CHUNK);
+                    ws.every_row = every_row;
+                    ws.load(&images, Scaling::Unit);
+                    ws.forward(&model, false);
+                    ws.dlogits[..dl.len()].copy_from_slice(&dl);
+                    let mut grad = vec![f32::NAN; model.params.len()];
+                    let mut out: Vec<u32> = ws.pre.iter().flat_map(|p| bits(p)).collect();
+                    out.extend(bits(&ws.logits));
+                    ws.backward(&model, &mut grad);
+                    out.extend(bits(&grad));
+                    out
+                };
+                let (got, want) = (grad(false), grad(true));
+                assert_eq!(got, want, "{label}, pattern {p}");
+                let g = &want[want.len() - model.params.len()..];
+                let w1 = &g[layout.conv_w[0].clone()];
+                assert!(
+                    w1.iter().any(|&b| b != 0),
+                    "{label}, pattern {p}: a live filter learns"
+                );
+            }
+        }
+    }
+
     #[test]
     fn scans() {
         assert!(all_zero(&[0.0, -0.0, 0.0]));
