@@ -336,7 +336,9 @@ impl Workspace {
                     &self.post[l - 1],
                 )
             };
-            let silent_input = silent::all_zero(input);
+            let mut live = std::mem::take(&mut self.live);
+            live_channels(input, n, &mut live);
+            let silent_input = live.is_empty();
             let col = &mut self.col[l][..(kdim + 1) * n];
             im2col(input, s.cin, b, s.h, s.w, k, col);
             col[kdim * n..].fill(1.0);
@@ -356,9 +358,6 @@ impl Workspace {
                 // A silent input (a dead layer before): the biases ([`silent`]).
                 silent::bias_only(bias, n, pre);
             } else if pays {
-                let mut live = std::mem::take(&mut self.live);
-                live.clear();
-                live.extend((0..s.cin).filter(|&c| !silent::all_zero(&input[c * n..][..n])));
                 #[cfg(test)]
                 let dropped = live.len() < s.cin && silent::all_finite(wb) && !self.every_row;
                 #[cfg(not(test))]
@@ -367,7 +366,6 @@ impl Workspace {
                 if !(dropped && live_terms(&live, (wb, col), shape, &mut self.gather, pre)) {
                     direct::product(wb, col, (s.cout, kdim + 1, n), pre);
                 }
-                self.live = live;
             } else {
                 matmul_strided(
                     n,
@@ -381,6 +379,7 @@ impl Workspace {
                     false,
                 );
             }
+            self.live = live;
             if !fused || self.keep_post {
                 let post = &mut self.post[l][..s.cout * n];
                 match act {
@@ -771,15 +770,14 @@ impl Workspace {
                 // output) passes none of dX back: its dz is zero whatever its row of dX holds,
                 // so the row is not computed; nor is dX when the whole layer is silent.
                 let mut live = std::mem::take(&mut self.live);
-                live.clear();
-                let below = self.layer_out(l - 1);
                 #[cfg(test)]
                 let fused = self.fused(&prev) && !self.every_row;
                 #[cfg(not(test))]
                 let fused = self.fused(&prev);
                 if fused {
-                    live.extend((0..s.cin).filter(|&c| !silent::all_zero(&below[c * n..][..n])));
+                    live_channels(self.layer_out(l - 1), n, &mut live);
                 } else {
+                    live.clear();
                     live.extend(0..s.cin);
                 }
                 let unread = live.is_empty();
@@ -819,6 +817,12 @@ impl Workspace {
             }
         }
     }
+}
+
+/// The channels of `x [C, n]` that are not all zeros (of either sign), into `live`.
+fn live_channels(x: &[f32], n: usize, live: &mut Vec<usize>) {
+    live.clear();
+    live.extend((0..x.len() / n).filter(|&c| !silent::all_zero(&x[c * n..][..n])));
 }
 
 /// Buffers of [`live_terms`]: the rows of `col` kept, and `[W | b]`'s columns for them.
