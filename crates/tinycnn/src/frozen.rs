@@ -169,19 +169,7 @@ mod tests {
     use crate::optim::Optimizer;
     use crate::train::{Data, EpochStats, Silent, TrainConfig, Trainer};
 
-    /// Random images with random labels, `n` of them.
-    fn data(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let images = (0..n * 28 * 28).map(|_| (next() >> 56) as u8).collect();
-        let labels = (0..n).map(|_| (next() % 3) as u8).collect();
-        (images, labels)
-    }
+    use crate::testkit::labelled_images as data;
 
     fn config(optimizer: Optimizer) -> TrainConfig {
         TrainConfig {

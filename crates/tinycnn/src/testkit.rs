@@ -1,4 +1,4 @@
-//! What the kernels' tests share: reproducible values, bit patterns, the plain product in a
+//! What the kernels' tests share: reproducible values and labelled images, bit patterns, the plain product in a
 //! given order (the oracle), and the blocks `gemm` chooses on the CPU running the tests.
 //!
 //! Test-only; must not be used by the engine.
@@ -14,6 +14,20 @@ pub fn values(len: usize, seed: u64) -> Vec<f32> {
             ((s % 2001) as f32 - 1000.0) / 997.0
         })
         .collect()
+}
+
+/// `n` random 28x28 images with random labels of 3 classes, distinct per `seed`.
+pub fn labelled_images(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let images = (0..n * 28 * 28).map(|_| (next() >> 56) as u8).collect();
+    let labels = (0..n).map(|_| (next() % 3) as u8).collect();
+    (images, labels)
 }
 
 /// The bit patterns of `v`, so that `-0.0`, `+0.0` and NaNs compare exactly.

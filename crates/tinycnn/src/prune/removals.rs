@@ -77,19 +77,7 @@ pub(super) mod tests {
     use crate::arch::Arch;
     use crate::model::Init;
 
-    /// Random images with random labels, `n` of them.
-    pub(in crate::prune) fn data(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let images = (0..n * 28 * 28).map(|_| (next() >> 56) as u8).collect();
-        let labels = (0..n).map(|_| (next() % 3) as u8).collect();
-        (images, labels)
-    }
+    pub(in crate::prune) use crate::testkit::labelled_images as data;
 
     /// Every prediction equals the engine's on the physically smaller network, for the fused
     /// two-stage case, a deeper network (the general path), tanh (no fusion) and one layer.
