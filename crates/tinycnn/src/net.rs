@@ -120,8 +120,9 @@ pub struct Workspace {
     sparse_scratch: [Vec<f32>; 2],
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
-    /// The channels below the layer being back-propagated that are not silent on the chunk.
-    live: Vec<usize>,
+    /// Per layer, its input channels that are not all zeros on the loaded chunk (set by
+    /// [`Workspace::forward`], read again by [`Workspace::backward`]).
+    live: Vec<Vec<usize>>,
     /// [`live_terms`]'s buffers.
     gather: Gather,
     /// Multiply silent channels too: every term of the forward product, every row of the
@@ -247,7 +248,7 @@ impl Workspace {
                 [vec![0.0; len], vec![0.0; len]]
             },
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
-            live: Vec::with_capacity(arch.filters.iter().copied().max().unwrap_or(0)),
+            live: layers.iter().map(|s| Vec::with_capacity(s.cin)).collect(),
             gather: Gather::default(),
             #[cfg(test)]
             every_row: false,
@@ -336,7 +337,7 @@ impl Workspace {
                     &self.post[l - 1],
                 )
             };
-            let mut live = std::mem::take(&mut self.live);
+            let mut live = std::mem::take(&mut self.live[l]);
             live_channels(input, n, &mut live);
             let silent_input = live.is_empty();
             let col = &mut self.col[l][..(kdim + 1) * n];
@@ -379,7 +380,7 @@ impl Workspace {
                     false,
                 );
             }
-            self.live = live;
+            self.live[l] = live;
             if !fused || self.keep_post {
                 let post = &mut self.post[l][..s.cout * n];
                 match act {
@@ -769,18 +770,14 @@ impl Workspace {
                 // A channel below that is silent on the chunk (ReLU and pooling, no positive
                 // output) passes none of dX back: its dz is zero whatever its row of dX holds,
                 // so the row is not computed; nor is dX when the whole layer is silent.
-                let mut live = std::mem::take(&mut self.live);
+                // The forward found them: layer l's input is the layer below's output.
+                let live = std::mem::take(&mut self.live[l]);
                 #[cfg(test)]
                 let fused = self.fused(&prev) && !self.every_row;
                 #[cfg(not(test))]
                 let fused = self.fused(&prev);
-                if fused {
-                    live_channels(self.layer_out(l - 1), n, &mut live);
-                } else {
-                    live.clear();
-                    live.extend(0..s.cin);
-                }
-                let unread = live.is_empty();
+                let unread = fused && live.is_empty();
+                let every = !fused || live.len() == s.cin;
                 let dx = &mut self.dout[l - 1][..size];
                 let pays = direct::pays(s.cin, kt, n);
                 if unread || (pays && silent_dz && silent::all_finite(&self.wt[..s.cin * kt])) {
@@ -794,7 +791,7 @@ impl Workspace {
                         taps: &self.unfold_taps,
                         masks: &self.unfold_masks[l],
                     };
-                    if live.len() == s.cin {
+                    if every {
                         direct::product_unfolded(&self.wt[..s.cin * kt], rows, (s.cin, kt, n), dx);
                     } else {
                         live_rows(&live, (&mut self.wt, kt, n), rows, dx);
@@ -813,7 +810,7 @@ impl Workspace {
                         false,
                     );
                 }
-                self.live = live;
+                self.live[l] = live;
             }
         }
     }
