@@ -295,6 +295,37 @@ impl Workspace {
         output_of(&self.layers[l], self.b, &self.pooled[l], &self.post[l])
     }
 
+    /// Sets layer `l`'s output (the next layer's input) for a chunk of `b` images to `src
+    /// [C, b*h*w]` but for its channel `without`, as the network without that filter of `l`
+    /// computes it when the others' sums do not depend on how many there are (for
+    /// [`Workspace::forward_from`]).
+    pub(crate) fn set_layer_out(
+        &mut self,
+        l: usize,
+        b: usize,
+        src: &[f32],
+        without: Option<usize>,
+    ) {
+        let s = self.layers[l];
+        let per = b * s.out_hw();
+        assert!(b <= self.cap, "chunk of {b} images exceeds {}", self.cap);
+        let gone = usize::from(without.is_some());
+        assert_eq!(src.len(), (s.cout + gone) * per, "layer {l}'s output");
+        self.b = b;
+        let dst = if s.pool {
+            &mut self.pooled[l]
+        } else {
+            &mut self.post[l]
+        };
+        let kept = src
+            .chunks(per)
+            .enumerate()
+            .filter(|&(c, _)| Some(c) != without);
+        for (d, (_, from)) in dst.chunks_mut(per).zip(kept) {
+            d.copy_from_slice(from);
+        }
+    }
+
     /// The input of layer `l` for the loaded chunk, `[Cin, b*H*W]`.
     fn layer_in(&self, l: usize) -> &[f32] {
         if l == 0 {
@@ -315,14 +346,24 @@ impl Workspace {
     ///
     /// # Shapes
     /// `x [b, H, W]` to `logits [b, K]`.
+    pub fn forward(&mut self, model: &Model, track: bool) {
+        self.forward_from(model, 0, track)
+    }
+
+    /// [`Workspace::forward`] from layer `first` on: layer `first - 1`'s output must be in
+    /// place ([`Workspace::set_layer_out`]; the loaded images for `first = 0`). With `first`
+    /// the number of conv layers, the dense layer alone on the last layer's output.
+    ///
+    /// # Shapes
+    /// layer `first`'s input `[C, b*H*W]` to `logits [b, K]`.
     // A numeric kernel, long on purpose: one pass over the layers in which each layer's
     // workspace buffers are borrowed once; split, every piece would take a dozen of them.
-    pub fn forward(&mut self, model: &Model, track: bool) {
+    pub(crate) fn forward_from(&mut self, model: &Model, first: usize, track: bool) {
         debug_assert_eq!(model.arch, self.arch);
         let b = self.b;
         let k = self.arch.kernel;
         let act = self.arch.activation;
-        for l in 0..self.layers.len() {
+        for l in first..self.layers.len() {
             let s = self.layers[l];
             let n = b * s.hw();
             let kdim = s.cin * k * k;

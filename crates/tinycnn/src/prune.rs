@@ -51,6 +51,7 @@ use crate::train::Data;
 
 mod pairs;
 mod removals;
+mod ties;
 pub use pairs::{pair_removals, PairRemovals};
 pub use removals::{single_removals, Removals};
 
@@ -622,7 +623,8 @@ fn certified(
 }
 
 /// Of the candidates `tied` (in `(layer, filter)` order), the one whose removal from the
-/// network `keep` leaves the lowest loss on `data`; the first of equal losses.
+/// network `keep` leaves the lowest loss on `data`; the first of equal losses. Each loss is
+/// the engine's evaluation of the smaller network ([`ties`]).
 fn lowest_loss(
     model: &Model,
     data: &Data,
@@ -630,14 +632,13 @@ fn lowest_loss(
     keep: &[Vec<bool>],
     tied: &[FilterId],
 ) -> Result<FilterId> {
-    let losses: Vec<f64> = tied
-        .par_iter()
-        .map(|&(l, f)| {
-            let mut k2 = keep.to_vec();
-            k2[l][f] = false;
-            Ok(crate::train::evaluate(&model.pruned(&k2)?, data, scaling).loss)
-        })
-        .collect::<Result<_>>()?;
+    // The network `keep` is, with the tied filters numbered within it.
+    let current = model.pruned(keep)?;
+    let within: Vec<FilterId> = tied
+        .iter()
+        .map(|&(l, f)| (l, keep[l][..f].iter().filter(|&&k| k).count()))
+        .collect();
+    let losses = ties::losses_without(&current, &within, data, scaling)?;
     let mut best = 0;
     for (i, &v) in losses.iter().enumerate() {
         if v < losses[best] {
