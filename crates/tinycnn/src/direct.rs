@@ -150,24 +150,20 @@ fn product_in<B: Rows>(
     product_over(isa, a, b, shape, blocks(shape.1, depth), out)
 }
 
-/// `out [m, n] = a [m, q] x b [q, n]` with `b`'s rows gathered ([`Gathered`]), summed in the
+/// `out [m, n] = a [m, q] x b [q, n]` with `b`'s rows gathered ([`Gathered`], or an
+/// [`Unfolded`] whose row table lists the rows kept), summed in the
 /// blocks `spans` (`(q0, q1)` in order, covering `0..q`): the first written, each later one's
 /// sum added. A product whose zero terms were left out, in the blocks the whole one had.
 ///
 /// # Shapes
-/// `a [m, q]`, `b.rows` of `q`, `out [m, n]`.
-pub(crate) fn product_gathered(
+/// `a [m, q]`, `b` of `q` rows, `out [m, n]`.
+pub(crate) fn product_gathered<B: Rows>(
     a: &[f32],
-    b: Gathered,
+    b: B,
     shape: (usize, usize, usize),
     spans: &[(usize, usize)],
     out: &mut [f32],
 ) {
-    assert_eq!(
-        b.rows.len(),
-        shape.1,
-        "direct::product_gathered: one row per term"
-    );
     let spans = spans
         .iter()
         .enumerate()

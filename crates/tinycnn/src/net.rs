@@ -125,6 +125,14 @@ pub struct Workspace {
     live: Vec<Vec<usize>>,
     /// [`live_terms`]'s buffers.
     gather: Gather,
+    /// Forward passes only (no [`Workspace::backward`]): the products read each layer's input
+    /// unfolded in place ([`direct::Unfolded`]) instead of writing `col`.
+    inference: bool,
+    /// The input of the layer being computed, between margins, then `b*H*W` ones (the bias
+    /// row), for [`direct::Unfolded`] in an inference pass.
+    xin: Vec<f32>,
+    /// The row table ([`direct::unfold_taps`]) of `xin`, the bias row last.
+    taps_in: Vec<(usize, usize)>,
     /// Multiply silent channels too: every term of the forward product, every row of the
     /// input gradient (tests compare).
     #[cfg(test)]
@@ -250,12 +258,28 @@ impl Workspace {
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             live: layers.iter().map(|s| Vec::with_capacity(s.cin)).collect(),
             gather: Gather::default(),
+            inference: false,
+            xin: Vec::new(),
+            taps_in: Vec::new(),
             #[cfg(test)]
             every_row: false,
             keep_post: false,
             maps_only: false,
             layers,
         }
+    }
+
+    /// Buffers for forward passes alone over chunks of up to `cap` images of `arch` (an
+    /// evaluation, a capture of maps): each layer's product reads its input unfolded in place
+    /// rather than from a written `col`, the same values, so the same bits.
+    /// [`Workspace::backward`] refuses it (the weight gradients read `col`).
+    pub fn inference(arch: &Arch, cap: usize) -> Workspace {
+        let mut ws = Workspace::new(arch, cap);
+        ws.inference = true;
+        if let Some(s) = ws.layers.first() {
+            ws.unfold_masks[0] = direct::unfold_masks(s.h, s.w, arch.kernel, cap);
+        }
+        ws
     }
 
     /// Loads `b = images.len() / (H*W)` images, scaled.
@@ -381,9 +405,21 @@ impl Workspace {
             let mut live = std::mem::take(&mut self.live[l]);
             live_channels(input, n, &mut live);
             let silent_input = live.is_empty();
-            let col = &mut self.col[l][..(kdim + 1) * n];
-            im2col(input, s.cin, b, s.h, s.w, k, col);
-            col[kdim * n..].fill(1.0);
+            let pays = direct::pays(s.cout, kdim + 1, n);
+            let operand = if self.inference && pays {
+                let stride = self.cap * s.hw();
+                Operand::Unfolded(unfold_input(
+                    input,
+                    (s, b, k),
+                    (&self.unfold_masks[l], stride),
+                    (&mut self.xin, &mut self.taps_in),
+                ))
+            } else {
+                let col = &mut self.col[l][..(kdim + 1) * n];
+                im2col(input, s.cin, b, s.h, s.w, k, col);
+                col[kdim * n..].fill(1.0);
+                Operand::Col(col)
+            };
             let wb = &mut self.wb[l];
             let (w, bias) = (model.conv_weight(l), model.conv_bias(l));
             for c in 0..s.cout {
@@ -395,7 +431,6 @@ impl Workspace {
             // GEMM's order; else computed as Z^T = [col; 1]^T x [W | b]^T written into Z's
             // layout, where the big operand packs along its rows, the faster way.
             let pre = &mut self.pre[l][..s.cout * n];
-            let pays = direct::pays(s.cout, kdim + 1, n);
             if pays && silent_input && silent::all_finite(wb) {
                 // A silent input (a dead layer before): the biases ([`silent`]).
                 silent::bias_only(bias, n, pre);
@@ -405,10 +440,18 @@ impl Workspace {
                 #[cfg(not(test))]
                 let dropped = live.len() < s.cin && silent::all_finite(wb);
                 let shape = (s.cout, k * k, n);
-                if !(dropped && live_terms(&live, (wb, col), shape, &mut self.gather, pre)) {
-                    direct::product(wb, col, (s.cout, kdim + 1, n), pre);
+                if !(dropped && live_terms(&live, (wb, operand), shape, &mut self.gather, pre)) {
+                    match operand {
+                        Operand::Col(col) => direct::product(wb, col, (s.cout, kdim + 1, n), pre),
+                        Operand::Unfolded(u) => {
+                            direct::product_unfolded(wb, u, (s.cout, kdim + 1, n), pre)
+                        }
+                    }
                 }
             } else {
+                let Operand::Col(col) = operand else {
+                    unreachable!("unfolded only where the direct product pays")
+                };
                 matmul_strided(
                     n,
                     s.cout,
@@ -656,6 +699,10 @@ impl Workspace {
     /// Needs the state of the last [`Workspace::forward`].
     // A numeric kernel, long on purpose, for the reason `forward` gives.
     pub fn backward(&mut self, model: &Model, grad: &mut [f32]) {
+        assert!(
+            !self.inference,
+            "an inference workspace wrote no col for the weight gradients"
+        );
         let b = self.b;
         let k = self.arch.kernel;
         let (d, kk) = (self.arch.features(), self.arch.classes);
@@ -868,6 +915,44 @@ fn live_channels(x: &[f32], n: usize, live: &mut Vec<usize>) {
 struct Gather {
     rows: Vec<usize>,
     wb: Vec<f32>,
+    /// The kept rows' taps, for an unfolded operand.
+    taps: Vec<(usize, usize)>,
+}
+
+/// The right operand `[col; 1] [C_in*k*k + 1, n]` of a layer's forward product: written by
+/// `im2col`, or read in place ([`Workspace::inference`]).
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Col(&'a [f32]),
+    Unfolded(direct::Unfolded<'a>),
+}
+
+/// Layer input `x [C_in, n]` (`n = b*h*w` of layer `s`) as the unfolded operand
+/// `[col; 1] [C_in*k*k + 1, n]`: copied into `buf` between margins, followed by `n` ones
+/// read as the bias row through the centre tap's mask (all ones); `masks` are
+/// [`direct::unfold_masks`] of the layer, `stride` apart.
+fn unfold_input<'a>(
+    x: &'a [f32],
+    (s, b, k): (LayerShape, usize, usize),
+    (masks, stride): (&'a [u32], usize),
+    (buf, taps): (&'a mut Vec<f32>, &'a mut Vec<(usize, usize)>),
+) -> direct::Unfolded<'a> {
+    let n = b * s.hw();
+    let margin = dz_margin(&s, k);
+    let ones = margin + s.cin * n + margin;
+    if buf.len() < ones + n {
+        buf.resize(ones + n, 0.0);
+    }
+    buf[margin..margin + s.cin * n].copy_from_slice(&x[..s.cin * n]);
+    buf[ones..ones + n].fill(1.0);
+    direct::unfold_taps((s.cin, n, s.w, k), margin, stride, taps);
+    let centre = (k / 2) * k + k / 2;
+    taps.push((ones, centre * stride));
+    direct::Unfolded {
+        x: buf,
+        taps,
+        masks,
+    }
 }
 
 /// The forward product `pre [C_out, n] = [W | b] [C_out, q+1] x [col; 1] [q+1, n]` without the
@@ -883,7 +968,7 @@ struct Gather {
 /// `pre [C_out, n]`.
 fn live_terms(
     live: &[usize],
-    (wb, col): (&[f32], &[f32]),
+    (wb, operand): (&[f32], Operand),
     (cout, per, n): (usize, usize, usize),
     gather: &mut Gather,
     pre: &mut [f32],
@@ -913,12 +998,26 @@ fn live_terms(
             start = i;
         }
     }
-    let b = direct::Gathered {
-        b: col,
-        n,
-        rows: &gather.rows,
-    };
-    direct::product_gathered(&gather.wb, b, (cout, kept, n), &spans[..count], pre);
+    let shape = (cout, kept, n);
+    match operand {
+        Operand::Col(col) => {
+            let b = direct::Gathered {
+                b: col,
+                n,
+                rows: &gather.rows,
+            };
+            direct::product_gathered(&gather.wb, b, shape, &spans[..count], pre);
+        }
+        Operand::Unfolded(u) => {
+            gather.taps.clear();
+            gather.taps.extend(gather.rows.iter().map(|&r| u.taps[r]));
+            let b = direct::Unfolded {
+                taps: &gather.taps,
+                ..u
+            };
+            direct::product_gathered(&gather.wb, b, shape, &spans[..count], pre);
+        }
+    }
     pre[..cout * n].iter().all(|v| v.to_bits() != 0x8000_0000)
 }
 
@@ -954,6 +1053,55 @@ fn live_rows(
             next.next();
         } else {
             dx[c * n..(c + 1) * n].fill(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+    use crate::model::Init;
+    use crate::testkit::{bits, labelled_images};
+
+    /// An inference pass (the products read the input unfolded in place) gives a training
+    /// pass's pre-activations, maps and logits bit for bit: full and partial chunks, thin and
+    /// deep products, with no silent channel, some (the kept terms gathered), and a whole
+    /// silent layer below (the biases alone).
+    #[test]
+    fn inference_reads_the_same_values_as_col() {
+        for label in [
+            "2", "4-3-5", "16-16", "32-32", "8-2", "32-2", "29-9", "16-8-8",
+        ] {
+            let arch = Arch::parse(label, 28, 28, 3).unwrap();
+            for dead in [0, 1, 2] {
+                let mut model = Model::init(&arch, Init::Glorot, 5).unwrap();
+                let r = model.layout().conv_b[0].clone();
+                let f1 = arch.filters[0];
+                for c in (0..f1).filter(|&c| dead == 2 || (dead == 1 && c % 3 != 1)) {
+                    model.params[r.start + c] = -1e4;
+                }
+                for (b, scaling) in [(CHUNK, Scaling::Unit), (CHUNK - 1, Scaling::Raw)] {
+                    let (images, _) = labelled_images(b, 3 + dead as u64);
+                    let run = |mut ws: Workspace| {
+                        ws.keep_post = true;
+                        ws.load(&images, scaling);
+                        ws.forward(&model, false);
+                        let mut out = Vec::new();
+                        for l in 0..ws.layers.len() {
+                            let n = ws.layers[l].cout * b * ws.layers[l].hw();
+                            out.extend(bits(&ws.pre[l][..n]));
+                            out.extend(bits(&ws.post[l][..n]));
+                            out.extend(bits(ws.layer_out(l)));
+                        }
+                        out.extend(bits(&ws.logits[..b * 3]));
+                        out
+                    };
+                    let want = run(Workspace::new(&arch, CHUNK));
+                    let got = run(Workspace::inference(&arch, CHUNK));
+                    assert_eq!(got, want, "{label}, dead {dead}, {b} images");
+                }
+            }
         }
     }
 }

@@ -482,7 +482,7 @@ fn initial_state(net: &Net, data: &Data, scaling: Scaling, eo: bool) -> (State, 
         .collect();
     let keep_all = vec![true; net.shapes[layers - 1].cout];
     work.into_par_iter().for_each(|mut run| {
-        let mut ws = crate::net::Workspace::new(&model.arch, CHUNK);
+        let mut ws = crate::net::Workspace::inference(&model.arch, CHUNK);
         let s_last = net.shapes[layers - 1];
         let mut pooled = vec![0.0f32; s_last.cout * s_last.out_hw()];
         let dpn = s_last.cout * kk;

@@ -600,7 +600,7 @@ fn logits_watched(model: &Model, data: &Data, scaling: Scaling, watch: bool) -> 
     out.par_chunks_mut(per * CHUNK * kk)
         .zip(data.images.par_chunks(per * CHUNK * px))
         .for_each(|(dst, imgs)| {
-            let mut ws = Workspace::new(&model.arch, CHUNK);
+            let mut ws = Workspace::inference(&model.arch, CHUNK);
             for (d, im) in dst.chunks_mut(CHUNK * kk).zip(imgs.chunks(CHUNK * px)) {
                 ws.load(im, scaling);
                 ws.forward(model, false);
@@ -660,7 +660,7 @@ pub fn capture(model: &Model, images: &[u8], scaling: Scaling) -> (Vec<LayerMaps
         })
         .collect();
     let mut logits = vec![0.0; n * arch.classes];
-    let mut ws = Workspace::new(arch, CHUNK);
+    let mut ws = Workspace::inference(arch, CHUNK);
     ws.keep_post = true;
     for (c, imgs) in images.chunks(CHUNK * px).enumerate() {
         ws.load(imgs, scaling);
@@ -730,7 +730,7 @@ impl PostMaps {
     pub const CHUNK: usize = CHUNK;
 
     pub fn new(arch: &crate::arch::Arch) -> PostMaps {
-        let mut ws = Workspace::new(arch, CHUNK);
+        let mut ws = Workspace::inference(arch, CHUNK);
         ws.keep_post = true;
         ws.maps_only = true;
         PostMaps { ws }

@@ -72,10 +72,10 @@ fn logits_without(
         .images
         .par_chunks(per * CHUNK * px)
         .map(|imgs| {
-            let mut base = Workspace::new(&model.arch, CHUNK);
+            let mut base = Workspace::inference(&model.arch, CHUNK);
             let mut spaces: Vec<Workspace> = smaller
                 .iter()
-                .map(|m| Workspace::new(&m.arch, CHUNK))
+                .map(|m| Workspace::inference(&m.arch, CHUNK))
                 .collect();
             let mut out = vec![Vec::with_capacity(imgs.len() / px * kk); cands.len()];
             for im in imgs.chunks(CHUNK * px) {
