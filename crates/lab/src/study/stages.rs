@@ -423,7 +423,12 @@ fn rescue_sample(runs: &[RunRow], limit: Option<usize>) -> Vec<RunRow> {
 
 /// Stage 4: every case study picked from its nets (`runs`: the case plan's, trained the full
 /// epochs) and analysed in full into `cases/SLUG/`, its analysis recorded in the store (a case
-/// done before is skipped).
+/// done before is skipped); then the case's other learned seeds, up to `case_seeds` in all,
+/// analysed and recorded (no pictures: they are measured, the first seed is the one shown).
+///
+/// The analyses run side by side, as many at a time as there are threads (one analysis alone
+/// keeps two cores about 1.4 busy); each is the same whatever runs beside it, and each is
+/// recorded by this thread as it finishes, so an interrupted stage keeps what was done.
 fn cases_stage(
     dir: &Path,
     store: &Store,
@@ -432,130 +437,171 @@ fn cases_stage(
     cancel: &std::sync::atomic::AtomicBool,
     obs: &dyn StudyObserver,
 ) -> Result<()> {
+    let jobs = case_jobs(dir, store, study, runs)?;
+    let mut data: std::collections::BTreeMap<&str, Dataset> = Default::default();
+    for job in &jobs {
+        if !data.contains_key(job.case.dataset.as_str()) {
+            let d = Dataset::read_npz(&data_file(dir, &job.case.dataset, ".npz"))?;
+            data.insert(&job.case.dataset, d);
+        }
+    }
     let ncases = study.table.cases.len();
-    for (ci, case) in study.table.cases.iter().enumerate() {
-        let Some((row, _learned)) = pick_case(runs, case, &study.table.case_condition) else {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            use rayon::prelude::*;
+            jobs.par_iter().for_each_with(tx, |tx, job| {
+                let report = if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(Error::Interrupted(
+                        "run the same command again to resume".into(),
+                    ))
+                } else {
+                    let what = match job.drawn {
+                        true => job.case.slug(),
+                        false => format!(
+                            "{}, seed {} (measured)",
+                            job.case.slug(),
+                            job.row.seed_index
+                        ),
+                    };
+                    obs.case(&what, job.index, ncases);
+                    analyse_case(dir, job, &data[job.case.dataset.as_str()])
+                };
+                // The receiver lives until every job has sent.
+                let _ = tx.send((job, report));
+            });
+        });
+        for (job, report) in rx {
+            let stored =
+                report.and_then(|r| store.put_run_analysis(&job.row.key, &job.case.dataset, &r));
+            if let Err(e) = stored {
+                // Jobs not yet begun are not begun: the stage fails with its first error
+                // (an interrupt only if nothing else went wrong).
+                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                let replace = match &first_error {
+                    None => true,
+                    Some(Error::Interrupted(_)) => !matches!(e, Error::Interrupted(_)),
+                    Some(_) => false,
+                };
+                if replace {
+                    first_error = Some(e);
+                }
+            }
+        }
+    });
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One analysis of stage 4.
+struct CaseJob<'a> {
+    /// The case's index in the study.
+    index: usize,
+    case: &'a crate::study::config::Case,
+    row: RunRow,
+    /// The run's model directory.
+    model_dir: PathBuf,
+    /// The case's shown seed, drawn in full into `cases/SLUG/`; else measured alone.
+    drawn: bool,
+}
+
+/// The analyses stage 4 has still to make, case by case: the shown seed, then the others.
+fn case_jobs<'a>(
+    dir: &Path,
+    store: &Store,
+    study: &'a Study,
+    runs: &[RunRow],
+) -> Result<Vec<CaseJob<'a>>> {
+    let condition = &study.table.case_condition;
+    let mut jobs = Vec::new();
+    for (index, case) in study.table.cases.iter().enumerate() {
+        let Some((row, _learned)) = pick_case(runs, case, condition) else {
             continue;
         };
         let out = dir.join("cases").join(case.slug());
         let have = store.run_analysis(&row.key, &case.dataset)?.is_some();
-        if have && out.join("analysis/analysis.json").exists() {
-            continue;
+        if !(have && out.join("analysis/analysis.json").exists()) {
+            jobs.push(CaseJob {
+                index,
+                case,
+                model_dir: store.resolve_model_dir(&row.model_dir)?,
+                row,
+                drawn: true,
+            });
         }
-        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Interrupted(
-                "run the same command again to resume".into(),
-            ));
+        let members = crate::study::config::case_population(runs, case, condition);
+        for row in members.into_iter().take(study.table.case_seeds).skip(1) {
+            if store.run_analysis(&row.key, &case.dataset)?.is_none() {
+                jobs.push(CaseJob {
+                    index,
+                    case,
+                    model_dir: store.resolve_model_dir(&row.model_dir)?,
+                    row: row.clone(),
+                    drawn: false,
+                });
+            }
         }
-        obs.case(&case.slug(), ci, ncases);
-        let model_dir = store.resolve_model_dir(&row.model_dir)?;
-        let run = crate::models::run::Run::load(&model_dir)?;
-        let data_path = data_file(dir, &case.dataset, ".npz");
-        let data = Dataset::read_npz(&data_path)?;
-        if data
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.hash != row.dataset_hash)
-        {
-            return Err(Error::Usage(format!(
-                "{} is not the dataset run {} was trained on; delete it and run the study again to regenerate it",
-                data_path.display(),
-                row.key
-            )));
-        }
-        let scaling = run.meta.train.scaling;
-        let name = format!("{} {}", case.dataset, case.arch);
-        crate::files::fsio::derived_dir(&out)?;
-        if let Ok(panel) = crate::PanelData::read_npz(&data_file(dir, &case.dataset, "-panel.npz"))
-        {
-            crate::inside::maps::write_sheets(
-                &run.model,
-                &panel,
-                scaling,
-                &name,
-                &crate::inside::maps::SheetOptions::default(),
-                &out.join("activations"),
-                true,
-            )?;
-        }
-        crate::inside::kernels::write_kernel_sheets(
+    }
+    Ok(jobs)
+}
+
+/// The analysis of one job of stage 4 on its dataset `data`; a drawn job also writes its
+/// activation and kernel sheets, filter statistics and analysis files into `cases/SLUG/`.
+fn analyse_case(
+    dir: &Path,
+    job: &CaseJob,
+    data: &Dataset,
+) -> Result<crate::analyses::analysis::Report> {
+    let (case, row) = (job.case, &job.row);
+    let run = crate::models::run::Run::load(&job.model_dir)?;
+    let scaling = run.meta.train.scaling;
+    // The run's name in titles: its dataset and seed (the analysis adds the architecture).
+    let run_name = format!("{} seed {}", case.dataset, row.seed_index);
+    if !job.drawn {
+        return crate::analyses::analysis::analyze(
             &run.model,
-            &name,
-            30,
-            &out.join("kernels"),
-            true,
-        )?;
-        let stats = crate::inside::filterstats::filter_stats(
-            &run.model,
-            &data,
-            data.held_out(),
-            scaling,
-            5,
-        );
-        stats.save(&out, data.held_out())?;
-        // The run's name in titles: its dataset and seed (the analysis adds the architecture).
-        let run_name = format!("{} seed {}", case.dataset, row.seed_index);
-        let report = crate::analyses::analysis::analyze(
-            &run.model,
-            &data,
+            data,
             scaling,
             &run_name,
             &case.dataset,
-        )?;
-        crate::analyses::analysis::write(&report, &data, &out.join("analysis"))?;
-        store.put_run_analysis(&row.key, &case.dataset, &report)?;
+        );
     }
-    for (ci, case) in study.table.cases.iter().enumerate() {
-        population(dir, store, study, runs, case, cancel, &|seed| {
-            obs.case(
-                &format!("{}, seed {seed} (measured)", case.slug()),
-                ci,
-                ncases,
-            )
-        })?;
+    if data
+        .meta
+        .as_ref()
+        .is_some_and(|m| m.hash != row.dataset_hash)
+    {
+        return Err(Error::Usage(format!(
+            "{} is not the dataset run {} was trained on; delete it and run the study again to regenerate it",
+            data_file(dir, &case.dataset, ".npz").display(),
+            row.key
+        )));
     }
-    Ok(())
-}
-
-/// The other learned seeds of a case, up to `case_seeds` in all, analysed and recorded (no
-/// pictures: they are measured, the first seed is the one shown).
-fn population(
-    dir: &Path,
-    store: &Store,
-    study: &Study,
-    runs: &[RunRow],
-    case: &crate::study::config::Case,
-    cancel: &std::sync::atomic::AtomicBool,
-    progress: &dyn Fn(usize),
-) -> Result<()> {
-    let members = crate::study::config::case_population(runs, case, &study.table.case_condition);
-    let mut data: Option<Dataset> = None;
-    for row in members.into_iter().take(study.table.case_seeds).skip(1) {
-        if store.run_analysis(&row.key, &case.dataset)?.is_some() {
-            continue;
-        }
-        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Interrupted(
-                "run the same command again to resume".into(),
-            ));
-        }
-        progress(row.seed_index);
-        let run = crate::models::run::Run::load(&store.resolve_model_dir(&row.model_dir)?)?;
-        let data = match &mut data {
-            Some(d) => &*d,
-            None => &*data.insert(Dataset::read_npz(&data_file(dir, &case.dataset, ".npz"))?),
-        };
-        let name = format!("{} seed {}", case.dataset, row.seed_index);
-        let report = crate::analyses::analysis::analyze(
+    let out = dir.join("cases").join(case.slug());
+    let name = format!("{} {}", case.dataset, case.arch);
+    crate::files::fsio::derived_dir(&out)?;
+    if let Ok(panel) = crate::PanelData::read_npz(&data_file(dir, &case.dataset, "-panel.npz")) {
+        crate::inside::maps::write_sheets(
             &run.model,
-            data,
-            run.meta.train.scaling,
+            &panel,
+            scaling,
             &name,
-            &case.dataset,
+            &crate::inside::maps::SheetOptions::default(),
+            &out.join("activations"),
+            true,
         )?;
-        store.put_run_analysis(&row.key, &case.dataset, &report)?;
     }
-    Ok(())
+    crate::inside::kernels::write_kernel_sheets(&run.model, &name, 30, &out.join("kernels"), true)?;
+    let stats =
+        crate::inside::filterstats::filter_stats(&run.model, data, data.held_out(), scaling, 5);
+    stats.save(&out, data.held_out())?;
+    let report =
+        crate::analyses::analysis::analyze(&run.model, data, scaling, &run_name, &case.dataset)?;
+    crate::analyses::analysis::write(&report, data, &out.join("analysis"))?;
+    Ok(report)
 }
 
 /// Stage 5: every learned run of the sweep and of the case nets dissected on the held-out

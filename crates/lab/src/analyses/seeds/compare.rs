@@ -337,24 +337,12 @@ fn barrier(points: &[PathPoint], value: impl Fn(&PathPoint) -> f64, sign: f64) -
         .fold(0.0, f64::max)
 }
 
-/// The loss and accuracy at `points` evenly spaced points of the line from `a` to `b`.
-fn line(
-    a: &Model,
-    b: &Model,
-    data: &tinycnn::Data,
-    scaling: Scaling,
-    points: usize,
-) -> Result<Vec<PathPoint>> {
+/// The models at `points` evenly spaced points of the line from `a` to `b`.
+fn line(a: &Model, b: &Model, points: usize) -> Result<Vec<(f64, Model)>> {
     (0..points)
         .map(|i| {
             let t = i as f64 / (points - 1) as f64;
-            let m = Model::lerp(a, b, t as f32)?;
-            let e = tinycnn::train::evaluate(&m, data, scaling);
-            Ok(PathPoint {
-                t,
-                loss: e.loss,
-                accuracy: e.accuracy,
-            })
+            Ok((t, Model::lerp(a, b, t as f32)?))
         })
         .collect()
 }
@@ -472,11 +460,50 @@ pub(super) fn paths(
     scaling: Scaling,
     points: usize,
 ) -> Result<Path> {
-    let (before, after) = rayon::join(
-        || line(a, b, data, scaling, points),
-        || line(a, aligned, data, scaling, points),
-    );
-    let (before, after) = (before?, after?);
+    use rayon::prelude::*;
+    let (before, after) = (line(a, b, points)?, line(a, aligned, points)?);
+    // A point of the aligned line with the same weights as the raw line's, bit for bit (at
+    // t = 0 both are A), is measured once.
+    let same = |x: &Model, y: &Model| {
+        x.params
+            .iter()
+            .map(|v| v.to_bits())
+            .eq(y.params.iter().map(|v| v.to_bits()))
+    };
+    let shared: Vec<bool> = before
+        .iter()
+        .zip(&after)
+        .map(|(x, y)| same(&x.1, &y.1))
+        .collect();
+    let todo: Vec<&Model> = before
+        .iter()
+        .map(|p| &p.1)
+        .chain(
+            after
+                .iter()
+                .zip(&shared)
+                .filter(|(_, &s)| !s)
+                .map(|(p, _)| &p.1),
+        )
+        .collect();
+    let measured: Vec<tinycnn::train::Evaluation> = todo
+        .par_iter()
+        .map(|m| tinycnn::train::evaluate(m, data, scaling))
+        .collect();
+    let point = |t: f64, e: &tinycnn::train::Evaluation| PathPoint {
+        t,
+        loss: e.loss,
+        accuracy: e.accuracy,
+    };
+    let (raw, rest) = measured.split_at(points);
+    let mut rest = rest.iter();
+    let before: Vec<PathPoint> = before.iter().zip(raw).map(|(p, e)| point(p.0, e)).collect();
+    let after: Vec<PathPoint> = after
+        .iter()
+        .zip(raw)
+        .zip(&shared)
+        .map(|((p, e), &s)| point(p.0, if s { e } else { rest.next().expect("measured") }))
+        .collect();
     Ok(Path {
         loss_barrier_before: barrier(&before, |p| p.loss, 1.0),
         loss_barrier_after: barrier(&after, |p| p.loss, 1.0),
