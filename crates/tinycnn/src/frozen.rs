@@ -219,6 +219,9 @@ mod tests {
         let (mut history, mut frozen) = (Vec::new(), Vec::new());
         for e in 0..5 {
             history.push(t.epoch(&train, &val, &mut Silent).unwrap().unwrap());
+            // What `train` hands on as the trained weights' evaluation, frozen or not.
+            let again = crate::train::evaluate(&t.model, &val, Scaling::Raw);
+            assert_eq!(t.last_val.as_ref(), Some(&again), "epoch {e}");
             frozen.push(t.is_frozen());
             tamper(e, &mut t);
         }

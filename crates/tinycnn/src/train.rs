@@ -174,6 +174,10 @@ pub struct Trained {
     pub model: Model,
     pub history: Vec<EpochStats>,
     pub ending: Ending,
+    /// [`evaluate`] of `model` on the validation data, as its last epoch measured it; `None`
+    /// when the model is not the one last evaluated (a diverged run keeps the weights from
+    /// before the failed update) or no epoch ran.
+    pub val: Option<Evaluation>,
 }
 
 /// Log-softmax cross-entropy of one row of logits; writes `softmax - onehot` times `scale`
@@ -235,6 +239,8 @@ pub struct Trainer {
     frozen: Option<Frozen>,
     /// Whether an epoch may prove the run frozen (tests turn it off to compare).
     pub(crate) may_freeze: bool,
+    /// The validation evaluation of the last epoch, when it completed: of the weights now.
+    pub(crate) last_val: Option<Evaluation>,
 }
 
 impl Trainer {
@@ -258,6 +264,7 @@ impl Trainer {
             backup: vec![0.0; model.params.len()],
             frozen: None,
             may_freeze: true,
+            last_val: None,
             epoch: 0,
             model,
             config,
@@ -286,6 +293,7 @@ impl Trainer {
     ) -> Result<Option<EpochStats>> {
         train.check(&self.model.arch, "training")?;
         val.check(&self.model.arch, "validation")?;
+        self.last_val = None;
         if train.is_empty() {
             return Err(Error::Data("the training split is empty".into()));
         }
@@ -394,6 +402,7 @@ impl Trainer {
         if !stats.val_loss.is_finite() {
             return Ok(None);
         }
+        self.last_val = Some(v);
         Ok(Some(stats))
     }
 
@@ -531,6 +540,7 @@ pub fn train(
         }
     }
     Ok(Trained {
+        val: t.last_val.take(),
         model: t.model,
         history,
         ending,
@@ -836,4 +846,48 @@ pub fn taylor_importance(
         }
     }
     sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::labelled_images;
+
+    /// An epoch's validation evaluation is handed on only while the weights are the ones it
+    /// measured: a diverged epoch (the weights from before its failed update kept) leaves none.
+    #[test]
+    fn a_diverged_epoch_hands_on_no_evaluation() {
+        let a = Arch::parse("4-4", 28, 28, 3).unwrap();
+        let model = Model::init(&a, crate::model::Init::Glorot, 1).unwrap();
+        let config = TrainConfig {
+            epochs: 2,
+            optimizer: crate::optim::Optimizer::sgd(0.01, 0.0),
+            ..TrainConfig::default()
+        };
+        let ((ti, tl), (vi, vl)) = (labelled_images(64, 1), labelled_images(9, 2));
+        let (train, val) = (
+            Data {
+                images: &ti,
+                labels: &tl,
+                height: 28,
+                width: 28,
+            },
+            Data {
+                images: &vi,
+                labels: &vl,
+                height: 28,
+                width: 28,
+            },
+        );
+        let mut t = Trainer::from_model(model, config).unwrap();
+        assert!(t.epoch(&train, &val, &mut Silent).unwrap().is_some());
+        assert_eq!(t.last_val, Some(evaluate(&t.model, &val, Scaling::Unit)));
+        let fc = t.model.layout().fc_w.clone();
+        t.model.params[fc].fill(1e38);
+        assert!(
+            t.epoch(&train, &val, &mut Silent).unwrap().is_none(),
+            "diverged"
+        );
+        assert_eq!(t.last_val, None);
+    }
 }

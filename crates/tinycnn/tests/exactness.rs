@@ -338,6 +338,13 @@ fn training_learns_and_is_bitwise_reproducible_at_any_thread_count() {
     )
     .unwrap();
     assert_ne!(one.model.params, other.model.params);
+    // The trained weights' evaluation handed on is evaluating them again, bit for bit.
+    let again = tinycnn::train::evaluate(&one.model, &val_d, cfg.scaling);
+    assert_eq!(one.val.as_ref(), Some(&again));
+    assert_eq!(
+        one.val.as_ref().unwrap().loss.to_bits(),
+        again.loss.to_bits()
+    );
 }
 
 #[test]

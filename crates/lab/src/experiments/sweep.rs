@@ -236,7 +236,7 @@ pub(super) fn execute(
         cancel: opts.cancel,
         sweep: obs,
     };
-    let run = crate::models::training::train(
+    let (run, last_val) = crate::models::training::train_evaluated(
         &d.data,
         d.data_ref.clone(),
         &job.arch,
@@ -246,8 +246,11 @@ pub(super) fn execute(
     if run.meta.ending == tinycnn::Ending::Cancelled || opts.cancel.load(Ordering::SeqCst) {
         return Ok(None);
     }
-    let val = engine_data(&d.data, Part::Val);
-    let eval = tinycnn::train::evaluate(&run.model, &val, job.config.scaling);
+    // The last epoch's evaluation where it was of these weights; else measured again.
+    let eval = last_val.unwrap_or_else(|| {
+        let val = engine_data(&d.data, Part::Val);
+        tinycnn::train::evaluate(&run.model, &val, job.config.scaling)
+    });
     // The held-out split made no choice: training stopped on validation, outcomes read the
     // validation curve, and this is what the run's accuracy is reported as.
     let test = d.data.test.is_some().then(|| {

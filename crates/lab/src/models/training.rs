@@ -86,6 +86,19 @@ pub fn train(
     config: &TrainConfig,
     obs: &mut dyn Observer,
 ) -> Result<Run> {
+    Ok(train_evaluated(dataset, data_ref, arch, config, obs)?.0)
+}
+
+/// [`train`], and the trained model's evaluation on the validation split when its last
+/// epoch made it ([`tinycnn::train::Trained::val`]: `evaluate` of the same weights on the
+/// same images, so the same bits).
+pub fn train_evaluated(
+    dataset: &Dataset,
+    data_ref: DataRef,
+    arch: &Arch,
+    config: &TrainConfig,
+    obs: &mut dyn Observer,
+) -> Result<(Run, Option<tinycnn::train::Evaluation>)> {
     let (train, val) = (
         engine_data(dataset, Part::Train),
         engine_data(dataset, Part::Val),
@@ -94,7 +107,7 @@ pub fn train(
     let trained = tinycnn::train::train(arch, config, &train, &val, obs)?;
     let seconds = start.elapsed().as_secs_f64();
     let images = trained.history.len() * dataset.train.len();
-    Ok(Run {
+    let run = Run {
         meta: ModelMeta {
             schema: crate::files::schema::Schema::CURRENT,
             format: MODEL_FORMAT.into(),
@@ -117,7 +130,8 @@ pub fn train(
         },
         model: trained.model,
         history: trained.history,
-    })
+    };
+    Ok((run, trained.val))
 }
 
 /// Checks that a dataset can be fed to a model: image size and class count.
