@@ -181,6 +181,11 @@ pub fn run(
     crate::study::report::build(dir, &store)
 }
 
+/// What a stage returns once the user interrupted it.
+fn interrupted() -> Error {
+    Error::Interrupted("run the same command again to resume".into())
+}
+
 /// Refuses a store whose runs of this study have no model directory under `dir`: runs a study
 /// in another directory trained into the same database (or directories deleted since), which
 /// every later stage would need.
@@ -280,9 +285,7 @@ fn sweep_stage(
     };
     let report = crate::experiments::sweep::run(plan, &source_path, store, &opts, obs)?;
     if report.cancelled {
-        return Err(Error::Interrupted(
-            "run the same command again to resume".into(),
-        ));
+        return Err(interrupted());
     }
     if let Some(f) = report.failures.first() {
         return Err(Error::RunsFailed {
@@ -453,9 +456,7 @@ fn cases_stage(
             use rayon::prelude::*;
             jobs.par_iter().for_each_with(tx, |tx, job| {
                 let report = if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-                    Err(Error::Interrupted(
-                        "run the same command again to resume".into(),
-                    ))
+                    Err(interrupted())
                 } else {
                     let what = match job.drawn {
                         true => job.case.slug(),
@@ -685,9 +686,7 @@ fn seeds_stage(
     use crate::analyses::seeds::{barriers, families};
     let stopped = || {
         if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(Error::Interrupted(
-                "run the same command again to resume".into(),
-            ))
+            Err(interrupted())
         } else {
             Ok(())
         }
