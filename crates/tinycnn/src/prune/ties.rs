@@ -73,16 +73,19 @@ fn logits_without(
         .par_chunks(per * CHUNK * px)
         .map(|imgs| {
             let mut base = Workspace::inference(&model.arch, CHUNK);
-            let mut spaces: Vec<Workspace> = smaller
-                .iter()
-                .map(|m| Workspace::inference(&m.arch, CHUNK))
+            // One workspace per layer a candidate is in: those smaller networks share a shape.
+            let mut spaces: Vec<Option<Workspace>> = (0..model.arch.filters.len())
+                .map(|l| {
+                    let i = cands.iter().position(|c| c.0 == l)?;
+                    Some(Workspace::inference(&smaller[i].arch, CHUNK))
+                })
                 .collect();
             let mut out = vec![Vec::with_capacity(imgs.len() / px * kk); cands.len()];
             for im in imgs.chunks(CHUNK * px) {
                 base.load(im, scaling);
                 base.forward(model, false);
                 for (i, &cand) in cands.iter().enumerate() {
-                    let ws = &mut spaces[i];
+                    let ws = spaces[cand.0].as_mut().expect("a workspace for the layer");
                     without_one(&base, cand, (&smaller[i], ws), im, scaling);
                     out[i].extend_from_slice(&ws.logits[..base.b * kk]);
                 }
