@@ -470,40 +470,30 @@ pub(super) fn paths(
             .map(|v| v.to_bits())
             .eq(y.params.iter().map(|v| v.to_bits()))
     };
-    let shared: Vec<bool> = before
-        .iter()
-        .zip(&after)
-        .map(|(x, y)| same(&x.1, &y.1))
-        .collect();
-    let todo: Vec<&Model> = before
-        .iter()
-        .map(|p| &p.1)
-        .chain(
-            after
-                .iter()
-                .zip(&shared)
-                .filter(|(_, &s)| !s)
-                .map(|(p, _)| &p.1),
-        )
-        .collect();
-    let measured: Vec<tinycnn::train::Evaluation> = todo
+    let eval = |m: &Model| tinycnn::train::evaluate(m, data, scaling);
+    let raw: Vec<_> = before.par_iter().map(|p| eval(&p.1)).collect();
+    let aligned: Vec<_> = after
         .par_iter()
-        .map(|m| tinycnn::train::evaluate(m, data, scaling))
+        .zip(before.par_iter().zip(&raw))
+        .map(|(p, (q, e))| {
+            if same(&p.1, &q.1) {
+                e.clone()
+            } else {
+                eval(&p.1)
+            }
+        })
         .collect();
-    let point = |t: f64, e: &tinycnn::train::Evaluation| PathPoint {
-        t,
-        loss: e.loss,
-        accuracy: e.accuracy,
+    let path_points = |line: &[(f64, Model)], evals: Vec<tinycnn::train::Evaluation>| -> Vec<_> {
+        line.iter()
+            .zip(evals)
+            .map(|(p, e)| PathPoint {
+                t: p.0,
+                loss: e.loss,
+                accuracy: e.accuracy,
+            })
+            .collect()
     };
-    let (raw, rest) = measured.split_at(points);
-    let mut rest = rest.iter();
-    let before: Vec<PathPoint> = before.iter().zip(raw).map(|(p, e)| point(p.0, e)).collect();
-    let after: Vec<PathPoint> = after
-        .iter()
-        .zip(raw)
-        .zip(&shared)
-        .map(|((p, e), &s)| point(p.0, if s { e } else { rest.next().expect("measured") }))
-        .collect();
+    let (before, after) = (path_points(&before, raw), path_points(&after, aligned));
     Ok(Path {
         loss_barrier_before: barrier(&before, |p| p.loss, 1.0),
         loss_barrier_after: barrier(&after, |p| p.loss, 1.0),
