@@ -341,17 +341,31 @@ struct Block<'a, B> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn block_avx512<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<8, 32, 64, 128, B>(args, out)
+    tiles::<{ TILE_ROWS_AVX512 }, 32, 64, 128, B>(args, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn block_avx2<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<6, 16, 24, 48, B>(args, out)
+    tiles::<{ TILE_ROWS_NARROW }, 16, 24, 48, B>(args, out)
 }
 
 fn block_baseline<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<6, 8, 12, 24, B>(args, out)
+    tiles::<{ TILE_ROWS_NARROW }, 8, 12, 24, B>(args, out)
+}
+
+/// The rows of a full tile of the AVX-512 kernels, and of the AVX2 and portable ones.
+const TILE_ROWS_AVX512: usize = 8;
+const TILE_ROWS_NARROW: usize = 6;
+
+/// The rows of [`product`]'s full tiles with the kernels of [`crate::isa::isa`]: rows past
+/// the last multiple of it go through narrower tiles, which multiply less per value they
+/// load, so computing a few unwanted rows to fill a tile can cost less than leaving them out.
+pub(crate) fn tile_rows() -> usize {
+    match crate::isa::isa() {
+        Isa::Avx512 => TILE_ROWS_AVX512,
+        _ => TILE_ROWS_NARROW,
+    }
 }
 
 /// The tiles of one block: `R x P` where there are `R` rows, else `4 x P4`, else `2 x P2`.

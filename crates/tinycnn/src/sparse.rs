@@ -42,6 +42,8 @@ pub const K: usize = 3;
 const TAPS: usize = K * K;
 /// Values after a padded copy, so that a vector may start at any of its positions.
 const SLACK: usize = 16;
+/// Values a buffer may skip so that the copy starts on a 64-byte line ([`aligned`]).
+const ALIGN: usize = 64 / std::mem::size_of::<f32>();
 /// The bits of `-0.0`.
 const NEG_ZERO: u32 = 0x8000_0000;
 
@@ -185,7 +187,7 @@ pub(crate) fn frame(images: usize, h: usize, w: usize) -> Vec<u32> {
 }
 
 /// Values each buffer of [`weight_gradient`] needs at most for a layer of `cin` inputs on
-/// `cap` images of `h x w`: a padded copy.
+/// `cap` images of `h x w`: a padded copy, from the first 64-byte line in the buffer.
 pub(crate) fn scratch_len(cin: usize, cap: usize, h: usize, w: usize) -> usize {
     let cp = cin.next_multiple_of(16);
     let s = Shape {
@@ -195,7 +197,7 @@ pub(crate) fn scratch_len(cin: usize, cap: usize, h: usize, w: usize) -> usize {
         h,
         w,
     };
-    s.padded(cp)
+    s.padded(cp) + ALIGN
 }
 
 /// The vector width (in f32) for `cin` channels with `isa`: the narrowest of the version's
@@ -235,6 +237,15 @@ fn pad_channels_last(isa: Isa, x: &[f32], s: Shape, cp: usize, tmp: &mut [f32], 
             }
         }
     }
+}
+
+/// `buf` from its first 64-byte boundary on. A patch's vectors then each lie in one cache
+/// line (with 16 or 8 lanes and as many channels per position): loads that cross a line
+/// cost a second access, and the nine per non-zero made the gather a third slower
+/// (`perf`, a 32-32's training, 2026-12-05).
+fn aligned(buf: &mut [f32]) -> &mut [f32] {
+    let skip = buf.as_ptr().align_offset(64).min(buf.len());
+    &mut buf[skip..]
 }
 
 /// Where row `r` of the chunk (image `r / h`, row `r % h`) starts in the padded copy, in
@@ -286,6 +297,7 @@ pub(crate) fn weight_gradient(
     }
     let kdim = s.cin * TAPS;
     let [padded, tmp] = scratch;
+    let padded = aligned(padded);
     let l = lanes(isa, s.cin);
     let cp = s.cin.next_multiple_of(l);
     pad_channels_last(isa, a.x, s, cp, tmp, padded);
