@@ -341,7 +341,11 @@ struct Block<'a, B> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn block_avx512<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    tiles::<{ TILE_ROWS_AVX512 }, 32, 64, 128, B>(args, out)
+    if args.shape.0 == FIRST_LAYER_ROWS {
+        bands::<{ FIRST_LAYER_ROWS }, 32, B>(args, out)
+    } else {
+        tiles::<{ TILE_ROWS_AVX512 }, 32, 64, 128, B>(args, out)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -356,6 +360,10 @@ fn block_baseline<B: Rows>(args: Block<B>, out: &mut [f32]) {
 
 /// The rows of a full tile of the AVX-512 kernels, and of the AVX2 and portable ones.
 const TILE_ROWS_AVX512: usize = 8;
+/// A first layer's weight gradient, `d[W | b]^T [10, C_out] = [col; 1] [10, n] x dz^T`: one
+/// tile of all ten rows (20 of the 32 registers for 32 filters), where tiles of 8 and 2 read
+/// `dz^T` twice and the 2-row tile waits on its two sums.
+const FIRST_LAYER_ROWS: usize = 10;
 const TILE_ROWS_NARROW: usize = 6;
 
 /// The rows of [`product`]'s full tiles with the kernels of [`crate::isa::isa`]: rows past
@@ -494,6 +502,8 @@ mod tests {
             (8, 257, 48),
             (145, 784, 16),
             (10, 3136, 16),
+            (10, 3136, 32),
+            (10, 300, 45),
             (289, 784, 32),
             (145, 196, 4),
             (19, 600, 20),
