@@ -125,6 +125,8 @@ pub struct Workspace {
     live: Vec<Vec<usize>>,
     /// The channels whose input-gradient rows are computed ([`pad_rows`]).
     rows: Vec<usize>,
+    /// Per layer, whether the last forward pass wrote `col` (else it read its input in place).
+    col_written: Vec<bool>,
     /// [`live_terms`]'s buffers.
     gather: Gather,
     /// Forward passes only (no [`Workspace::backward`]): the products read each layer's input
@@ -135,8 +137,8 @@ pub struct Workspace {
     xin: Vec<f32>,
     /// The row table ([`direct::unfold_taps`]) of `xin`, the bias row last.
     taps_in: Vec<(usize, usize)>,
-    /// Multiply silent channels too: every term of the forward product, every row of the
-    /// input gradient (tests compare).
+    /// The plain computation (tests compare): every term of the forward product, every row of
+    /// the input gradient, and `col` written by every forward pass.
     #[cfg(test)]
     pub(crate) every_row: bool,
     /// Fill `post` for every layer (activation capture).
@@ -260,6 +262,7 @@ impl Workspace {
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             live: layers.iter().map(|s| Vec::with_capacity(s.cin)).collect(),
             rows: Vec::with_capacity(layers.iter().map(|s| s.cin).max().unwrap_or(0)),
+            col_written: vec![false; layers.len()],
             gather: Gather::default(),
             inference: false,
             xin: Vec::new(),
@@ -409,7 +412,16 @@ impl Workspace {
             live_channels(input, n, &mut live);
             let silent_input = live.is_empty();
             let pays = direct::pays(s.cout, kdim + 1, n);
-            let operand = if self.inference && pays {
+            // Read in place where no weight gradient will read `col`: passes with no backward,
+            // and the layers whose gradient comes from dz's non-zeros ([`sparse`], which reads
+            // its own copy of the input; `backward` writes `col` if it falls back).
+            #[cfg(test)]
+            let plain = self.every_row;
+            #[cfg(not(test))]
+            let plain = false;
+            let unfold = pays && (self.inference || (sparse_takes(l, &s, k) && !plain));
+            self.col_written[l] = !unfold;
+            let operand = if unfold {
                 let stride = self.cap * s.hw();
                 Operand::Unfolded(unfold_input(
                     input,
@@ -665,6 +677,25 @@ impl Workspace {
         }
     }
 
+    /// Layer `l`'s `[col; 1]` from its input, where the forward pass read the input in place.
+    fn write_col(&mut self, l: usize) {
+        let (s, b, k) = (self.layers[l], self.b, self.arch.kernel);
+        let (n, kdim) = (b * s.hw(), s.cin * k * k);
+        let mut col = std::mem::take(&mut self.col[l]);
+        im2col(
+            self.layer_in(l),
+            s.cin,
+            b,
+            s.h,
+            s.w,
+            k,
+            &mut col[..kdim * n],
+        );
+        col[kdim * n..(kdim + 1) * n].fill(1.0);
+        self.col[l] = col;
+        self.col_written[l] = true;
+    }
+
     /// Layer `l`'s `d[W | b]` from `dz`'s non-zeros ([`sparse::weight_gradient`]) into `dwb`
     /// as `[dW [Cout, cin*k*k] | db [Cout]]`; `false` (nothing written) where it does not
     /// apply. Needs `dz` of the layer and the state of the last forward pass.
@@ -680,7 +711,6 @@ impl Workspace {
         let args = sparse::WeightArgs {
             nz: &self.nonzeros,
             x: output_of(prev, b, &self.pooled[l - 1], &self.post[l - 1]),
-            col: &self.col[l][..(kdim + 1) * n],
             dz,
             frame: &self.frames[l],
             depth: direct::block_depth(kdim + 1, n, s.cout).expect("the direct product's"),
@@ -802,6 +832,9 @@ impl Workspace {
                 && (direct_w || wgrad::applies(kdim + 1, s.cout))
                 && silent::all_finite(self.layer_in(l));
             let sparse = !skip_w && direct_w && self.sparse_weight_gradient(l);
+            if !skip_w && !sparse && !self.col_written[l] {
+                self.write_col(l);
+            }
             let dwb = &mut self.dwb[..s.cout * (kdim + 1)];
             let col = &self.col[l][..(kdim + 1) * n];
             let dz = &self.dz[l][margin..margin + s.cout * n];
@@ -1091,6 +1124,33 @@ mod tests {
     /// pass's pre-activations, maps and logits bit for bit: full and partial chunks, thin and
     /// deep products, with no silent channel, some (the kept terms gathered), and a whole
     /// silent layer below (the biases alone).
+    /// A pooled layer whose input holds an infinity (its first layer's bias is one) gets the
+    /// plain computation's gradient: its forward pass read the input in place, the sparse
+    /// gradient declines a non-finite input, and `backward` writes `col` for the product
+    /// (a stale `col` fails: the plain pass writes it, a fresh workspace holds zeros).
+    #[test]
+    fn a_non_finite_input_writes_col_for_the_dense_gradient() {
+        for label in ["16-16", "8-16", "32-8", "16-8-8"] {
+            let arch = Arch::parse(label, 28, 28, 3).unwrap();
+            let mut model = Model::init(&arch, Init::Glorot, 5).unwrap();
+            let bias = model.layout().conv_b[0].start;
+            model.params[bias + 1] = f32::INFINITY;
+            let (images, _) = labelled_images(CHUNK, 4);
+            let grad = |plain: bool| {
+                let mut ws = Workspace::new(&arch, CHUNK);
+                ws.every_row = plain;
+                ws.load(&images, Scaling::Unit);
+                ws.forward(&model, false);
+                ws.dlogits[..CHUNK * 3].copy_from_slice(&[0.25, -0.5, 0.25].repeat(CHUNK));
+                let mut grad = vec![f32::NAN; model.params.len()];
+                ws.backward(&model, &mut grad);
+                assert!(ws.col_written[1], "{label}: the layer above wrote no col");
+                bits(&grad)
+            };
+            assert_eq!(grad(false), grad(true), "{label}");
+        }
+    }
+
     /// The rows computed: every live channel, then the first silent ones up to a multiple
     /// of the tile, ascending, none twice, never more than the channels.
     #[test]

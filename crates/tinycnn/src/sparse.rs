@@ -266,8 +266,7 @@ pub(crate) struct WeightArgs<'a> {
     pub nz: &'a Nonzeros,
     /// The layer's input `[cin, n]`.
     pub x: &'a [f32],
-    /// `[col; 1] [cin*9 + 1, n]` and `dz [cout, n]`, for the outputs recomputed densely.
-    pub col: &'a [f32],
+    /// `dz [cout, n]`, for the outputs recomputed densely.
     pub dz: &'a [f32],
     /// [`frame`] of the layer.
     pub frame: &'a [u32],
@@ -323,7 +322,7 @@ pub(crate) fn weight_gradient(
         for q in 0..=kdim {
             let v = if q < kdim { gw[c * kdim + q] } else { gb[c] };
             if v.to_bits() == NEG_ZERO {
-                let d = dense_weight(a, (c, q), n);
+                let d = dense_weight(a, (padded, cp, &offs), (c, q), (n, kdim));
                 if q < kdim {
                     gw[c * kdim + q] = d;
                 } else {
@@ -355,13 +354,27 @@ fn pass<const L: usize>(
 }
 
 /// The dense definition of weight-gradient output `(c, q)`: row `q` of `[col; 1]` against
-/// filter `c`'s `dz`, over `n` positions in blocks.
-fn dense_weight(a: WeightArgs, (c, q): (usize, usize), n: usize) -> f32 {
+/// filter `c`'s `dz`, over `n` positions in blocks. Row `q < kdim = cin*9` (channel `q / 9`, tap
+/// `q % 9`) is read from the padded copy `x` (`cp` values per position, taps at `offs`),
+/// which holds what im2col writes: the input, and +0 outside the image; the last row is ones.
+fn dense_weight(
+    a: WeightArgs,
+    (x, cp, offs): (&[f32], usize, &[isize; TAPS]),
+    (c, q): (usize, usize),
+    (n, kdim): (usize, usize),
+) -> f32 {
+    let col = |p: usize| -> f32 {
+        if q == kdim {
+            return 1.0;
+        }
+        let at = (a.frame[p] as usize * cp).wrapping_add_signed(offs[q % TAPS]);
+        x[at + q / TAPS]
+    };
     let mut total = 0.0f32;
     for (p0, p1, first) in blocks(n, a.depth) {
         let mut acc = 0.0f32;
         for p in p0..p1 {
-            acc = a.dz[c * n + p].mul_add(a.col[q * n + p], acc);
+            acc = a.dz[c * n + p].mul_add(col(p), acc);
         }
         total = if first { acc } else { total + acc };
     }
@@ -571,7 +584,6 @@ mod tests {
         let args = WeightArgs {
             nz: &nz,
             x,
-            col: &col,
             dz,
             frame: &fr,
             depth,
@@ -637,7 +649,6 @@ mod tests {
         let n = sh.n();
         let (mut x, dz) = (vec![1.0f32; 2 * n], sparse_values(8 * n, 1));
         x[5] = f32::INFINITY;
-        let col = vec![0.0; (2 * TAPS + 1) * n];
         let mut nz = Nonzeros::default();
         nz.collect_with(Isa::Baseline, &dz, (8, n));
         let fr = frame(1, 4, 4);
@@ -648,7 +659,6 @@ mod tests {
         let args = WeightArgs {
             nz: &nz,
             x: &x,
-            col: &col,
             dz: &dz,
             frame: &fr,
             depth: KC,
