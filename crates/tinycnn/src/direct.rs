@@ -360,11 +360,11 @@ fn block_baseline<B: Rows>(args: Block<B>, out: &mut [f32]) {
 
 /// The rows of a full tile of the AVX-512 kernels, and of the AVX2 and portable ones.
 const TILE_ROWS_AVX512: usize = 8;
-/// A first layer's weight gradient, `d[W | b]^T [10, C_out] = [col; 1] [10, n] x dz^T`: one
-/// tile of all ten rows (20 of the 32 registers for 32 filters), where tiles of 8 and 2 read
-/// `dz^T` twice and the 2-row tile waits on its two sums.
-const FIRST_LAYER_ROWS: usize = 10;
 const TILE_ROWS_NARROW: usize = 6;
+/// The rows of a first layer's weight gradient, `d[W | b]^T [10, C_out] = [col; 1] [10, n] x
+/// dz^T`, which AVX-512 takes in one tile of all ten (20 of the 32 registers for 32 filters):
+/// tiles of 8 and 2 read `dz^T` twice, and the 2-row tile waits on its two sums.
+const FIRST_LAYER_ROWS: usize = 10;
 
 /// The rows of [`product`]'s full tiles with the kernels of [`crate::isa::isa`]: rows past
 /// the last multiple of it go through narrower tiles, which multiply less per value they

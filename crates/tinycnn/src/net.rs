@@ -1120,10 +1120,6 @@ mod tests {
     use crate::model::Init;
     use crate::testkit::{bits, labelled_images};
 
-    /// An inference pass (the products read the input unfolded in place) gives a training
-    /// pass's pre-activations, maps and logits bit for bit: full and partial chunks, thin and
-    /// deep products, with no silent channel, some (the kept terms gathered), and a whole
-    /// silent layer below (the biases alone).
     /// A pooled layer whose input holds an infinity (its first layer's bias is one) gets the
     /// plain computation's gradient: its forward pass read the input in place, the sparse
     /// gradient declines a non-finite input, and `backward` writes `col` for the product
@@ -1174,6 +1170,10 @@ mod tests {
         }
     }
 
+    /// An inference pass (the products read the input unfolded in place) gives a training
+    /// pass's pre-activations, maps and logits bit for bit: full and partial chunks, thin and
+    /// deep products, with no silent channel, some (the kept terms gathered), and a whole
+    /// silent layer below (the biases alone).
     #[test]
     fn inference_reads_the_same_values_as_col() {
         for label in [

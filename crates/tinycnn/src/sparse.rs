@@ -242,7 +242,7 @@ fn pad_channels_last(isa: Isa, x: &[f32], s: Shape, cp: usize, tmp: &mut [f32], 
 /// `buf` from its first 64-byte boundary on. A patch's vectors then each lie in one cache
 /// line (with 16 or 8 lanes and as many channels per position): loads that cross a line
 /// cost a second access, and the nine per non-zero made the gather a third slower
-/// (`perf`, a 32-32's training, 2026-12-05).
+/// (timed inside a 32-32's training step, 2026-12-05).
 fn aligned(buf: &mut [f32]) -> &mut [f32] {
     let skip = buf.as_ptr().align_offset(64).min(buf.len());
     &mut buf[skip..]
