@@ -420,8 +420,8 @@ impl Workspace {
             #[cfg(not(test))]
             let plain = false;
             let unfold = pays && (self.inference || (sparse_takes(l, &s, k) && !plain));
-            self.col_written[l] = !unfold;
             let operand = if unfold {
+                self.col_written[l] = false;
                 let stride = self.cap * s.hw();
                 Operand::Unfolded(unfold_input(
                     input,
@@ -430,10 +430,8 @@ impl Workspace {
                     (&mut self.xin, &mut self.taps_in),
                 ))
             } else {
-                let col = &mut self.col[l][..(kdim + 1) * n];
-                im2col(input, s.cin, b, s.h, s.w, k, col);
-                col[kdim * n..].fill(1.0);
-                Operand::Col(col)
+                self.write_col(l);
+                Operand::Col(&self.col[l][..(kdim + 1) * n])
             };
             let wb = &mut self.wb[l];
             let (w, bias) = (model.conv_weight(l), model.conv_bias(l));
@@ -677,7 +675,8 @@ impl Workspace {
         }
     }
 
-    /// Layer `l`'s `[col; 1]` from its input, where the forward pass read the input in place.
+    /// Layer `l`'s `[col; 1]` from its input: for the forward product, or in `backward` where
+    /// the forward pass read the input in place.
     fn write_col(&mut self, l: usize) {
         let (s, b, k) = (self.layers[l], self.b, self.arch.kernel);
         let (n, kdim) = (b * s.hw(), s.cin * k * k);
@@ -903,8 +902,10 @@ impl Workspace {
                 let unread = fused && live.is_empty();
                 // Rows of silent channels fill the last tile where they fit ([`pad_rows`]):
                 // each costs less than the narrow tiles that leaving it out makes.
-                pad_rows(&live, s.cin, direct::tile_rows(), &mut self.rows);
-                let every = !fused || self.rows.len() == s.cin;
+                let every = !fused || {
+                    pad_rows(&live, s.cin, direct::tile_rows(), &mut self.rows);
+                    self.rows.len() == s.cin
+                };
                 let dx = &mut self.dout[l - 1][..size];
                 let pays = direct::pays(s.cin, kt, n);
                 if unread || (pays && silent_dz && silent::all_finite(&self.wt[..s.cin * kt])) {
