@@ -187,7 +187,12 @@ fn product_over<B: Rows>(
         a.len(),
     );
     assert!(isa.supported(), "direct::product: no {} here", isa.name());
+    b.check(q, n);
     for (q0, q1, first) in spans {
+        assert!(
+            q0 <= q1 && q1 <= q,
+            "direct::product: block {q0}..{q1} of {q}"
+        );
         let args = Block {
             a,
             b,
@@ -214,9 +219,21 @@ pub(crate) fn blocks(q: usize, depth: usize) -> impl Iterator<Item = (usize, usi
 }
 
 /// The right operand of a product, row by row.
+///
+/// The tiles read it without bounds checks: a check per row read cost more instructions than
+/// the multiply-adds it fed, which a CPU with two 512-bit FMA units per core (Intel) could not
+/// hide (`perf annotate` of `bench train --arch 32-32`: 8 checks, 2 stack reloads and their
+/// branches beside 16 `vfmadd231ps` per row). [`Rows::check`] proves every read in range once
+/// per product instead.
 pub(crate) trait Rows: Copy {
+    /// Panics unless rows `0..q` at columns `0..n` are all in range.
+    fn check(&self, q: usize, n: usize);
+
     /// Row `q`'s values at columns `j0..j0 + P`.
-    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P];
+    ///
+    /// # Safety
+    /// [`Rows::check`] passed for some `(q', n')` with `q < q'` and `j0 + P <= n'`.
+    unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P];
 }
 
 /// A row-major `b [q, n]`.
@@ -227,9 +244,19 @@ pub(crate) struct Dense<'a> {
 }
 
 impl Rows for Dense<'_> {
+    fn check(&self, q: usize, n: usize) {
+        assert!(
+            n <= self.n && self.b.len() >= q * self.n,
+            "direct::Dense: {q} rows of {n} from {} values of rows of {}",
+            self.b.len(),
+            self.n
+        );
+    }
+
     #[inline(always)]
-    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
-        self.b[q * self.n + j0..][..P].try_into().expect("P values")
+    unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        // SAFETY: in range by `check` (the caller's contract).
+        unsafe { read(self.b, q * self.n + j0) }
     }
 }
 
@@ -242,11 +269,20 @@ pub(crate) struct Gathered<'a> {
 }
 
 impl Rows for Gathered<'_> {
+    fn check(&self, q: usize, n: usize) {
+        let rows = &self.rows[..q];
+        let most = rows.iter().map(|&r| (r + 1) * self.n).max().unwrap_or(0);
+        assert!(
+            n <= self.n && self.b.len() >= most,
+            "direct::Gathered: rows up to {most} values from {}",
+            self.b.len()
+        );
+    }
+
     #[inline(always)]
-    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
-        self.b[self.rows[q] * self.n + j0..][..P]
-            .try_into()
-            .expect("P values")
+    unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        // SAFETY: in range by `check` (the caller's contract).
+        unsafe { read(self.b, *self.rows.get_unchecked(q) * self.n + j0) }
     }
 }
 
@@ -267,13 +303,37 @@ pub(crate) struct Unfolded<'a> {
 }
 
 impl Rows for Unfolded<'_> {
+    fn check(&self, q: usize, n: usize) {
+        for &(x0, m0) in &self.taps[..q] {
+            assert!(
+                x0 + n <= self.x.len() && m0 + n <= self.masks.len(),
+                "direct::Unfolded: a tap at {x0} (mask {m0}) of {n} values past {} (masks {})",
+                self.x.len(),
+                self.masks.len()
+            );
+        }
+    }
+
     #[inline(always)]
-    fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
-        let (x0, m0) = self.taps[q];
-        let x: &[f32; P] = self.x[x0 + j0..][..P].try_into().expect("P values");
-        let m: &[u32; P] = self.masks[m0 + j0..][..P].try_into().expect("P masks");
+    unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        // SAFETY: in range by `check` (the caller's contract).
+        let (x, m): ([f32; P], [u32; P]) = unsafe {
+            let (x0, m0) = *self.taps.get_unchecked(q);
+            (read(self.x, x0 + j0), read(self.masks, m0 + j0))
+        };
         std::array::from_fn(|j| f32::from_bits(x[j].to_bits() & m[j]))
     }
+}
+
+/// `P` values of `v` from `at`, unchecked.
+///
+/// # Safety
+/// `at + P <= v.len()`.
+#[inline(always)]
+unsafe fn read<T: Copy, const P: usize>(v: &[T], at: usize) -> [T; P] {
+    debug_assert!(at + P <= v.len(), "read {P} at {at} of {}", v.len());
+    // SAFETY: in range (the caller's contract); `[T; P]` has `T`'s alignment.
+    unsafe { v.as_ptr().add(at).cast::<[T; P]>().read() }
 }
 
 /// Masks of [`Unfolded`] for up to `images` images of `h x w`, as `[k*k, images*h*w]`:
@@ -452,12 +512,15 @@ fn tile<const R: usize, const P: usize, B: Rows>(
     (i0, j0): (usize, usize),
     out: &mut [f32],
 ) {
-    let (a, (_, q, n), (q0, q1)) = (args.a, args.shape, args.depth);
+    let (a, (m, q, n), (q0, q1)) = (args.a, args.shape, args.depth);
+    debug_assert!(i0 + R <= m && j0 + P <= n && m * q <= a.len() && q1 <= q);
     let mut acc = [[0.0f32; P]; R];
     for p in q0..q1 {
-        let x: [f32; P] = args.b.row::<P>(p, j0);
+        // SAFETY: `product_over` checked `b` for `q` rows of `n` and `a` for `m x q`, and
+        // `p < q1 <= q`, `j0 + P <= n`, `i0 + R <= m` (the tiles cover `[m, n]` exactly).
+        let x: [f32; P] = unsafe { args.b.row::<P>(p, j0) };
         for (r, row) in acc.iter_mut().enumerate() {
-            let w = a[(i0 + r) * q + p];
+            let w = unsafe { *a.get_unchecked((i0 + r) * q + p) };
             for j in 0..P {
                 row[j] = x[j].mul_add(w, row[j]);
             }
@@ -636,5 +699,76 @@ mod tests {
         let mut out = vec![f32::NAN; 6];
         product(&[], &[], (2, 0, 3), &mut out);
         assert_eq!(out, vec![0.0; 6]);
+    }
+
+    /// The tiles read their right operand unchecked, so each operand proves its reads in
+    /// range before a product starts: a tap, a gathered row or a dense operand one value
+    /// short panics instead of reading past it.
+    #[test]
+    fn an_operand_too_short_panics_before_reading() {
+        let (m, c, b, h, w, k) = (8, 2, 1, 4, 4, 3);
+        let (n, q) = (b * h * w, c * k * k);
+        let a = values(m * q, 1);
+        let margin = (k / 2) * (w + 1);
+        let x = values(margin + c * n + margin, 2);
+        let masks = unfold_masks(h, w, k, b);
+        let mut taps = Vec::new();
+        unfold_taps((c, n, w, k), margin, n, &mut taps);
+        let run = |b: Unfolded| {
+            std::panic::catch_unwind(|| {
+                let mut out = vec![0.0; m * n];
+                product_of(Isa::Baseline, &a, b, (m, q, n), &mut out)
+            })
+        };
+        let whole = Unfolded {
+            x: &x,
+            taps: &taps,
+            masks: &masks,
+        };
+        assert!(run(whole).is_ok());
+        let short = Unfolded {
+            x: &x[..x.len() - 1],
+            ..whole
+        };
+        assert!(run(short).is_err(), "x one value short");
+        let masks_short = Unfolded {
+            masks: &masks[..masks.len() - 1],
+            ..whole
+        };
+        assert!(run(masks_short).is_err(), "masks one value short");
+
+        let dense = values(q * n, 3);
+        let a = values(m * q, 1);
+        let mut out = vec![0.0; m * n];
+        let rows: Vec<usize> = (0..q).collect();
+        let gathered = Gathered {
+            b: &dense,
+            n,
+            rows: &rows,
+        };
+        product_gathered(&a, gathered, (m, q, n), &[(0, q)], &mut out);
+        let mut past = rows.clone();
+        past[q - 1] = q;
+        let result = std::panic::catch_unwind(|| {
+            let mut out = vec![0.0; m * n];
+            let b = Gathered {
+                b: &dense,
+                n,
+                rows: &past,
+            };
+            product_gathered(&a, b, (m, q, n), &[(0, q)], &mut out)
+        });
+        assert!(result.is_err(), "a gathered row past the operand");
+        let result = std::panic::catch_unwind(|| {
+            let mut out = vec![0.0; m * n];
+            product_with(Isa::Baseline, &a, &dense[..q * n - 1], (m, q, n), &mut out)
+        });
+        assert!(result.is_err(), "a dense operand one value short");
+        let b = Dense {
+            b: &dense,
+            n: n - 1,
+        };
+        let result = std::panic::catch_unwind(|| b.check(q, n));
+        assert!(result.is_err(), "rows narrower than the product");
     }
 }
