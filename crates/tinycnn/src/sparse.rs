@@ -474,9 +474,9 @@ fn gather_avx2<const T: usize, const L: usize>(
 /// positions whose sums are added in order (a block without non-zeros adds nothing).
 ///
 /// Reads without bounds checks: [`Gather::new`] and [`patches_inside`] proved every patch of
-/// every position inside `x`. With a check and a block test per non-zero, the loop ran three scalar instructions
-/// per multiply-add and kept copies of its accumulators across the test (`perf annotate` on
-/// an Intel Xeon with two 512-bit FMA units, `bench train --arch 32-32`).
+/// every position inside `x`. With a check and a block test per non-zero, the loop ran three
+/// scalar instructions per multiply-add and kept copies of its accumulators across the test
+/// (`perf annotate` on an Intel Xeon with two 512-bit FMA units, `bench train --arch 32-32`).
 // A numeric kernel: `acc` must stay in registers, so the inner loop is one block's
 // non-zeros with nothing else in it.
 #[inline(always)]
