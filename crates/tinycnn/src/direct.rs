@@ -702,10 +702,10 @@ mod tests {
     }
 
     /// The tiles read their right operand unchecked, so each operand proves its reads in
-    /// range before a product starts: a tap, a gathered row or a dense operand one value
-    /// short panics instead of reading past it.
+    /// range before a product starts: an unfolded input or its masks one value short panics
+    /// instead of reading past it.
     #[test]
-    fn an_operand_too_short_panics_before_reading() {
+    fn an_unfolded_operand_too_short_panics_before_reading() {
         let (m, c, b, h, w, k) = (8, 2, 1, 4, 4, 3);
         let (n, q) = (b * h * w, c * k * k);
         let a = values(m * q, 1);
@@ -736,9 +736,15 @@ mod tests {
             ..whole
         };
         assert!(run(masks_short).is_err(), "masks one value short");
+    }
 
-        let dense = values(q * n, 3);
+    /// As [`an_unfolded_operand_too_short_panics_before_reading`]: a gathered row past the
+    /// operand, a dense operand one value short, rows narrower than the product.
+    #[test]
+    fn a_gathered_or_dense_operand_too_short_panics_before_reading() {
+        let (m, q, n) = (8, 18, 16);
         let a = values(m * q, 1);
+        let dense = values(q * n, 3);
         let mut out = vec![0.0; m * n];
         let rows: Vec<usize> = (0..q).collect();
         let gathered = Gathered {
