@@ -9,7 +9,10 @@
 //! place and broadcasts the left operand's values: nothing is copied. The input gradient's
 //! `col(dz)` is not even written: [`Unfolded`] reads `dz` shifted in place and masks what
 //! crosses an image's edge. The tiles come in one version per instruction set
-//! ([`crate::isa`]), each an explicit `#[target_feature]` clone.
+//! ([`crate::isa`]), each an explicit `#[target_feature]` clone. The AVX-512 version packs
+//! the only thing worth packing, 8 rows of the left operand at a time ([`panels`]: the 8
+//! weights of a term at one address), and reads [`Unfolded`] by masked loads
+//! ([`Unfolded512`]).
 //!
 //! Hand-written because no maintained crate offers a product that skips packing *and* sums
 //! in a fixed, documented order: every output is summed over `q` in order with a fused
@@ -171,10 +174,11 @@ fn product_over<B: Rows>(
     isa: Isa,
     a: &[f32],
     b: B,
-    (m, q, n): (usize, usize, usize),
+    shape: (usize, usize, usize),
     spans: impl Iterator<Item = (usize, usize, bool)>,
     out: &mut [f32],
 ) {
+    let (m, q, n) = shape;
     assert!(
         a.len() >= m * q && out.len() >= m * n,
         "direct::product: {m}x{q} by {q}x{n} into {} values from {}",
@@ -182,6 +186,33 @@ fn product_over<B: Rows>(
         a.len(),
     );
     assert!(isa.supported(), "direct::product: no {} here", isa.name());
+    assert!(
+        !B::AVX512_ONLY || isa == Isa::Avx512,
+        "direct::product: an AVX-512 operand for {}",
+        isa.name()
+    );
+    let args = (a, shape, spans);
+    match isa {
+        // SAFETY: the CPU has the instructions (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => each_block(args, b.avx512(), out, |b, o| unsafe { block_avx512(b, o) }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => each_block(args, b, out, |b, o| unsafe { block_avx2(b, o) }),
+        _ => each_block(args, b, out, block_baseline),
+    }
+}
+
+/// The blocks of [`product_over`], each by `kernel`, once `b` proved its reads in range.
+fn each_block<B: Rows>(
+    (a, (m, q, n), spans): (
+        &[f32],
+        (usize, usize, usize),
+        impl Iterator<Item = (usize, usize, bool)>,
+    ),
+    b: B,
+    out: &mut [f32],
+    kernel: impl Fn(Block<B>, &mut [f32]),
+) {
     b.check(q, n);
     for (q0, q1, first) in spans {
         assert!(
@@ -195,14 +226,7 @@ fn product_over<B: Rows>(
             depth: (q0, q1),
             first,
         };
-        match isa {
-            // SAFETY: the CPU has the instructions (asserted above).
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { block_avx512(args, out) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { block_avx2(args, out) },
-            _ => block_baseline(args, out),
-        }
+        kernel(args, out);
     }
 }
 
@@ -229,6 +253,19 @@ pub(crate) trait Rows: Copy {
     /// # Safety
     /// [`Rows::check`] passed for some `(q', n')` with `q < q'` and `j0 + P <= n'`.
     unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P];
+
+    /// Whether only the AVX-512 kernels may read it ([`Unfolded512`]); [`product_over`]
+    /// refuses it to the others.
+    const AVX512_ONLY: bool = false;
+
+    /// The form of the operand the AVX-512 kernels read: itself, or one that reads the same
+    /// values faster with AVX-512's instructions ([`Unfolded512`]).
+    #[cfg(target_arch = "x86_64")]
+    type Avx512: Rows;
+
+    /// [`Rows::Avx512`] of this operand.
+    #[cfg(target_arch = "x86_64")]
+    fn avx512(self) -> Self::Avx512;
 }
 
 /// A row-major `b [q, n]`.
@@ -238,7 +275,15 @@ pub(crate) struct Dense<'a> {
     pub n: usize,
 }
 
-impl Rows for Dense<'_> {
+impl<'a> Rows for Dense<'a> {
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = Self;
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx512(self) -> Self {
+        self
+    }
+
     fn check(&self, q: usize, n: usize) {
         assert!(
             n <= self.n && self.b.len() >= q * self.n,
@@ -263,7 +308,15 @@ pub(crate) struct Gathered<'a> {
     pub rows: &'a [usize],
 }
 
-impl Rows for Gathered<'_> {
+impl<'a> Rows for Gathered<'a> {
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = Self;
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx512(self) -> Self {
+        self
+    }
+
     fn check(&self, q: usize, n: usize) {
         let rows = &self.rows[..q];
         let most = rows.iter().map(|&r| (r + 1) * self.n).max().unwrap_or(0);
@@ -294,17 +347,17 @@ pub(crate) struct Unfolded<'a> {
     /// its tap's mask starts in `masks` ([`unfold_taps`]).
     pub taps: &'a [(usize, usize)],
     /// [`unfold_masks`].
-    pub masks: &'a [u32],
+    pub masks: &'a UnfoldMasks,
 }
 
-impl Rows for Unfolded<'_> {
+impl<'a> Rows for Unfolded<'a> {
     fn check(&self, q: usize, n: usize) {
         for &(x0, m0) in &self.taps[..q] {
             assert!(
-                x0 + n <= self.x.len() && m0 + n <= self.masks.len(),
+                x0 + n <= self.x.len() && m0 + n <= self.masks.words.len(),
                 "direct::Unfolded: a tap at {x0} (mask {m0}) of {n} values past {} (masks {})",
                 self.x.len(),
-                self.masks.len()
+                self.masks.words.len()
             );
         }
     }
@@ -314,9 +367,80 @@ impl Rows for Unfolded<'_> {
         // SAFETY: in range by `check` (the caller's contract).
         let (x, m): ([f32; P], [u32; P]) = unsafe {
             let (x0, m0) = *self.taps.get_unchecked(q);
-            (read(self.x, x0 + j0), read(self.masks, m0 + j0))
+            (read(self.x, x0 + j0), read(&self.masks.words, m0 + j0))
         };
         std::array::from_fn(|j| f32::from_bits(x[j].to_bits() & m[j]))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = Unfolded512<'a>;
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx512(self) -> Unfolded512<'a> {
+        Unfolded512(self)
+    }
+}
+/// [`Unfolded`] read by the AVX-512 kernels: 16 positions at a time by one masked load
+/// (`vmovups` with a `k` register of [`UnfoldMasks`]'s bits), which leaves out what falls
+/// outside an image as +0.0 without loading its mask or spending an `and` on the ports the
+/// multiply-adds need (`perf annotate` of `bench train --arch 32-32` on an Intel Xeon: 2
+/// mask loads and 2 `vpandd` beside 16 `vfmadd231ps` per row). The same values, so the same
+/// bits. Rows narrower than 16 (the last columns of a product) read as [`Unfolded`] does.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Unfolded512<'a>(Unfolded<'a>);
+
+#[cfg(target_arch = "x86_64")]
+impl Rows for Unfolded512<'_> {
+    const AVX512_ONLY: bool = true;
+
+    fn check(&self, q: usize, n: usize) {
+        self.0.check(q, n);
+        let bits = self.0.masks.bits.len() * 16;
+        for &(_, m0) in &self.0.taps[..q] {
+            assert!(
+                m0.is_multiple_of(16) && m0 + n <= bits,
+                "direct::Unfolded512: a tap's mask at {m0} of {n} positions past {bits}, or \
+                 not on a word"
+            );
+        }
+    }
+
+    /// # Safety
+    /// As [`Rows::row`]; also, the CPU runs AVX-512 F (only the AVX-512 kernels read it,
+    /// [`Rows::AVX512_ONLY`]), and `j0` is a multiple of 16 where `P >= 16` (the bands of
+    /// [`bands`] and [`panels`] are).
+    #[inline(always)]
+    unsafe fn row<const P: usize>(&self, q: usize, j0: usize) -> [f32; P] {
+        use std::arch::x86_64::{_mm512_maskz_loadu_ps, _mm512_storeu_ps};
+        if P < 16 {
+            // SAFETY: the caller's contract.
+            return unsafe { self.0.row::<P>(q, j0) };
+        }
+        debug_assert!(
+            P.is_multiple_of(16) && j0.is_multiple_of(16),
+            "{P} columns at {j0}"
+        );
+        let mut out = [0.0f32; P];
+        // SAFETY: in range by `check` (the caller's contract), the tap's mask on a word; a
+        // masked load touches no lane its mask leaves out.
+        unsafe {
+            let (x0, m0) = *self.0.taps.get_unchecked(q);
+            let x = self.0.x.as_ptr().add(x0 + j0);
+            let word = (m0 + j0) / 16;
+            for c in 0..P / 16 {
+                let k = *self.0.masks.bits.get_unchecked(word + c);
+                let v = _mm512_maskz_loadu_ps(k, x.add(16 * c));
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), v);
+            }
+        }
+        out
+    }
+
+    type Avx512 = Self;
+
+    fn avx512(self) -> Self {
+        self
     }
 }
 
@@ -331,11 +455,25 @@ unsafe fn read<T: Copy, const P: usize>(v: &[T], at: usize) -> [T; P] {
     unsafe { v.as_ptr().add(at).cast::<[T; P]>().read() }
 }
 
-/// Masks of [`Unfolded`] for up to `images` images of `h x w`, as `[k*k, images*h*w]`:
-/// all ones where tap `(dy, dx)` of a position reads inside its image, else zero.
-pub(crate) fn unfold_masks(h: usize, w: usize, k: usize, images: usize) -> Vec<u32> {
+/// The masks of [`Unfolded`] for up to some number of images: per tap `(dy, dx)` of a
+/// `k x k` kernel, `stride` positions (the images' `h*w` each, then zeros up to a multiple of
+/// 16), set where the tap of that position reads inside its image.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UnfoldMasks {
+    /// `[k*k, stride]`: all ones where set, else zero, to `and` with the values read.
+    pub words: Vec<u32>,
+    /// The same, 16 positions a word (bit `i` of word `t` is position `16*t + i`), for the
+    /// masked loads of [`Unfolded512`].
+    pub bits: Vec<u16>,
+    /// Positions per tap, a multiple of 16 so that each tap's masks start on a word.
+    pub stride: usize,
+}
+
+/// [`UnfoldMasks`] for up to `images` images of `h x w` and a `k x k` kernel.
+pub(crate) fn unfold_masks(h: usize, w: usize, k: usize, images: usize) -> UnfoldMasks {
     let pad = (k / 2) as isize;
-    let mut masks = Vec::with_capacity(k * k * images * h * w);
+    let stride = (images * h * w).next_multiple_of(16);
+    let mut words = Vec::with_capacity(k * k * stride);
     for dy in 0..k as isize {
         for dx in 0..k as isize {
             for _ in 0..images {
@@ -343,13 +481,26 @@ pub(crate) fn unfold_masks(h: usize, w: usize, k: usize, images: usize) -> Vec<u
                     for x in 0..w as isize {
                         let (sy, sx) = (y + dy - pad, x + dx - pad);
                         let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
-                        masks.push(if inside { u32::MAX } else { 0 });
+                        words.push(if inside { u32::MAX } else { 0 });
                     }
                 }
             }
+            words.resize(words.len().next_multiple_of(16), 0);
         }
     }
-    masks
+    let bits = words
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .rev()
+                .fold(0u16, |b, &m| (b << 1) | u16::from(m != 0))
+        })
+        .collect();
+    UnfoldMasks {
+        words,
+        bits,
+        stride,
+    }
 }
 
 /// The row table of [`Unfolded`] for `c` channels of `n` positions, `w` wide, a `k x k`
@@ -396,10 +547,113 @@ struct Block<'a, B> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn block_avx512<B: Rows>(args: Block<B>, out: &mut [f32]) {
-    if args.shape.0 == FIRST_LAYER_ROWS {
+    let (m, (q0, q1)) = (args.shape.0, args.depth);
+    if m == FIRST_LAYER_ROWS {
         bands::<{ FIRST_LAYER_ROWS }, 32, B>(args, out)
+    } else if m >= TILE_ROWS_AVX512 && q1 - q0 <= PANEL_DEPTH {
+        // SAFETY: the CPU runs AVX-512 F (this function's features).
+        let j = unsafe { panels(args, out) };
+        bands_from::<{ TILE_ROWS_AVX512 }, 16, B>(args, j, out)
     } else {
         tiles::<{ TILE_ROWS_AVX512 }, 32, 64, 128, B>(args, out)
+    }
+}
+
+/// The deepest block [`panels`] packs (`gemm_depth`'s most).
+#[cfg(target_arch = "x86_64")]
+const PANEL_DEPTH: usize = 512;
+
+/// The columns `0..n/32*32` of an AVX-512 block of 8 rows or more: each 8 rows' weights for
+/// the block packed first (`[depth, 8]`, 16 KiB at most, on the stack), so that a tile reads
+/// the 8 weights of a term from one address rather than 8 rows `q` apart (`perf annotate` on
+/// an Intel Xeon: the address arithmetic of the 8 rows took a fifth of the tile's
+/// instructions), and each panel is used across all columns before the next is packed. The
+/// last rows (fewer than 8) go through the tiles of 4, 2 and 1. Returns where the columns
+/// it did end. Every output is summed as [`tile`] sums it, so the bits are the same.
+///
+/// # Safety
+/// The CPU runs AVX-512 F; the block is at most [`PANEL_DEPTH`] deep.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn panels<B: Rows>(args: Block<B>, out: &mut [f32]) -> usize {
+    let (a, (m, q, n), (q0, q1)) = (args.a, args.shape, args.depth);
+    let (full_m, end) = (m / 8 * 8, n / 32 * 32);
+    let mut panel = [0.0f32; 8 * PANEL_DEPTH];
+    for i0 in (0..full_m).step_by(8) {
+        for (p, w) in (q0..q1).zip(panel.chunks_exact_mut(8)) {
+            for (r, w) in w.iter_mut().enumerate() {
+                *w = a[(i0 + r) * q + p];
+            }
+        }
+        for j0 in (0..end).step_by(32) {
+            // SAFETY: the caller's; `i0 + 8 <= m`, `j0 + 32 <= n`.
+            unsafe { tile_panel(args, &panel, (i0, j0), out) };
+        }
+    }
+    for j0 in (0..end).step_by(32) {
+        let mut i = full_m;
+        while i + 4 <= m {
+            tile::<4, 32, B>(args, (i, j0), out);
+            i += 4;
+        }
+        while i + 2 <= m {
+            tile::<2, 32, B>(args, (i, j0), out);
+            i += 2;
+        }
+        if i < m {
+            tile::<1, 32, B>(args, (i, j0), out);
+        }
+    }
+    end
+}
+
+/// [`tile`] of 8 rows by 32 columns with the weights from a packed panel, in AVX-512
+/// intrinsics: written in plain Rust, LLVM turned the panel's loop into gathers across rows.
+///
+/// # Safety
+/// The CPU runs AVX-512 F; `panel` holds the block's `[q1 - q0, 8]` weights of rows
+/// `i0..i0 + 8`; `i0 + 8 <= m`, `j0 + 32 <= n`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_panel<B: Rows>(
+    args: Block<B>,
+    panel: &[f32],
+    (i0, j0): (usize, usize),
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let ((_, _, n), (q0, q1)) = (args.shape, args.depth);
+    debug_assert!(panel.len() >= (q1 - q0) * 8 && j0 + 32 <= n);
+    // SAFETY: as `tile`'s reads; the panel holds `(q1 - q0) * 8` weights; the output rows
+    // and columns lie in `out` (`product_over` asserted `m * n`).
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+        let mut w = panel.as_ptr();
+        for p in q0..q1 {
+            let x: [f32; 32] = args.b.row::<32>(p, j0);
+            let (x0, x1) = (
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(16)),
+            );
+            for (r, sums) in acc.iter_mut().enumerate() {
+                let wr = _mm512_set1_ps(*w.add(r));
+                sums[0] = _mm512_fmadd_ps(x0, wr, sums[0]);
+                sums[1] = _mm512_fmadd_ps(x1, wr, sums[1]);
+            }
+            w = w.add(8);
+        }
+        for (r, sums) in acc.iter().enumerate() {
+            let o = out.as_mut_ptr().add((i0 + r) * n + j0);
+            for (h, &s) in sums.iter().enumerate() {
+                let o = o.add(16 * h);
+                let v = if args.first {
+                    s
+                } else {
+                    _mm512_add_ps(_mm512_loadu_ps(o), s)
+                };
+                _mm512_storeu_ps(o, v);
+            }
+        }
     }
 }
 
@@ -451,7 +705,17 @@ fn tiles<const R: usize, const P: usize, const P4: usize, const P2: usize, B: Ro
 /// time; in each band, tiles of `R` rows and the last rows in tiles of 4, 2 and 1.
 #[inline(always)]
 fn bands<const R: usize, const P: usize, B: Rows>(args: Block<B>, out: &mut [f32]) {
-    let j = columns::<R, P, B>(args, 0, out);
+    bands_from::<R, P, B>(args, 0, out)
+}
+
+/// [`bands`] of the columns `from..`.
+#[inline(always)]
+fn bands_from<const R: usize, const P: usize, B: Rows>(
+    args: Block<B>,
+    from: usize,
+    out: &mut [f32],
+) {
+    let j = columns::<R, P, B>(args, from, out);
     let j = if P > 32 {
         columns::<R, 32, B>(args, j, out)
     } else {
@@ -656,6 +920,8 @@ mod tests {
             (9, 2, 1, 1, 1, 3),
             (2, 4, 4, 14, 14, 3),
             (5, 16, 2, 14, 14, 3),
+            (10, 1, 3, 5, 7, 3),
+            (3, 2, 1, 3, 11, 5),
         ]
         .iter()
         .enumerate()
@@ -673,7 +939,7 @@ mod tests {
             crate::ops::im2col(&x, c, b, h, w, k, &mut col);
             let masks = unfold_masks(h, w, k, b + 1);
             let mut taps = Vec::new();
-            unfold_taps((c, n, w, k), margin, (b + 1) * h * w, &mut taps);
+            unfold_taps((c, n, w, k), margin, masks.stride, &mut taps);
             for isa in Isa::available() {
                 let mut want = vec![f32::NAN; m * n];
                 product_with(isa, &a, &col, (m, q, n), &mut want);
@@ -708,7 +974,7 @@ mod tests {
         let x = values(margin + c * n + margin, 2);
         let masks = unfold_masks(h, w, k, b);
         let mut taps = Vec::new();
-        unfold_taps((c, n, w, k), margin, n, &mut taps);
+        unfold_taps((c, n, w, k), margin, masks.stride, &mut taps);
         let run = |b: Unfolded| {
             std::panic::catch_unwind(|| {
                 let mut out = vec![0.0; m * n];
@@ -726,11 +992,41 @@ mod tests {
             ..whole
         };
         assert!(run(short).is_err(), "x one value short");
+        let mut short = masks.clone();
+        short.words.pop();
         let masks_short = Unfolded {
-            masks: &masks[..masks.len() - 1],
+            masks: &short,
             ..whole
         };
         assert!(run(masks_short).is_err(), "masks one value short");
+        if Isa::Avx512.supported() {
+            let run = |b: Unfolded| {
+                std::panic::catch_unwind(|| {
+                    let mut out = vec![0.0; m * n];
+                    product_of(Isa::Avx512, &a, b, (m, q, n), &mut out)
+                })
+            };
+            assert!(run(whole).is_ok());
+            assert!(run(masks_short).is_err(), "AVX-512: masks one value short");
+            let mut short = masks.clone();
+            short.bits.pop();
+            let bits_short = Unfolded {
+                masks: &short,
+                ..whole
+            };
+            assert!(
+                run(bits_short).is_err(),
+                "AVX-512: mask bits one word short"
+            );
+            let other = std::panic::catch_unwind(|| {
+                let mut out = vec![0.0; m * n];
+                product_of(Isa::Baseline, &a, whole.avx512(), (m, q, n), &mut out)
+            });
+            assert!(
+                other.is_err(),
+                "the AVX-512 operand refused to the baseline"
+            );
+        }
     }
 
     /// As [`an_unfolded_operand_too_short_panics_before_reading`]: a gathered row past the

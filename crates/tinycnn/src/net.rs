@@ -100,7 +100,7 @@ pub struct Workspace {
     dz: Vec<Vec<f32>>,
     /// Per layer from the second, [`direct::unfold_masks`] for `cap` images (empty for the
     /// first, whose input gradient is not needed).
-    unfold_masks: Vec<Vec<u32>>,
+    unfold_masks: Vec<direct::UnfoldMasks>,
     /// [`direct::unfold_taps`] of the layer being back-propagated.
     unfold_taps: Vec<(usize, usize)>,
     /// Unfolded `dz` of the layer being back-propagated, `[Cout*k*k, b*H*W]`.
@@ -219,7 +219,7 @@ impl Workspace {
                     if i > 0 {
                         direct::unfold_masks(l.h, l.w, arch.kernel, cap)
                     } else {
-                        Vec::new()
+                        direct::UnfoldMasks::default()
                     }
                 })
                 .collect(),
@@ -422,11 +422,10 @@ impl Workspace {
             let unfold = pays && (self.inference || (sparse_takes(l, &s, k) && !plain));
             let operand = if unfold {
                 self.col_written[l] = false;
-                let stride = self.cap * s.hw();
                 Operand::Unfolded(unfold_input(
                     input,
                     (s, b, k),
-                    (&self.unfold_masks[l], stride),
+                    &self.unfold_masks[l],
                     (&mut self.xin, &mut self.taps_in),
                 ))
             } else {
@@ -912,12 +911,13 @@ impl Workspace {
                     dx.fill(0.0);
                 } else if pays {
                     // dz unfolded in place: no copy of Cout*k*k rows.
-                    let stride = self.cap * s.hw();
-                    direct::unfold_taps((s.cout, n, s.w, k), margin, stride, &mut self.unfold_taps);
+                    let masks = &self.unfold_masks[l];
+                    let taps = &mut self.unfold_taps;
+                    direct::unfold_taps((s.cout, n, s.w, k), margin, masks.stride, taps);
                     let rows = direct::Unfolded {
                         x: &self.dz[l],
                         taps: &self.unfold_taps,
-                        masks: &self.unfold_masks[l],
+                        masks,
                     };
                     if every {
                         direct::product_unfolded(&self.wt[..s.cin * kt], rows, (s.cin, kt, n), dx);
@@ -987,11 +987,11 @@ enum Operand<'a> {
 /// Layer input `x [C_in, n]` (`n = b*h*w` of layer `s`) as the unfolded operand
 /// `[col; 1] [C_in*k*k + 1, n]`: copied into `buf` between margins, followed by `n` ones
 /// read as the bias row through the centre tap's mask (all ones); `masks` are
-/// [`direct::unfold_masks`] of the layer, `stride` apart.
+/// [`direct::unfold_masks`] of the layer.
 fn unfold_input<'a>(
     x: &'a [f32],
     (s, b, k): (LayerShape, usize, usize),
-    (masks, stride): (&'a [u32], usize),
+    masks: &'a direct::UnfoldMasks,
     (buf, taps): (&'a mut Vec<f32>, &'a mut Vec<(usize, usize)>),
 ) -> direct::Unfolded<'a> {
     let n = b * s.hw();
@@ -1002,9 +1002,9 @@ fn unfold_input<'a>(
     }
     buf[margin..margin + s.cin * n].copy_from_slice(&x[..s.cin * n]);
     buf[ones..ones + n].fill(1.0);
-    direct::unfold_taps((s.cin, n, s.w, k), margin, stride, taps);
+    direct::unfold_taps((s.cin, n, s.w, k), margin, masks.stride, taps);
     let centre = (k / 2) * k + k / 2;
-    taps.push((ones, centre * stride));
+    taps.push((ones, centre * masks.stride));
     direct::Unfolded {
         x: buf,
         taps,
@@ -1075,7 +1075,7 @@ fn live_terms(
             direct::product_gathered(&gather.wb, b, shape, &spans[..count], pre);
         }
     }
-    pre[..cout * n].iter().all(|v| v.to_bits() != 0x8000_0000)
+    !silent::any_negative_zero(&pre[..cout * n])
 }
 
 /// The input gradient `dX [C_in, n] = Wt [C_in, q] x col(dz) [q, n]` on the rows of the

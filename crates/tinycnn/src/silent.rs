@@ -18,14 +18,23 @@
 //! Must only stand in for the engine's own products: the GEMM crates do not document that
 //! their sums start from `+0`.
 
-/// Whether every value is a zero of either sign; a fold, so that it vectorises.
+/// Whether every value is a zero of either sign; a fold over runs of 64, so that it
+/// vectorises and still stops at the first run with a non-zero (a layer's `dz` is rarely all
+/// zero: a fold over the whole of it took 2% of a 32-32's training, `perf record`).
 pub(crate) fn all_zero(v: &[f32]) -> bool {
-    v.iter().fold(true, |z, &x| z & (x == 0.0))
+    v.chunks(64)
+        .all(|run| run.iter().fold(true, |z, &x| z & (x == 0.0)))
 }
 
 /// Whether every value is finite; a fold, not `all`: no early exit, so that it vectorises.
 pub(crate) fn all_finite(v: &[f32]) -> bool {
     v.iter().fold(true, |ok, x| ok & x.is_finite())
+}
+
+/// Whether any value is `-0`; a fold, not `any`, for the same reason.
+pub(crate) fn any_negative_zero(v: &[f32]) -> bool {
+    v.iter()
+        .fold(false, |any, x| any | (x.to_bits() == (-0.0f32).to_bits()))
 }
 
 /// `pre [C, n]` of a forward product `[W | b] x [col; 1]` whose `col` is all zeros and `W`
@@ -199,5 +208,7 @@ mod tests {
         assert!(all_finite(&[0.0, -1e38, 3.0]));
         assert!(!all_finite(&[0.0, f32::INFINITY]));
         assert!(!all_finite(&[f32::NAN, 1.0]));
+        assert!(any_negative_zero(&[0.0, 1.0, -0.0]));
+        assert!(!any_negative_zero(&[0.0, -1e-45, f32::NAN]));
     }
 }
