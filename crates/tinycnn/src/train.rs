@@ -226,7 +226,7 @@ pub struct Trainer {
     pub epoch: usize,
     /// Workspaces, one per thread at most: a chunk's forward and backward run back to back,
     /// so a workspace is free again once its chunk's gradient is out.
-    pool: std::sync::Mutex<Vec<Workspace>>,
+    pool: WorkspacePool,
     /// Per chunk of a batch: its gradient (summed in chunk order afterwards).
     chunk_grads: Vec<Vec<f32>>,
     /// Per layer and filter: non-zero activation output seen this epoch.
@@ -257,7 +257,7 @@ impl Trainer {
         let chunks = config.batch_size.div_ceil(CHUNK);
         Ok(Trainer {
             state: OptimizerState::new(config.optimizer.clone(), model.params.len()),
-            pool: std::sync::Mutex::new(Vec::new()),
+            pool: WorkspacePool::default(),
             chunk_grads: vec![vec![0.0; model.params.len()]; chunks],
             alive: model.arch.filters.iter().map(|&f| vec![false; f]).collect(),
             grad: vec![0.0; model.params.len()],
@@ -431,11 +431,7 @@ impl Trainer {
             .par_iter_mut()
             .zip(chunks.par_iter())
             .map(|(grad, idx)| {
-                let mut ws = pool
-                    .lock()
-                    .expect("no panics hold the pool")
-                    .pop()
-                    .unwrap_or_else(|| Workspace::new(&model.arch, CHUNK));
+                let mut ws = pool.take(&model.arch);
                 if frozen {
                     ws.forward_silent(model, idx.len());
                 } else {
@@ -465,7 +461,7 @@ impl Trainer {
                     ws.backward(model, grad);
                     ws.alive.clone()
                 };
-                pool.lock().expect("no panics hold the pool").push(ws);
+                pool.give(ws);
                 ChunkOut {
                     loss,
                     correct,
@@ -480,19 +476,43 @@ impl Trainer {
     /// the dense layer on features of `+0`, chunk by chunk as [`logits`] cuts them.
     fn silent_evaluation(&self, val: &Data) -> Evaluation {
         let kk = self.model.arch.classes;
-        let mut ws = self
-            .pool
-            .lock()
-            .expect("no panics hold the pool")
-            .pop()
-            .unwrap_or_else(|| Workspace::new(&self.model.arch, CHUNK));
+        let mut ws = self.pool.take(&self.model.arch);
         let mut logits = vec![0.0f32; val.len() * kk];
         for dst in logits.chunks_mut(CHUNK * kk) {
             ws.forward_silent(&self.model, dst.len() / kk);
             dst.copy_from_slice(&ws.logits[..dst.len()]);
         }
-        self.pool.lock().expect("no panics hold the pool").push(ws);
+        self.pool.give(ws);
         Evaluation::of_logits(&logits, val.labels, kk)
+    }
+}
+
+/// The training workspaces of one trainer, each handed back to the thread that used it last
+/// where it can be: its buffers (a few MB for a 32-32) are then still in that core's cache.
+/// Which workspace a chunk gets changes no result (each chunk loads all it reads).
+#[derive(Default)]
+struct WorkspacePool(std::sync::Mutex<Vec<(Option<usize>, Workspace)>>);
+
+impl WorkspacePool {
+    /// The workspace this thread used last, else any, else a new one.
+    fn take(&self, arch: &Arch) -> Workspace {
+        let me = rayon::current_thread_index();
+        let found = {
+            let mut pool = self.0.lock().expect("no panics hold the pool");
+            let at = pool.iter().position(|(t, _)| *t == me);
+            at.or(pool.len().checked_sub(1))
+                .map(|i| pool.swap_remove(i).1)
+        };
+        found.unwrap_or_else(|| Workspace::new(arch, CHUNK))
+    }
+
+    /// Hands `ws` back, marked as this thread's.
+    fn give(&self, ws: Workspace) {
+        let me = rayon::current_thread_index();
+        self.0
+            .lock()
+            .expect("no panics hold the pool")
+            .push((me, ws));
     }
 }
 
