@@ -374,12 +374,18 @@ pub(crate) fn unpool_relu_body(
 /// A "same" convolution of `dZ` with `wt` is the input gradient (stride 1, odd k).
 pub fn flip_transpose(w: &[f32], cout: usize, cin: usize, k: usize, wt: &mut [f32]) {
     let k2 = k * k;
-    for co in 0..cout {
-        for ci in 0..cin {
+    if cout * k2 == 0 {
+        return;
+    }
+    // `wt` written in order, a kernel at a time, each read reversed: no index per value.
+    for (ci, row) in wt[..cin * cout * k2]
+        .chunks_exact_mut(cout * k2)
+        .enumerate()
+    {
+        for (co, dst) in row.chunks_exact_mut(k2).enumerate() {
             let src = &w[(co * cin + ci) * k2..][..k2];
-            let dst = &mut wt[(ci * cout + co) * k2..][..k2];
-            for (i, v) in src.iter().enumerate() {
-                dst[k2 - 1 - i] = *v;
+            for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *v;
             }
         }
     }
@@ -442,6 +448,20 @@ mod tests {
         flip_transpose(&w, 2, 1, 3, &mut t);
         assert_eq!(&t[..9], &[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
         assert_eq!(t[9], 17.0);
+        // The definition, on more than one input channel: wt[ci][co][k2-1-i] = w[co][ci][i].
+        let (cout, cin, k2) = (3, 4, 9);
+        let w: Vec<f32> = (0..cout * cin * k2).map(|i| i as f32).collect();
+        let mut t = vec![f32::NAN; w.len()];
+        flip_transpose(&w, cout, cin, 3, &mut t);
+        for co in 0..cout {
+            for ci in 0..cin {
+                for i in 0..k2 {
+                    let want = w[(co * cin + ci) * k2 + i];
+                    assert_eq!(t[(ci * cout + co) * k2 + k2 - 1 - i], want);
+                }
+            }
+        }
+        flip_transpose(&[], 0, 4, 3, &mut []);
     }
 
     #[test]
