@@ -596,18 +596,7 @@ unsafe fn panels<B: Rows>(args: Block<B>, out: &mut [f32]) -> usize {
         }
     }
     for j0 in (0..end).step_by(16 * PV) {
-        let mut i = full_m;
-        while i + 4 <= m {
-            tile::<4, { 16 * PV }, B>(args, (i, j0), out);
-            i += 4;
-        }
-        while i + 2 <= m {
-            tile::<2, { 16 * PV }, B>(args, (i, j0), out);
-            i += 2;
-        }
-        if i < m {
-            tile::<1, { 16 * PV }, B>(args, (i, j0), out);
-        }
+        last_rows::<{ 16 * PV }, B>(args, (full_m, j0), out);
     }
     end
 }
@@ -752,20 +741,27 @@ fn columns<const R: usize, const P: usize, B: Rows>(
         for i0 in (0..full_m).step_by(R) {
             tile::<R, P, B>(args, (i0, j0), out);
         }
-        let mut i = full_m;
-        while i + 4 <= m {
-            tile::<4, P, B>(args, (i, j0), out);
-            i += 4;
-        }
-        while i + 2 <= m {
-            tile::<2, P, B>(args, (i, j0), out);
-            i += 2;
-        }
-        if i < m {
-            tile::<1, P, B>(args, (i, j0), out);
-        }
+        last_rows::<P, B>(args, (full_m, j0), out);
     }
     end
+}
+
+/// Rows `from..m` of the band of `P` columns at `j0`, in tiles of 4, 2 and 1.
+#[inline(always)]
+fn last_rows<const P: usize, B: Rows>(args: Block<B>, (from, j0): (usize, usize), out: &mut [f32]) {
+    let m = args.shape.0;
+    let mut i = from;
+    while i + 4 <= m {
+        tile::<4, P, B>(args, (i, j0), out);
+        i += 4;
+    }
+    while i + 2 <= m {
+        tile::<2, P, B>(args, (i, j0), out);
+        i += 2;
+    }
+    if i < m {
+        tile::<1, P, B>(args, (i, j0), out);
+    }
 }
 
 /// Rows `i0..i0+R` by columns `j0..j0+P` of one block of a product; inlined into each
@@ -972,66 +968,90 @@ mod tests {
     /// instead of reading past it.
     #[test]
     fn an_unfolded_operand_too_short_panics_before_reading() {
-        let (m, c, b, h, w, k) = (8, 2, 1, 4, 4, 3);
-        let (n, q) = (b * h * w, c * k * k);
-        let a = values(m * q, 1);
-        let margin = (k / 2) * (w + 1);
-        let x = values(margin + c * n + margin, 2);
-        let masks = unfold_masks(h, w, k, b);
-        let mut taps = Vec::new();
-        unfold_taps((c, n, w, k), margin, masks.stride, &mut taps);
-        let run = |b: Unfolded| {
-            std::panic::catch_unwind(|| {
-                let mut out = vec![0.0; m * n];
-                product_of(Isa::Baseline, &a, b, (m, q, n), &mut out)
-            })
-        };
+        let (a, x, masks, taps, shape) = small_unfolded();
         let whole = Unfolded {
             x: &x,
             taps: &taps,
             masks: &masks,
         };
-        assert!(run(whole).is_ok());
+        assert!(try_product(Isa::Baseline, &a, whole, shape).is_ok());
         let short = Unfolded {
             x: &x[..x.len() - 1],
             ..whole
         };
-        assert!(run(short).is_err(), "x one value short");
+        assert!(
+            try_product(Isa::Baseline, &a, short, shape).is_err(),
+            "x one value short"
+        );
         let mut short = masks.clone();
         short.words.pop();
         let masks_short = Unfolded {
             masks: &short,
             ..whole
         };
-        assert!(run(masks_short).is_err(), "masks one value short");
-        if Isa::Avx512.supported() {
-            let run = |b: Unfolded| {
-                std::panic::catch_unwind(|| {
-                    let mut out = vec![0.0; m * n];
-                    product_of(Isa::Avx512, &a, b, (m, q, n), &mut out)
-                })
-            };
-            assert!(run(whole).is_ok());
-            assert!(run(masks_short).is_err(), "AVX-512: masks one value short");
-            let mut short = masks.clone();
-            short.bits.pop();
-            let bits_short = Unfolded {
-                masks: &short,
-                ..whole
-            };
-            assert!(
-                run(bits_short).is_err(),
-                "AVX-512: mask bits one word short"
-            );
-            let other = std::panic::catch_unwind(|| {
-                let mut out = vec![0.0; m * n];
-                product_of(Isa::Baseline, &a, whole.avx512(), (m, q, n), &mut out)
-            });
-            assert!(
-                other.is_err(),
-                "the AVX-512 operand refused to the baseline"
-            );
+        for isa in Isa::available() {
+            let got = try_product(isa, &a, masks_short, shape);
+            assert!(got.is_err(), "{}: masks one value short", isa.name());
         }
+    }
+
+    /// The AVX-512 form of the unfolded operand ([`Unfolded512`]) checks its mask bits too,
+    /// and no other version's kernels may read it.
+    #[test]
+    fn an_avx512_operand_short_of_its_bits_or_read_elsewhere_panics() {
+        if !Isa::Avx512.supported() {
+            return;
+        }
+        let (a, x, masks, taps, shape) = small_unfolded();
+        let whole = Unfolded {
+            x: &x,
+            taps: &taps,
+            masks: &masks,
+        };
+        assert!(try_product(Isa::Avx512, &a, whole, shape).is_ok());
+        let mut short = masks.clone();
+        short.bits.pop();
+        let bits_short = Unfolded {
+            masks: &short,
+            ..whole
+        };
+        let got = try_product(Isa::Avx512, &a, bits_short, shape);
+        assert!(got.is_err(), "mask bits one word short");
+        let got = try_product(Isa::Baseline, &a, whole.avx512(), shape);
+        assert!(got.is_err(), "the AVX-512 operand refused to the baseline");
+    }
+
+    /// A small unfolded operand with no slack: its weights, input, masks, taps and shape.
+    #[allow(clippy::type_complexity)]
+    fn small_unfolded() -> (
+        Vec<f32>,
+        Vec<f32>,
+        UnfoldMasks,
+        Vec<(usize, usize)>,
+        (usize, usize, usize),
+    ) {
+        let (m, c, b, h, w, k) = (8, 2, 1, 4, 4, 3);
+        let (n, q) = (b * h * w, c * k * k);
+        let margin = (k / 2) * (w + 1);
+        let x = values(margin + c * n + margin, 2);
+        let masks = unfold_masks(h, w, k, b);
+        let mut taps = Vec::new();
+        unfold_taps((c, n, w, k), margin, masks.stride, &mut taps);
+        (values(m * q, 1), x, masks, taps, (m, q, n))
+    }
+
+    /// [`product_of`] with `isa`, its panic caught.
+    fn try_product<B: Rows>(
+        isa: Isa,
+        a: &[f32],
+        b: B,
+        (m, q, n): (usize, usize, usize),
+    ) -> std::thread::Result<()> {
+        // Nothing outlives the panic but the result.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut out = vec![0.0; m * n];
+            product_of(isa, a, b, (m, q, n), &mut out)
+        }))
     }
 
     /// As [`an_unfolded_operand_too_short_panics_before_reading`]: a gathered row past the

@@ -364,13 +364,24 @@ fn pass<const L: usize>(
     s: Shape,
 ) -> f32 {
     let (total, bias) = gather_with::<TAPS, L>(isa, g, offs);
+    write_lanes(&total, g.lane0, (gw, c), s);
+    bias
+}
+
+/// A pass's totals `[tap][lane]` of filter `c` into `gw [cout, cin*9]`, lanes `lane0..` up
+/// to the last input channel.
+fn write_lanes<const L: usize>(
+    total: &[[f32; L]; TAPS],
+    lane0: usize,
+    (gw, c): (&mut [f32], usize),
+    s: Shape,
+) {
     let kdim = s.cin * TAPS;
-    for j in 0..L.min(s.cin - g.lane0) {
+    for j in 0..L.min(s.cin - lane0) {
         for (t, row) in total.iter().enumerate() {
-            gw[c * kdim + (g.lane0 + j) * TAPS + t] = row[j];
+            gw[c * kdim + (lane0 + j) * TAPS + t] = row[j];
         }
     }
-    bias
 }
 
 /// [`pass`] of all 32 lanes of a position (17 to 32 input channels, AVX-512) at once: one
@@ -388,12 +399,7 @@ fn pass_both(g: Gather, offs: &[isize; TAPS], (gw, c): (&mut [f32], usize), s: S
     let mut total = [[0.0f32; 32]; TAPS];
     // SAFETY: `weight_gradient` asserted that the CPU runs AVX-512.
     let bias = unsafe { gather_both(g, offs, &mut total) };
-    let kdim = s.cin * TAPS;
-    for j in 0..s.cin.min(32) {
-        for (t, row) in total.iter().enumerate() {
-            gw[c * kdim + j * TAPS + t] = row[j];
-        }
-    }
+    write_lanes(&total, 0, (gw, c), s);
     bias
 }
 
