@@ -391,15 +391,10 @@ fn write_lanes<const L: usize>(
 /// kept its 18 sums and their totals in registers at once and spilled (measured 40% slower).
 #[cfg(target_arch = "x86_64")]
 fn pass_both(g: Gather, offs: &[isize; TAPS], (gw, c): (&mut [f32], usize), s: Shape) -> f32 {
-    assert!(
-        g.lane0 == 0 && g.cp == 32,
-        "sparse: both halves of 32 lanes, not {}",
-        g.cp
-    );
     let mut total = [[0.0f32; 32]; TAPS];
     // SAFETY: `weight_gradient` asserted that the CPU runs AVX-512.
     let bias = unsafe { gather_both(g, offs, &mut total) };
-    write_lanes(&total, 0, (gw, c), s);
+    write_lanes(&total, g.lane0, (gw, c), s);
     bias
 }
 
@@ -420,20 +415,17 @@ unsafe fn gather_both(g: Gather, offs: &[isize; TAPS], total: &mut [[f32; 32]; T
         "sparse: lanes past a position's {}",
         g.cp
     );
-    let (mut pos, mut val) = (g.pos, g.val);
-    let (mut bias, mut first) = (0.0f32, true);
-    while let Some(&p0) = pos.first() {
-        let end = (p0 as usize / g.depth + 1) * g.depth;
-        let k = pos.partition_point(|&p| (p as usize) < end);
+    let mut bias = 0.0f32;
+    for (i, (pos, val)) in g.blocks().enumerate() {
+        let first = i == 0;
         let mut acc = [[_mm512_setzero_ps(); 2]; TAPS];
         let mut sum = 0.0f32;
-        for (&p, &v) in pos[..k].iter().zip(&val[..k]) {
+        for (&p, &v) in pos.iter().zip(val) {
             // SAFETY: as in `gather`: `p < frame.len()` and every patch of the frame lies in
             // `x` (`Gather::new`, `patches_inside`), both halves (`lane0 + 32 <= cp`).
             unsafe {
-                let at =
-                    g.x.as_ptr()
-                        .add(*g.frame.get_unchecked(p as usize) as usize * g.cp);
+                let f = *g.frame.get_unchecked(p as usize) as usize;
+                let at = g.x.as_ptr().add(f * g.cp + g.lane0);
                 let v16 = _mm512_set1_ps(v);
                 for (sums, &off) in acc.iter_mut().zip(offs) {
                     let x = at.offset(off);
@@ -447,8 +439,6 @@ unsafe fn gather_both(g: Gather, offs: &[isize; TAPS], total: &mut [[f32; 32]; T
         // SAFETY: the CPU runs AVX-512 F (the caller's contract).
         unsafe { add_block(&acc, first, total) };
         bias = if first { sum } else { bias + sum };
-        first = false;
-        (pos, val) = (&pos[k..], &val[k..]);
     }
     bias
 }
@@ -526,6 +516,20 @@ struct Gather<'a> {
 }
 
 impl<'a> Gather<'a> {
+    /// The filter's non-zeros `(positions, values)` block by block: the runs that fall in one
+    /// block of `depth` positions, in order (blocks without non-zeros left out).
+    fn blocks(&self) -> impl Iterator<Item = (&'a [u32], &'a [f32])> {
+        let (mut pos, mut val, depth) = (self.pos, self.val, self.depth);
+        std::iter::from_fn(move || {
+            let &p0 = pos.first()?;
+            let end = (p0 as usize / depth + 1) * depth;
+            let k = pos.partition_point(|&p| (p as usize) < end);
+            let block = (&pos[..k], &val[..k]);
+            (pos, val) = (&pos[k..], &val[k..]);
+            Some(block)
+        })
+    }
+
     /// Filter `c`'s pass from lane `lane0` of `x` (`cp` values per position). Panics unless
     /// every position of the filter is in the frame: with [`patches_inside`], every read of
     /// [`gather`], which reads unchecked, lies in `x`.
@@ -603,13 +607,9 @@ fn gather<const T: usize, const L: usize>(g: Gather, offs: &[isize; T]) -> ([[f3
         g.cp
     );
     let mut total = ([[0.0f32; L]; T], 0.0f32);
-    let (mut pos, mut val) = (g.pos, g.val);
-    let mut first = true;
-    while let Some(&p0) = pos.first() {
-        let end = (p0 as usize / g.depth + 1) * g.depth;
-        let k = pos.partition_point(|&p| (p as usize) < end);
+    for (i, (pos, val)) in g.blocks().enumerate() {
         let mut acc = ([[0.0f32; L]; T], 0.0f32);
-        for (&p, &v) in pos[..k].iter().zip(&val[..k]) {
+        for (&p, &v) in pos.iter().zip(val) {
             // SAFETY: `p < frame.len()` and the patch at `frame[p]` lies in `x`, for every
             // offset and lane (`Gather::new`, `patches_inside`; `lane0 + L <= cp`).
             let at = unsafe {
@@ -625,9 +625,7 @@ fn gather<const T: usize, const L: usize>(g: Gather, offs: &[isize; T]) -> ([[f3
             // The ones row of [col; 1]: fma(1, v, s) is s + v.
             acc.1 += v;
         }
-        flush(&mut total, &mut acc, first);
-        first = false;
-        (pos, val) = (&pos[k..], &val[k..]);
+        flush(&mut total, &mut acc, i == 0);
     }
     total
 }
