@@ -9,7 +9,8 @@ use crate::arch::{Activation, Arch, LayerShape};
 use crate::direct;
 use crate::model::Model;
 use crate::ops::{
-    flip_transpose, im2col, matmul, matmul_strided, maxpool, unpool, unpool_relu, Mat,
+    flip_transpose, im2col, matmul, matmul_strided, maxpool, maxpool_values, unpool, unpool_relu,
+    Mat,
 };
 use crate::silent;
 use crate::sparse;
@@ -512,7 +513,13 @@ impl Workspace {
                 } else {
                     &self.post[l][..s.cout * n]
                 };
-                maxpool(
+                // Which input won is read by the backward pass only.
+                let pool = if self.inference {
+                    maxpool_values
+                } else {
+                    maxpool
+                };
+                pool(
                     src,
                     s.cout * b,
                     s.h,

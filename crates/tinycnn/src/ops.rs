@@ -229,7 +229,18 @@ pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg:
     #[cfg(target_arch = "x86_64")]
     if crate::isa::isa() == crate::isa::Isa::Avx512 {
         // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
-        return unsafe { crate::pool512::maxpool(y, planes, h, w, p, arg) };
+        return unsafe { crate::pool512::maxpool(y, (planes, h, w), p, Some(arg)) };
+    }
+    maxpool_compiled(y, planes, h, w, p, arg)
+}
+
+/// [`maxpool`] for a pass with no backward: the same `p`, and `arg` written only where that
+/// costs nothing (the AVX-512 kernel skips it; `arg` is then left as it was).
+pub fn maxpool_values(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::isa() == crate::isa::Isa::Avx512 {
+        // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
+        return unsafe { crate::pool512::maxpool(y, (planes, h, w), p, None) };
     }
     maxpool_compiled(y, planes, h, w, p, arg)
 }

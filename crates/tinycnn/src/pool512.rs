@@ -39,16 +39,24 @@ fn lanes(n: usize) -> u16 {
     }
 }
 
-/// [`crate::ops::maxpool`]: `y [planes, h, w]` to `p [planes, h/2, w/2]` and `arg`, the
-/// winner of each 2x2 block (0..4, row-major; ties to the first).
+/// [`crate::ops::maxpool`]: `y [planes, h, w]` to `p [planes, h/2, w/2]` and, unless `None`
+/// (a pass with no backward), `arg`, the winner of each 2x2 block (0..4, row-major; ties to
+/// the first). Without `arg`, each choice is one `vmaxps`: `if a > b { a } else { b }` is
+/// exactly what it computes, NaNs and signed zeros included.
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub unsafe fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+pub unsafe fn maxpool(
+    y: &[f32],
+    (planes, h, w): (usize, usize, usize),
+    p: &mut [f32],
+    mut arg: Option<&mut [u8]>,
+) {
     let (oh, ow) = (h / 2, w / 2);
-    assert!(y.len() >= planes * h * w && p.len() >= planes * oh * ow && arg.len() >= p.len());
+    assert!(y.len() >= planes * h * w && p.len() >= planes * oh * ow);
+    assert!(arg.as_ref().is_none_or(|a| a.len() >= planes * oh * ow));
     let (even, odd) = (
         _mm512_loadu_epi32(EVEN.as_ptr()),
         _mm512_loadu_epi32(ODD.as_ptr()),
@@ -81,6 +89,13 @@ pub unsafe fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32
                 _mm512_permutex2var_ps(a, even, b),
                 _mm512_permutex2var_ps(a, odd, b),
             );
+            let out = lanes(ow - x);
+            let Some(arg) = arg.as_deref_mut() else {
+                let (m1, m2) = (_mm512_max_ps(t1, t0), _mm512_max_ps(u1, u0));
+                _mm512_mask_storeu_ps(p.as_mut_ptr().add(o + x), out, _mm512_max_ps(m2, m1));
+                x += 16;
+                continue;
+            };
             // As the portable loop: if t1 > t0 { t1 } else { t0 }, the same for u, then
             // if m2 > m1 { m2 } else { m1 }; `_CMP_GT_OQ` is false on NaN, as `>` is.
             let c1 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(t1, t0);
@@ -90,7 +105,6 @@ pub unsafe fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32
             let m2 = _mm512_mask_blend_ps(c2, u0, u1);
             let i2 = _mm512_mask_blend_epi32(c2, two, three);
             let c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m2, m1);
-            let out = lanes(ow - x);
             _mm512_mask_storeu_ps(
                 p.as_mut_ptr().add(o + x),
                 out,
@@ -230,10 +244,15 @@ mod tests {
             let m = planes * (h / 2) * (w / 2);
             let (mut p, mut a) = (vec![7.0; m + 3], vec![9u8; m + 3]);
             let (mut q, mut b) = (p.clone(), a.clone());
+            let mut values_only = p.clone();
             // SAFETY: checked above.
-            unsafe { maxpool(&y, planes, h, w, &mut p[..m], &mut a[..m]) };
+            unsafe {
+                maxpool(&y, (planes, h, w), &mut p[..m], Some(&mut a[..m]));
+                maxpool(&y, (planes, h, w), &mut values_only[..m], None);
+            }
             crate::ops::maxpool_body(&y, planes, h, w, &mut q[..m], &mut b[..m]);
             assert_eq!(bits(&p), bits(&q), "{planes}x{h}x{w}");
+            assert_eq!(bits(&values_only), bits(&q), "{planes}x{h}x{w}, no winners");
             assert_eq!(a, b, "{planes}x{h}x{w}");
         }
     }

@@ -497,9 +497,26 @@ fn build_jobs<'a>(
     Ok((jobs, already))
 }
 
-/// Trains `jobs` on `opts.jobs` workers, one thread each, each committing its runs to its own
-/// store connection; returns how many were stored and the failures (a run that could not be
-/// stored, with the reason), which do not stop the others.
+/// The order a local sweep trains `jobs` in: the costliest first (training images x epochs x
+/// work per image, an upper bound where early stopping may end a run sooner), ties in plan
+/// order. Longest-first keeps the last worker from training a big net alone while the others
+/// idle: the thesis-scale sweep in plan order ended on 32-32 runs of 17 s each. The order
+/// changes nothing a run computes (each run's seed comes from its key) nor what is stored.
+fn longest_first(jobs: &[Job], loaded: &HashMap<usize, Loaded>) -> Vec<usize> {
+    let cost = |j: &Job| {
+        let images = loaded[&j.plan.dataset].data.train.labels.len() as f64;
+        j.arch.train_flops_per_image() * images * j.config.epochs as f64
+    };
+    let costs: Vec<f64> = jobs.iter().map(cost).collect();
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+    order
+}
+
+/// Trains `jobs` on `opts.jobs` workers, one thread each, the costliest first
+/// ([`longest_first`]), each committing its runs to its own store connection; returns how
+/// many were stored and the failures (a run that could not be stored, with the reason), which
+/// do not stop the others.
 fn train_jobs(
     jobs: &[Job],
     loaded: &HashMap<usize, Loaded>,
@@ -509,6 +526,7 @@ fn train_jobs(
     opts: &SweepOptions,
     obs: &dyn SweepObserver,
 ) -> Result<(usize, Vec<String>)> {
+    let order = longest_first(jobs, loaded);
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let stored = AtomicUsize::new(0);
@@ -516,7 +534,7 @@ fn train_jobs(
     let stores = (0..opts.jobs.max(1).min(jobs.len().max(1)))
         .map(|_| store.reopen())
         .collect::<Result<Vec<Store>>>()?;
-    let (next, failures_ref, stored_ref) = (&next, &failures, &stored);
+    let (next, failures_ref, stored_ref, order) = (&next, &failures, &stored, &order);
     std::thread::scope(|s| {
         for mut store in stores {
             s.spawn(move || {
@@ -529,7 +547,7 @@ fn train_jobs(
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else {
+                    let Some(job) = order.get(i).map(|&i| &jobs[i]) else {
                         return;
                     };
                     let d = &loaded[&job.plan.dataset];
@@ -588,4 +606,53 @@ fn outcome_counts(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+    impl SweepObserver for Quiet {}
+
+    /// The costliest runs train first: by work per image, then by training images (a dataset
+    /// twice the size costs twice), ties in plan order.
+    #[test]
+    fn the_costliest_runs_train_first_ties_in_plan_order() {
+        let text = "name = \"order\"\nseeds = 2\nepochs = 3\n\
+            [[dataset]]\npreset = \"size\"\ntrain = 30\nname = \"small\"\n\
+            [[dataset]]\npreset = \"size\"\ntrain = 60\nname = \"large\"\n\
+            [grid]\narchs = [\"2\", \"8-8\", \"4-4\"]\n";
+        let plan = Plan::parse(text, Path::new("order.toml")).unwrap();
+        let selected: Vec<&RunPlan> = plan.runs.iter().collect();
+        let loaded = load_selected(&plan, &selected, &Quiet).unwrap();
+        let url = StoreUrl::from(Path::new("unused.db"));
+        let (jobs, _) = build_jobs(&plan, &selected, &loaded, &HashMap::new(), &url).unwrap();
+        let order = longest_first(&jobs, &loaded);
+        let got: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                let r = jobs[i].plan;
+                format!(
+                    "{} {} {}",
+                    plan.datasets[r.dataset].label, r.arch, r.seed_index
+                )
+            })
+            .collect();
+        let want = [
+            "large 8-8 1",
+            "large 8-8 2",
+            "small 8-8 1",
+            "small 8-8 2",
+            "large 4-4 1",
+            "large 4-4 2",
+            "small 4-4 1",
+            "small 4-4 2",
+            "large 2 1",
+            "large 2 2",
+            "small 2 1",
+            "small 2 2",
+        ];
+        assert_eq!(got, want);
+    }
 }

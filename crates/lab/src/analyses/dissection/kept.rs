@@ -25,15 +25,19 @@ use tinycnn::{Model, Scaling};
 use super::in_mask;
 use super::upsample::Upsampler;
 
-/// A pixel that may lie in a filter's mask.
-#[derive(Clone, Copy, Debug)]
-struct Pixel {
+/// A pixel that may lie in a filter's mask. `repr(C)`, 8 bytes: [`super::scan512`] writes
+/// pixels as pairs of 32-bit lanes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub(super) struct Pixel {
     value: f32,
     /// The concept word of the pixel (bit `c`: concept `c`).
     word: u16,
     /// Its image's class; `u8::MAX` for none.
     class: u8,
 }
+
+const _: () = assert!(std::mem::size_of::<Pixel>() == 8);
 
 /// Values compared at a time in [`peak`] and [`Kept::add`]'s scan.
 const LANES: usize = 16;
@@ -62,6 +66,16 @@ fn extremes(values: &[f32]) -> (f32, f32) {
             .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
         rest.iter().chain(&lo).fold(f32::INFINITY, |m, &v| m.min(v)),
     )
+}
+
+/// [`extremes`], in AVX-512 where the engine runs it.
+fn extremes_of(values: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if tinycnn::isa::isa() == tinycnn::isa::Isa::Avx512 {
+        // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
+        return unsafe { super::scan512::extremes(values) };
+    }
+    extremes(values)
 }
 
 /// The largest of `values`.
@@ -202,10 +216,9 @@ impl Kept {
         (class, image): (u8, usize),
         keep: Keep,
     ) {
-        let (top, bottom) = extremes(map);
+        let (top, bottom) = extremes_of(map);
         if keep.shown > 0 {
-            self.peaks.push((top, image));
-            self.trim_peaks(keep.shown);
+            self.add_peak((top, image), keep.shown);
         }
         // `in_mask(v, bound)` as one comparison: `v > 0` is `v >= ` the least positive float.
         let lo = if self.bound > 0.0 {
@@ -230,7 +243,7 @@ impl Kept {
             up.run(map, buf);
             &*buf
         };
-        let found = at_least(values, lo, hits);
+        let found = self.scan(values, words, (lo, class), hits);
         // A flat's pixels come in long runs of one word (a figure's interior): counted a run
         // at a time, `(flat, word, pixels)`.
         let mut run: Option<(usize, u16, u64)> = None;
@@ -255,6 +268,31 @@ impl Kept {
         if self.pixels.len() > self.cap {
             self.compact(keep.kmax);
         }
+    }
+
+    /// The positions of `values [px]` at or above `lo` into `hits`, returning how many; under
+    /// AVX-512, those that equal no flat's value are pushed as pixels here (with their word
+    /// from `words [px]` and `class`), and only the others are returned.
+    fn scan(
+        &mut self,
+        values: &[f32],
+        words: &[u16],
+        (lo, class): (f32, u8),
+        hits: &mut [u16],
+    ) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if tinycnn::isa::isa() == tinycnn::isa::Isa::Avx512 {
+            let mut flats = [0.0f32; MAX_FLATS];
+            for (f, flat) in flats.iter_mut().zip(&self.flats) {
+                *f = flat.value;
+            }
+            let flats = &flats[..self.flats.len()];
+            // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
+            return unsafe {
+                super::scan512::scan(values, words, (lo, flats), class, (&mut self.pixels, hits))
+            };
+        }
+        at_least(values, lo, hits)
     }
 
     /// Raises the bound to a value with at least `kmax` pixels at or above it, drops the
@@ -349,10 +387,16 @@ impl Kept {
             });
     }
 
-    fn trim_peaks(&mut self, shown: usize) {
-        self.peaks
-            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        self.peaks.truncate(shown);
+    /// Inserts a peak where sorting by value (highest first, in `total_cmp`'s order) and image
+    /// would place it, keeping `shown`: images come in order, so a new peak goes after those
+    /// of equal value.
+    fn add_peak(&mut self, (top, image): (f32, usize), shown: usize) {
+        debug_assert!(self.peaks.iter().all(|p| p.1 < image), "images in order");
+        let at = self.peaks.partition_point(|p| p.0.total_cmp(&top).is_ge());
+        if at < shown {
+            self.peaks.insert(at, (top, image));
+            self.peaks.truncate(shown);
+        }
     }
 
     /// The thresholds at which the filter's top `k` pixels begin, for each `k` of `ks` (each
@@ -613,6 +657,89 @@ mod tests {
                 _ => (rng.next_u32() % 2_000) as f32 * 1e-3,
             })
             .collect()
+    }
+
+    /// The AVX-512 scan keeps the pixels the portable scan keeps, in the same order, and
+    /// returns the positions of the values that equal a flat; its extremes are the portable
+    /// ones, bit for bit. Over lengths with and without a partial last vector, bounds that
+    /// keep nothing, some and everything positive, and with up to `MAX_FLATS` flats.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_scan_keeps_what_the_portable_scan_keeps() {
+        if !(std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+        {
+            return;
+        }
+        let bits = |v: (f32, f32)| (v.0.to_bits(), v.1.to_bits());
+        // A lane's NaN after its largest value, and signed zeros in either order.
+        for (first, then) in [(7.0, f32::NAN), (-0.0, 0.0), (0.0, -0.0)] {
+            let v: Vec<f32> = (0..48).map(|j| if j < 16 { first } else { then }).collect();
+            // SAFETY: checked above.
+            let wide = unsafe { super::super::scan512::extremes(&v) };
+            assert_eq!(bits(wide), bits(extremes(&v)), "{first} then {then}");
+        }
+        for (i, n) in [784usize, 196, 37, 16, 1, 0].into_iter().enumerate() {
+            let mut values = self::values(n, 10 + i as u64);
+            if n > 5 {
+                values[3] = f32::NAN;
+                values[4] = -0.0;
+            }
+            let words: Vec<u16> = (0..n).map(|j| (j * 37 % 1000) as u16).collect();
+            // SAFETY: checked above.
+            let wide = unsafe { super::super::scan512::extremes(&values) };
+            assert_eq!(bits(wide), bits(extremes(&values)), "n {n}");
+            for lo in [f32::from_bits(1), 0.5, 3.0, 20.0, 1000.0] {
+                for flats in [
+                    &[][..],
+                    &[3.0][..],
+                    &[20.0, 3.0, 100.0, 0.7, 1.5, 2.0, 9.0, 0.001][..],
+                ] {
+                    let (mut hits, mut want_hits) = (vec![0u16; n], vec![0u16; n]);
+                    let mut want = Vec::new();
+                    let found = at_least(&values, lo, &mut want_hits);
+                    let mut want_flat = Vec::new();
+                    for &p in &want_hits[..found] {
+                        let (value, word) = (values[p as usize], words[p as usize]);
+                        match flats.contains(&value) {
+                            true => want_flat.push(p),
+                            false => want.push(Pixel {
+                                value,
+                                word,
+                                class: 2,
+                            }),
+                        }
+                    }
+                    let mut got = vec![Pixel {
+                        value: -1.0,
+                        word: 9,
+                        class: 9,
+                    }];
+                    // SAFETY: checked above.
+                    let nf = unsafe {
+                        super::super::scan512::scan(
+                            &values,
+                            &words,
+                            (lo, flats),
+                            2,
+                            (&mut got, &mut hits),
+                        )
+                    };
+                    let at = format!("n {n}, lo {lo}, {} flats", flats.len());
+                    assert_eq!(
+                        got[0],
+                        Pixel {
+                            value: -1.0,
+                            word: 9,
+                            class: 9
+                        },
+                        "{at}"
+                    );
+                    assert_eq!(&got[1..], &want[..], "{at}");
+                    assert_eq!(&hits[..nf], &want_flat[..], "{at}");
+                }
+            }
+        }
     }
 
     /// Thresholds and mask sizes equal those of a full sort, for maps at the image's size

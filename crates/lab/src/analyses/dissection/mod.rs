@@ -28,6 +28,8 @@
 
 pub mod kept;
 pub mod population;
+#[cfg(target_arch = "x86_64")]
+mod scan512;
 pub mod sheet;
 pub mod upsample;
 
