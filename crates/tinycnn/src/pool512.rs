@@ -223,7 +223,8 @@ mod tests {
             .collect()
     }
 
-    const SHAPES: [(usize, usize, usize); 8] = [
+    const SHAPES: [(usize, usize, usize); 9] = [
+        (3, 4, 9),
         (3, 28, 28),
         (5, 14, 14),
         (2, 7, 7),
