@@ -334,21 +334,32 @@ impl Trainer {
                     }
                 }
             }
-            self.grad.copy_from_slice(&self.chunk_grads[0]);
-            for g in &self.chunk_grads[1..stats.len()] {
-                for (acc, v) in self.grad.iter_mut().zip(g) {
-                    *acc += v;
-                }
-            }
-            for (sum, r) in grad_square_sums.iter_mut().zip(&weight_tensors) {
-                *sum += self.grad[r.clone()]
+            sum_chunks(&mut self.grad, &self.chunk_grads[..stats.len()]);
+            updates += 1;
+            // The squared norms (each a sequential f64 sum, in parameter order) beside the
+            // update: both only read the gradient.
+            let (grad, params, state) = (&self.grad, &mut self.model.params, &mut self.state);
+            let backup = &mut self.backup;
+            let square = |r: &std::ops::Range<usize>| -> f64 {
+                grad[r.clone()]
                     .iter()
                     .map(|&g| (g as f64) * (g as f64))
-                    .sum::<f64>();
+                    .sum()
+            };
+            let mut update = || {
+                backup.copy_from_slice(params);
+                state.update(params, grad);
+            };
+            let squares: Vec<f64> = if rayon::current_num_threads() > 1 {
+                let squares = || weight_tensors.par_iter().map(square).collect();
+                rayon::join(squares, update).0
+            } else {
+                update();
+                weight_tensors.iter().map(square).collect()
+            };
+            for (sum, s) in grad_square_sums.iter_mut().zip(squares) {
+                *sum += s;
             }
-            updates += 1;
-            self.backup.copy_from_slice(&self.model.params);
-            self.state.update(&mut self.model.params, &self.grad);
             if self.model.params.iter().any(|p| !p.is_finite()) {
                 // Keep the last finite weights: a diverged run is a result to inspect.
                 self.model.params.copy_from_slice(&self.backup);
@@ -565,6 +576,28 @@ pub fn train(
         history,
         ending,
     })
+}
+
+/// `grad = chunks[0] + chunks[1] + ...`, each parameter summed in chunk order, spans of
+/// parameters on all threads (a parameter's sum is the same whichever thread makes it). Done
+/// on one thread, the sums, the norms and the update left the other core idle between
+/// batches: `bench train` at 2 threads, 5 alternations, 32-32 +2.4%, 16-16 +2.0%.
+fn sum_chunks(grad: &mut [f32], chunks: &[Vec<f32>]) {
+    const SPAN: usize = 4096;
+    let span = |(i, g): (usize, &mut [f32])| {
+        let at = i * SPAN;
+        g.copy_from_slice(&chunks[0][at..at + g.len()]);
+        for c in &chunks[1..] {
+            for (acc, v) in g.iter_mut().zip(&c[at..]) {
+                *acc += v;
+            }
+        }
+    };
+    if rayon::current_num_threads() > 1 {
+        grad.par_chunks_mut(SPAN).enumerate().for_each(span);
+    } else {
+        grad.chunks_mut(SPAN).enumerate().for_each(span);
+    }
 }
 
 /// Accuracy, loss and confusion matrix.
