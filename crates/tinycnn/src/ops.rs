@@ -226,22 +226,30 @@ pub fn im2col(x: &[f32], cin: usize, b: usize, h: usize, w: usize, k: usize, col
 /// `[c, b, h/2, w/2]`, recording in `arg` which of the four inputs (0..4, row-major) won.
 /// Ties go to the first in row-major order, as in PyTorch.
 pub fn maxpool(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::isa::isa() == crate::isa::Isa::Avx512 {
-        // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
-        return unsafe { crate::pool512::maxpool(y, (planes, h, w), p, Some(arg)) };
-    }
-    maxpool_compiled(y, planes, h, w, p, arg)
+    pool(y, (planes, h, w), p, arg, true)
 }
 
 /// [`maxpool`] for a pass with no backward: the same `p`, and `arg` written only where that
 /// costs nothing (the AVX-512 kernel skips it; `arg` is then left as it was).
 pub fn maxpool_values(y: &[f32], planes: usize, h: usize, w: usize, p: &mut [f32], arg: &mut [u8]) {
+    pool(y, (planes, h, w), p, arg, false)
+}
+
+/// [`maxpool`], recording the winners in `arg` if `winners`.
+fn pool(
+    y: &[f32],
+    (planes, h, w): (usize, usize, usize),
+    p: &mut [f32],
+    arg: &mut [u8],
+    winners: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if crate::isa::isa() == crate::isa::Isa::Avx512 {
+        let arg = winners.then_some(arg);
         // SAFETY: `isa()` is AVX-512 only where the CPU runs it.
-        return unsafe { crate::pool512::maxpool(y, (planes, h, w), p, None) };
+        return unsafe { crate::pool512::maxpool(y, (planes, h, w), p, arg) };
     }
+    let _ = winners;
     maxpool_compiled(y, planes, h, w, p, arg)
 }
 

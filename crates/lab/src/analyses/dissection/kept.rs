@@ -710,11 +710,12 @@ mod tests {
                             }),
                         }
                     }
-                    let mut got = vec![Pixel {
+                    let before = Pixel {
                         value: -1.0,
                         word: 9,
                         class: 9,
-                    }];
+                    };
+                    let mut got = vec![before];
                     // SAFETY: checked above.
                     let nf = unsafe {
                         super::super::scan512::scan(
@@ -726,15 +727,7 @@ mod tests {
                         )
                     };
                     let at = format!("n {n}, lo {lo}, {} flats", flats.len());
-                    assert_eq!(
-                        got[0],
-                        Pixel {
-                            value: -1.0,
-                            word: 9,
-                            class: 9
-                        },
-                        "{at}"
-                    );
+                    assert_eq!(got[0], before, "{at}");
                     assert_eq!(&got[1..], &want[..], "{at}");
                     assert_eq!(&hits[..nf], &want_flat[..], "{at}");
                 }
