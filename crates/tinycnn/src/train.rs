@@ -334,7 +334,9 @@ impl Trainer {
                     }
                 }
             }
-            sum_chunks(&mut self.grad, &self.chunk_grads[..stats.len()]);
+            // One thread takes the serial path: no rayon task per span for nothing.
+            let parallel = rayon::current_num_threads() > 1;
+            sum_chunks(&mut self.grad, &self.chunk_grads[..stats.len()], parallel);
             updates += 1;
             // The squared norms (each a sequential f64 sum, in parameter order) beside the
             // update: both only read the gradient.
@@ -350,7 +352,7 @@ impl Trainer {
                 backup.copy_from_slice(params);
                 state.update(params, grad);
             };
-            let squares: Vec<f64> = if rayon::current_num_threads() > 1 {
+            let squares: Vec<f64> = if parallel {
                 let squares = || weight_tensors.par_iter().map(square).collect();
                 rayon::join(squares, update).0
             } else {
@@ -579,10 +581,10 @@ pub fn train(
 }
 
 /// `grad = chunks[0] + chunks[1] + ...`, each parameter summed in chunk order, spans of
-/// parameters on all threads (a parameter's sum is the same whichever thread makes it). Done
-/// on one thread, the sums, the norms and the update left the other core idle between
-/// batches: `bench train` at 2 threads, 5 alternations, 32-32 +2.4%, 16-16 +2.0%.
-fn sum_chunks(grad: &mut [f32], chunks: &[Vec<f32>]) {
+/// parameters on all threads if `parallel` (a parameter's sum is the same whichever thread
+/// makes it). Done on one thread, the sums, the norms and the update left the other core idle
+/// between batches: `alternate_builds.py 4 32-32,2-4` at 2 threads, 32-32 +2.2%, 2-4 +33%.
+fn sum_chunks(grad: &mut [f32], chunks: &[Vec<f32>], parallel: bool) {
     const SPAN: usize = 4096;
     let span = |(i, g): (usize, &mut [f32])| {
         let at = i * SPAN;
@@ -593,7 +595,7 @@ fn sum_chunks(grad: &mut [f32], chunks: &[Vec<f32>]) {
             }
         }
     };
-    if rayon::current_num_threads() > 1 {
+    if parallel {
         grad.par_chunks_mut(SPAN).enumerate().for_each(span);
     } else {
         grad.chunks_mut(SPAN).enumerate().for_each(span);
