@@ -255,7 +255,7 @@ impl Workspace {
                     .iter()
                     .enumerate()
                     .filter(|(i, l)| sparse_takes(*i, l, arch.kernel))
-                    .map(|(_, l)| sparse::scratch_len(l.cin, cap, l.h, l.w))
+                    .map(|(_, l)| sparse::scratch_len(l.cin, l.cout, cap, l.h, l.w))
                     .max()
                     .unwrap_or(0);
                 [vec![0.0; len], vec![0.0; len]]
@@ -711,14 +711,14 @@ impl Workspace {
         }
         let (n, kdim, margin) = (b * s.hw(), s.cin * k * k, dz_margin(&s, k));
         let dz = &self.dz[l][margin..margin + s.cout * n];
-        self.nonzeros.collect(dz, (s.cout, n));
+        let depth = direct::block_depth(kdim + 1, n, s.cout).expect("the direct product's");
+        self.nonzeros.collect(dz, (s.cout, n), depth);
         let prev = &self.layers[l - 1];
         let args = sparse::WeightArgs {
             nz: &self.nonzeros,
             x: output_of(prev, b, &self.pooled[l - 1], &self.post[l - 1]),
             dz,
             frame: &self.frames[l],
-            depth: direct::block_depth(kdim + 1, n, s.cout).expect("the direct product's"),
         };
         let shape = sparse::Shape {
             cin: s.cin,

@@ -47,41 +47,60 @@ const ALIGN: usize = 64 / std::mem::size_of::<f32>();
 /// The bits of `-0.0`.
 const NEG_ZERO: u32 = 0x8000_0000;
 
-/// Each filter's non-zero values of `dz [C, n]` with their positions, in position order.
+/// Each filter's non-zero values of `dz [C, n]` with their positions, in position order,
+/// and where each block of positions the weight gradient sums over starts among them.
 #[derive(Debug, Default)]
 pub(crate) struct Nonzeros {
     /// Filter `c`'s entries are `start[c]..start[c + 1]`.
     start: Vec<usize>,
+    /// Filter `c`'s entries in block `j` (positions `j*depth..(j+1)*depth`) are
+    /// `bounds[c*(blocks+1) + j]..bounds[c*(blocks+1) + j + 1]`.
+    bounds: Vec<usize>,
+    /// The positions of a block ([`crate::direct::block_depth`]).
+    depth: usize,
+    /// Blocks per filter (at least one).
+    blocks: usize,
     pos: Vec<u32>,
     val: Vec<f32>,
 }
 
 impl Nonzeros {
-    /// Gathers the values of `dz [c, n]` that are not `±0` (a NaN is kept), row by row.
-    pub(crate) fn collect(&mut self, dz: &[f32], shape: (usize, usize)) {
-        self.collect_with(crate::isa::isa(), dz, shape)
+    /// Gathers the values of `dz [c, n]` that are not `±0` (a NaN is kept), row by row, and
+    /// their blocks of `depth` positions.
+    pub(crate) fn collect(&mut self, dz: &[f32], shape: (usize, usize), depth: usize) {
+        self.collect_with(crate::isa::isa(), dz, shape, depth)
     }
 
     /// [`Nonzeros::collect`] with the kernels of `isa` (tests run each).
-    fn collect_with(&mut self, isa: Isa, dz: &[f32], (c, n): (usize, usize)) {
+    fn collect_with(&mut self, isa: Isa, dz: &[f32], (c, n): (usize, usize), depth: usize) {
+        assert!(depth > 0, "sparse: blocks of no positions");
         // Room for a whole vector written past the last value kept.
         if self.pos.len() < c * n + 16 {
             self.pos.resize(c * n + 16, 0);
             self.val.resize(c * n + 16, 0.0);
         }
+        (self.depth, self.blocks) = (depth, n.max(1).div_ceil(depth));
         self.start.clear();
         self.start.push(0);
+        self.bounds.clear();
         let mut k = 0;
         for row in dz[..c * n].chunks_exact(n.max(1)) {
             let (pos, val) = (&mut self.pos[k..k + n + 16], &mut self.val[k..k + n + 16]);
-            #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx512 && isa.supported() {
+            let kept = match () {
+                #[cfg(target_arch = "x86_64")]
                 // SAFETY: the CPU has AVX-512 (checked); `pos` and `val` hold `n + 16`.
-                k += unsafe { keep_nonzero_avx512(row, pos, val) };
-                self.start.push(k);
-                continue;
+                () if isa == Isa::Avx512 && isa.supported() => unsafe {
+                    keep_nonzero_avx512(row, pos, val)
+                },
+                () => keep_nonzero(row, pos, val),
+            };
+            let pos = &self.pos[k..k + kept];
+            for j in 0..self.blocks {
+                self.bounds
+                    .push(k + pos.partition_point(|&p| (p as usize) < j * depth));
             }
-            k += keep_nonzero(row, pos, val);
+            k += kept;
+            self.bounds.push(k);
             self.start.push(k);
         }
     }
@@ -90,6 +109,13 @@ impl Nonzeros {
     fn of(&self, c: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.start[c], self.start[c + 1]);
         (&self.pos[a..b], &self.val[a..b])
+    }
+
+    /// Filter `c`'s positions and values in block `j`, and whether none of its come before.
+    fn block(&self, c: usize, j: usize) -> (&[u32], &[f32], bool) {
+        let at = c * (self.blocks + 1);
+        let (a, b) = (self.bounds[at + j], self.bounds[at + j + 1]);
+        (&self.pos[a..b], &self.val[a..b], a == self.bounds[at])
     }
 }
 
@@ -186,18 +212,19 @@ pub(crate) fn frame(images: usize, h: usize, w: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Values each buffer of [`weight_gradient`] needs at most for a layer of `cin` inputs on
-/// `cap` images of `h x w`: a padded copy, from the first 64-byte line in the buffer.
-pub(crate) fn scratch_len(cin: usize, cap: usize, h: usize, w: usize) -> usize {
+/// Values each buffer of [`weight_gradient`] needs at most for a layer of `cin` inputs and
+/// `cout` filters on `cap` images of `h x w`: a padded copy, from the first 64-byte line in
+/// the buffer, or the filters' sums.
+pub(crate) fn scratch_len(cin: usize, cout: usize, cap: usize, h: usize, w: usize) -> usize {
     let cp = cin.next_multiple_of(16);
     let s = Shape {
         cin,
-        cout: 0,
+        cout,
         b: cap,
         h,
         w,
     };
-    s.padded(cp) + ALIGN
+    (s.padded(cp) + ALIGN).max(cout * TAPS * cp)
 }
 
 /// The vector width (in f32) for `cin` channels with `isa`: the narrowest of the version's
@@ -264,8 +291,6 @@ pub(crate) struct WeightArgs<'a> {
     pub dz: &'a [f32],
     /// [`frame`] of the layer.
     pub frame: &'a [u32],
-    /// The blocks over positions ([`crate::direct::block_depth`]).
-    pub depth: usize,
 }
 
 /// `d[W | b]` of a 3x3 layer from `dz`'s non-zeros ([`Nonzeros`]), into `gw [cout, cin*9]`
@@ -296,27 +321,23 @@ pub(crate) fn weight_gradient(
     pad_channels_last(isa, a.x, s, cp, tmp, padded);
     let offs: [isize; TAPS] = std::array::from_fn(|t| s.tap((t / K, t % K), cp));
     patches_inside(a.frame, (padded, cp, &offs));
-    #[cfg(target_arch = "x86_64")]
-    let both = isa == Isa::Avx512 && cp == 2 * l;
-    #[cfg(not(target_arch = "x86_64"))]
-    let both = false;
-    for (c, gb) in gb[..s.cout].iter_mut().enumerate() {
-        if both {
-            let g = Gather::new(a, c, padded, cp, 0);
-            *gb = pass_both(g, &offs, (gw, c), s);
-            continue;
-        }
-        for lane0 in (0..s.cin).step_by(l) {
-            let g = Gather::new(a, c, padded, cp, lane0);
-            let bias = match l {
-                16 => pass::<16>(isa, g, &offs, (gw, c), s),
-                8 => pass::<8>(isa, g, &offs, (gw, c), s),
-                _ => pass::<4>(isa, g, &offs, (gw, c), s),
-            };
-            if lane0 == 0 {
-                *gb = bias;
-            }
-        }
+    assert!(
+        tmp.len() >= s.cout * TAPS * cp,
+        "sparse: {} values for {} filters' sums",
+        tmp.len(),
+        s.cout
+    );
+    // The transposed input is in `padded` now: `tmp` holds the sums.
+    let totals = &mut tmp[..s.cout * TAPS * cp];
+    let x = Patches {
+        x: padded,
+        frame: a.frame,
+        cp,
+        offs,
+    };
+    block_sums(isa, a, x, (s, l), totals, &mut gb[..s.cout]);
+    for (c, total) in totals.chunks_exact(TAPS * cp).enumerate() {
+        write_lanes(total, l, (gw, c), s);
     }
     // Outputs that came out -0 may be +0 in the dense product: recompute them.
     if !any_negative_zero(&gw[..s.cout * kdim]) && !any_negative_zero(&gb[..s.cout]) {
@@ -338,6 +359,80 @@ pub(crate) fn weight_gradient(
     true
 }
 
+/// Every filter's sums, block of positions by block and, within a block, filter by filter:
+/// each filter's sum over a block starts from zero and is then added to its total, so this
+/// order gives each output the same bits as filter by filter, and every filter reads the
+/// block's patches while they are still in L1. Filter by filter, a 32-32's second layer
+/// streamed its whole 131 KB padded input from L2 once per filter.
+///
+/// `totals [cout, cin/L, 9, L]` (`L` lanes a pass, `cp` values per position) and the biases'
+/// `gb [cout]` are written.
+fn block_sums(
+    isa: Isa,
+    a: WeightArgs,
+    x: Patches,
+    (s, l): (Shape, usize),
+    totals: &mut [f32],
+    gb: &mut [f32],
+) {
+    for c in 0..s.cout {
+        check_positions(a, c);
+    }
+    totals.fill(0.0);
+    gb.fill(0.0);
+    #[cfg(target_arch = "x86_64")]
+    let both = isa == Isa::Avx512 && x.cp == 2 * l;
+    #[cfg(not(target_arch = "x86_64"))]
+    let both = false;
+    for j in 0..a.nz.blocks {
+        for (c, total) in totals.chunks_exact_mut(TAPS * x.cp).enumerate() {
+            let (pos, val, first) = a.nz.block(c, j);
+            if pos.is_empty() {
+                continue;
+            }
+            let sum = if both {
+                // SAFETY: the CPU runs AVX-512 (`weight_gradient` asserted `isa`).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    gather_both((pos, val), x, total, first)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!()
+            } else {
+                let mut sum = 0.0;
+                for lane0 in (0..s.cin).step_by(l) {
+                    let total = &mut total[lane0 * TAPS..(lane0 + l) * TAPS];
+                    let g = ((pos, val), x, lane0);
+                    let bias = match l {
+                        16 => gather_with::<16>(isa, g, total, first),
+                        8 => gather_with::<8>(isa, g, total, first),
+                        _ => gather_with::<4>(isa, g, total, first),
+                    };
+                    if lane0 == 0 {
+                        sum = bias;
+                    }
+                }
+                sum
+            };
+            gb[c] = if first { sum } else { gb[c] + sum };
+        }
+    }
+}
+
+/// Panics unless every position of filter `c`'s non-zeros is in the frame: with
+/// [`patches_inside`], every read of [`gather`], which reads unchecked, lies in the copy.
+fn check_positions(a: WeightArgs, c: usize) {
+    let (pos, val) = a.nz.of(c);
+    let n = a.frame.len();
+    // A fold, not `all`: no early exit, so that it vectorises (a scalar loop per filter
+    // cost as much as a filter's bookkeeping).
+    let last = pos.iter().fold(0, |m, &p| m.max(p));
+    assert!(
+        pos.len() == val.len() && (pos.is_empty() || (last as usize) < n),
+        "sparse: a position past the frame's {n}"
+    );
+}
+
 /// Panics unless every patch of every position of `frame` lies in `x`, whichever lanes of
 /// its `cp` values per position a pass reads: the proof [`gather`]'s unchecked reads rest on.
 fn patches_inside(frame: &[u32], (x, cp, offs): (&[f32], usize, &[isize; TAPS])) {
@@ -354,114 +449,83 @@ fn patches_inside(frame: &[u32], (x, cp, offs): (&[f32], usize, &[isize; TAPS]))
     );
 }
 
-/// One pass: lanes `lane0..lane0 + L` of filter `c`'s 9 taps, written into `gw`;
-/// returns the bias's gradient.
-fn pass<const L: usize>(
-    isa: Isa,
-    g: Gather,
-    offs: &[isize; TAPS],
-    (gw, c): (&mut [f32], usize),
-    s: Shape,
-) -> f32 {
-    let (total, bias) = gather_with::<TAPS, L>(isa, g, offs);
-    write_lanes(&total, g.lane0, (gw, c), s);
-    bias
-}
-
-/// A pass's totals `[tap][lane]` of filter `c` into `gw [cout, cin*9]`, lanes `lane0..` up
-/// to the last input channel.
-fn write_lanes<const L: usize>(
-    total: &[[f32; L]; TAPS],
-    lane0: usize,
-    (gw, c): (&mut [f32], usize),
-    s: Shape,
-) {
+/// A filter's totals `[cin/L, 9, L]` (`L` = `l` lanes a pass) into its row of
+/// `gw [cout, cin*9]`.
+fn write_lanes(total: &[f32], l: usize, (gw, c): (&mut [f32], usize), s: Shape) {
     let kdim = s.cin * TAPS;
-    for j in 0..L.min(s.cin - lane0) {
-        for (t, row) in total.iter().enumerate() {
-            gw[c * kdim + (lane0 + j) * TAPS + t] = row[j];
+    for ch in 0..s.cin {
+        let (g, j) = (ch / l, ch % l);
+        for t in 0..TAPS {
+            gw[c * kdim + ch * TAPS + t] = total[(g * TAPS + t) * l + j];
         }
     }
 }
 
-/// [`pass`] of all 32 lanes of a position (17 to 32 input channels, AVX-512) at once: one
-/// pass per filter instead of two, so that each non-zero's position, value and patch address
-/// are read once for 18 multiply-adds, and a filter's bookkeeping (its blocks, its outputs'
-/// writes) is done once. Written with intrinsics: the plain loop of [`gather`] with 32 lanes
-/// kept its 18 sums and their totals in registers at once and spilled (measured 40% slower).
-#[cfg(target_arch = "x86_64")]
-fn pass_both(g: Gather, offs: &[isize; TAPS], (gw, c): (&mut [f32], usize), s: Shape) -> f32 {
-    let mut total = [[0.0f32; 32]; TAPS];
-    // SAFETY: `weight_gradient` asserted that the CPU runs AVX-512.
-    let bias = unsafe { gather_both(g, offs, &mut total) };
-    write_lanes(&total, g.lane0, (gw, c), s);
-    bias
-}
-
-/// [`gather`] of 32 lanes in two 512-bit halves into `total` (which must hold zeros), and
-/// the bias's sum, in the same order: each block's 18 sums from zero over its non-zeros in
-/// position order, then added to `total` in order ([`add_block`]).
+/// [`gather`] of all 32 lanes of a position (17 to 32 input channels, AVX-512) at once: one
+/// pass per filter and block instead of two, so that each non-zero's position, value and
+/// patch address are read once for 18 multiply-adds, and the bias's sum; `total [2, 9, 16]`
+/// takes the block's sums as [`flush`] does. Written with intrinsics: the plain loop of
+/// [`gather`] with 32 lanes kept its 18 sums and their totals in registers at once and
+/// spilled (measured 40% slower).
 ///
 /// # Safety
 /// The CPU runs AVX-512 F.
-// A numeric kernel: the 18 sums must stay in registers, so the inner loop is one block's
+// A numeric kernel: the 18 sums must stay in registers, so the loop is the block's
 // non-zeros with nothing else in it, and the totals live in memory.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_both(g: Gather, offs: &[isize; TAPS], total: &mut [[f32; 32]; TAPS]) -> f32 {
+unsafe fn gather_both(
+    (pos, val): (&[u32], &[f32]),
+    x: Patches,
+    total: &mut [f32],
+    first: bool,
+) -> f32 {
     use std::arch::x86_64::*;
     assert!(
-        g.lane0 + 32 <= g.cp,
+        32 <= x.cp && total.len() >= TAPS * 32,
         "sparse: lanes past a position's {}",
-        g.cp
+        x.cp
     );
-    let mut bias = 0.0f32;
-    for (i, (pos, val)) in g.blocks().enumerate() {
-        let first = i == 0;
-        let mut acc = [[_mm512_setzero_ps(); 2]; TAPS];
-        let mut sum = 0.0f32;
-        for (&p, &v) in pos.iter().zip(val) {
-            // SAFETY: as in `gather`: `p < frame.len()` and every patch of the frame lies in
-            // `x` (`Gather::new`, `patches_inside`), both halves (`lane0 + 32 <= cp`).
-            unsafe {
-                let f = *g.frame.get_unchecked(p as usize) as usize;
-                let at = g.x.as_ptr().add(f * g.cp + g.lane0);
-                let v16 = _mm512_set1_ps(v);
-                for (sums, &off) in acc.iter_mut().zip(offs) {
-                    let x = at.offset(off);
-                    sums[0] = _mm512_fmadd_ps(v16, _mm512_loadu_ps(x), sums[0]);
-                    sums[1] = _mm512_fmadd_ps(v16, _mm512_loadu_ps(x.add(16)), sums[1]);
-                }
+    let mut acc = [[_mm512_setzero_ps(); 2]; TAPS];
+    let mut sum = 0.0f32;
+    for (&p, &v) in pos.iter().zip(val) {
+        // SAFETY: as in `gather`: `p < frame.len()` and every patch of the frame lies in
+        // `x` (`check_positions`, `patches_inside`), both halves (`32 <= cp`).
+        unsafe {
+            let f = *x.frame.get_unchecked(p as usize) as usize;
+            let at = x.x.as_ptr().add(f * x.cp);
+            let v16 = _mm512_set1_ps(v);
+            for (sums, &off) in acc.iter_mut().zip(&x.offs) {
+                let x = at.offset(off);
+                sums[0] = _mm512_fmadd_ps(v16, _mm512_loadu_ps(x), sums[0]);
+                sums[1] = _mm512_fmadd_ps(v16, _mm512_loadu_ps(x.add(16)), sums[1]);
             }
-            // The ones row of [col; 1]: fma(1, v, s) is s + v.
-            sum += v;
         }
-        // SAFETY: the CPU runs AVX-512 F (the caller's contract).
-        unsafe { add_block(&acc, first, total) };
-        bias = if first { sum } else { bias + sum };
+        // The ones row of [col; 1]: fma(1, v, s) is s + v.
+        sum += v;
     }
-    bias
+    // SAFETY: the CPU runs AVX-512 F (the caller's contract); `total` holds `[2, 9, 16]`.
+    unsafe { add_block(&acc, first, total) };
+    sum
 }
 
-/// Ends a block of [`gather_both`]: its sums become the totals (the first) or are added to
-/// them. Not inlined, so that the totals stay in memory rather than in 18 more registers.
+/// Ends a block of [`gather_both`]: its sums become the totals `[2, 9, 16]` (the filter's
+/// first block) or are added to them. Not inlined, so that the totals stay in memory rather
+/// than in 18 more registers.
 ///
 /// # Safety
-/// The CPU runs AVX-512 F.
+/// The CPU runs AVX-512 F; `total` holds `2 * 9 * 16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-unsafe fn add_block(
-    acc: &[[std::arch::x86_64::__m512; 2]; TAPS],
-    first: bool,
-    total: &mut [[f32; 32]; TAPS],
-) {
+unsafe fn add_block(acc: &[[std::arch::x86_64::__m512; 2]; TAPS], first: bool, total: &mut [f32]) {
     use std::arch::x86_64::*;
-    for (t, sums) in total.iter_mut().zip(acc) {
+    debug_assert!(total.len() >= 2 * TAPS * 16);
+    for (t, sums) in acc.iter().enumerate() {
         for (h, &s) in sums.iter().enumerate() {
-            // SAFETY: 16 values from `16 * h` of 32.
+            // SAFETY: 16 values at `(h * 9 + t) * 16`, of `2 * 9 * 16`.
             unsafe {
-                let d = t.as_mut_ptr().add(16 * h);
+                let d = total.as_mut_ptr().add((h * TAPS + t) * 16);
                 let v = if first {
                     s
                 } else {
@@ -491,7 +555,7 @@ fn dense_weight(
         x[at + q / TAPS]
     };
     let mut total = 0.0f32;
-    for (p0, p1, first) in blocks(n, a.depth) {
+    for (p0, p1, first) in blocks(n, a.nz.depth) {
         let mut acc = 0.0f32;
         for p in p0..p1 {
             acc = a.dz[c * n + p].mul_add(col(p), acc);
@@ -501,153 +565,94 @@ fn dense_weight(
     total
 }
 
-/// One pass of the weight gradient over a filter's non-zeros.
+/// The padded copy the gathers read and where a position's patch lies in it.
 #[derive(Clone, Copy)]
-struct Gather<'a> {
-    pos: &'a [u32],
-    val: &'a [f32],
-    /// The padded copy, `cp` values per position.
+struct Patches<'a> {
+    /// `[b, h + 2, w + 2, cp]`.
     x: &'a [f32],
     /// [`frame`] of the layer.
     frame: &'a [u32],
     cp: usize,
-    lane0: usize,
-    depth: usize,
+    /// Where each tap reads, relative to the position's first value.
+    offs: [isize; TAPS],
 }
 
-impl<'a> Gather<'a> {
-    /// The filter's non-zeros `(positions, values)` block by block: the runs that fall in one
-    /// block of `depth` positions, in order (blocks without non-zeros left out).
-    fn blocks(&self) -> impl Iterator<Item = (&'a [u32], &'a [f32])> {
-        let (mut pos, mut val, depth) = (self.pos, self.val, self.depth);
-        std::iter::from_fn(move || {
-            let &p0 = pos.first()?;
-            let end = (p0 as usize / depth + 1) * depth;
-            let k = pos.partition_point(|&p| (p as usize) < end);
-            let block = (&pos[..k], &val[..k]);
-            (pos, val) = (&pos[k..], &val[k..]);
-            Some(block)
-        })
-    }
-
-    /// Filter `c`'s pass from lane `lane0` of `x` (`cp` values per position). Panics unless
-    /// every position of the filter is in the frame: with [`patches_inside`], every read of
-    /// [`gather`], which reads unchecked, lies in `x`.
-    fn new(a: WeightArgs<'a>, c: usize, x: &'a [f32], cp: usize, lane0: usize) -> Gather<'a> {
-        let (pos, val) = a.nz.of(c);
-        let n = a.frame.len();
-        // A fold, not `all`: no early exit, so that it vectorises (a scalar loop per pass
-        // cost as much as a pass's bookkeeping).
-        let last = pos.iter().fold(0, |m, &p| m.max(p));
-        assert!(
-            pos.len() == val.len() && (pos.is_empty() || (last as usize) < n),
-            "sparse: a position past the frame's {n}"
-        );
-        Gather {
-            pos,
-            val,
-            x,
-            frame: a.frame,
-            cp,
-            lane0,
-            depth: a.depth,
-        }
-    }
-}
+/// A block's non-zeros `(positions, values)`, the copy, and the first lane of the pass.
+type Block<'a> = ((&'a [u32], &'a [f32]), Patches<'a>, usize);
 
 /// [`gather`] compiled for `isa`.
-fn gather_with<const T: usize, const L: usize>(
-    isa: Isa,
-    g: Gather,
-    offs: &[isize; T],
-) -> ([[f32; L]; T], f32) {
+fn gather_with<const L: usize>(isa: Isa, g: Block, total: &mut [f32], first: bool) -> f32 {
     match isa {
         // SAFETY: `weight_gradient` asserted that the CPU runs `isa`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { gather_avx512::<T, L>(g, offs) },
+        Isa::Avx512 => unsafe { gather_avx512::<L>(g, total, first) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { gather_avx2::<T, L>(g, offs) },
-        _ => gather::<T, L>(g, offs),
+        Isa::Avx2 => unsafe { gather_avx2::<L>(g, total, first) },
+        _ => gather::<L>(g, total, first),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn gather_avx512<const T: usize, const L: usize>(
-    g: Gather,
-    offs: &[isize; T],
-) -> ([[f32; L]; T], f32) {
-    gather::<T, L>(g, offs)
+fn gather_avx512<const L: usize>(g: Block, total: &mut [f32], first: bool) -> f32 {
+    gather::<L>(g, total, first)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn gather_avx2<const T: usize, const L: usize>(
-    g: Gather,
-    offs: &[isize; T],
-) -> ([[f32; L]; T], f32) {
-    gather::<T, L>(g, offs)
+fn gather_avx2<const L: usize>(g: Block, total: &mut [f32], first: bool) -> f32 {
+    gather::<L>(g, total, first)
 }
 
-/// `total[t][j] = sum over the non-zeros (p, v) of v * x[at(p) + offs[t] + lane0 + j]`, and
-/// the bias's `sum of v`, each summed in position order from zero in blocks of `depth`
-/// positions whose sums are added in order (a block without non-zeros adds nothing).
+/// One block of one pass: `sums[t][j] = sum over the block's non-zeros (p, v) of
+/// v * x[at(p) + offs[t] + lane0 + j]` in position order from zero, written into `total
+/// [9, L]` or added to it ([`flush`]); returns the block's sum of `v` (the bias's).
 ///
-/// Reads without bounds checks: [`Gather::new`] and [`patches_inside`] proved every patch of
-/// every position inside `x`. With a check and a block test per non-zero, the loop ran three
-/// scalar instructions per multiply-add and kept copies of its accumulators across the test
-/// (`perf annotate` on an Intel Xeon with two 512-bit FMA units, `bench train --arch 32-32`).
-// A numeric kernel: `acc` must stay in registers, so the inner loop is one block's
-// non-zeros with nothing else in it.
+/// Reads without bounds checks: [`check_positions`] and [`patches_inside`] proved every
+/// patch of every position inside `x`. With a check and a block test per non-zero, the loop
+/// ran three scalar instructions per multiply-add and kept copies of its accumulators across
+/// the test (`perf annotate` on an Intel Xeon with two 512-bit FMA units, `bench train
+/// --arch 32-32`).
+// A numeric kernel: `acc` must stay in registers, so the loop is the block's non-zeros with
+// nothing else in it.
 #[inline(always)]
-fn gather<const T: usize, const L: usize>(g: Gather, offs: &[isize; T]) -> ([[f32; L]; T], f32) {
+fn gather<const L: usize>(((pos, val), x, lane0): Block, total: &mut [f32], first: bool) -> f32 {
     assert!(
-        g.lane0 + L <= g.cp,
+        lane0 + L <= x.cp && total.len() >= TAPS * L,
         "sparse: lanes past a position's {}",
-        g.cp
+        x.cp
     );
-    let mut total = ([[0.0f32; L]; T], 0.0f32);
-    for (i, (pos, val)) in g.blocks().enumerate() {
-        let mut acc = ([[0.0f32; L]; T], 0.0f32);
-        for (&p, &v) in pos.iter().zip(val) {
-            // SAFETY: `p < frame.len()` and the patch at `frame[p]` lies in `x`, for every
-            // offset and lane (`Gather::new`, `patches_inside`; `lane0 + L <= cp`).
-            let at = unsafe {
-                let f = *g.frame.get_unchecked(p as usize) as usize;
-                g.x.as_ptr().add(f * g.cp + g.lane0)
-            };
-            for (sums, &off) in acc.0.iter_mut().zip(offs) {
-                let x = unsafe { &*at.offset(off).cast::<[f32; L]>() };
-                for (s, &x) in sums.iter_mut().zip(x) {
-                    *s = v.mul_add(x, *s);
-                }
+    let mut acc = [[0.0f32; L]; TAPS];
+    let mut sum = 0.0f32;
+    for (&p, &v) in pos.iter().zip(val) {
+        // SAFETY: `p < frame.len()` and the patch at `frame[p]` lies in `x`, for every
+        // offset and lane (`check_positions`, `patches_inside`; `lane0 + L <= cp`).
+        let at = unsafe {
+            let f = *x.frame.get_unchecked(p as usize) as usize;
+            x.x.as_ptr().add(f * x.cp + lane0)
+        };
+        for (sums, &off) in acc.iter_mut().zip(&x.offs) {
+            let x = unsafe { &*at.offset(off).cast::<[f32; L]>() };
+            for (s, &x) in sums.iter_mut().zip(x) {
+                *s = v.mul_add(x, *s);
             }
-            // The ones row of [col; 1]: fma(1, v, s) is s + v.
-            acc.1 += v;
         }
-        flush(&mut total, &mut acc, i == 0);
+        // The ones row of [col; 1]: fma(1, v, s) is s + v.
+        sum += v;
     }
-    total
+    flush(total, &acc, first);
+    sum
 }
 
-/// Ends a block: its sums become the totals (the first block) or are added to them.
+/// Ends a block: its sums become the totals `[9, L]` (the filter's first block) or are
+/// added to them.
 #[inline(always)]
-fn flush<const T: usize, const L: usize>(
-    total: &mut ([[f32; L]; T], f32),
-    acc: &mut ([[f32; L]; T], f32),
-    first: bool,
-) {
-    if first {
-        *total = *acc;
-    } else {
-        for (tr, ar) in total.0.iter_mut().zip(&acc.0) {
-            for (t, a) in tr.iter_mut().zip(ar) {
-                *t += a;
-            }
+fn flush<const L: usize>(total: &mut [f32], acc: &[[f32; L]; TAPS], first: bool) {
+    for (tr, ar) in total.chunks_exact_mut(L).zip(acc) {
+        for (t, a) in tr.iter_mut().zip(ar) {
+            *t = if first { *a } else { *t + a };
         }
-        total.1 += acc.1;
     }
-    *acc = ([[0.0; L]; T], 0.0);
 }
 
 #[cfg(test)]
@@ -714,9 +719,9 @@ mod tests {
         transpose(dz, (sh.cout, n), &mut dzt);
         let want = reference(&col, &dzt, (kdim + 1, n, sh.cout), depth);
         let mut nz = Nonzeros::default();
-        nz.collect_with(isa, dz, (sh.cout, n));
+        nz.collect_with(isa, dz, (sh.cout, n), depth);
         let fr = frame(sh.b, sh.h, sh.w);
-        let len = scratch_len(sh.cin, sh.b, sh.h, sh.w);
+        let len = scratch_len(sh.cin, sh.cout, sh.b, sh.h, sh.w);
         let mut bufs = [vec![f32::NAN; len], vec![f32::NAN; len]];
         let [one, two] = &mut bufs;
         let (mut gw, mut gb) = (vec![f32::NAN; sh.cout * kdim], vec![f32::NAN; sh.cout]);
@@ -725,7 +730,6 @@ mod tests {
             x,
             dz,
             frame: &fr,
-            depth,
         };
         assert!(weight_gradient(isa, args, sh, [one, two], &mut gw, &mut gb));
         let mut got = vec![0.0; (kdim + 1) * sh.cout];
@@ -789,9 +793,9 @@ mod tests {
         let (mut x, dz) = (vec![1.0f32; 2 * n], sparse_values(8 * n, 1));
         x[5] = f32::INFINITY;
         let mut nz = Nonzeros::default();
-        nz.collect_with(Isa::Baseline, &dz, (8, n));
+        nz.collect_with(Isa::Baseline, &dz, (8, n), KC);
         let fr = frame(1, 4, 4);
-        let len = scratch_len(2, 1, 4, 4);
+        let len = scratch_len(2, 8, 1, 4, 4);
         let mut bufs = [vec![0.0; len], vec![0.0; len]];
         let [one, two] = &mut bufs;
         let (mut gw, mut gb) = (vec![7.0; 8 * 2 * TAPS], vec![7.0; 8]);
@@ -800,7 +804,6 @@ mod tests {
             x: &x,
             dz: &dz,
             frame: &fr,
-            depth: KC,
         };
         for isa in Isa::available() {
             let scratch = [&mut one[..], &mut two[..]];
@@ -817,13 +820,13 @@ mod tests {
         let long = sparse_values(3 * 37, 5);
         for isa in Isa::available() {
             let mut nz = Nonzeros::default();
-            nz.collect_with(isa, &dz, (3, 3));
+            nz.collect_with(isa, &dz, (3, 3), KC);
             assert_eq!(nz.of(0), (&[1u32][..], &[2.0f32][..]));
             let (p, v) = nz.of(1);
             assert_eq!(p, &[0, 2]);
             assert!(v[0].is_nan() && v[1] == -1.0);
             assert_eq!(nz.of(2), (&[2u32][..], &[3.0f32][..]));
-            nz.collect_with(isa, &long, (3, 37));
+            nz.collect_with(isa, &long, (3, 37), KC);
             for (c, row) in long.chunks(37).enumerate() {
                 let want: Vec<(u32, f32)> = (0u32..)
                     .zip(row.iter().copied())
