@@ -10,7 +10,7 @@ use crate::direct;
 use crate::model::Model;
 use crate::ops::{
     flip_transpose, im2col, matmul, matmul_strided, maxpool, maxpool_values, unpool, unpool_relu,
-    Mat,
+    unpool_relu_transposed, unpools_transposed, Mat,
 };
 use crate::silent;
 use crate::sparse;
@@ -119,6 +119,9 @@ pub struct Workspace {
     frames: Vec<Vec<u32>>,
     /// [`sparse`]'s buffers, each of the largest [`sparse::scratch_len`].
     sparse_scratch: [Vec<f32>; 2],
+    /// Per layer, whether the last backward pass wrote `dz` (a first layer's may go to `dzt`
+    /// alone, [`unpool_relu_transposed`]).
+    dz_written: Vec<bool>,
     /// Per layer and filter: did the activation output anything non-zero (dead filters).
     pub(crate) alive: Vec<Vec<bool>>,
     /// Per layer, its input channels that are not all zeros on the loaded chunk (set by
@@ -228,13 +231,14 @@ impl Workspace {
             dcol: vec![0.0; max_dcol],
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
-            // Only layers of 8 filters or more use it (the direct weight gradient).
+            // Only layers of 8 filters or more use it (the direct weight gradient); room to
+            // start on a 64-byte line ([`lined`]).
             dzt: vec![
                 0.0;
                 layers
                     .iter()
                     .filter(|l| l.cout >= 8)
-                    .map(|l| l.cout * cap * l.hw())
+                    .map(|l| l.cout * cap * l.hw() + LINE)
                     .max()
                     .unwrap_or(0)
             ],
@@ -260,6 +264,7 @@ impl Workspace {
                     .unwrap_or(0);
                 [vec![0.0; len], vec![0.0; len]]
             },
+            dz_written: vec![false; layers.len()],
             alive: layers.iter().map(|l| vec![false; l.cout]).collect(),
             live: layers.iter().map(|s| Vec::with_capacity(s.cin)).collect(),
             rows: Vec::with_capacity(layers.iter().map(|s| s.cin).max().unwrap_or(0)),
@@ -648,7 +653,11 @@ impl Workspace {
     /// First-order Taylor importance terms of the last forward and backward (Molchanov et al.
     /// 2017): for layer `l`, filter `f` and image `img` of the chunk, the sum over positions
     /// of the activation output times the loss gradient with respect to it.
-    pub(crate) fn taylor_terms(&self, l: usize, out: &mut [f64]) {
+    pub(crate) fn taylor_terms(&mut self, l: usize, out: &mut [f64]) {
+        if !self.dz_written[l] {
+            self.unpool_dz(l);
+            self.dz_written[l] = true;
+        }
         let s = self.layers[l];
         let (b, n) = (self.b, self.b * s.hw());
         for f in 0..s.cout {
@@ -732,6 +741,40 @@ impl Workspace {
         sparse::weight_gradient(crate::isa::isa(), args, shape, [one, two], gw, gb)
     }
 
+    /// A fused layer's `dz` from its pooled gradient ([`unpool_relu`]): the gradient reaches
+    /// each window's winner where the pooled value is positive.
+    fn unpool_dz(&mut self, l: usize) {
+        let (s, b, k) = (self.layers[l], self.b, self.arch.kernel);
+        let (n, m, margin) = (b * s.hw(), s.cout * b * s.out_hw(), dz_margin(&s, k));
+        unpool_relu(
+            &self.dout[l][..m],
+            &self.pooled[l][..m],
+            &self.arg[l][..m],
+            s.cout * b,
+            s.h,
+            s.w,
+            &mut self.dz[l][margin..margin + s.cout * n],
+        );
+    }
+
+    /// Whether layer `l`'s backward pass unpools its gradient straight into `dzt`
+    /// ([`unpool_relu_transposed`]): a first layer (no input gradient reads `dz`) with ReLU
+    /// and pooling, whose weight gradient is the direct product's, on shapes the kernel takes.
+    fn unpools_transposed(&self, l: usize) -> bool {
+        let s = &self.layers[l];
+        let kdim = s.cin * self.arch.kernel * self.arch.kernel;
+        #[cfg(test)]
+        if self.every_row {
+            return false;
+        }
+        l == 0
+            && self.fused(s)
+            && s.cout >= 8
+            && direct::pays(kdim + 1, self.b * s.hw(), s.cout)
+            && !sparse_takes(l, s, self.arch.kernel)
+            && unpools_transposed(s.cout, s.h, s.w)
+    }
+
     /// Back-propagates `dlogits [b, K]` (already scaled by the caller) and overwrites `grad`
     /// (laid out like the parameters) with the gradient of the chunk's share of the loss.
     /// Needs the state of the last [`Workspace::forward`].
@@ -773,20 +816,24 @@ impl Workspace {
             let kdim = s.cin * k * k;
             let fused = self.fused(&s);
             let margin = dz_margin(&s, k);
-            let dz = &mut self.dz[l][margin..margin + s.cout * n];
-            let pre = &self.pre[l][..s.cout * n];
-            if fused {
+            // A first layer's `dz` goes to `dzt` alone, already transposed.
+            let into_dzt = self.unpools_transposed(l);
+            self.dz_written[l] = !into_dzt;
+            if into_dzt {
                 let m = s.cout * b * s.out_hw();
-                unpool_relu(
+                unpool_relu_transposed(
                     &self.dout[l][..m],
                     &self.pooled[l][..m],
                     &self.arg[l][..m],
-                    s.cout * b,
-                    s.h,
-                    s.w,
-                    dz,
+                    (s.cout, b, s.h, s.w),
+                    lined(&mut self.dzt, n * s.cout),
                 );
-            } else {
+            } else if fused {
+                self.unpool_dz(l);
+            }
+            let dz = &mut self.dz[l][margin..margin + s.cout * n];
+            let pre = &self.pre[l][..s.cout * n];
+            if !fused {
                 if s.pool {
                     let m = s.cout * b * s.out_hw();
                     unpool(
@@ -832,7 +879,11 @@ impl Workspace {
             // would compute them ([`silent`]).
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
             let direct_w = s.cout >= 8 && direct::pays(kdim + 1, n, s.cout);
-            let silent_dz = silent::all_zero(&self.dz[l][margin..margin + s.cout * n]);
+            let silent_dz = if into_dzt {
+                silent::all_zero(lined(&mut self.dzt, n * s.cout))
+            } else {
+                silent::all_zero(&self.dz[l][margin..margin + s.cout * n])
+            };
             let skip_w = silent_dz
                 && (direct_w || wgrad::applies(kdim + 1, s.cout))
                 && silent::all_finite(self.layer_in(l));
@@ -851,8 +902,10 @@ impl Workspace {
                 grad[wr..wr + s.cout * kdim].copy_from_slice(&dwb[..s.cout * kdim]);
                 grad[br..br + s.cout].copy_from_slice(&dwb[s.cout * kdim..]);
             } else if direct_w {
-                let dzt = &mut self.dzt[..n * s.cout];
-                transpose(dz, (s.cout, n), dzt);
+                let dzt = lined(&mut self.dzt, n * s.cout);
+                if !into_dzt {
+                    transpose(dz, (s.cout, n), dzt);
+                }
                 direct::product(col, dzt, (kdim + 1, n, s.cout), dwb);
                 for c in 0..s.cout {
                     for i in 0..kdim {
@@ -949,6 +1002,16 @@ impl Workspace {
             }
         }
     }
+}
+
+/// Values in a 64-byte line.
+const LINE: usize = 16;
+
+/// `len` values of `buf` from its first 64-byte line (`buf` holds [`LINE`] more): rows of 16
+/// values then lie in one line each, so that no store or load of a row is split across two.
+fn lined(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let skip = buf.as_ptr().align_offset(64).min(LINE);
+    &mut buf[skip..skip + len]
 }
 
 /// The channels of `x [C, n]` that are not all zeros (of either sign), into `live`.
@@ -1152,6 +1215,39 @@ mod tests {
                 bits(&grad)
             };
             assert_eq!(grad(false), grad(true), "{label}");
+        }
+    }
+
+    /// A first layer whose gradient is unpooled straight into `dzt` (AVX-512, 16 or 32
+    /// filters) gives the plain pass's gradient, and its `dz`, written when the Taylor terms
+    /// ask for it, the plain pass's terms; so do layers that write `dz`.
+    #[test]
+    fn a_first_layer_unpooled_into_dzt_has_the_plain_gradient_and_taylor_terms() {
+        for label in ["16-16", "32-32", "8-16", "32-8-8"] {
+            let arch = Arch::parse(label, 28, 28, 3).unwrap();
+            let model = Model::init(&arch, Init::Glorot, 7).unwrap();
+            let (images, _) = labelled_images(CHUNK, 6);
+            let run = |plain: bool| {
+                let mut ws = Workspace::new(&arch, CHUNK);
+                ws.every_row = plain;
+                ws.load(&images, Scaling::Unit);
+                ws.forward(&model, false);
+                ws.dlogits[..CHUNK * 3].copy_from_slice(&[0.25, -0.5, 0.25].repeat(CHUNK));
+                let mut grad = vec![f32::NAN; model.params.len()];
+                ws.backward(&model, &mut grad);
+                let transposed = !ws.dz_written[0];
+                let mut out = bits(&grad);
+                for l in 0..ws.layers.len() {
+                    let mut terms = vec![f64::NAN; ws.layers[l].cout * CHUNK];
+                    ws.taylor_terms(l, &mut terms);
+                    out.extend(terms.iter().map(|t| t.to_bits() as u32));
+                }
+                (out, transposed)
+            };
+            let ((fast, transposed), (plain, _)) = (run(false), run(true));
+            assert_eq!(fast, plain, "{label}");
+            let expected = unpools_transposed(arch.filters[0], 28, 28);
+            assert_eq!(transposed, expected, "{label}: the first layer went to dzt");
         }
     }
 

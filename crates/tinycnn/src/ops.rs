@@ -334,6 +334,40 @@ pub fn unpool_relu(
     unpool_relu_compiled(dp, pooled, arg, planes, h, w, dz)
 }
 
+/// Whether [`unpool_relu_transposed`] runs for `c` filters on `h x w` maps: with the
+/// AVX-512 kernels, whole vectors of filters, even sizes.
+pub(crate) fn unpools_transposed(c: usize, h: usize, w: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::isa() == crate::isa::Isa::Avx512 {
+        return crate::pool512::transposes(c, h, w);
+    }
+    let _ = (c, h, w);
+    false
+}
+
+/// [`unpool_relu`] of `c` filters on `b` maps of `h x w` written transposed, `dzt [b*h*w, c]`
+/// (`dz^T`, which the direct weight gradient reads), where [`unpools_transposed`]; panics
+/// elsewhere.
+pub(crate) fn unpool_relu_transposed(
+    dp: &[f32],
+    pooled: &[f32],
+    arg: &[u8],
+    (c, b, h, w): (usize, usize, usize, usize),
+    dzt: &mut [f32],
+) {
+    assert!(
+        unpools_transposed(c, h, w),
+        "unpool_relu_transposed: not for {c} filters of {h}x{w} with these kernels"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `isa()` is AVX-512 (asserted) only where the CPU runs it.
+    unsafe {
+        crate::pool512::unpool_relu_transposed(dp, pooled, arg, (c, b, h, w), dzt)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dp, pooled, arg, b, dzt);
+}
+
 kernel! {
     /// [`unpool_relu`] as compiled loops, for the CPUs without AVX-512.
     fn unpool_relu_compiled(
