@@ -446,11 +446,13 @@ fn block_sums(
 fn check_positions(a: WeightArgs, c: usize) {
     let (pos, val) = a.nz.of(c);
     let n = a.frame.len();
-    // A fold, not `all`: no early exit, so that it vectorises (a scalar loop per filter
-    // cost as much as a filter's bookkeeping).
-    let last = pos.iter().fold(0, |m, &p| m.max(p));
+    // A fold of comparisons, not `all` nor a maximum: no early exit, and no unsigned
+    // maximum, which SSE2 lacks, so that it vectorises (a scalar loop per filter cost as much
+    // as a filter's bookkeeping).
+    let bound = u32::try_from(n).unwrap_or(u32::MAX);
+    let inside = pos.iter().fold(true, |ok, &p| ok & (p < bound));
     assert!(
-        pos.len() == val.len() && (pos.is_empty() || (last as usize) < n),
+        pos.len() == val.len() && (inside || n > u32::MAX as usize),
         "sparse: a position past the frame's {n}"
     );
 }
@@ -475,10 +477,13 @@ fn patches_inside(frame: &[u32], (x, cp, offs): (&[f32], usize, &[isize; TAPS]))
 /// `gw [cout, cin*9]`.
 fn write_lanes(total: &[f32], l: usize, (gw, c): (&mut [f32], usize), s: Shape) {
     let kdim = s.cin * TAPS;
-    for ch in 0..s.cin {
-        let (g, j) = (ch / l, ch % l);
-        for t in 0..TAPS {
-            gw[c * kdim + ch * TAPS + t] = total[(g * TAPS + t) * l + j];
+    let row = &mut gw[c * kdim..(c + 1) * kdim];
+    // Channel `g * l + j` from lane `j` of pass `g`: no division per channel.
+    for (outs, pass) in row.chunks_mut(l * TAPS).zip(total.chunks_exact(TAPS * l)) {
+        for (j, out) in outs.chunks_exact_mut(TAPS).enumerate() {
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = pass[t * l + j];
+            }
         }
     }
 }
