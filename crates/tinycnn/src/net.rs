@@ -654,7 +654,8 @@ impl Workspace {
     /// 2017): for layer `l`, filter `f` and image `img` of the chunk, the sum over positions
     /// of the activation output times the loss gradient with respect to it.
     pub(crate) fn taylor_terms(&mut self, l: usize, out: &mut [f64]) {
-        if !self.dz_written[l] {
+        // A first layer whose backward pass wrote `dzt` alone: its `dz` now.
+        if !self.dz_written[l] && self.fused(&self.layers[l]) {
             self.unpool_dz(l);
             self.dz_written[l] = true;
         }
