@@ -406,39 +406,50 @@ fn block_sums(
     let both = isa == Isa::Avx512 && x.cp == 2 * l;
     #[cfg(not(target_arch = "x86_64"))]
     let both = false;
+    if !both {
+        // Filter by filter, each pass over its blocks: the compiled gather of 4, 8 or 16
+        // lanes (AVX2's 8 measured slower block by block, its sums no longer vectorised).
+        for (c, total) in totals.chunks_exact_mut(TAPS * x.cp).enumerate() {
+            for lane0 in (0..s.cin).step_by(l) {
+                let g = Gather::new(a, c, x.x, x.cp, lane0);
+                let total = &mut total[lane0 * TAPS..(lane0 + l) * TAPS];
+                let bias = match l {
+                    16 => pass::<16>(isa, g, &x.offs, total),
+                    8 => pass::<8>(isa, g, &x.offs, total),
+                    _ => pass::<4>(isa, g, &x.offs, total),
+                };
+                if lane0 == 0 {
+                    gb[c] = bias;
+                }
+            }
+        }
+        return;
+    }
     for j in 0..a.nz.blocks {
         for (c, total) in totals.chunks_exact_mut(TAPS * x.cp).enumerate() {
             let (pos, val, first) = a.nz.block(c, j);
             if pos.is_empty() {
                 continue;
             }
-            let sum = if both {
-                // SAFETY: the CPU runs AVX-512 (`weight_gradient` asserted `isa`).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    gather_both((pos, val), x, total, first)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!()
-            } else {
-                let mut sum = 0.0;
-                for lane0 in (0..s.cin).step_by(l) {
-                    let total = &mut total[lane0 * TAPS..(lane0 + l) * TAPS];
-                    let g = ((pos, val), x, lane0);
-                    let bias = match l {
-                        16 => gather_with::<16>(isa, g, total, first),
-                        8 => gather_with::<8>(isa, g, total, first),
-                        _ => gather_with::<4>(isa, g, total, first),
-                    };
-                    if lane0 == 0 {
-                        sum = bias;
-                    }
-                }
-                sum
-            };
+            // SAFETY: the CPU runs AVX-512 (`weight_gradient` asserted `isa`; `both` only
+            // there).
+            #[cfg(target_arch = "x86_64")]
+            let sum = unsafe { gather_both((pos, val), x, total, first) };
+            #[cfg(not(target_arch = "x86_64"))]
+            let sum: f32 = unreachable!("{pos:?} {val:?} {first}");
             gb[c] = if first { sum } else { gb[c] + sum };
         }
     }
+}
+
+/// One pass of filter `g`'s lanes `lane0..lane0 + L` over all its blocks: its totals into
+/// `total [9, L]`; returns the bias's.
+fn pass<const L: usize>(isa: Isa, g: Gather, offs: &[isize; TAPS], total: &mut [f32]) -> f32 {
+    let (sums, bias) = gather_with::<TAPS, L>(isa, g, offs);
+    for (t, s) in total.chunks_exact_mut(L).zip(&sums) {
+        t.copy_from_slice(s);
+    }
+    bias
 }
 
 /// Panics unless every position of filter `c`'s non-zeros is in the frame: with
@@ -604,82 +615,153 @@ struct Patches<'a> {
     offs: [isize; TAPS],
 }
 
-/// A block's non-zeros `(positions, values)`, the copy, and the first lane of the pass.
-type Block<'a> = ((&'a [u32], &'a [f32]), Patches<'a>, usize);
+/// One pass of the weight gradient over a filter's non-zeros.
+#[derive(Clone, Copy)]
+struct Gather<'a> {
+    pos: &'a [u32],
+    val: &'a [f32],
+    /// The padded copy, `cp` values per position.
+    x: &'a [f32],
+    /// [`frame`] of the layer.
+    frame: &'a [u32],
+    cp: usize,
+    lane0: usize,
+    depth: usize,
+}
+
+impl<'a> Gather<'a> {
+    /// The filter's non-zeros `(positions, values)` block by block: the runs that fall in one
+    /// block of `depth` positions, in order (blocks without non-zeros left out).
+    fn blocks(&self) -> impl Iterator<Item = (&'a [u32], &'a [f32])> {
+        let (mut pos, mut val, depth) = (self.pos, self.val, self.depth);
+        std::iter::from_fn(move || {
+            let &p0 = pos.first()?;
+            let end = (p0 as usize / depth + 1) * depth;
+            let k = pos.partition_point(|&p| (p as usize) < end);
+            let block = (&pos[..k], &val[..k]);
+            (pos, val) = (&pos[k..], &val[k..]);
+            Some(block)
+        })
+    }
+
+    /// Filter `c`'s pass from lane `lane0` of `x` (`cp` values per position). Panics unless
+    /// every position of the filter is in the frame: with [`patches_inside`], every read of
+    /// [`gather`], which reads unchecked, lies in `x`.
+    fn new(a: WeightArgs<'a>, c: usize, x: &'a [f32], cp: usize, lane0: usize) -> Gather<'a> {
+        let (pos, val) = a.nz.of(c);
+        let n = a.frame.len();
+        // A fold, not `all`: no early exit, so that it vectorises (a scalar loop per pass
+        // cost as much as a pass's bookkeeping).
+        let last = pos.iter().fold(0, |m, &p| m.max(p));
+        assert!(
+            pos.len() == val.len() && (pos.is_empty() || (last as usize) < n),
+            "sparse: a position past the frame's {n}"
+        );
+        Gather {
+            pos,
+            val,
+            x,
+            frame: a.frame,
+            cp,
+            lane0,
+            depth: a.nz.depth,
+        }
+    }
+}
 
 /// [`gather`] compiled for `isa`.
-fn gather_with<const L: usize>(isa: Isa, g: Block, total: &mut [f32], first: bool) -> f32 {
+fn gather_with<const T: usize, const L: usize>(
+    isa: Isa,
+    g: Gather,
+    offs: &[isize; T],
+) -> ([[f32; L]; T], f32) {
     match isa {
         // SAFETY: `weight_gradient` asserted that the CPU runs `isa`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { gather_avx512::<L>(g, total, first) },
+        Isa::Avx512 => unsafe { gather_avx512::<T, L>(g, offs) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { gather_avx2::<L>(g, total, first) },
-        _ => gather::<L>(g, total, first),
+        Isa::Avx2 => unsafe { gather_avx2::<T, L>(g, offs) },
+        _ => gather::<T, L>(g, offs),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn gather_avx512<const L: usize>(g: Block, total: &mut [f32], first: bool) -> f32 {
-    gather::<L>(g, total, first)
+fn gather_avx512<const T: usize, const L: usize>(
+    g: Gather,
+    offs: &[isize; T],
+) -> ([[f32; L]; T], f32) {
+    gather::<T, L>(g, offs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn gather_avx2<const L: usize>(g: Block, total: &mut [f32], first: bool) -> f32 {
-    gather::<L>(g, total, first)
+fn gather_avx2<const T: usize, const L: usize>(
+    g: Gather,
+    offs: &[isize; T],
+) -> ([[f32; L]; T], f32) {
+    gather::<T, L>(g, offs)
 }
 
-/// One block of one pass: `sums[t][j] = sum over the block's non-zeros (p, v) of
-/// v * x[at(p) + offs[t] + lane0 + j]` in position order from zero, written into `total
-/// [9, L]` or added to it ([`flush`]); returns the block's sum of `v` (the bias's).
+/// `total[t][j] = sum over the non-zeros (p, v) of v * x[at(p) + offs[t] + lane0 + j]`, and
+/// the bias's `sum of v`, each summed in position order from zero in blocks of `depth`
+/// positions whose sums are added in order (a block without non-zeros adds nothing).
 ///
-/// Reads without bounds checks: [`check_positions`] and [`patches_inside`] proved every
-/// patch of every position inside `x`. With a check and a block test per non-zero, the loop
-/// ran three scalar instructions per multiply-add and kept copies of its accumulators across
-/// the test (`perf annotate` on an Intel Xeon with two 512-bit FMA units, `bench train
-/// --arch 32-32`).
-// A numeric kernel: `acc` must stay in registers, so the loop is the block's non-zeros with
-// nothing else in it.
+/// Reads without bounds checks: [`Gather::new`] and [`patches_inside`] proved every patch of
+/// every position inside `x`. With a check and a block test per non-zero, the loop ran three
+/// scalar instructions per multiply-add and kept copies of its accumulators across the test
+/// (`perf annotate` on an Intel Xeon with two 512-bit FMA units, `bench train --arch 32-32`).
+// A numeric kernel: `acc` must stay in registers, so the inner loop is one block's
+// non-zeros with nothing else in it.
 #[inline(always)]
-fn gather<const L: usize>(((pos, val), x, lane0): Block, total: &mut [f32], first: bool) -> f32 {
+fn gather<const T: usize, const L: usize>(g: Gather, offs: &[isize; T]) -> ([[f32; L]; T], f32) {
     assert!(
-        lane0 + L <= x.cp && total.len() >= TAPS * L,
+        g.lane0 + L <= g.cp,
         "sparse: lanes past a position's {}",
-        x.cp
+        g.cp
     );
-    let mut acc = [[0.0f32; L]; TAPS];
-    let mut sum = 0.0f32;
-    for (&p, &v) in pos.iter().zip(val) {
-        // SAFETY: `p < frame.len()` and the patch at `frame[p]` lies in `x`, for every
-        // offset and lane (`check_positions`, `patches_inside`; `lane0 + L <= cp`).
-        let at = unsafe {
-            let f = *x.frame.get_unchecked(p as usize) as usize;
-            x.x.as_ptr().add(f * x.cp + lane0)
-        };
-        for (sums, &off) in acc.iter_mut().zip(&x.offs) {
-            let x = unsafe { &*at.offset(off).cast::<[f32; L]>() };
-            for (s, &x) in sums.iter_mut().zip(x) {
-                *s = v.mul_add(x, *s);
+    let mut total = ([[0.0f32; L]; T], 0.0f32);
+    for (i, (pos, val)) in g.blocks().enumerate() {
+        let mut acc = ([[0.0f32; L]; T], 0.0f32);
+        for (&p, &v) in pos.iter().zip(val) {
+            // SAFETY: `p < frame.len()` and the patch at `frame[p]` lies in `x`, for every
+            // offset and lane (`Gather::new`, `patches_inside`; `lane0 + L <= cp`).
+            let at = unsafe {
+                let f = *g.frame.get_unchecked(p as usize) as usize;
+                g.x.as_ptr().add(f * g.cp + g.lane0)
+            };
+            for (sums, &off) in acc.0.iter_mut().zip(offs) {
+                let x = unsafe { &*at.offset(off).cast::<[f32; L]>() };
+                for (s, &x) in sums.iter_mut().zip(x) {
+                    *s = v.mul_add(x, *s);
+                }
+            }
+            // The ones row of [col; 1]: fma(1, v, s) is s + v.
+            acc.1 += v;
+        }
+        flush(&mut total, &mut acc, i == 0);
+    }
+    total
+}
+
+/// Ends a block: its sums become the totals (the first block) or are added to them.
+#[inline(always)]
+fn flush<const T: usize, const L: usize>(
+    total: &mut ([[f32; L]; T], f32),
+    acc: &mut ([[f32; L]; T], f32),
+    first: bool,
+) {
+    if first {
+        *total = *acc;
+    } else {
+        for (tr, ar) in total.0.iter_mut().zip(&acc.0) {
+            for (t, a) in tr.iter_mut().zip(ar) {
+                *t += a;
             }
         }
-        // The ones row of [col; 1]: fma(1, v, s) is s + v.
-        sum += v;
+        total.1 += acc.1;
     }
-    flush(total, &acc, first);
-    sum
-}
-
-/// Ends a block: its sums become the totals `[9, L]` (the filter's first block) or are
-/// added to them.
-#[inline(always)]
-fn flush<const L: usize>(total: &mut [f32], acc: &[[f32; L]; TAPS], first: bool) {
-    for (tr, ar) in total.chunks_exact_mut(L).zip(acc) {
-        for (t, a) in tr.iter_mut().zip(ar) {
-            *t = if first { *a } else { *t + a };
-        }
-    }
+    *acc = ([[0.0; L]; T], 0.0);
 }
 
 #[cfg(test)]
