@@ -381,11 +381,12 @@ pub(crate) fn weight_gradient(
     true
 }
 
-/// Every filter's sums, block of positions by block and, within a block, filter by filter:
-/// each filter's sum over a block starts from zero and is then added to its total, so this
-/// order gives each output the same bits as filter by filter, and every filter reads the
-/// block's patches while they are still in L1. Filter by filter, a 32-32's second layer
-/// streamed its whole 131 KB padded input from L2 once per filter.
+/// Every filter's sums. The 32-lane AVX-512 pass runs block of positions by block and, within
+/// a block, filter by filter: each filter's sum over a block starts from zero and is then
+/// added to its total, so this order gives each output the same bits as filter by filter,
+/// and every filter reads the block's patches while they are still in L1 (filter by filter,
+/// a 32-32's second layer streamed its whole 131 KB padded input from L2 once per filter).
+/// The passes of 4, 8 and 16 lanes run filter by filter ([`pass`]).
 ///
 /// `totals [cout, cin/L, 9, L]` (`L` lanes a pass, `cp` values per position) and the biases'
 /// `gb [cout]` are written.
@@ -397,9 +398,6 @@ fn block_sums(
     totals: &mut [f32],
     gb: &mut [f32],
 ) {
-    for c in 0..s.cout {
-        check_positions(a, c);
-    }
     totals.fill(0.0);
     gb.fill(0.0);
     #[cfg(target_arch = "x86_64")]
@@ -424,6 +422,9 @@ fn block_sums(
             }
         }
         return;
+    }
+    for c in 0..s.cout {
+        check_positions(a, c);
     }
     for j in 0..a.nz.blocks {
         for (c, total) in totals.chunks_exact_mut(TAPS * x.cp).enumerate() {
@@ -648,15 +649,8 @@ impl<'a> Gather<'a> {
     /// every position of the filter is in the frame: with [`patches_inside`], every read of
     /// [`gather`], which reads unchecked, lies in `x`.
     fn new(a: WeightArgs<'a>, c: usize, x: &'a [f32], cp: usize, lane0: usize) -> Gather<'a> {
+        check_positions(a, c);
         let (pos, val) = a.nz.of(c);
-        let n = a.frame.len();
-        // A fold, not `all`: no early exit, so that it vectorises (a scalar loop per pass
-        // cost as much as a pass's bookkeeping).
-        let last = pos.iter().fold(0, |m, &p| m.max(p));
-        assert!(
-            pos.len() == val.len() && (pos.is_empty() || (last as usize) < n),
-            "sparse: a position past the frame's {n}"
-        );
         Gather {
             pos,
             val,
