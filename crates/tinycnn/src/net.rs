@@ -232,13 +232,13 @@ impl Workspace {
             wt: vec![0.0; max_wt],
             dwb: vec![0.0; max_wb],
             // Only layers of 8 filters or more use it (the direct weight gradient); room to
-            // start on a 64-byte line ([`lined`]).
+            // start on a 64-byte line ([`sparse::aligned`]).
             dzt: vec![
                 0.0;
                 layers
                     .iter()
                     .filter(|l| l.cout >= 8)
-                    .map(|l| l.cout * cap * l.hw() + LINE)
+                    .map(|l| l.cout * cap * l.hw() + sparse::ALIGN)
                     .max()
                     .unwrap_or(0)
             ],
@@ -827,7 +827,7 @@ impl Workspace {
                     &self.pooled[l][..m],
                     &self.arg[l][..m],
                     (s.cout, b, s.h, s.w),
-                    lined(&mut self.dzt, n * s.cout),
+                    &mut sparse::aligned(&mut self.dzt)[..n * s.cout],
                 );
             } else if fused {
                 self.unpool_dz(l);
@@ -881,7 +881,7 @@ impl Workspace {
             let (wr, br) = (layout.conv_w[l].start, layout.conv_b[l].start);
             let direct_w = s.cout >= 8 && direct::pays(kdim + 1, n, s.cout);
             let silent_dz = if into_dzt {
-                silent::all_zero(lined(&mut self.dzt, n * s.cout))
+                silent::all_zero(&sparse::aligned(&mut self.dzt)[..n * s.cout])
             } else {
                 silent::all_zero(&self.dz[l][margin..margin + s.cout * n])
             };
@@ -903,7 +903,7 @@ impl Workspace {
                 grad[wr..wr + s.cout * kdim].copy_from_slice(&dwb[..s.cout * kdim]);
                 grad[br..br + s.cout].copy_from_slice(&dwb[s.cout * kdim..]);
             } else if direct_w {
-                let dzt = lined(&mut self.dzt, n * s.cout);
+                let dzt = &mut sparse::aligned(&mut self.dzt)[..n * s.cout];
                 if !into_dzt {
                     transpose(dz, (s.cout, n), dzt);
                 }
@@ -1003,16 +1003,6 @@ impl Workspace {
             }
         }
     }
-}
-
-/// Values in a 64-byte line.
-const LINE: usize = 16;
-
-/// `len` values of `buf` from its first 64-byte line (`buf` holds [`LINE`] more): rows of 16
-/// values then lie in one line each, so that no store or load of a row is split across two.
-fn lined(buf: &mut [f32], len: usize) -> &mut [f32] {
-    let skip = buf.as_ptr().align_offset(64).min(LINE);
-    &mut buf[skip..skip + len]
 }
 
 /// The channels of `x [C, n]` that are not all zeros (of either sign), into `live`.

@@ -43,7 +43,7 @@ const TAPS: usize = K * K;
 /// Values after a padded copy, so that a vector may start at any of its positions.
 const SLACK: usize = 16;
 /// Values a buffer may skip so that the copy starts on a 64-byte line ([`aligned`]).
-const ALIGN: usize = 64 / std::mem::size_of::<f32>();
+pub(crate) const ALIGN: usize = 64 / std::mem::size_of::<f32>();
 /// The bits of `-0.0`.
 const NEG_ZERO: u32 = 0x8000_0000;
 
@@ -291,8 +291,9 @@ fn zero_borders(s: Shape, cp: usize, xt: &mut [f32]) {
 /// `buf` from its first 64-byte boundary on. A patch's vectors then each lie in one cache
 /// line (with 16 or 8 lanes and as many channels per position): loads that cross a line
 /// cost a second access, and the nine per non-zero made the gather a third slower
-/// (timed inside a 32-32's training step, 2026-12-05).
-fn aligned(buf: &mut [f32]) -> &mut [f32] {
+/// (timed inside a 32-32's training step, 2026-12-05). The first layer's `dz^T` starts on a
+/// line the same way (`net.rs`), so that no row of 16 filters is split.
+pub(crate) fn aligned(buf: &mut [f32]) -> &mut [f32] {
     let skip = buf.as_ptr().align_offset(64).min(buf.len());
     &mut buf[skip..]
 }
