@@ -320,10 +320,11 @@ pub(super) fn grams(model: &Model, images: &[u8], scaling: Scaling) -> Vec<Vec<f
     let n = images.len() / (model.arch.height * model.arch.width);
     let mut maps: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
     tinycnn::train::capture_post_into(model, images, scaling, &mut maps);
+    // Each layer's maps dropped once its Gram is made.
     layers
         .iter()
-        .zip(&maps)
-        .map(|(s, m)| cka::gram(m, n, s.cout * s.hw(), s.hw()))
+        .zip(maps)
+        .map(|(s, m)| cka::gram(&m, n, s.cout * s.hw(), s.hw()))
         .collect()
 }
 
@@ -377,10 +378,17 @@ pub fn compare(
     let captured = (&on_chosen, &on_measured);
     let Alignment { picks, corr, .. } = align(captured, (b.model, b.scaling), images, true);
     let corr = corr.expect("asked for");
-    let (ga, gb) = rayon::join(
-        || grams(a.model, &measured.images, a.scaling),
-        || grams(b.model, &measured.images, b.scaling),
-    );
+    // One after the other: each Gram is computed in parallel already, and two at once held
+    // both runs' maps (4.4 GB at the peak for two 32-32 runs on 6,000 images).
+    let ga = grams(a.model, &measured.images, a.scaling);
+    let ga: Vec<cka::Gram> = ga.iter().map(|k| cka::Gram::new(k, n)).collect();
+    let cka_ab: Vec<f64> = {
+        let gb = grams(b.model, &measured.images, b.scaling);
+        ga.iter()
+            .zip(&gb)
+            .map(|(ka, kb)| ka.cka(&cka::Gram::new(kb, n)))
+            .collect()
+    };
     let null = null_level(captured, (b.model, b.scaling), images, &ga, settings)?;
     let layers: Vec<LayerComparison> = (0..picks.len())
         .map(|l| {
@@ -399,7 +407,7 @@ pub fn compare(
                 mean_matched: mean(pairs.iter().map(|p| p.correlation)),
                 pairs,
                 correlation: corr[l].clone(),
-                cka: cka::cka(&ga[l], &gb[l], n),
+                cka: cka_ab[l],
                 null: Null {
                     mean_matched: null.iter().map(|s| s.0[l]).collect(),
                     cka: null.iter().map(|s| s.1[l]).collect(),
@@ -514,7 +522,7 @@ fn null_level(
     a: (&Captured, &Captured),
     (arch_of, scaling): (&Model, Scaling),
     images: (&[u8], &[u8]),
-    grams_a: &[Vec<f64>],
+    grams_a: &[cka::Gram],
     settings: &Settings,
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let n = images.1.len() / (arch_of.arch.height * arch_of.arch.width);
@@ -526,7 +534,7 @@ fn null_level(
             Ok((
                 matched.iter().map(|m| mean(m.iter().copied())).collect(),
                 (0..matched.len())
-                    .map(|l| cka::cka(&grams_a[l], &g[l], n))
+                    .map(|l| grams_a[l].cka(&cka::Gram::new(&g[l], n)))
                     .collect(),
             ))
         })
