@@ -107,8 +107,18 @@ fn tile_product(
         matmul(h, w, depth, a, b, part, w, false);
         for (r, sums) in part.chunks_exact(w).enumerate() {
             let out = &mut band[r * n + cols.start..][..w];
-            for (acc, &v) in out.iter_mut().zip(sums) {
-                *acc += v as f64;
+            if start == 0 {
+                // Written, not read: the Gram's fresh pages are the kernel's zero page until
+                // written, and a read first made each write a copy-on-write fault and a TLB
+                // flush on every core (`perf`: 8% of `compare`). `0.0 + v` as the sum from
+                // zero has it (+0 for a -0).
+                for (acc, &v) in out.iter_mut().zip(sums) {
+                    *acc = 0.0 + v as f64;
+                }
+            } else {
+                for (acc, &v) in out.iter_mut().zip(sums) {
+                    *acc += v as f64;
+                }
             }
         }
     }
@@ -268,9 +278,15 @@ pub fn cka(k: &[f64], l: &[f64], n: usize) -> f64 {
 
 /// `sum_{i != j} m_ij^2`.
 fn off_diagonal_square(m: &[f64], n: usize) -> f64 {
-    (0..n * n)
-        .filter(|i| i / n != i % n)
-        .map(|i| m[i] * m[i])
+    // Row by row, not a division per entry (4% of `compare`, `perf`); the same order.
+    m.chunks_exact(n)
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.iter()
+                .enumerate()
+                .filter(move |&(j, _)| j != i)
+                .map(|(_, v)| v * v)
+        })
         .sum()
 }
 
