@@ -551,7 +551,7 @@ pub fn toggle_speed(
     let val = crate::models::training::engine_data(&d, Split::Val);
     let model =
         tinycnn::train::train(&a, &cfg, &train_data(&d), &val, &mut tinycnn::train::Silent)?.model;
-    let mut keep: Vec<Vec<bool>> = a.filters.iter().map(|&n| vec![true; n]).collect();
+    let mut keep = a.keep_all();
     let order: Vec<(usize, usize)> = (0..*a.filters.iter().max().unwrap_or(&1) - 1)
         .flat_map(|f| (0..a.filters.len()).map(move |l| (l, f)))
         .filter(|&(l, f)| f + 1 < a.filters[l])

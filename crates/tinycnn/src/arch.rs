@@ -278,11 +278,17 @@ impl Arch {
             .join("-")
     }
 
+    /// Every filter kept, `keep[l][f]` all true: the mask [`Arch::pruned`] and
+    /// [`crate::Model::pruned`] take before any filter is switched off.
+    pub fn keep_all(&self) -> Vec<Vec<bool>> {
+        self.filters.iter().map(|&n| vec![true; n]).collect()
+    }
+
     /// Which filters stay when `off` (`(layer, filter)`, both from 1) are switched off, as
     /// [`Arch::pruned`] and [`crate::Model::pruned`] take it: `keep[l][f]`. A filter the
     /// architecture does not have is an error naming it.
     pub fn keep_without(&self, off: &[(usize, usize)]) -> Result<Vec<Vec<bool>>> {
-        let mut keep: Vec<Vec<bool>> = self.filters.iter().map(|&n| vec![true; n]).collect();
+        let mut keep = self.keep_all();
         for &(l, f) in off {
             if l == 0 || l > self.filters.len() || f == 0 || f > self.filters[l - 1] {
                 return Err(Error::Arch(format!(

@@ -670,7 +670,7 @@ pub fn greedy(
     let layers = net.shapes.len();
     let n = data.len();
     let kk = net.classes;
-    let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+    let mut keep = model.arch.keep_all();
 
     let fused = Fused::new(&net);
     let (mut st, initial_logits) = initial_state(&net, data, scaling, fused.is_some());

@@ -62,7 +62,7 @@ fn flips(
     removed: &[(usize, usize)],
 ) -> Option<(usize, usize)> {
     let keep = |extra: &[(usize, usize)]| {
-        let mut k: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+        let mut k = model.arch.keep_all();
         for &(l, f) in gone.iter().chain(extra) {
             k[l][f] = false;
         }

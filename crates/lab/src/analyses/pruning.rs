@@ -71,7 +71,7 @@ impl HeldOut {
         scaling: tinycnn::Scaling,
         split: Part,
     ) -> Result<HeldOut> {
-        let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+        let mut keep = model.arch.keep_all();
         let mut after = Vec::with_capacity(p.steps.len());
         for st in &p.steps {
             for &(l, f) in &st.removed {

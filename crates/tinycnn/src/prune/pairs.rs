@@ -39,7 +39,7 @@ pub fn pair_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<Pai
     }
     let net = Net::of(model);
     let n = data.len();
-    let full: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+    let full = model.arch.keep_all();
     let fused = Fused::new(&net);
     let (start, _) = initial_state(&net, data, scaling, fused.is_some());
     let filters: Vec<FilterId> = (0..net.shapes.len())
@@ -159,8 +159,7 @@ mod tests {
             let mut changed = false;
             for (i, &(li, fi)) in got.filters.iter().enumerate() {
                 for (j, &(lj, fj)) in got.filters.iter().enumerate() {
-                    let mut keep: Vec<Vec<bool>> =
-                        a.filters.iter().map(|&f| vec![true; f]).collect();
+                    let mut keep = a.keep_all();
                     keep[li][fi] = false;
                     keep[lj][fj] = false;
                     let want = model

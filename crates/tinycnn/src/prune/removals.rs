@@ -35,7 +35,7 @@ pub fn single_removals(model: &Model, data: &Data, scaling: Scaling) -> Result<R
     }
     let net = Net::of(model);
     let n = data.len();
-    let keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+    let keep = model.arch.keep_all();
     let fused = Fused::new(&net);
     let (mut st, logits): (State, Vec<f32>) = initial_state(&net, data, scaling, fused.is_some());
     let full = logits
@@ -115,7 +115,7 @@ pub(super) mod tests {
                 "{arch}: some removal changes a prediction, or the test proves nothing"
             );
             for ((l, f), got) in &r.without {
-                let mut keep: Vec<Vec<bool>> = a.filters.iter().map(|&f| vec![true; f]).collect();
+                let mut keep = a.keep_all();
                 keep[*l][*f] = false;
                 assert_eq!(
                     got,

@@ -58,8 +58,7 @@ fn logits_without(
     let smaller: Vec<Model> = cands
         .iter()
         .map(|&(l, f)| {
-            let mut keep: Vec<Vec<bool>> =
-                model.arch.filters.iter().map(|&n| vec![true; n]).collect();
+            let mut keep = model.arch.keep_all();
             keep[l][f] = false;
             model.pruned(&keep)
         })
@@ -168,7 +167,7 @@ mod tests {
         let got = logits_without(&model, &cands, &data, Scaling::Unit).unwrap();
         let losses = losses_without(&model, &cands, &data, Scaling::Unit).unwrap();
         for (i, &(l, f)) in cands.iter().enumerate() {
-            let mut keep: Vec<Vec<bool>> = a.filters.iter().map(|&n| vec![true; n]).collect();
+            let mut keep = a.keep_all();
             keep[l][f] = false;
             let small = model.pruned(&keep).unwrap();
             let want = crate::train::logits(&small, &data, Scaling::Unit);

@@ -47,7 +47,7 @@ pub fn check_every_cell(model: &Model, data: &Data, ties: Ties) -> usize {
         p.initial_accuracy,
         evaluate(model, data, Scaling::Unit).accuracy
     );
-    let mut keep: Vec<Vec<bool>> = model.arch.filters.iter().map(|&f| vec![true; f]).collect();
+    let mut keep = model.arch.keep_all();
     let mut cells = 0;
     for step in &p.steps {
         for (i, acc) in step.accuracies.iter().enumerate() {
