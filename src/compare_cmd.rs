@@ -9,7 +9,7 @@ use crate::cli::{CompareArgs, SplitChoice};
 use crate::model_cmds::{check_derived_out, load_eval_data, present, run_name};
 use crate::usage;
 
-pub fn compare(args: CompareArgs) -> Result<()> {
+pub fn compare(args: CompareArgs, quiet: bool) -> Result<()> {
     let settings = Settings {
         null_seeds: args.null_seeds,
         points: args.points as usize,
@@ -34,6 +34,15 @@ pub fn compare(args: CompareArgs) -> Result<()> {
     });
     check_derived_out(&out, &ra, &args.a, &args.data, None)?;
     check_derived_out(&out, &rb, &args.b, &args.data, None)?;
+    let spinner = crate::progress::bar(1, "{msg} {elapsed}", quiet);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let lines = crate::progress::lines(quiet);
+    let stage = |s: lab::analyses::seeds::compare::Stage| {
+        spinner.set_message(s.to_string());
+        if lines {
+            eprintln!("compare: {s}");
+        }
+    };
     let (c, aligned) = run_compare(
         &Side {
             name: &na,
@@ -49,7 +58,9 @@ pub fn compare(args: CompareArgs) -> Result<()> {
         (choose, split),
         &settings,
         &data_name,
+        &stage,
     )?;
+    spinner.finish_and_clear();
     let mut files = c.write(&out)?;
     if let Some(model) = aligned {
         let dir = out.join("b-aligned");

@@ -107,7 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(args) => model_cmds::prune(args),
         Command::Analyze(args) => model_cmds::analyze(args),
         Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
-        Command::Compare(args) => compare_cmd::compare(args),
+        Command::Compare(args) => compare_cmd::compare(args, cli.quiet),
         Command::Families(args) => compare_cmd::families(args, cli.quiet),
         Command::Serve(args) => serve(args),
         Command::Store(StoreCommand::Copy(args)) => store_copy(args),

@@ -34,6 +34,40 @@ fn compare_matches_runs_and_writes_the_aligned_model() {
     for want in ["Layer 1 (5 vs 5 filters)", "Layer 2", "loss barrier", "CKA"] {
         assert!(text.contains(want), "{want} missing: {text}");
     }
+    // Into a log (stderr not a terminal), each stage as a line as it begins; none with -q.
+    let stages = |quiet: bool| {
+        let mut args = vec![
+            "compare",
+            "run",
+            "run2",
+            "--null-seeds",
+            "2",
+            "--points",
+            "5",
+        ];
+        args.extend(["--out", "cmp-log"]);
+        if quiet {
+            args.push("-q");
+        }
+        let out = crate::shapelab()
+            .current_dir(d)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(
+        stages(false).lines().collect::<Vec<_>>(),
+        [
+            "compare: matching the filters",
+            "compare: CKA of A and B",
+            "compare: the control: initialisation 1 of 2",
+            "compare: the control: initialisation 2 of 2",
+            "compare: the straight line from A to B",
+        ]
+    );
+    assert_eq!(stages(true), "");
     let j: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(d.join("cmp/compare.json")).unwrap()).unwrap();
     assert_eq!(j["chosen_on"], "val");

@@ -348,8 +348,34 @@ fn line(a: &Model, b: &Model, points: usize) -> Result<Vec<(f64, Model)>> {
         .collect()
 }
 
+/// A stage of [`compare`], reported as it begins so that a caller can show progress (two
+/// 32-32 runs on 6,000 images take most of a minute, a third of it in the control).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A's and B's maps, their correlations and the matching.
+    Matching,
+    /// The CKA Gram matrices of A and B.
+    Cka,
+    /// Initialisation `i` (from 0) of the control, of `of`.
+    Control { i: u64, of: u64 },
+    /// The loss and accuracy along the straight lines from A to B.
+    Line,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::Matching => write!(f, "matching the filters"),
+            Stage::Cka => write!(f, "CKA of A and B"),
+            Stage::Control { i, of } => write!(f, "the control: initialisation {} of {of}", i + 1),
+            Stage::Line => write!(f, "the straight line from A to B"),
+        }
+    }
+}
+
 /// A and B compared on dataset `d`: matching chosen on `choose`, everything measured on
 /// `split`. Returns the comparison and, when the architectures agree, B permuted onto A.
+/// `stage` is told of each [`Stage`] as it begins.
 ///
 /// # Shapes
 /// Maps per layer `[n, C, H, W]` for the `n` images of a split; correlations `[C_A, C_B]`;
@@ -361,6 +387,7 @@ pub fn compare(
     (choose, split): (Part, Part),
     settings: &Settings,
     data_name: &str,
+    stage: &dyn Fn(Stage),
 ) -> Result<(Comparison, Option<Model>)> {
     settings.check()?;
     check_comparable(a, b)?;
@@ -374,12 +401,14 @@ pub fn compare(
     }
     let images = (&chosen.images[..], &measured.images[..]);
     // A's maps once, for B and for every initialisation of the control.
+    stage(Stage::Matching);
     let (on_chosen, on_measured) = Captured::both(a.model, a.scaling, images);
     let captured = (&on_chosen, &on_measured);
     let Alignment { picks, corr, .. } = align(captured, (b.model, b.scaling), images, true);
     let corr = corr.expect("asked for");
     // One after the other: each Gram is computed in parallel already, and two at once held
     // both runs' maps (4.4 GB at the peak for two 32-32 runs on 6,000 images).
+    stage(Stage::Cka);
     let ga = grams(a.model, &measured.images, a.scaling);
     let ga: Vec<cka::Gram> = ga.iter().map(|k| cka::Gram::new(k, n)).collect();
     let cka_ab: Vec<f64> = {
@@ -389,7 +418,13 @@ pub fn compare(
             .map(|(ka, kb)| ka.cka(&cka::Gram::new(kb, n)))
             .collect()
     };
-    let null = null_level(captured, (b.model, b.scaling), images, &ga, settings)?;
+    let null = null_level(
+        captured,
+        (b.model, b.scaling),
+        images,
+        &ga,
+        (settings, stage),
+    )?;
     let layers: Vec<LayerComparison> = (0..picks.len())
         .map(|l| {
             let pairs: Vec<Pair> = picks[l]
@@ -451,6 +486,7 @@ pub fn compare(
         ));
         return Ok((c, Some(aligned)));
     }
+    stage(Stage::Line);
     c.path = Some(paths(
         (a.model, b.model, &aligned),
         &data,
@@ -523,11 +559,15 @@ fn null_level(
     (arch_of, scaling): (&Model, Scaling),
     images: (&[u8], &[u8]),
     grams_a: &[cka::Gram],
-    settings: &Settings,
+    (settings, stage): (&Settings, &dyn Fn(Stage)),
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let n = images.1.len() / (arch_of.arch.height * arch_of.arch.width);
     (0..settings.null_seeds)
         .map(|seed| {
+            stage(Stage::Control {
+                i: seed,
+                of: settings.null_seeds,
+            });
             let init = Model::init(&arch_of.arch, tinycnn::Init::Glorot, NULL_SEEDS + seed)?;
             let Alignment { matched, .. } = align(a, (&init, scaling), images, false);
             let g = grams(&init, images.1, scaling);
@@ -680,7 +720,8 @@ pub(super) mod tests {
             null_seeds: 2,
             points: 5,
         };
-        let (c, aligned) = compare(&a, &b, &d, (Part::Val, Part::Test), &settings, "d").unwrap();
+        let (c, aligned) =
+            compare(&a, &b, &d, (Part::Val, Part::Test), &settings, "d", &|_| {}).unwrap();
         for (l, layer) in c.layers.iter().enumerate() {
             // A's filter perms[l][j] is the copy's filter j.
             for p in &layer.pairs {
@@ -730,7 +771,8 @@ pub(super) mod tests {
             null_seeds: 1,
             points: 3,
         };
-        let (c, aligned) = compare(&a, &b, &d, (Part::Val, Part::Test), &settings, "d").unwrap();
+        let (c, aligned) =
+            compare(&a, &b, &d, (Part::Val, Part::Test), &settings, "d", &|_| {}).unwrap();
         assert!(aligned.is_none() && c.path.is_none() && c.note.is_some());
         let first = &c.layers[0];
         assert_eq!(
@@ -747,7 +789,7 @@ pub(super) mod tests {
             model: &z,
             scaling: Scaling::Unit,
         };
-        let e = compare(&a, &c, &d, (Part::Val, Part::Test), &settings, "d").unwrap_err();
+        let e = compare(&a, &c, &d, (Part::Val, Part::Test), &settings, "d", &|_| {}).unwrap_err();
         assert!(e.to_string().contains("same number of layers"), "{e}");
     }
 }
