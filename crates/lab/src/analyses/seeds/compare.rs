@@ -349,7 +349,8 @@ fn line(a: &Model, b: &Model, points: usize) -> Result<Vec<(f64, Model)>> {
 }
 
 /// A stage of [`compare`], reported as it begins so that a caller can show progress (two
-/// 32-32 runs on 6,000 images take most of a minute, a third of it in the control).
+/// 32-32 runs on 6,000 images: the matching 2 s, CKA 15 s, 3 initialisations of the control
+/// 26 s, the line 5 s, on a 2-core Intel Xeon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// A's and B's maps, their correlations and the matching.
