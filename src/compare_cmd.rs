@@ -43,7 +43,7 @@ pub fn compare(args: CompareArgs, quiet: bool) -> Result<()> {
             eprintln!("compare: {s}");
         }
     };
-    let (c, aligned) = run_compare(
+    let compared = run_compare(
         &Side {
             name: &na,
             model: &ra.model,
@@ -59,8 +59,10 @@ pub fn compare(args: CompareArgs, quiet: bool) -> Result<()> {
         &settings,
         &data_name,
         &stage,
-    )?;
+    );
+    // Cleared before an error is printed too, so that it reads on a line of its own.
     spinner.finish_and_clear();
+    let (c, aligned) = compared?;
     let mut files = c.write(&out)?;
     if let Some(model) = aligned {
         let dir = out.join("b-aligned");
