@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Activations(args) => model_cmds::activations(args),
         Command::Kernels(args) => model_cmds::kernels(args),
         Command::Filters(args) => model_cmds::filters(args),
-        Command::Prune(args) => model_cmds::prune(args),
+        Command::Prune(args) => model_cmds::prune(args, cli.quiet),
         Command::Analyze(args) => model_cmds::analyze(args),
         Command::Dissect(args) => dissect_cmd::dissect(args, cli.quiet),
         Command::Compare(args) => compare_cmd::compare(args, cli.quiet),

@@ -507,7 +507,7 @@ pub fn filters(args: FiltersArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn prune(args: PruneArgs) -> Result<()> {
+pub fn prune(args: PruneArgs, quiet: bool) -> Result<()> {
     let run = Run::load(&args.model)?;
     let stop = match args.stop.as_str() {
         "one-per-layer" | "all" => tinycnn::prune::Stop::OnePerLayer,
@@ -535,8 +535,21 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let store = store_of_run(args.store.as_ref(), &args.artifacts, &args.model)?;
     let data = engine_data(&d, split);
     let start = std::time::Instant::now();
-    let p = tinycnn::prune::greedy(&run.model, &data, run.meta.train.scaling, ties, stop)
-        .map_err(lab::Error::from)?;
+    let removable: usize = run.model.arch.filters.iter().map(|f| f - 1).sum();
+    let bar = crate::progress::bar(
+        removable as u64,
+        "pruning [{bar:30}] {pos}/{len} filters removed, {elapsed}",
+        quiet,
+    );
+    let p = tinycnn::prune::greedy_observed(
+        &run.model,
+        &data,
+        run.meta.train.scaling,
+        (ties, stop),
+        &|gone| bar.set_position(gone as u64),
+    );
+    bar.finish_and_clear();
+    let p = p.map_err(lab::Error::from)?;
     let seconds = start.elapsed().as_secs_f64();
     let mut json =
         lab::analyses::pruning::PruneJson::new(&p, split.name(), data.len(), ties_name, seconds);

@@ -656,6 +656,19 @@ pub fn greedy(
     ties: Ties,
     stop: Stop,
 ) -> Result<Pruning> {
+    greedy_observed(model, data, scaling, (ties, stop), &|_| {})
+}
+
+/// [`greedy`], telling `on_step` after each step how many filters are gone so far (at most
+/// the sum over layers of `filters - 1`), for a progress display: with loss ties, a 32-32 at
+/// 100% accuracy takes about a minute.
+pub fn greedy_observed(
+    model: &Model,
+    data: &Data,
+    scaling: Scaling,
+    (ties, stop): (Ties, Stop),
+    on_step: &dyn Fn(usize),
+) -> Result<Pruning> {
     data.check(&model.arch, "pruning")?;
     if data.is_empty() {
         return Err(Error::Data("no images to measure accuracy on".into()));
@@ -684,6 +697,7 @@ pub fn greedy(
     let mut terms = TermCache::new(&net, n);
     let mut steps = Vec::new();
     let mut evaluations = 0;
+    let mut gone = 0;
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
 
     let predictions =
@@ -757,6 +771,8 @@ pub fn greedy(
                 terms.valid = false; // the last layer's pre-activations changed
             }
         }
+        gone += removed.len();
+        on_step(gone);
         steps.push(Step {
             accuracies,
             removed,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{bars, check_every_cell, data};
-use tinycnn::prune::{greedy, Stop, Ties};
+use tinycnn::prune::{greedy, greedy_observed, Stop, Ties};
 use tinycnn::train::{train, Silent};
 use tinycnn::{Activation, Arch, Init, Model, Scaling, TrainConfig};
 
@@ -83,6 +83,28 @@ fn ties_by_loss_are_not_ties_by_index() {
         |p: &tinycnn::prune::Pruning| -> Vec<_> { p.steps.iter().map(|s| s.removed[0]).collect() };
     assert_ne!(order(&by_index), order(&by_loss));
     check_every_cell(&m, &train_d, Ties::Loss);
+    // Observed: the same pruning, and after each step the filters gone so far.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let observed = greedy_observed(
+        &m,
+        &train_d,
+        Scaling::Unit,
+        (Ties::Batch, Stop::OnePerLayer),
+        &|gone| seen.lock().unwrap().push(gone),
+    )
+    .unwrap();
+    let batch = greedy(&m, &train_d, Scaling::Unit, Ties::Batch, Stop::OnePerLayer).unwrap();
+    assert_eq!(order(&observed), order(&batch));
+    let gone: Vec<usize> = batch
+        .steps
+        .iter()
+        .scan(0, |n, s| {
+            *n += s.removed.len();
+            Some(*n)
+        })
+        .collect();
+    assert_eq!(seen.into_inner().unwrap(), gone);
+    assert_eq!(gone.last(), Some(&10), "6-6 down to 1-1");
 }
 
 #[test]
