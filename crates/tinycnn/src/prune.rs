@@ -697,7 +697,6 @@ pub fn greedy_observed(
     let mut terms = TermCache::new(&net, n);
     let mut steps = Vec::new();
     let mut evaluations = 0;
-    let mut gone = 0;
     let rechecked = std::sync::atomic::AtomicUsize::new(0);
 
     let predictions =
@@ -771,13 +770,12 @@ pub fn greedy_observed(
                 terms.valid = false; // the last layer's pre-activations changed
             }
         }
-        gone += removed.len();
-        on_step(gone);
         steps.push(Step {
             accuracies,
             removed,
             accuracy_after,
         });
+        on_step(steps.iter().map(|s| s.removed.len()).sum());
         if let Stop::Below(x) = stop {
             if accuracy_after < x {
                 break;

@@ -51,10 +51,10 @@ fn gram_in_tiles(x: &[f32], (n, p): (usize, usize), block: usize, tile: usize) -
             Some((t, band))
         })
         .collect();
+    let widest = bounds.windows(2).map(|c| c[1] - c[0]).max().unwrap_or(0);
     bands.into_par_iter().for_each(|(t, band)| {
         let (i0, i1) = (bounds[t], bounds[t + 1]);
         // One f32 buffer per band: freeing one per tile cost a TLB shootdown each (`perf`).
-        let widest = bounds.windows(2).map(|c| c[1] - c[0]).max().unwrap_or(0);
         let mut part = vec![0.0f32; (i1 - i0) * widest];
         for c in bounds[..=t + 1].windows(2) {
             tile_product(x, (n, p), block, (i0..i1, c[0]..c[1]), band, &mut part);
